@@ -163,7 +163,7 @@ class MappedBitmapConcurrencyTest
                     try
                     {
                         start.await();
-                        for (int i = 0; i < 400_000; i++)
+                        for (int i = 0; i < 2_000_000; i++)
                         {
                             final long chunk = random.nextLong(chunks);
                             bitmap.mark(chunk * GRANULARITY, 1);
