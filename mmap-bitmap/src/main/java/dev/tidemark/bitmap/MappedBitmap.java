@@ -1252,8 +1252,9 @@ public final class MappedBitmap implements DirtyBitmap
             {
                 channel.truncate(newLength);
             }
-            else
+            else if (newLength > channel.size())
             {
+                // Extend sparsely; never write at an offset that may hold live words (equal lengths).
                 writeFully(channel, ByteBuffer.allocate(1), newLength - 1);
             }
             channel.force(true);
