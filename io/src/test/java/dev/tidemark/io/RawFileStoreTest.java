@@ -317,10 +317,10 @@ class RawFileStoreTest
                     try
                     {
                         start.await();
-                        for (int op = 0; op < 400; op++)
+                        for (int op = 0; op < 300; op++)
                         {
                             final int offset = index * slice + random.nextInt(slice);
-                            final int length = random.nextInt(index * slice + slice - offset) + 1;
+                            final int length = random.nextInt(Math.min(index * slice + slice - offset, 96 * KIB)) + 1;
                             if (random.nextInt(5) == 0)
                             {
                                 store.writeZeroes(offset, length, random.nextBoolean());
