@@ -584,7 +584,6 @@ final class NbdConnection
                     release();
                     throw ex;
                 }
-                payload.flip();
             }
             if (type == CMD_DISC)
             {

@@ -53,6 +53,7 @@ public final class NbdServer implements AutoCloseable
     private final ScheduledExecutorService timer;
     private final BufferPool buffers = new BufferPool();
     private final AtomicInteger connectionIds = new AtomicInteger();
+    private final java.util.concurrent.atomic.AtomicLong accepted = new java.util.concurrent.atomic.AtomicLong();
     private volatile boolean closed;
 
     /** A server with {@link #DEFAULT_MAX_CONNECTIONS} and {@link #DEFAULT_HANDSHAKE_TIMEOUT}. */
@@ -193,6 +194,12 @@ public final class NbdServer implements AutoCloseable
         return connections.size();
     }
 
+    /** @return connections accepted since the server started (including refused ones). */
+    public long acceptedConnections()
+    {
+        return accepted.get();
+    }
+
     /** Stops listening, closes every connection cleanly, and waits for them (up to 10 seconds). */
     @Override
     public void close() throws IOException
@@ -326,6 +333,7 @@ public final class NbdServer implements AutoCloseable
                 }
                 continue;
             }
+            accepted.incrementAndGet();
             if (closed || connections.size() >= maxConnections)
             {
                 closeQuietly(channel);
