@@ -346,6 +346,7 @@ public final class NbdClient implements BlockStore
         {
             final long ask = Math.min(end - at, 0xffffffffL - minBlock + 1);
             final NbdClientConnection.Request request = submitWithRetry(CMD_BLOCK_STATUS, 0, at, ask, null, null, true);
+            request.await(connections[0].where(), replyTimeoutMillis);
             if (request.extents.isEmpty())
             {
                 throw new NbdException("BLOCK_STATUS at " + at + " on " + connections[0].where()

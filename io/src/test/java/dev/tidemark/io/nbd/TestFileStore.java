@@ -114,19 +114,19 @@ final class TestFileStore implements BlockStore
                 at += channel.write(zeroes, at);
             }
         }
-        if (mayUnmap)
+        // Whole pages inside the range become unallocated when unmapping is allowed; the rest is written zeroes.
+        final long first = (offset + PAGE - 1) / PAGE;
+        final long end = offset + length == size ? (size + PAGE - 1) / PAGE : (offset + length) / PAGE;
+        if (mayUnmap && first < end)
         {
-            final long first = (offset + PAGE - 1) / PAGE;
-            final long last = Math.min((offset + length) / PAGE, (size + PAGE - 1) / PAGE);
-            final boolean tailPage = offset + length == size;
+            mark(offset, first * PAGE - offset, true);
             synchronized (allocated)
             {
-                allocated.clear((int)first, (int)(tailPage ? (size + PAGE - 1) / PAGE : last));
+                allocated.clear((int)first, (int)end);
             }
-            mark(offset, Math.min(length, first * PAGE - offset), true);
-            if (!tailPage && offset + length > last * PAGE)
+            if (end * PAGE < offset + length)
             {
-                mark(last * PAGE, offset + length - last * PAGE, true);
+                mark(end * PAGE, offset + length - end * PAGE, true);
             }
         }
         else
