@@ -54,6 +54,7 @@ final class NbdConnection
     private MetaContext[] contexts = new MetaContext[0];
     private int[] contextIds = new int[0];
     private int transmissionFlags;
+    private String invalidReason;
 
     NbdConnection(final NbdServer server, final SocketChannel channel, final int id)
     {
@@ -571,6 +572,7 @@ final class NbdConnection
                 {
                     // The payload cannot be skipped sensibly: answer, then end the connection.
                     replyError(cookie, type, EOVERFLOW, "write of " + length + " bytes exceeds the 32 MiB limit", -1);
+                    release();
                     throw new ProtocolViolation("oversized write payload");
                 }
                 payload = server.buffers().acquire((int)length);
@@ -590,15 +592,14 @@ final class NbdConnection
                 release();
                 return;
             }
-            final String invalid = validate(target, type, flags, offset, length);
-            if (invalid != null)
+            final int error = validate(target, type, flags, offset, length);
+            if (error != OK)
             {
-                final int error = errorFor(target, type, offset, length, invalid);
                 if (payload != null)
                 {
                     server.buffers().release(payload);
                 }
-                replyError(cookie, type, error, invalid, -1);
+                replyError(cookie, type, error, invalidReason, -1);
                 release();
                 continue;
             }
@@ -606,7 +607,8 @@ final class NbdConnection
         }
     }
 
-    private String validate(final NbdExport target, final int type, final int flags, final long offset, final long length)
+    /** @return {@link NbdProtocol#OK} or the error for an invalid request, with {@link #invalidReason} set. */
+    private int validate(final NbdExport target, final int type, final int flags, final long offset, final long length)
     {
         int allowed = (transmissionFlags & TF_SEND_FUA) != 0 ? CMD_FLAG_FUA : 0;
         switch (type)
@@ -616,76 +618,64 @@ final class NbdConnection
                 break;
             case CMD_WRITE:
             case CMD_TRIM:
+            case CMD_FLUSH:
+            case CMD_CACHE:
                 break;
             case CMD_WRITE_ZEROES:
                 allowed |= CMD_FLAG_NO_HOLE | ((transmissionFlags & TF_SEND_FAST_ZERO) != 0 ? CMD_FLAG_FAST_ZERO : 0);
-                break;
-            case CMD_FLUSH:
-            case CMD_CACHE:
                 break;
             case CMD_BLOCK_STATUS:
                 allowed |= CMD_FLAG_REQ_ONE;
                 break;
             default:
-                return "unknown command " + type;
+                return invalid(EINVAL, "unknown command " + type);
         }
         if ((flags & ~allowed) != 0)
         {
-            return "flags 0x" + Integer.toHexString(flags) + " not valid for " + commandName(type);
+            return invalid(EINVAL, "flags 0x" + Integer.toHexString(flags) + " not valid for " + commandName(type));
         }
         if ((type == CMD_WRITE || type == CMD_TRIM || type == CMD_WRITE_ZEROES) && target.isReadOnly())
         {
-            return "export is read-only";
+            return invalid(EPERM, "export is read-only");
         }
         if (type == CMD_TRIM && (transmissionFlags & TF_SEND_TRIM) == 0
             || type == CMD_WRITE_ZEROES && (transmissionFlags & TF_SEND_WRITE_ZEROES) == 0
             || type == CMD_FLUSH && (transmissionFlags & TF_SEND_FLUSH) == 0
             || type == CMD_CACHE && (transmissionFlags & TF_SEND_CACHE) == 0)
         {
-            return commandName(type) + " is not supported by this export";
+            return invalid(EINVAL, commandName(type) + " is not supported by this export");
         }
         if (type == CMD_BLOCK_STATUS && contexts.length == 0)
         {
-            return "no metadata context was negotiated";
+            return invalid(EINVAL, "no metadata context was negotiated");
         }
         if (type == CMD_FLUSH)
         {
-            return null;
+            return OK;
         }
         if (type == CMD_READ && length > MAX_PAYLOAD)
         {
-            return "read of " + length + " bytes exceeds the 32 MiB limit";
+            return invalid(EOVERFLOW, "read of " + length + " bytes exceeds the 32 MiB limit");
         }
         final long size = target.size();
         if (offset < 0 || offset > size || length > size - offset)
         {
-            return commandName(type) + " of " + length + " bytes at " + Long.toUnsignedString(offset)
-                + " is past the end of the " + size + "-byte export";
+            // As QEMU does: writes past the end are out of space, anything else is invalid.
+            return invalid(type == CMD_WRITE || type == CMD_WRITE_ZEROES ? ENOSPC : EINVAL,
+                commandName(type) + " of " + length + " bytes at " + Long.toUnsignedString(offset)
+                + " is past the end of the " + size + "-byte export");
         }
         if (type == CMD_BLOCK_STATUS && length == 0)
         {
-            return "BLOCK_STATUS of zero bytes";
+            return invalid(EINVAL, "BLOCK_STATUS of zero bytes");
         }
-        return null;
+        return OK;
     }
 
-    private static int errorFor(final NbdExport target, final int type, final long offset, final long length,
-        final String reason)
+    private int invalid(final int error, final String reason)
     {
-        if (reason.equals("export is read-only"))
-        {
-            return EPERM;
-        }
-        if (reason.contains("exceeds the 32 MiB limit"))
-        {
-            return EOVERFLOW;
-        }
-        final boolean pastEnd = offset < 0 || offset > target.size() || length > target.size() - offset;
-        if (pastEnd && (type == CMD_WRITE || type == CMD_WRITE_ZEROES))
-        {
-            return ENOSPC;
-        }
-        return EINVAL;
+        invalidReason = reason;
+        return error;
     }
 
     private void dispatch(final NbdExport target, final int type, final int flags, final long cookie,
