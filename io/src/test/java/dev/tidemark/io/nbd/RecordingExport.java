@@ -15,10 +15,10 @@ final class RecordingExport implements NbdExport
     private final BitSetBitmap written;
     private final List<MetaContext> contexts;
     final Set<String> readerThreads = java.util.concurrent.ConcurrentHashMap.newKeySet();
-    private final java.util.concurrent.ExecutorService completer;
+    private final java.util.concurrent.Executor completer;
 
     RecordingExport(final NbdExport inner, final BitSetBitmap written, final String bitmapName,
-        final java.util.concurrent.ExecutorService completer)
+        final java.util.concurrent.Executor completer)
     {
         this.inner = inner;
         this.written = written;
