@@ -207,10 +207,12 @@ public final class NbdServer implements AutoCloseable
         closed = true;
         final List<ServerSocketChannel> toClose;
         final List<Path> paths;
+        final List<Thread> acceptors;
         synchronized (listeners)
         {
             toClose = List.copyOf(listeners);
             paths = List.copyOf(unixPaths);
+            acceptors = List.copyOf(acceptThreads);
         }
         for (final ServerSocketChannel channel : toClose)
         {
@@ -222,7 +224,7 @@ public final class NbdServer implements AutoCloseable
             connection.shutdown();
         }
         awaitTermination(all);
-        for (final Thread thread : acceptThreads)
+        for (final Thread thread : acceptors)
         {
             try
             {
