@@ -25,7 +25,8 @@ import java.util.regex.Pattern;
 import static org.assertj.core.api.Assertions.assertThat;
 
 /**
- * Drives our server with the real qemu-img, nbdinfo, nbdcopy, nbdsh and fio; one server per class.
+ * Drives our server with the real qemu-img, nbdinfo, nbdcopy, nbdsh and fio; test methods run one at a
+ * time on JUnit's thread against one server per class.
  */
 @TestInstance(TestInstance.Lifecycle.PER_CLASS)
 @Timeout(120)
