@@ -540,6 +540,46 @@ public final class BitmapRegistry
         return entry;
     }
 
+    /** Takes an entry out of the name space (a remove being prepared); returns its position for reattach. */
+    int detach(final Entry entry)
+    {
+        int position = 0;
+        for (final String name : entries.keySet())
+        {
+            if (name.equals(entry.name))
+            {
+                break;
+            }
+            position++;
+        }
+        entries.remove(entry.name);
+        entry.removed = true;
+        return position;
+    }
+
+    /** Puts a detached entry back where it was (a remove rolled back). */
+    void reattach(final Entry entry, final int position)
+    {
+        final List<Entry> order = new ArrayList<>(entries.values());
+        order.add(Math.min(position, order.size()), entry);
+        entries.clear();
+        for (final Entry e : order)
+        {
+            entries.put(e.name, e);
+        }
+        entry.removed = false;
+    }
+
+    /** Closes a detached entry's bitmap and deletes its file (a remove committed). */
+    void release(final Entry entry)
+    {
+        entry.bitmap.close();
+        if (entry.persistent)
+        {
+            deleteQuietly(fileOf(entry.fileId));
+        }
+    }
+
     void dropEntry(final Entry entry)
     {
         entries.remove(entry.name);
