@@ -160,7 +160,8 @@ public final class BitmapRegistry
                 if (id < 0 || !referenced.contains(id))
                 {
                     openMessages.add("bitmap file " + path.getFileName()
-                        + " belongs to no bitmap in the journal (a transaction that never committed); deleted");
+                        + " belongs to no bitmap in the journal (left by a transaction that never committed, or by a"
+                        + " deletion cut short); deleted");
                     Files.delete(path);
                 }
                 if (id >= nextFileId)
