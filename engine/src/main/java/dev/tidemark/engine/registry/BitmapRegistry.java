@@ -146,7 +146,8 @@ public final class BitmapRegistry
                 journal.append(JournalRecord.successorResolved(state.name(), false));
                 Files.deleteIfExists(successorPath);
             }
-            if (entry.inconsistent && (state.flags() & JournalRecord.FLAG_INCONSISTENT) == 0)
+            if (entry.inconsistent && ((state.flags() & JournalRecord.FLAG_INCONSISTENT) == 0
+                || replay.inconsistentByTail().contains(state.name())))
             {
                 journal.append(JournalRecord.bitmapFlags(state.name(), flagsOf(entry)));
             }
@@ -658,7 +659,8 @@ public final class BitmapRegistry
 
     private BitmapInfo info(final Entry entry)
     {
-        return new BitmapInfo(entry.name, entry.enabled, entry.isBusy(), entry.persistent, entry.inconsistent,
+        // QEMU disables a bitmap it finds inconsistent: it records nothing.
+        return new BitmapInfo(entry.name, entry.enabled && !entry.inconsistent, entry.isBusy(), entry.persistent, entry.inconsistent,
             entry.bitmap.granularity(), entry.bitmap.dirtyByteCount());
     }
 
