@@ -390,8 +390,9 @@ public final class WriteRing implements AutoCloseable
                         prepared.add(action);
                     }
                 }
-                catch (final RuntimeException ex)
+                catch (final RuntimeException | Error ex)
                 {
+                    // An Error too: the journal group and the registry must not stay half-prepared.
                     for (int i = prepared.size() - 1; i >= 0; i--)
                     {
                         try
