@@ -595,23 +595,23 @@ public final class WriteRing implements AutoCloseable
         }
     }
 
-    /** A handler bug must not stall the ring: fail the event's request and go on. */
+    /**
+     * A handler bug must not stall the ring nor let a failed request's data through: the event carries the error
+     * on, so later handlers skip it and the write handler completes the request with it.
+     */
     private static final class FailEventHandler implements ExceptionHandler<RingEvent>
     {
         @Override
         public void handleEventException(final Throwable ex, final long sequence, final RingEvent event)
         {
-            final IoCompletion completion = event.completion;
+            if (event.error == null)
+            {
+                event.error = ex;
+            }
             final ControlRequest control = event.control;
             if (control != null)
             {
                 control.result.completeExceptionally(ex);
-                control.writesBeforeCut.complete(null);
-            }
-            event.clear();
-            if (completion != null)
-            {
-                completion.complete(sequence, ex);
             }
         }
 
