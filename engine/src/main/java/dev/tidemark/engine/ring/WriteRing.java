@@ -25,7 +25,7 @@ import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
-import java.util.concurrent.locks.StampedLock;
+import java.util.concurrent.atomic.LongAdder;
 
 /**
  * The write ring of one disk: a multi-producer Disruptor whose handlers run mark, persist, copy-before-write
@@ -50,7 +50,8 @@ public final class WriteRing implements AutoCloseable
     private final TrackedDisk disk;
     private final Disruptor<RingEvent> disruptor;
     private final RingBuffer<RingEvent> ring;
-    private final StampedLock open = new StampedLock();
+    // Producers in the middle of publishing; striped so that producers do not contend on one word.
+    private final LongAdder publishing = new LongAdder();
     private final AtomicLong groupCommits = new AtomicLong();
     private final AtomicLong forcedPages = new AtomicLong();
     private final AtomicLong batches = new AtomicLong();
@@ -148,7 +149,7 @@ public final class WriteRing implements AutoCloseable
     public long publish(final RequestKind kind, final long offset, final long length, final ByteBuffer payload,
         final boolean fua, final boolean mayUnmap, final IoCompletion completion)
     {
-        final long stamp = open.readLock();
+        publishing.increment();
         try
         {
             checkOpen();
@@ -174,7 +175,7 @@ public final class WriteRing implements AutoCloseable
         }
         finally
         {
-            open.unlockRead(stamp);
+            publishing.decrement();
         }
     }
 
@@ -206,7 +207,7 @@ public final class WriteRing implements AutoCloseable
         {
             throw new IllegalStateException("a transaction cannot be submitted from the mark thread");
         }
-        final long stamp = open.readLock();
+        publishing.increment();
         try
         {
             checkOpen();
@@ -230,7 +231,7 @@ public final class WriteRing implements AutoCloseable
         }
         finally
         {
-            open.unlockRead(stamp);
+            publishing.decrement();
         }
         return request.result;
     }
@@ -243,22 +244,25 @@ public final class WriteRing implements AutoCloseable
         }
     }
 
-    /** Refuses new requests, lets every published one finish, and stops the threads. */
+    /**
+     * Refuses new requests, lets every published one finish, and stops the threads.
+     *
+     * <p>A producer announces itself ({@code publishing}) before it reads {@code closed}; close writes
+     * {@code closed} before it reads the announcements. Both are sequentially consistent, so either the
+     * producer sees the disk closed, or close sees the producer and waits for its publication, which the
+     * Disruptor's shutdown then drains.
+     */
     @Override
-    public void close()
+    public synchronized void close()
     {
-        final long stamp = open.writeLock();
-        try
+        if (closed)
         {
-            if (closed)
-            {
-                return;
-            }
-            closed = true;
+            return;
         }
-        finally
+        closed = true;
+        while (publishing.sum() != 0)
         {
-            open.unlockWrite(stamp);
+            Thread.onSpinWait();
         }
         disruptor.shutdown();
     }
