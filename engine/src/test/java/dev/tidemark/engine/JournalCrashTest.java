@@ -103,7 +103,9 @@ class JournalCrashTest
                                 {
                                     Thread.onSpinWait();
                                 }
-                                child.destroyForcibly();
+                                // SIGKILL through the handle: Process.destroyForcibly would also close our end of the pipe
+                                // and lose the lines the child wrote just before it died.
+                                child.toHandle().destroyForcibly();
                             }, "killer");
                             killer.setDaemon(true);
                             killer.start();
