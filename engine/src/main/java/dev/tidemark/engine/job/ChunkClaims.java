@@ -116,9 +116,12 @@ public final class ChunkClaims
     /** Marks every chunk as needed. */
     public void needAll()
     {
-        for (long c = 0; c < chunkCount; c++)
+        final int words = needed.length();
+        for (int i = 0; i < words; i++)
         {
-            set(needed, c);
+            final long first = (long)i << 6;
+            final long count = Math.min(64, chunkCount - first);
+            needed.set(i, count == 64 ? -1L : (1L << count) - 1);
         }
     }
 
@@ -164,6 +167,31 @@ public final class ChunkClaims
                 return -1;
             }
             bits = needed.get(word);
+        }
+        final long c = ((long)word << 6) + Long.numberOfTrailingZeros(bits);
+        return c < chunkCount ? c : -1;
+    }
+
+    /**
+     * @param from first chunk to look at.
+     * @return the first chunk at or after {@code from} that is needed but not yet done, or -1.
+     */
+    public long nextPending(final long from)
+    {
+        if (from >= chunkCount)
+        {
+            return -1;
+        }
+        int word = (int)(from >>> 6);
+        long bits = needed.get(word) & ~done.get(word) & (-1L << (from & 63));
+        while (bits == 0)
+        {
+            word++;
+            if (word >= needed.length())
+            {
+                return -1;
+            }
+            bits = needed.get(word) & ~done.get(word);
         }
         final long c = ((long)word << 6) + Long.numberOfTrailingZeros(bits);
         return c < chunkCount ? c : -1;

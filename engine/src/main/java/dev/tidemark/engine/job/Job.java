@@ -418,6 +418,27 @@ public abstract class Job
         }
     }
 
+    /**
+     * Blocks until the job is cancelled (for jobs whose work is done by others, such as copy-before-write only).
+     *
+     * @throws InterruptedException when the worker is interrupted.
+     */
+    protected final void awaitCancel() throws InterruptedException
+    {
+        while (pausePoint())
+        {
+            synchronized (lock())
+            {
+                busy = false;
+                while (!cancelled && !userPaused)
+                {
+                    lock().wait();
+                }
+                busy = true;
+            }
+        }
+    }
+
     /** @param bytes bytes just completed. */
     protected final void addProgress(final long bytes)
     {
