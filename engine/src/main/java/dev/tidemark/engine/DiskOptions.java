@@ -3,6 +3,7 @@ package dev.tidemark.engine;
 import com.lmax.disruptor.SleepingWaitStrategy;
 import com.lmax.disruptor.WaitStrategy;
 import dev.tidemark.engine.registry.BitmapFiles;
+import dev.tidemark.engine.registry.MappedBitmapFiles;
 import dev.tidemark.io.BlockStore;
 import java.nio.file.Path;
 import java.util.Objects;
@@ -52,6 +53,25 @@ public final class DiskOptions
         return new DiskOptions(Objects.requireNonNull(store, "store"),
             Objects.requireNonNull(bitmapDirectory, "bitmapDirectory"), "disk0", false, 4096, 1, true,
             Objects.requireNonNull(bitmapFiles, "bitmapFiles"), () -> new SleepingWaitStrategy(200, 20_000));
+    }
+
+    /**
+     * @param store the disk's data.
+     * @param bitmapDirectory where persistent bitmaps and the journal live (created if missing).
+     * @return options with the defaults and {@link MappedBitmapFiles}.
+     */
+    public static DiskOptions of(final BlockStore store, final Path bitmapDirectory)
+    {
+        return of(store, bitmapDirectory, MappedBitmapFiles.INSTANCE);
+    }
+
+    /**
+     * @param image a raw image file.
+     * @return the directory beside it that holds its bitmaps and journal: {@code <image>.bitmaps}.
+     */
+    public static Path bitmapDirectoryFor(final Path image)
+    {
+        return image.resolveSibling(image.getFileName() + ".bitmaps");
     }
 
     /**

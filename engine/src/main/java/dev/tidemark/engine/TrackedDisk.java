@@ -7,7 +7,9 @@ import dev.tidemark.io.BlockStore;
 import java.io.IOException;
 import java.io.InterruptedIOException;
 import java.nio.ByteBuffer;
+import dev.tidemark.io.RawFileStore;
 import java.nio.file.Files;
+import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
@@ -37,6 +39,7 @@ public final class TrackedDisk implements AutoCloseable
     private final BitmapRegistry registry;
     private final List<EngineEvents> listeners = new CopyOnWriteArrayList<>();
     private WriteRing ring;
+    private boolean closed;
 
     private TrackedDisk(final DiskOptions options, final Journal journal, final BitmapRegistry registry)
     {
@@ -75,6 +78,28 @@ public final class TrackedDisk implements AutoCloseable
         final TrackedDisk disk = new TrackedDisk(options, journal, registry);
         disk.start(options);
         return disk;
+    }
+
+    /**
+     * Opens a raw image file with its bitmap directory beside it ({@link DiskOptions#bitmapDirectoryFor}) and
+     * the default options.
+     *
+     * @param image the raw image.
+     * @return the open disk.
+     * @throws IOException if the image or the bitmap directory cannot be used.
+     */
+    public static TrackedDisk openImage(final Path image) throws IOException
+    {
+        final RawFileStore store = RawFileStore.open(image);
+        try
+        {
+            return open(DiskOptions.of(store, DiskOptions.bitmapDirectoryFor(image)));
+        }
+        catch (final IOException | RuntimeException ex)
+        {
+            store.close();
+            throw ex;
+        }
     }
 
     private void start(final DiskOptions options)
@@ -366,8 +391,13 @@ public final class TrackedDisk implements AutoCloseable
      * @throws IOException if the store's close failed.
      */
     @Override
-    public void close() throws IOException
+    public synchronized void close() throws IOException
     {
+        if (closed)
+        {
+            return;
+        }
+        closed = true;
         ring.close();
         try
         {

@@ -46,8 +46,8 @@ public final class Journal implements AutoCloseable
     private final Path file;
     private final MappedBytes bytes;
     private final Replay replay;
-    private final Bytes<?> body = Bytes.allocateElasticOnHeap(256);
-    private final Bytes<?> record = Bytes.allocateElasticOnHeap(256);
+    private final Bytes<?> body = scratch();
+    private final Bytes<?> record = scratch();
     private long end;
     private long lastCut;
     private Thread groupOwner;
@@ -194,6 +194,14 @@ public final class Journal implements AutoCloseable
         bytes.close();
     }
 
+    /** Encoding buffers, used under the journal's monitor by whichever thread appends (see the class comment). */
+    private static Bytes<?> scratch()
+    {
+        final Bytes<?> bytes = Bytes.allocateElasticOnHeap(256);
+        bytes.singleThreadedCheckDisabled(true);
+        return bytes;
+    }
+
     private void checkOwner()
     {
         if (groupOwner != Thread.currentThread())
@@ -286,8 +294,8 @@ public final class Journal implements AutoCloseable
 
     private static byte[] encodeSnapshot(final Replay replay)
     {
-        final Bytes<?> body = Bytes.allocateElasticOnHeap(256);
-        final Bytes<?> record = Bytes.allocateElasticOnHeap(256);
+        final Bytes<?> body = scratch();
+        final Bytes<?> record = scratch();
         final java.io.ByteArrayOutputStream out = new java.io.ByteArrayOutputStream();
         for (final BitmapState state : replay.bitmaps.values())
         {

@@ -80,6 +80,7 @@ public final class BitmapActions
         return new ControlAction()
         {
             private BitmapRegistry.Entry removed;
+            private int position;
 
             @Override
             public void prepare(final CutContext ctx)
@@ -88,20 +89,20 @@ public final class BitmapActions
                 final BitmapRegistry.Entry entry = registry.lookup(name);
                 BitmapRegistry.checkBusy(entry);
                 registry.journalRemoved(entry);
-                entry.removed = true;
+                position = registry.detach(entry);
                 removed = entry;
             }
 
             @Override
             public void commit(final CutContext ctx)
             {
-                ctx.registry().dropEntry(removed);
+                ctx.registry().release(removed);
             }
 
             @Override
             public void abort(final CutContext ctx)
             {
-                removed.removed = false;
+                ctx.registry().reattach(removed, position);
                 ctx.registry().journalRestoredAdd(removed);
             }
 

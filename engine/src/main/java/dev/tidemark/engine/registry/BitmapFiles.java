@@ -36,4 +36,13 @@ public interface BitmapFiles
      * @throws IOException if the file cannot be read or is not a bitmap file.
      */
     DirtyBitmap open(Path file) throws IOException;
+
+    /**
+     * Switches a bitmap's durable mode: when on, its pending pages are forced now and its file says that every
+     * bit reached storage before the data it covers (so it is trusted after a power loss).
+     *
+     * @param bitmap a bitmap this factory made.
+     * @param on the mode.
+     */
+    void durable(DirtyBitmap bitmap, boolean on);
 }

@@ -188,10 +188,33 @@ public final class BitmapRegistry
         markThread = thread;
     }
 
-    /** @param durable whether successors' merges are forced before their files are deleted. */
-    public void durable(final boolean durable)
+    /**
+     * Switches durable mode for every persistent bitmap and successor (forcing their pending pages when it turns
+     * on) and for bitmaps made later; mark thread, or the opening thread before the ring starts.
+     *
+     * @param on the mode.
+     */
+    public synchronized void durable(final boolean on)
     {
-        this.durable = durable;
+        checkMarkThread();
+        durable = on;
+        for (final Entry entry : entries.values())
+        {
+            if (entry.persistent)
+            {
+                files.durable(entry.bitmap, on);
+                if (entry.successor != null)
+                {
+                    files.durable(entry.successor.bitmap(), on);
+                }
+            }
+        }
+    }
+
+    /** @return whether durable mode is on. */
+    public boolean isDurable()
+    {
+        return durable;
     }
 
     /** @return size of the tracked disk. */
@@ -303,6 +326,10 @@ public final class BitmapRegistry
             {
                 fileId = nextFileId++;
                 bits = files.create(fileOf(fileId), name, diskSize, entry.bitmap.granularity());
+                if (durable)
+                {
+                    files.durable(bits, true);
+                }
                 journal.append(JournalRecord.successorCreated(name, fileId));
             }
             else
@@ -487,6 +514,10 @@ public final class BitmapRegistry
             {
                 fileId = nextFileId++;
                 bitmap = files.create(fileOf(fileId), name, diskSize, granularity);
+                if (durable)
+                {
+                    files.durable(bitmap, true);
+                }
             }
             else
             {
@@ -507,6 +538,46 @@ public final class BitmapRegistry
             journal.append(JournalRecord.bitmapAdded(name, fileId, granularity, flagsOf(entry)));
         }
         return entry;
+    }
+
+    /** Takes an entry out of the name space (a remove being prepared); returns its position for reattach. */
+    int detach(final Entry entry)
+    {
+        int position = 0;
+        for (final String name : entries.keySet())
+        {
+            if (name.equals(entry.name))
+            {
+                break;
+            }
+            position++;
+        }
+        entries.remove(entry.name);
+        entry.removed = true;
+        return position;
+    }
+
+    /** Puts a detached entry back where it was (a remove rolled back). */
+    void reattach(final Entry entry, final int position)
+    {
+        final List<Entry> order = new ArrayList<>(entries.values());
+        order.add(Math.min(position, order.size()), entry);
+        entries.clear();
+        for (final Entry e : order)
+        {
+            entries.put(e.name, e);
+        }
+        entry.removed = false;
+    }
+
+    /** Closes a detached entry's bitmap and deletes its file (a remove committed). */
+    void release(final Entry entry)
+    {
+        entry.bitmap.close();
+        if (entry.persistent)
+        {
+            deleteQuietly(fileOf(entry.fileId));
+        }
     }
 
     void dropEntry(final Entry entry)
@@ -572,25 +643,6 @@ public final class BitmapRegistry
             entry.bitmap.close();
         }
         recorders = NONE;
-    }
-
-    /**
-     * Forces every bitmap's pages that gained bits since their last force; used when durable mode turns on.
-     *
-     * @return pages forced.
-     */
-    public synchronized int forceAll()
-    {
-        int pages = 0;
-        for (final Entry entry : entries.values())
-        {
-            pages += entry.bitmap.force();
-            if (entry.successor != null)
-            {
-                pages += entry.successor.bitmap().force();
-            }
-        }
-        return pages;
     }
 
     private Entry ownerOf(final Successor successor)

@@ -97,12 +97,8 @@ public final class WriteRing implements AutoCloseable
     {
         submitTask(() ->
         {
-            if (on && !durable)
-            {
-                forcedPages.addAndGet(registry.forceAll());
-            }
-            durable = on;
             registry.durable(on);
+            durable = on;
             journal.syncOnCommit(on);
         }).join();
     }
