@@ -171,7 +171,7 @@ public final class MappedBitmap implements DirtyBitmap
             null, null, null, false, options.regionBytes, name, granularity, diskSize, options.clock, null,
             OpenState.ANONYMOUS);
         bitmap.allocateAnonymousRegions();
-        bitmap.rebuildSummary();
+        bitmap.rebuildSummary(false);
         return bitmap;
     }
 
@@ -355,7 +355,8 @@ public final class MappedBitmap implements DirtyBitmap
         try
         {
             bitmap.mapRegions();
-            bitmap.rebuildSummary();
+            // A new file is all zero: no need to read (and fault in) its data area.
+            bitmap.rebuildSummary(state != OpenState.CREATED);
             final int flags = bitmap.header.getInt(BitmapFileDescriptor.FLAGS_OFFSET, ByteOrder.LITTLE_ENDIAN);
             bitmap.durable = (flags & BitmapFileDescriptor.FLAG_DURABLE) != 0;
             bitmap.inconsistent = state == OpenState.INCONSISTENT;
@@ -1201,7 +1202,7 @@ public final class MappedBitmap implements DirtyBitmap
                 pageSink.forceHeader();
             }
         }
-        rebuildSummary();
+        rebuildSummary(true);
     }
 
     private void setGeometry(final long newDiskSize)
@@ -1423,8 +1424,11 @@ public final class MappedBitmap implements DirtyBitmap
         }
     }
 
-    /** Rebuilds levels 1 and 2 from the data by one flat scan; no other thread may touch the bitmap. */
-    private void rebuildSummary()
+    /**
+     * Rebuilds levels 1 and 2 from the data by one flat scan, or leaves them empty for data known to be
+     * zero; no other thread may touch the bitmap.
+     */
+    private void rebuildSummary(final boolean scan)
     {
         level1Words = (wordCount + 63) >>> 6;
         level2Words = (level1Words + 63) >>> 6;
@@ -1432,7 +1436,7 @@ public final class MappedBitmap implements DirtyBitmap
             BufferUtil.allocateDirectAligned((int)(level1Words * Long.BYTES), 64));
         final UnsafeBuffer newLevel2 = new UnsafeBuffer(
             BufferUtil.allocateDirectAligned((int)(level2Words * Long.BYTES), 64));
-        for (long word = 0; word < wordCount; word++)
+        for (long word = 0; scan && word < wordCount; word++)
         {
             if (dataWordPlain(word) != 0)
             {

@@ -146,7 +146,8 @@ public final class BitmapRegistry
                 journal.append(JournalRecord.successorResolved(state.name(), false));
                 Files.deleteIfExists(successorPath);
             }
-            if (entry.inconsistent && (state.flags() & JournalRecord.FLAG_INCONSISTENT) == 0)
+            if (entry.inconsistent && ((state.flags() & JournalRecord.FLAG_INCONSISTENT) == 0
+                || replay.inconsistentByTail().contains(state.name())))
             {
                 journal.append(JournalRecord.bitmapFlags(state.name(), flagsOf(entry)));
             }
@@ -160,7 +161,8 @@ public final class BitmapRegistry
                 if (id < 0 || !referenced.contains(id))
                 {
                     openMessages.add("bitmap file " + path.getFileName()
-                        + " belongs to no bitmap in the journal (a transaction that never committed); deleted");
+                        + " belongs to no bitmap in the journal (left by a transaction that never committed, or by a"
+                        + " deletion cut short); deleted");
                     Files.delete(path);
                 }
                 if (id >= nextFileId)
@@ -657,7 +659,8 @@ public final class BitmapRegistry
 
     private BitmapInfo info(final Entry entry)
     {
-        return new BitmapInfo(entry.name, entry.enabled, entry.isBusy(), entry.persistent, entry.inconsistent,
+        // QEMU disables a bitmap it finds inconsistent: it records nothing.
+        return new BitmapInfo(entry.name, entry.enabled && !entry.inconsistent, entry.isBusy(), entry.persistent, entry.inconsistent,
             entry.bitmap.granularity(), entry.bitmap.dirtyByteCount());
     }
 
