@@ -3,6 +3,7 @@ package dev.tidemark.engine.ring;
 import com.lmax.disruptor.EventHandler;
 import com.lmax.disruptor.ExceptionHandler;
 import com.lmax.disruptor.RingBuffer;
+import com.lmax.disruptor.Sequence;
 import com.lmax.disruptor.WaitStrategy;
 import com.lmax.disruptor.dsl.Disruptor;
 import com.lmax.disruptor.dsl.ProducerType;
@@ -527,6 +528,14 @@ public final class WriteRing implements AutoCloseable
     /** Calls the interceptors of jobs and fleecing views before data reaches the store. */
     private static final class CopyBeforeWriteHandler implements EventHandler<RingEvent>
     {
+        private Sequence progress;
+
+        @Override
+        public void setSequenceCallback(final Sequence sequenceCallback)
+        {
+            progress = sequenceCallback;
+        }
+
         @Override
         public void onEvent(final RingEvent event, final long sequence, final boolean endOfBatch)
         {
@@ -534,6 +543,9 @@ public final class WriteRing implements AutoCloseable
             {
                 return;
             }
+            // Release everything before this request to the write thread first: an interceptor may wait for
+            // CutContext.writesBeforeCutDone(), which the write thread completes only once it gets there.
+            progress.set(sequence - 1);
             for (final WriteInterceptor interceptor : event.interceptors)
             {
                 try
