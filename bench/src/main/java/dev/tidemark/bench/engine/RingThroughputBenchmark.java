@@ -1,5 +1,6 @@
 package dev.tidemark.bench.engine;
 
+import com.lmax.disruptor.YieldingWaitStrategy;
 import dev.tidemark.engine.DiskOptions;
 import dev.tidemark.engine.IoCompletion;
 import dev.tidemark.engine.RequestKind;
@@ -45,6 +46,10 @@ public class RingThroughputBenchmark
         @Param({"0", "1", "4"})
         int bitmaps;
 
+        /** The ring's wait strategy: the default lite-lock phased backoff, or Disruptor's yielding one. */
+        @Param({"lite", "yielding"})
+        String wait;
+
         TrackedDisk disk;
         Path directory;
 
@@ -52,7 +57,12 @@ public class RingThroughputBenchmark
         public void open() throws IOException
         {
             directory = Files.createTempDirectory("tidemark-ring-bench");
-            disk = TrackedDisk.open(DiskOptions.of(new NullStore(DISK), directory).withRingSize(8192));
+            DiskOptions options = DiskOptions.of(new NullStore(DISK), directory).withRingSize(8192);
+            if ("yielding".equals(wait))
+            {
+                options = options.withWaitStrategy(YieldingWaitStrategy::new);
+            }
+            disk = TrackedDisk.open(options);
             for (int i = 0; i < bitmaps; i++)
             {
                 disk.transaction(BitmapActions.add("b" + i));

@@ -1,6 +1,8 @@
 package dev.tidemark.bench.engine;
 
 import dev.tidemark.engine.DiskOptions;
+import dev.tidemark.engine.IoCompletion;
+import dev.tidemark.engine.RequestKind;
 import dev.tidemark.engine.TrackedDisk;
 import dev.tidemark.engine.registry.BitmapActions;
 import dev.tidemark.io.RawFileStore;
@@ -12,6 +14,7 @@ import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import java.util.Comparator;
 import java.util.SplittableRandom;
+import java.util.concurrent.Semaphore;
 import java.util.concurrent.TimeUnit;
 import java.util.stream.Stream;
 import org.openjdk.jmh.annotations.Benchmark;
@@ -26,9 +29,9 @@ import org.openjdk.jmh.annotations.TearDown;
 import org.openjdk.jmh.annotations.Threads;
 
 /**
- * 4 KiB random synchronous writes to a 1 GiB raw file in /dev/shm: through a {@link TrackedDisk} with one
- * recording bitmap, against plain {@link FileChannel} positional writes, from the same two threads; JMH
- * confines each thread's state to it.
+ * 4 KiB random writes to a 1 GiB raw file in /dev/shm: through a {@link TrackedDisk} with one recording bitmap
+ * (synchronous, and pipelined with a window per thread), against plain synchronous {@link FileChannel}
+ * positional writes, from the same two threads; JMH confines each thread's state to it.
  */
 @BenchmarkMode(Mode.Throughput)
 @OutputTimeUnit(TimeUnit.SECONDS)
@@ -37,6 +40,7 @@ public class TrackedFileWriteBenchmark
 {
     private static final long SIZE = 1L << 30;
     private static final int BLOCK = 4096;
+    private static final int WINDOW = 64;
 
     /** The files, shared by the writers. */
     @State(Scope.Benchmark)
@@ -76,12 +80,49 @@ public class TrackedFileWriteBenchmark
         }
     }
 
-    /** One writer's buffer and offsets. */
+    /** One writer's buffers, offsets and in-flight window. */
     @State(Scope.Thread)
     public static class Writer
     {
         final ByteBuffer block = ByteBuffer.allocateDirect(BLOCK);
+        final ByteBuffer[] window = new ByteBuffer[WINDOW];
+        final Semaphore inFlight = new Semaphore(WINDOW);
+        final IoCompletion release = (sequence, error) -> inFlight.release();
         final SplittableRandom random = new SplittableRandom(7);
+        int next;
+
+        @Setup(Level.Trial)
+        public void buffers()
+        {
+            for (int i = 0; i < WINDOW; i++)
+            {
+                window[i] = ByteBuffer.allocateDirect(BLOCK);
+            }
+        }
+
+        @TearDown(Level.Iteration)
+        public void drain() throws InterruptedException
+        {
+            inFlight.acquire(WINDOW);
+            inFlight.release(WINDOW);
+        }
+    }
+
+    /**
+     * Tracked writes kept in flight, up to {@value #WINDOW} per thread, as an NBD connection keeps them.
+     *
+     * @param files the files.
+     * @param writer this thread's state.
+     * @throws InterruptedException if interrupted while the window is full.
+     */
+    @Benchmark
+    public void trackedPipelined(final Files2 files, final Writer writer) throws InterruptedException
+    {
+        writer.inFlight.acquire();
+        final ByteBuffer buffer = writer.window[writer.next++ & (WINDOW - 1)];
+        buffer.clear();
+        files.disk.submit(RequestKind.WRITE, writer.random.nextLong(SIZE / BLOCK) * BLOCK, BLOCK, buffer, false,
+            false, writer.release);
     }
 
     /**
