@@ -60,7 +60,8 @@ class BackupBehaviourTest
 
     private void awaitGone(final Job job)
     {
-        EventLog.await(() -> job.status() == JobStatus.NULL, 30_000, "job " + job.id() + " (seed " + seed + ")");
+        EventLog.await(() -> job.status() == JobStatus.NULL
+            && events.briefFor(job.id()).contains(job.id() + ":null"), 30_000, "job " + job.id() + " (seed " + seed + ")");
     }
 
     private void expectRefused(final BackupOptions options, final long targetSize, final String message)
