@@ -180,6 +180,27 @@ class BackupBehaviourTest
     }
 
     @Test
+    void stopPolicyPausesOnTargetErrorsAndResumeRetries() throws Exception
+    {
+        try (RawFileStore raw = target(SIZE))
+        {
+            final FaultyStore faulty = new FaultyStore(raw);
+            faulty.failFrom(5, "No space left on device");
+            final BackupJob job = BackupStartAction.start(disk, manager, BackupOptions.of("vda", SyncMode.FULL)
+                .withJobId("stop").withErrorPolicies(OnError.REPORT, OnError.ENOSPC), faulty);
+            EventLog.await(() -> job.status() == JobStatus.PAUSED, 10_000, "paused on ENOSPC");
+            assertThat(events.last("stop", "BLOCK_JOB_ERROR").data()).containsEntry("action", "stop")
+                .containsEntry("operation", "write");
+            assertThat(job.queryBlockJobsInfo()).containsEntry("io-status", "nospace").containsEntry("paused", true);
+            faulty.heal();
+            manager.resume("stop");
+            awaitGone(job);
+            assertThat(events.last("stop", "BLOCK_JOB_COMPLETED").data()).doesNotContainKey("error");
+            Workload.assertSameContent(base, Workload.read(raw), "full backup retried after ENOSPC");
+        }
+    }
+
+    @Test
     void setSpeedAtRunTimeLiftsTheLimit() throws Exception
     {
         try (RawFileStore t = target(SIZE))
