@@ -201,6 +201,29 @@ class BackupBehaviourTest
     }
 
     @Test
+    void jobStartsAndOutcomesAreJournaledAndGroupedNeedsBackups() throws Exception
+    {
+        try (RawFileStore ok = target(SIZE); RawFileStore bad = target(SIZE))
+        {
+            awaitGone(BackupStartAction.start(disk, manager, BackupOptions.of("vda", SyncMode.INCREMENTAL)
+                .withJobId("jok").withBitmap("b0", null), ok));
+            final FaultyStore faulty = new FaultyStore(bad);
+            faulty.failFrom(1, "Input/output error");
+            awaitGone(BackupStartAction.start(disk, manager, BackupOptions.of("vda", SyncMode.FULL).withJobId("jbad"),
+                faulty));
+        }
+        assertThatThrownBy(() -> JobTransaction.checkGroupable(List.of(BitmapActions.add("x"))))
+            .hasMessage("Action 'block-dirty-bitmap-add' does not support transaction property completion-mode = grouped");
+        JobTransaction.checkGroupable(List.of(new BackupStartAction(manager, BackupOptions.of("vda", SyncMode.FULL),
+            new FaultyStore(target(SIZE)), null)));
+        disk.close();
+        disk = TrackedDisk.open(DiskOptions.of(RawFileStore.open(dir.resolve("disk.raw")), dir.resolve("bitmaps"))
+            .withName("vda"));
+        assertThat(disk.journal().replay().jobs()).containsEntry("jok", "completed")
+            .containsEntry("jbad", "failed: Input/output error");
+    }
+
+    @Test
     void setSpeedAtRunTimeLiftsTheLimit() throws Exception
     {
         try (RawFileStore t = target(SIZE))
