@@ -224,6 +224,36 @@ class BackupBehaviourTest
     }
 
     @Test
+    void sourceReadErrorsFollowOnSourceError() throws Exception
+    {
+        final Path image = dir.resolve("src.raw");
+        final RawFileStore raw = RawFileStore.create(image, SIZE);
+        final byte[] content = Workload.fill(raw, seed + 1);
+        final FaultyStore source = new FaultyStore(raw);
+        try (TrackedDisk other = TrackedDisk.open(DiskOptions.of(source, dir.resolve("bm2")).withName("vdb"));
+            RawFileStore reported = target(SIZE); RawFileStore ignored = target(SIZE))
+        {
+            other.addListener(events);
+            source.failReads(1);
+            final BackupJob failing = BackupStartAction.start(other, manager,
+                BackupOptions.of("vdb", SyncMode.FULL).withJobId("rd"), reported);
+            awaitGone(failing);
+            assertThat(events.last("rd", "BLOCK_JOB_ERROR").data()).containsEntry("operation", "read")
+                .containsEntry("action", "report");
+            assertThat(events.last("rd", "BLOCK_JOB_COMPLETED").data()).containsEntry("error", "Input/output error");
+
+            source.failReads(3);
+            final BackupJob retrying = BackupStartAction.start(other, manager,
+                BackupOptions.of("vdb", SyncMode.FULL).withJobId("ri").withErrorPolicies(OnError.IGNORE, OnError.REPORT),
+                ignored);
+            awaitGone(retrying);
+            assertThat(events.last("ri", "BLOCK_JOB_ERROR").data()).containsEntry("action", "ignore");
+            assertThat(events.last("ri", "BLOCK_JOB_COMPLETED").data()).doesNotContainKey("error");
+            Workload.assertSameContent(content, Workload.read(ignored), "backup retried after read errors");
+        }
+    }
+
+    @Test
     void setSpeedAtRunTimeLiftsTheLimit() throws Exception
     {
         try (RawFileStore t = target(SIZE))
