@@ -254,6 +254,26 @@ class BackupBehaviourTest
     }
 
     @Test
+    void manualFinalizeKeepsTheBitmapBusyUntilFinalized() throws Exception
+    {
+        disk.write(0, ByteBuffer.wrap(new byte[128 << 10]), false);
+        try (RawFileStore t = target(SIZE))
+        {
+            final BackupJob job = BackupStartAction.start(disk, manager, BackupOptions.of("vda", SyncMode.INCREMENTAL)
+                .withJobId("man").withBitmap("b0", null).withJob(new JobOptions(false, false, 0)), t);
+            EventLog.await(() -> job.status() == JobStatus.PENDING, 10_000, "pending");
+            assertThat(disk.bitmaps().query("b0").busy()).as("busy while pending").isTrue();
+            disk.write(4L << 20, ByteBuffer.wrap(new byte[4096]), false);
+            manager.finalizeJob("man");
+            assertThat(job.status()).isEqualTo(JobStatus.CONCLUDED);
+            assertThat(disk.bitmaps().query("b0").busy()).isFalse();
+            assertThat(disk.bitmaps().query("b0").count()).as("only the write made during the job").isEqualTo(65536);
+            manager.dismiss("man");
+            assertThat(manager.jobs()).isEmpty();
+        }
+    }
+
+    @Test
     void setSpeedAtRunTimeLiftsTheLimit() throws Exception
     {
         try (RawFileStore t = target(SIZE))
