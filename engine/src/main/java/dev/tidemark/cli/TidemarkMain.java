@@ -16,6 +16,7 @@ import picocli.CommandLine.Command;
     description = "Write tracking and incremental backup for virtual disks.",
     subcommands = {
         CommandLine.HelpCommand.class,
+        QmpCli.class,
     })
 public final class TidemarkMain
 {
