@@ -88,6 +88,8 @@ public final class QmpServer implements AutoCloseable
 
     /** The connection whose command runs now; touched only on the dispatcher thread. */
     private Connection current;
+    /** Whether the current reply ends capabilities negotiation; dispatcher thread only. */
+    private boolean negotiateOnReply;
     /** Work to do right after the current command's reply is queued; dispatcher thread only. */
     private final List<Runnable> afterReply = new ArrayList<>();
 
@@ -400,13 +402,7 @@ public final class QmpServer implements AutoCloseable
         {
             throw new QmpError(QmpErrorClass.CommandNotFound, "Capabilities negotiation is already complete, command ignored");
         }
-        afterReply.add(() ->
-        {
-            synchronized (eventLock)
-            {
-                connection.negotiated = true;
-            }
-        });
+        negotiateOnReply = true;
     }
 
     /** Called by {@code quit}: shut down once the reply is queued. */
@@ -430,6 +426,7 @@ public final class QmpServer implements AutoCloseable
     {
         current = connection;
         afterReply.clear();
+        negotiateOnReply = false;
         JsonNode id = null;
         ObjectNode reply;
         try
@@ -493,11 +490,13 @@ public final class QmpServer implements AutoCloseable
         catch (final QmpError ex)
         {
             afterReply.clear();
+            negotiateOnReply = false;
             reply = errorReply(ex);
         }
         catch (final RuntimeException ex)
         {
             afterReply.clear();
+            negotiateOnReply = false;
             LOG.log(System.Logger.Level.WARNING, "QMP command failed unexpectedly", ex);
             reply = errorReply(QmpError.generic("Internal error: " + ex));
         }
@@ -505,7 +504,20 @@ public final class QmpServer implements AutoCloseable
         {
             reply.set("id", id);
         }
-        connection.enqueue(QmpJson.encode(reply));
+        final byte[] bytes = QmpJson.encode(reply);
+        if (negotiateOnReply)
+        {
+            // Atomic with event delivery: every event published after this reply reaches the client.
+            synchronized (eventLock)
+            {
+                connection.enqueue(bytes);
+                connection.negotiated = true;
+            }
+        }
+        else
+        {
+            connection.enqueue(bytes);
+        }
         for (final Runnable action : afterReply)
         {
             action.run();

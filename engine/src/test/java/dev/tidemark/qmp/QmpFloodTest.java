@@ -209,4 +209,24 @@ class QmpFloodTest
             }
         }
     }
+
+    @Test
+    void everyEventPublishedAfterTheNegotiationReplyIsDelivered() throws Exception
+    {
+        // Regression: the negotiated flag must flip atomically with queuing the reply.
+        try (QmpTestServer test = new QmpTestServer())
+        {
+            for (int round = 0; round < 200; round++)
+            {
+                try (QmpClient client = test.negotiated())
+                {
+                    final ObjectNode data = QmpJson.object();
+                    data.put("round", round);
+                    test.server.publishEvent("AFTER_NEGOTIATION", data);
+                    assertThat(client.awaitEvent("AFTER_NEGOTIATION", Duration.ofSeconds(5)).at("/data/round").asInt())
+                        .isEqualTo(round);
+                }
+            }
+        }
+    }
 }
