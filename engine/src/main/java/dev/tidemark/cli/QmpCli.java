@@ -255,6 +255,8 @@ public final class QmpCli implements Callable<Integer>
             try
             {
                 client.nextReply(Duration.ofSeconds(timeoutSeconds));
+                // Events were printed by the tap; do not keep them queued for the whole session.
+                client.drainEvents();
             }
             catch (final TimeoutException ex)
             {

@@ -57,7 +57,7 @@ import dev.tidemark.io.qmp.QmpFrameSplitter;
  * client that never reads) is dropped. Oversized or over-nested messages get one GenericError each
  * and are skipped up to their end; the connection continues (see {@link QmpFrameSplitter}).
  */
-public final class QmpServer implements AutoCloseable
+public final class QmpServer implements QmpEventSink, AutoCloseable
 {
     private static final System.Logger LOG = System.getLogger(QmpServer.class.getName());
 
@@ -173,6 +173,7 @@ public final class QmpServer implements AutoCloseable
      * @param name event name, e.g. {@code JOB_STATUS_CHANGE}.
      * @param data event data; null or empty omits the {@code data} member, as QEMU does.
      */
+    @Override
     public void publishEvent(final String name, final ObjectNode data)
     {
         Objects.requireNonNull(name, "name");

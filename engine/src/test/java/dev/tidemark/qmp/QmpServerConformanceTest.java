@@ -406,6 +406,18 @@ class QmpServerConformanceTest
         }
     }
 
+    @Test
+    void callOnDispatcherRunsSerialisedWithCommandsAndPropagatesErrors() throws Exception
+    {
+        assertThat(test.server.isDispatcherThread()).isFalse();
+        assertThat(test.server.callOnDispatcher(test.server::isDispatcherThread)).isTrue();
+        assertThat(test.server.callOnDispatcher(() -> test.server.callOnDispatcher(() -> 42))).isEqualTo(42);
+        assertThatThrownBy(() -> test.server.callOnDispatcher(() ->
+        {
+            throw QmpError.generic("nope");
+        })).isInstanceOfSatisfying(QmpError.class, e -> assertThat(e.desc()).isEqualTo("nope"));
+    }
+
     static void write(final SocketChannel channel, final String text) throws IOException
     {
         write(channel, text.getBytes(StandardCharsets.UTF_8));
