@@ -17,6 +17,7 @@ import picocli.CommandLine.Command;
     subcommands = {
         CommandLine.HelpCommand.class,
         BitmapCommand.class,
+        QmpCli.class,
     })
 public final class TidemarkMain
 {
