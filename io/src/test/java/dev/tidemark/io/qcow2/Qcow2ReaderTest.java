@@ -348,7 +348,7 @@ class Qcow2ReaderTest
         assertRefused(encrypted, "encrypted image (crypt_method 2)");
 
         final Path external = dir.resolve("external.qcow2");
-        QemuTools.ok("qemu-img", "create", "-q", "-f", "qcow2", "-o", "data_file=external.raw", external.toString(),
+        QemuTools.ok("qemu-img", "create", "-q", "-f", "qcow2", "-o", "data_file=" + dir.resolve("external.raw"), external.toString(),
             "1M");
         assertRefused(external, "external data file");
 
