@@ -16,6 +16,8 @@ import picocli.CommandLine.Command;
     description = "Write tracking and incremental backup for virtual disks.",
     subcommands = {
         CommandLine.HelpCommand.class,
+        BitmapCommand.class,
+        QmpCli.class,
     })
 public final class TidemarkMain
 {
@@ -41,7 +43,7 @@ public final class TidemarkMain
     public static int run(final String... args)
     {
         final CommandLine commandLine = new CommandLine(new TidemarkMain());
-        commandLine.setExitCodeExceptionMapper(ex -> EXIT_ERROR);
+        commandLine.setExitCodeExceptionMapper(ex -> ex instanceof CommandLine.ParameterException ? EXIT_USAGE : EXIT_ERROR);
         return commandLine.execute(args);
     }
 

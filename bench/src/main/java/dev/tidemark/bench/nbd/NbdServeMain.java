@@ -1,0 +1,56 @@
+package dev.tidemark.bench.nbd;
+
+import dev.tidemark.io.nbd.BlockStoreExport;
+import dev.tidemark.io.nbd.NbdServer;
+
+import java.nio.file.Path;
+import java.util.List;
+import java.util.concurrent.CountDownLatch;
+
+/**
+ * Serves one file over NBD until the process is terminated; main thread only.
+ *
+ * <p>Usage: {@code NbdServeMain FILE SOCKET [EXPORT_NAME]}. Prints {@code ready} once listening on the
+ * Unix socket. This is the plain {@link BlockStoreExport} (no bitmaps) the NBD benchmark compares with
+ * qemu-storage-daemon; the engine's tracked export is launched the same way by its own main class.
+ */
+public final class NbdServeMain
+{
+    private NbdServeMain()
+    {
+    }
+
+    /**
+     * @param args file, socket path, optional export name (default {@code disk}).
+     * @throws Exception if the file cannot be opened or the socket bound.
+     */
+    public static void main(final String[] args) throws Exception
+    {
+        if (args.length < 2 || args.length > 3)
+        {
+            System.err.println("usage: NbdServeMain FILE SOCKET [EXPORT_NAME]");
+            System.exit(2);
+        }
+        final FileChannelStore store = new FileChannelStore(Path.of(args[0]), false);
+        final NbdServer server = new NbdServer();
+        server.addExport(new BlockStoreExport(args.length == 3 ? args[2] : "disk", "", store, false, List.of()));
+        server.listenUnix(Path.of(args[1]));
+        final CountDownLatch stopped = new CountDownLatch(1);
+        Runtime.getRuntime().addShutdownHook(new Thread(() ->
+        {
+            try
+            {
+                server.close();
+                store.close();
+            }
+            catch (final Exception ex)
+            {
+                System.err.println("close failed: " + ex);
+            }
+            stopped.countDown();
+        }, "nbd-serve-shutdown"));
+        System.out.println("ready");
+        System.out.flush();
+        stopped.await();
+    }
+}

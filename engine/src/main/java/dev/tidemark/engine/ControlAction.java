@@ -1,0 +1,41 @@
+package dev.tidemark.engine;
+
+/**
+ * One step of a transaction; every method runs on the ring's mark thread, at the transaction's cut, with no
+ * guest write marked in between.
+ *
+ * <p>A transaction calls {@link #prepare} on each action in order. If one throws, {@link #abort} runs on the
+ * already-prepared actions in reverse order and the transaction fails with that error; otherwise {@link #commit}
+ * runs on all of them in order. {@code commit} and {@code abort} must not fail. None of them may block on the
+ * ring (for example on {@link CutContext#writesBeforeCutDone()}): the ring waits for them.
+ */
+public interface ControlAction
+{
+    /**
+     * Checks and applies the action so that it can still be undone.
+     *
+     * @param ctx the cut.
+     * @throws EngineException with QEMU's error text when the action cannot be applied; nothing of it is left.
+     */
+    void prepare(CutContext ctx) throws EngineException;
+
+    /**
+     * Makes the prepared action final.
+     *
+     * @param ctx the cut.
+     */
+    void commit(CutContext ctx);
+
+    /**
+     * Undoes the prepared action.
+     *
+     * @param ctx the cut.
+     */
+    void abort(CutContext ctx);
+
+    /** @return the QMP action type, for messages (for example {@code block-dirty-bitmap-add}). */
+    default String type()
+    {
+        return getClass().getSimpleName();
+    }
+}

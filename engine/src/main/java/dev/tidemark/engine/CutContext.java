@@ -1,0 +1,53 @@
+package dev.tidemark.engine;
+
+import dev.tidemark.engine.journal.Journal;
+import dev.tidemark.engine.registry.BitmapRegistry;
+import java.util.concurrent.CompletableFuture;
+
+/**
+ * A transaction's place in the write order; valid only on the mark thread and only while the transaction's
+ * actions run.
+ */
+public interface CutContext
+{
+    /** @return the ring sequence of the transaction: writes with a smaller sequence are before the cut. */
+    long cutSequence();
+
+    /** @return the disk. */
+    TrackedDisk disk();
+
+    /** @return the disk's bitmap registry (mark-thread access). */
+    BitmapRegistry registry();
+
+    /** @return the disk's metadata journal; records appended now belong to this transaction. */
+    Journal journal();
+
+    /**
+     * Makes {@code interceptor} see every data-changing request with a sequence greater than the cut. Undone
+     * automatically if the transaction aborts.
+     *
+     * @param interceptor the interceptor.
+     */
+    void addInterceptor(WriteInterceptor interceptor);
+
+    /**
+     * Stops {@code interceptor} from seeing requests with a sequence greater than the cut.
+     *
+     * @param interceptor the interceptor.
+     */
+    void removeInterceptor(WriteInterceptor interceptor);
+
+    /**
+     * @return a future completed (on the ring's write thread) once every request sequenced before the cut has
+     *         reached the store; never wait for it on the mark thread.
+     */
+    CompletableFuture<Void> writesBeforeCutDone();
+
+    /**
+     * Runs {@code task} after the transaction committed, still on the mark thread (for example to start a job
+     * thread); dropped when the transaction aborts.
+     *
+     * @param task the task; must not block.
+     */
+    void afterCommit(Runnable task);
+}

@@ -1,0 +1,474 @@
+package dev.tidemark.engine;
+
+import dev.tidemark.engine.journal.Journal;
+import dev.tidemark.engine.registry.BitmapRegistry;
+import dev.tidemark.engine.ring.WriteRing;
+import dev.tidemark.io.BlockStore;
+import java.io.IOException;
+import java.io.InterruptedIOException;
+import java.nio.ByteBuffer;
+import dev.tidemark.io.RawFileStore;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.ExecutionException;
+
+/**
+ * A disk whose writes are tracked by dirty bitmaps; safe for concurrent use by any number of threads, except that
+ * the synchronous methods must not be called from the ring's own threads (they would wait for themselves).
+ *
+ * <p>Every write, write-zeroes, discard and flush enters the disk's multi-producer write ring and passes mark,
+ * persist (durable mode), copy-before-write and write in that order; it completes only after its bits are set in
+ * every bitmap that recorded at its place in the ring (and forced, in durable mode). Reads go to the store
+ * directly and see every completed write. Transactions travel through the same ring, so their place in the
+ * write order is their cut.
+ */
+public final class TrackedDisk implements AutoCloseable
+{
+    private final String name;
+    private final BlockStore store;
+    private final long size;
+    private final int alignment;
+    private final boolean closeStore;
+    private final Journal journal;
+    private final BitmapRegistry registry;
+    private final List<EngineEvents> listeners = new CopyOnWriteArrayList<>();
+    private WriteRing ring;
+    private boolean closed;
+
+    private TrackedDisk(final DiskOptions options, final Journal journal, final BitmapRegistry registry)
+    {
+        this.name = options.name();
+        this.store = options.store();
+        this.size = store.size();
+        this.alignment = options.alignment();
+        this.closeStore = options.closeStore();
+        this.journal = journal;
+        this.registry = registry;
+    }
+
+    /**
+     * Opens a disk: replays its journal, reloads its persistent bitmaps (merging back the successors of jobs
+     * that were in flight), and starts its write ring.
+     *
+     * @param options what to open and how.
+     * @return the open disk.
+     * @throws IOException if the bitmap directory, the journal or a bitmap file cannot be used.
+     */
+    public static TrackedDisk open(final DiskOptions options) throws IOException
+    {
+        Files.createDirectories(options.bitmapDirectory());
+        final Journal journal = Journal.open(options.bitmapDirectory());
+        final BitmapRegistry registry;
+        try
+        {
+            registry = new BitmapRegistry(options.store().size(), options.bitmapDirectory(), journal,
+                options.bitmapFiles());
+        }
+        catch (final IOException | RuntimeException ex)
+        {
+            journal.close();
+            throw ex;
+        }
+        final TrackedDisk disk = new TrackedDisk(options, journal, registry);
+        disk.start(options);
+        return disk;
+    }
+
+    /**
+     * Opens a raw image file with its bitmap directory beside it ({@link DiskOptions#bitmapDirectoryFor}) and
+     * the default options.
+     *
+     * @param image the raw image.
+     * @return the open disk.
+     * @throws IOException if the image or the bitmap directory cannot be used.
+     */
+    public static TrackedDisk openImage(final Path image) throws IOException
+    {
+        final RawFileStore store = RawFileStore.open(image);
+        try
+        {
+            return open(DiskOptions.of(store, DiskOptions.bitmapDirectoryFor(image)));
+        }
+        catch (final IOException | RuntimeException ex)
+        {
+            store.close();
+            throw ex;
+        }
+    }
+
+    private void start(final DiskOptions options)
+    {
+        registry.durable(options.durable());
+        journal.syncOnCommit(options.durable());
+        ring = new WriteRing(this, store, registry, journal, options.ringSize(), options.waitStrategy(),
+            options.durable());
+    }
+
+    /** @return the disk's name. */
+    public String name()
+    {
+        return name;
+    }
+
+    /** @return size in bytes. */
+    public long size()
+    {
+        return size;
+    }
+
+    /** @return the store underneath; writing to it directly bypasses tracking. */
+    public BlockStore store()
+    {
+        return store;
+    }
+
+    /** @return the disk's bitmaps. */
+    public BitmapRegistry bitmaps()
+    {
+        return registry;
+    }
+
+    /** @return the disk's metadata journal (jobs append their records here). */
+    public Journal journal()
+    {
+        return journal;
+    }
+
+    /** @return what opening repaired or ignored (torn journal tail, merged-back successors, orphan files). */
+    public List<String> openMessages()
+    {
+        return registry.openMessages();
+    }
+
+    // ------------------------------------------------------------------------------------------ I/O
+
+    /**
+     * Writes {@code data.remaining()} bytes at {@code offset} and waits for completion.
+     *
+     * @param offset first byte.
+     * @param data the bytes; its position advances.
+     * @param fua whether the data must be durable before this returns.
+     * @throws IOException if the store or a copy-before-write failed.
+     * @throws EngineException for a request outside the disk, misaligned, or on a closed disk.
+     */
+    public void write(final long offset, final ByteBuffer data, final boolean fua) throws IOException
+    {
+        await(writeAsync(offset, data, fua));
+    }
+
+    /**
+     * @param offset first byte.
+     * @param data the bytes; not touched by the caller until the future completes.
+     * @param fua whether the data must be durable before completion.
+     * @return completes when the data reached the store.
+     * @throws EngineException for a request outside the disk, misaligned, or on a closed disk.
+     */
+    public CompletableFuture<Void> writeAsync(final long offset, final ByteBuffer data, final boolean fua)
+    {
+        final CompletableFuture<Void> future = new CompletableFuture<>();
+        submit(RequestKind.WRITE, offset, data.remaining(), data, fua, false, futureCompletion(future));
+        return future;
+    }
+
+    /**
+     * Makes {@code [offset, offset + length)} read as zeroes and waits.
+     *
+     * @param offset first byte.
+     * @param length bytes.
+     * @param mayUnmap whether the range may be deallocated.
+     * @param fua whether the result must be durable before this returns.
+     * @throws IOException if the store failed.
+     */
+    public void writeZeroes(final long offset, final long length, final boolean mayUnmap, final boolean fua)
+        throws IOException
+    {
+        final CompletableFuture<Void> future = new CompletableFuture<>();
+        submit(RequestKind.WRITE_ZEROES, offset, length, null, fua, mayUnmap, futureCompletion(future));
+        await(future);
+    }
+
+    /**
+     * Discards {@code [offset, offset + length)} (it then reads as zeroes) and waits; the range is marked dirty.
+     *
+     * @param offset first byte.
+     * @param length bytes.
+     * @param fua whether the result must be durable before this returns.
+     * @throws IOException if the store failed.
+     */
+    public void discard(final long offset, final long length, final boolean fua) throws IOException
+    {
+        final CompletableFuture<Void> future = new CompletableFuture<>();
+        submit(RequestKind.DISCARD, offset, length, null, fua, true, futureCompletion(future));
+        await(future);
+    }
+
+    /**
+     * Makes every write completed before this call durable, and waits.
+     *
+     * @throws IOException if the store's flush failed.
+     */
+    public void flush() throws IOException
+    {
+        final CompletableFuture<Void> future = new CompletableFuture<>();
+        submit(RequestKind.FLUSH, 0, 0, null, false, false, futureCompletion(future));
+        await(future);
+    }
+
+    /**
+     * The asynchronous entry the NBD server and benchmarks use: validates, publishes, returns at once.
+     *
+     * @param kind WRITE, WRITE_ZEROES, DISCARD or FLUSH.
+     * @param offset first byte (ignored for FLUSH).
+     * @param length bytes (ignored for FLUSH).
+     * @param data the bytes of a WRITE, untouched by the caller until completion; else {@code null}.
+     * @param fua whether the request must be durable before it completes.
+     * @param mayUnmap for WRITE_ZEROES: whether the range may be deallocated.
+     * @param completion receives the outcome on the ring's write thread; a zero-length request completes at once
+     *                   on the calling thread with sequence -1.
+     * @return the request's ring sequence, or -1 for a zero-length request.
+     * @throws EngineException for a request outside the disk, misaligned, on a read-only or closed disk.
+     */
+    public long submit(final RequestKind kind, final long offset, final long length, final ByteBuffer data,
+        final boolean fua, final boolean mayUnmap, final IoCompletion completion)
+    {
+        if (kind == RequestKind.CONTROL)
+        {
+            throw new IllegalArgumentException("control requests go through transaction()");
+        }
+        if (kind != RequestKind.FLUSH)
+        {
+            checkRange(kind, offset, length);
+            if (store.isReadOnly())
+            {
+                throw EngineException.generic("Disk '" + name + "' is read-only");
+            }
+            if (kind == RequestKind.WRITE && (data == null || data.remaining() != length))
+            {
+                throw new IllegalArgumentException("a WRITE needs a buffer with exactly length bytes remaining");
+            }
+            if (length == 0)
+            {
+                completion.complete(-1, null);
+                return -1;
+            }
+        }
+        return ring.publish(kind, offset, length, data, fua, mayUnmap, completion);
+    }
+
+    /**
+     * Reads {@code dst.remaining()} bytes at {@code offset}; sees every completed write.
+     *
+     * @param offset first byte.
+     * @param dst where the bytes go; its position advances.
+     * @throws IOException if the store failed.
+     */
+    public void read(final long offset, final ByteBuffer dst) throws IOException
+    {
+        checkRange(null, offset, dst.remaining());
+        if (dst.remaining() > 0)
+        {
+            store.read(offset, dst);
+        }
+    }
+
+    private void checkRange(final RequestKind kind, final long offset, final long length)
+    {
+        final String what = kind == null ? "read" : kind.name().toLowerCase(java.util.Locale.ROOT).replace('_', '-');
+        if (offset < 0 || length < 0 || offset > size || length > size - offset)
+        {
+            throw EngineException.generic("Disk '" + name + "': " + what + " at offset " + offset + " length "
+                + length + " is outside the disk (" + size + " bytes)");
+        }
+        if (alignment > 1 && ((offset | length) & (alignment - 1)) != 0)
+        {
+            throw EngineException.generic("Disk '" + name + "': " + what + " at offset " + offset + " length "
+                + length + " is not aligned to " + alignment + " bytes");
+        }
+    }
+
+    // ------------------------------------------------------------------------------------------ control
+
+    /**
+     * Applies {@code actions} all-or-nothing at one cut and waits for the mark thread.
+     *
+     * @param actions the actions, in order.
+     * @return the cut sequence.
+     * @throws EngineException the first failing action's error; nothing of the transaction is left then.
+     */
+    public long transaction(final List<ControlAction> actions)
+    {
+        return join(transactionAsync(actions));
+    }
+
+    /**
+     * @param actions the actions, in order.
+     * @return the cut sequence.
+     * @throws EngineException the first failing action's error; nothing of the transaction is left then.
+     */
+    public long transaction(final ControlAction... actions)
+    {
+        return transaction(Arrays.asList(actions));
+    }
+
+    /**
+     * @param actions the actions, in order.
+     * @return completes with the cut sequence, or with the first failing action's error.
+     */
+    public CompletableFuture<Long> transactionAsync(final List<ControlAction> actions)
+    {
+        return ring.submitTransaction(actions);
+    }
+
+    /**
+     * Switches durable mode at a cut (I5): when on, bits are forced before the data writes of their batch, and
+     * journal commits are forced too. Turning it on first forces every bit recorded so far.
+     *
+     * @param on the mode.
+     */
+    public void durable(final boolean on)
+    {
+        ring.durable(on);
+    }
+
+    /** @return whether durable mode is on. */
+    public boolean isDurable()
+    {
+        return ring.isDurable();
+    }
+
+    /** @return counters of the write ring (group commits, forced pages, batches). */
+    public WriteRing ring()
+    {
+        return ring;
+    }
+
+    // ------------------------------------------------------------------------------------------ events
+
+    /** @param listener receives every event of this disk and its jobs. */
+    public void addListener(final EngineEvents listener)
+    {
+        listeners.add(listener);
+    }
+
+    /** @param listener a listener added before. */
+    public void removeListener(final EngineEvents listener)
+    {
+        listeners.remove(listener);
+    }
+
+    /**
+     * Delivers an event to every listener, in the calling thread; a failing listener does not stop the others.
+     *
+     * @param event QMP event name.
+     * @param data its members.
+     */
+    public void emit(final String event, final Map<String, Object> data)
+    {
+        final Map<String, Object> frozen = Map.copyOf(data);
+        for (final EngineEvents listener : listeners)
+        {
+            try
+            {
+                listener.onEvent(event, frozen);
+            }
+            catch (final RuntimeException ex)
+            {
+                // A listener's failure is its own; the engine goes on.
+            }
+        }
+    }
+
+    /**
+     * Stops the ring after every published request finished, closes the bitmaps (a clean close), appends the
+     * journal's clean-close record, and closes the store when the options say so.
+     *
+     * @throws IOException if the store's close failed.
+     */
+    @Override
+    public synchronized void close() throws IOException
+    {
+        if (closed)
+        {
+            return;
+        }
+        closed = true;
+        ring.close();
+        try
+        {
+            registry.close();
+            journal.close();
+        }
+        finally
+        {
+            if (closeStore)
+            {
+                store.close();
+            }
+        }
+    }
+
+    private static IoCompletion futureCompletion(final CompletableFuture<Void> future)
+    {
+        return (sequence, error) ->
+        {
+            if (error == null)
+            {
+                future.complete(null);
+            }
+            else
+            {
+                future.completeExceptionally(error);
+            }
+        };
+    }
+
+    private static void await(final CompletableFuture<Void> future) throws IOException
+    {
+        try
+        {
+            future.get();
+        }
+        catch (final InterruptedException ex)
+        {
+            Thread.currentThread().interrupt();
+            final InterruptedIOException interrupted = new InterruptedIOException("interrupted waiting for the ring");
+            interrupted.initCause(ex);
+            throw interrupted;
+        }
+        catch (final ExecutionException ex)
+        {
+            final Throwable cause = ex.getCause();
+            if (cause instanceof IOException io)
+            {
+                throw new IOException(io.getMessage(), io);
+            }
+            if (cause instanceof RuntimeException runtime)
+            {
+                throw runtime;
+            }
+            throw new IOException(cause);
+        }
+    }
+
+    private static long join(final CompletableFuture<Long> future)
+    {
+        try
+        {
+            return future.join();
+        }
+        catch (final CompletionException ex)
+        {
+            if (ex.getCause() instanceof RuntimeException runtime)
+            {
+                throw runtime;
+            }
+            throw ex;
+        }
+    }
+}

@@ -1,0 +1,516 @@
+package dev.tidemark.engine.fleece;
+
+import dev.tidemark.engine.ControlAction;
+import dev.tidemark.engine.CutContext;
+import dev.tidemark.engine.EngineException;
+import dev.tidemark.engine.TrackedDisk;
+import dev.tidemark.engine.WriteInterceptor;
+import dev.tidemark.engine.job.ChunkClaims;
+import dev.tidemark.engine.job.OnError;
+import dev.tidemark.io.BlockStore;
+import dev.tidemark.io.RawFileStore;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.locks.ReentrantReadWriteLock;
+
+/**
+ * A read-only point-in-time view of a disk (image fleecing, {@code sync: none}); reads are safe from any number of
+ * threads, the copy-before-write side runs on the ring's copy-before-write thread.
+ *
+ * <p>The view is taken at a cut ({@link #openAction} in a transaction, or {@link #open}). From that cut its
+ * interceptor copies the old data of every chunk a guest write is about to change, once per chunk, into a
+ * copy-before-write (CBW) store: a sparse temporary file with the disk's offsets, bounded by
+ * {@link FleecingOptions#cbwLimitBytes()}. A read of a chunk already copied reads the CBW store; a read of any
+ * other chunk reads the live disk. Reader and interceptor share a striped read-write lock keyed by chunk: a reader
+ * holds its chunk's stripe shared while it decides where to read and reads, the interceptor holds it exclusively
+ * while it copies and publishes the chunk as copied, and the guest write lands only after the interceptor
+ * returns. So a guest write can never change what a reader sees in the middle of a read.
+ *
+ * <p><b>When the CBW space runs out</b> (or the CBW store fails) the policy decides, never silent corruption:
+ * <ul>
+ *   <li>{@link OnCbwError#BREAK_SNAPSHOT} (default): the view breaks. The guest write proceeds; every later read
+ *       of the view fails with an {@link IOException} naming the cause; the disk emits
+ *       {@code __dev.tidemark_FLEECING_BROKEN {"node","reason"}} once. Reads that completed before were correct.</li>
+ *   <li>{@link OnCbwError#BREAK_GUEST_WRITE}: the guest write fails (ENOSPC, nothing of it is written) and the
+ *       view stays valid.</li>
+ * </ul>
+ * These are QEMU's {@code on-cbw-error} values. {@link #close()} removes the interceptor at a cut and deletes the
+ * CBW file.
+ */
+public final class FleecingView implements BlockStore
+{
+    /** What happens when copy-before-write cannot preserve old data. */
+    public enum OnCbwError
+    {
+        /** The view breaks, guest writes proceed. */
+        BREAK_SNAPSHOT,
+        /** The guest write fails with ENOSPC, the view stays valid. */
+        BREAK_GUEST_WRITE;
+
+        /** @return the QMP spelling. */
+        public String qmpName()
+        {
+            return name().toLowerCase(Locale.ROOT).replace('_', '-');
+        }
+
+        /**
+         * @param qmpName {@code break-snapshot} or {@code break-guest-write}.
+         * @return the policy, or {@code null} when unknown.
+         */
+        public static OnCbwError fromQmpName(final String qmpName)
+        {
+            for (final OnCbwError e : values())
+            {
+                if (e.qmpName().equals(qmpName))
+                {
+                    return e;
+                }
+            }
+            return null;
+        }
+    }
+
+    private static final int STRIPES = 256;
+
+    private final TrackedDisk disk;
+    private final BlockStore source;
+    private final FleecingOptions options;
+    private final ChunkClaims copied;
+    private final Path cbwFile;
+    private final BlockStore cbw;
+    private final AtomicLong cbwBytes = new AtomicLong();
+    private final ReentrantReadWriteLock[] stripes = new ReentrantReadWriteLock[STRIPES];
+    private final Interceptor interceptor = new Interceptor();
+    private final AtomicLong guestWritesRefused = new AtomicLong();
+    private CompletableFuture<Void> writesBeforeCut;
+    private volatile boolean cutReached;
+    private volatile String broken;
+    private volatile boolean closed;
+    private boolean open;
+
+    private FleecingView(final TrackedDisk disk, final FleecingOptions options) throws IOException
+    {
+        this.disk = disk;
+        this.source = disk.store();
+        this.options = options;
+        this.copied = new ChunkClaims(disk.size(), options.chunkSize());
+        this.copied.needAll();
+        Files.createDirectories(options.cbwDirectory());
+        this.cbwFile = Files.createTempFile(options.cbwDirectory(), "fleece-" + disk.name() + "-", ".cbw");
+        Files.delete(cbwFile);
+        this.cbw = RawFileStore.create(cbwFile, disk.size());
+        for (int i = 0; i < STRIPES; i++)
+        {
+            stripes[i] = new ReentrantReadWriteLock();
+        }
+    }
+
+    /**
+     * Creates a view that is not yet attached; attach it with {@link #openAction()} inside a transaction.
+     *
+     * @param disk the disk.
+     * @param options CBW store and policy.
+     * @return the unattached view.
+     * @throws IOException when the CBW file cannot be created.
+     */
+    public static FleecingView create(final TrackedDisk disk, final FleecingOptions options) throws IOException
+    {
+        return new FleecingView(disk, options);
+    }
+
+    /**
+     * Opens a view at a cut of its own and waits until it is readable.
+     *
+     * @param disk the disk.
+     * @param options CBW store and policy.
+     * @return the open view.
+     * @throws IOException when the CBW file cannot be created or writes before the cut failed.
+     */
+    public static FleecingView open(final TrackedDisk disk, final FleecingOptions options) throws IOException
+    {
+        final FleecingView view = new FleecingView(disk, options);
+        try
+        {
+            disk.transaction(List.of(view.openAction()));
+            view.awaitCut();
+        }
+        catch (final RuntimeException | IOException ex)
+        {
+            view.deleteCbw();
+            throw ex;
+        }
+        return view;
+    }
+
+    /** @return a control action that attaches this view at its transaction's cut. */
+    public ControlAction openAction()
+    {
+        return new ControlAction()
+        {
+            @Override
+            public void prepare(final CutContext ctx)
+            {
+                if (open || closed)
+                {
+                    throw EngineException.generic("Fleecing view of '" + disk.name() + "' was already opened");
+                }
+            }
+
+            @Override
+            public void commit(final CutContext ctx)
+            {
+                writesBeforeCut = ctx.writesBeforeCutDone();
+                ctx.addInterceptor(interceptor);
+                open = true;
+            }
+
+            @Override
+            public void abort(final CutContext ctx)
+            {
+                // Nothing applied in prepare.
+            }
+
+            @Override
+            public String type()
+            {
+                return "x-fleecing-open";
+            }
+        };
+    }
+
+    private void awaitCut() throws IOException
+    {
+        if (cutReached)
+        {
+            return;
+        }
+        final CompletableFuture<Void> future = writesBeforeCut;
+        if (future == null)
+        {
+            throw new IOException("fleecing view of '" + disk.name() + "' is not attached to a cut");
+        }
+        try
+        {
+            future.get();
+            cutReached = true;
+        }
+        catch (final InterruptedException ex)
+        {
+            Thread.currentThread().interrupt();
+            throw new IOException("interrupted while waiting for the fleecing view's cut", ex);
+        }
+        catch (final ExecutionException ex)
+        {
+            throw new IOException("writes before the fleecing view's cut failed: " + ex.getCause().getMessage(), ex);
+        }
+    }
+
+    /** @return why the view broke, or {@code null} while it is valid. */
+    public String brokenReason()
+    {
+        return broken;
+    }
+
+    /** @return bytes of old data held in the CBW store. */
+    public long cbwBytesUsed()
+    {
+        return cbwBytes.get();
+    }
+
+    /** @return guest writes failed by {@link OnCbwError#BREAK_GUEST_WRITE}. */
+    public long guestWritesRefused()
+    {
+        return guestWritesRefused.get();
+    }
+
+    /** @return the options. */
+    public FleecingOptions options()
+    {
+        return options;
+    }
+
+    @Override
+    public long size()
+    {
+        return source.size();
+    }
+
+    @Override
+    public boolean isReadOnly()
+    {
+        return true;
+    }
+
+    @Override
+    public void read(final long offset, final ByteBuffer dst) throws IOException
+    {
+        final long length = dst.remaining();
+        checkRange(offset, length);
+        checkUsable();
+        awaitCut();
+        long at = offset;
+        final long end = offset + length;
+        while (at < end)
+        {
+            final long chunk = copied.chunkOf(at);
+            final long chunkEnd = Math.min(end, copied.offsetOf(chunk) + copied.lengthOf(chunk));
+            final int piece = (int)(chunkEnd - at);
+            final ReentrantReadWriteLock.ReadLock lock = stripe(chunk).readLock();
+            lock.lock();
+            try
+            {
+                checkUsable();
+                final ByteBuffer slice = dst.slice(dst.position(), piece);
+                if (copied.isDone(chunk))
+                {
+                    cbw.read(at, slice);
+                }
+                else
+                {
+                    source.read(at, slice);
+                }
+            }
+            finally
+            {
+                lock.unlock();
+            }
+            dst.position(dst.position() + piece);
+            at = chunkEnd;
+        }
+    }
+
+    private void checkUsable() throws IOException
+    {
+        if (closed)
+        {
+            throw new IOException("fleecing view of '" + disk.name() + "' is closed");
+        }
+        final String reason = broken;
+        if (reason != null)
+        {
+            throw new IOException("fleecing view of '" + disk.name() + "' is broken: " + reason);
+        }
+    }
+
+    private void checkRange(final long offset, final long length)
+    {
+        if (offset < 0 || length < 0 || offset > size() || length > size() - offset)
+        {
+            throw new IllegalArgumentException("range [" + offset + ", +" + length + ") outside the view of "
+                + size() + " bytes");
+        }
+    }
+
+    private ReentrantReadWriteLock stripe(final long chunk)
+    {
+        return stripes[(int)(chunk & (STRIPES - 1))];
+    }
+
+    @Override
+    public void write(final long offset, final ByteBuffer src) throws IOException
+    {
+        throw new IOException("fleecing view of '" + disk.name() + "' is read-only");
+    }
+
+    @Override
+    public void flush()
+    {
+        // Nothing to make durable: the view is read-only.
+    }
+
+    @Override
+    public void discard(final long offset, final long length) throws IOException
+    {
+        throw new IOException("fleecing view of '" + disk.name() + "' is read-only");
+    }
+
+    @Override
+    public void writeZeroes(final long offset, final long length, final boolean mayUnmap) throws IOException
+    {
+        throw new IOException("fleecing view of '" + disk.name() + "' is read-only");
+    }
+
+    @Override
+    public void forEachAllocationExtent(final long offset, final long length, final AllocationSink sink)
+    {
+        checkRange(offset, length);
+        // The view's allocation is the union of two stores at one moment; report data, which is always safe.
+        if (length > 0)
+        {
+            sink.accept(offset, length, true, false);
+        }
+    }
+
+    /**
+     * Removes the interceptor at a cut and deletes the CBW file; later reads fail.
+     *
+     * @throws IOException when the CBW file cannot be deleted.
+     */
+    @Override
+    public void close() throws IOException
+    {
+        if (closed)
+        {
+            return;
+        }
+        if (open)
+        {
+            disk.transaction(List.of(new ControlAction()
+            {
+                @Override
+                public void prepare(final CutContext ctx)
+                {
+                    // Removal cannot fail.
+                }
+
+                @Override
+                public void commit(final CutContext ctx)
+                {
+                    ctx.removeInterceptor(interceptor);
+                }
+
+                @Override
+                public void abort(final CutContext ctx)
+                {
+                    // Nothing applied in prepare.
+                }
+
+                @Override
+                public String type()
+                {
+                    return "x-fleecing-close";
+                }
+            }));
+        }
+        for (final ReentrantReadWriteLock stripe : stripes)
+        {
+            stripe.writeLock().lock();
+        }
+        try
+        {
+            closed = true;
+        }
+        finally
+        {
+            for (final ReentrantReadWriteLock stripe : stripes)
+            {
+                stripe.writeLock().unlock();
+            }
+        }
+        deleteCbw();
+    }
+
+    private void deleteCbw() throws IOException
+    {
+        cbw.close();
+        Files.deleteIfExists(cbwFile);
+    }
+
+    private void breakView(final String reason)
+    {
+        if (broken != null)
+        {
+            return;
+        }
+        broken = reason;
+        copied.abandon();
+        final Map<String, Object> data = new LinkedHashMap<>();
+        data.put("node", disk.name());
+        data.put("reason", reason);
+        disk.emit("__dev.tidemark_FLEECING_BROKEN", data);
+    }
+
+    /** Copies old data before guest writes; called on the ring's copy-before-write thread only. */
+    private final class Interceptor implements WriteInterceptor
+    {
+        private ByteBuffer buffer;
+
+        @Override
+        public void beforeWrite(final long offset, final long length) throws IOException
+        {
+            if (broken != null || closed)
+            {
+                return;
+            }
+            final long first = copied.chunkOf(offset);
+            final long last = copied.chunkOf(offset + length - 1);
+            for (long chunk = first; chunk <= last; chunk++)
+            {
+                if (copied.isDone(chunk))
+                {
+                    continue;
+                }
+                awaitCut();
+                final ReentrantReadWriteLock.WriteLock lock = stripe(chunk).writeLock();
+                lock.lock();
+                try
+                {
+                    if (broken != null || closed)
+                    {
+                        return;
+                    }
+                    if (!copied.isDone(chunk) && !preserve(chunk, offset))
+                    {
+                        return;
+                    }
+                }
+                finally
+                {
+                    lock.unlock();
+                }
+            }
+        }
+
+        /** @return {@code false} when the view broke and nothing more needs preserving. */
+        private boolean preserve(final long chunk, final long writeOffset) throws IOException
+        {
+            final long at = copied.offsetOf(chunk);
+            final int len = (int)copied.lengthOf(chunk);
+            if (cbwBytes.get() + len > options.cbwLimitBytes())
+            {
+                return outOfSpace("copy-before-write space of " + options.cbwLimitBytes()
+                    + " bytes is exhausted (a guest write at offset " + writeOffset + " needed " + len + " more)");
+            }
+            if (buffer == null || buffer.capacity() < len)
+            {
+                buffer = ByteBuffer.allocateDirect(len);
+            }
+            buffer.clear().limit(len);
+            try
+            {
+                source.read(at, buffer);
+                buffer.flip();
+                cbw.write(at, buffer);
+            }
+            catch (final IOException ex)
+            {
+                return outOfSpace("copy-before-write store failed: " + ex.getMessage());
+            }
+            cbwBytes.addAndGet(len);
+            copied.markDone(chunk);
+            return true;
+        }
+
+        private boolean outOfSpace(final String reason) throws IOException
+        {
+            if (options.onCbwError() == OnCbwError.BREAK_GUEST_WRITE)
+            {
+                guestWritesRefused.incrementAndGet();
+                throw new OnError.NoSpaceException("No space left on device: fleecing view of '" + disk.name()
+                    + "': " + reason);
+            }
+            breakView(reason);
+            return false;
+        }
+    }
+}

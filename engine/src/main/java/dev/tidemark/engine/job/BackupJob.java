@@ -1,0 +1,632 @@
+package dev.tidemark.engine.job;
+
+import dev.tidemark.bitmap.DirtyBitmap;
+import dev.tidemark.engine.ControlAction;
+import dev.tidemark.engine.CutContext;
+import dev.tidemark.engine.EngineEvents;
+import dev.tidemark.engine.EngineException;
+import dev.tidemark.engine.TrackedDisk;
+import dev.tidemark.engine.WriteInterceptor;
+import dev.tidemark.engine.journal.JournalRecord;
+import dev.tidemark.engine.registry.Successor;
+import dev.tidemark.io.BlockStore;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+
+/**
+ * A {@code blockdev-backup} job: copies the disk as it was at its cut to a target store; the public methods are
+ * safe from any thread, the copy runs on the job's worker thread and, for chunks a guest is about to overwrite,
+ * on the ring's copy-before-write thread.
+ *
+ * <p><b>Point in time (I3).</b> The job is created at a cut by {@link BackupStartAction}. From that cut its
+ * {@link WriteInterceptor} sees every guest write before the data reaches the store. A {@link ChunkClaims} map
+ * holds, per chunk, whether the job still needs it and who copies it: the worker claims runs of needed chunks
+ * in ascending order and copies them; the interceptor, for a write that touches a needed chunk nobody claimed,
+ * claims and copies the chunk's old data itself before letting the write through, and for a chunk the worker
+ * holds it waits until the worker has copied it. Both first wait for {@link CutContext#writesBeforeCutDone()}, so
+ * every write sequenced before the cut is in the store before anything is read.
+ *
+ * <p><b>What is copied.</b> {@code full}: every chunk (all-zero chunks become zero ranges, so a fresh sparse
+ * target keeps its holes); {@code top}: every chunk too, but within a claimed run only the extents the source
+ * store reports allocated are read and written, the rest become zero ranges (a raw disk has one layer);
+ * {@code bitmap}/{@code incremental}: the chunks dirty in the bitmap's frozen parent at the cut; {@code none}:
+ * nothing by itself, only what copy-before-write preserves, until the job is cancelled.
+ *
+ * <p><b>Bitmaps (I4).</b> The bitmap is frozen at the cut (a successor records new writes) and resolved when the
+ * job ends, in one transaction that also removes the interceptor: {@code on-success} abdicates on success and
+ * reclaims otherwise; {@code always} clears chunks from the frozen parent as they are copied (for {@code full}
+ * and {@code top} the parent is first set to the whole disk) and reclaims on any outcome; {@code never} always
+ * reclaims.
+ *
+ * <p><b>Copy-before-write failures.</b> If the interceptor cannot preserve a chunk (the target failed), the backup
+ * can no longer be a point in time: the job is broken (it fails with the cause) and the guest write proceeds.
+ */
+public final class BackupJob extends Job
+{
+    private static final long CANCELLED = -1;
+    private static final long RETRY = -2;
+
+    private final BackupOptions options;
+    private final TrackedDisk disk;
+    private final BlockStore source;
+    private final BlockStore target;
+    private final ChunkClaims claims;
+    private final Successor successor;
+    private final BitmapMode bitmapMode;
+    private final CompletableFuture<Void> writesBeforeCut;
+    private final Interceptor interceptor = new Interceptor();
+    private final Object parentLock = new Object();
+    private final ByteBuffer pumpBuffer;
+    private final ByteBuffer zeroes;
+    private volatile IOException cbwFailure;
+    private volatile boolean cutReached;
+    private boolean resolved;
+
+    BackupJob(final String id, final BackupOptions options, final TrackedDisk disk, final BlockStore target,
+        final ChunkClaims claims, final Successor successor, final BitmapMode bitmapMode,
+        final CompletableFuture<Void> writesBeforeCut, final long totalBytes, final EngineEvents events)
+    {
+        super(id, "backup", options.job(), events);
+        this.options = options;
+        this.disk = disk;
+        this.source = disk.store();
+        this.target = target;
+        this.claims = claims;
+        this.successor = successor;
+        this.bitmapMode = bitmapMode;
+        this.writesBeforeCut = writesBeforeCut;
+        this.pumpBuffer = allocateAligned(options.maxRunBytes());
+        this.zeroes = ByteBuffer.allocateDirect(Math.min(options.maxRunBytes(), 1 << 16)).asReadOnlyBuffer();
+        setTotalProgress(totalBytes);
+    }
+
+    static ByteBuffer allocateAligned(final int bytes)
+    {
+        return ByteBuffer.allocateDirect(bytes + 4096).alignedSlice(4096).limit(bytes).slice();
+    }
+
+    @Override
+    public String device()
+    {
+        return options.device();
+    }
+
+    /** @return the options the job was started with. */
+    public BackupOptions options()
+    {
+        return options;
+    }
+
+    /** @return the target store. */
+    public BlockStore target()
+    {
+        return target;
+    }
+
+    /** @return bytes per chunk of this job's copy map. */
+    public long chunkSize()
+    {
+        return claims.chunkSize();
+    }
+
+    /**
+     * Walks the byte extents this job has copied so far (after success: everything it was asked to copy), in
+     * ascending order; a restore applies exactly these extents of the target.
+     *
+     * @param consumer receives {@code (offset, length)}.
+     */
+    public void forEachCopiedExtent(final dev.tidemark.bitmap.ExtentConsumer consumer)
+    {
+        claims.forEachDoneExtent(consumer);
+    }
+
+    WriteInterceptor interceptor()
+    {
+        return interceptor;
+    }
+
+    // ------------------------------------------------------------------------------------------------- worker
+
+    @Override
+    protected void run() throws Exception
+    {
+        try
+        {
+            if (!awaitCut())
+            {
+                return;
+            }
+            if (options.sync() == SyncMode.NONE)
+            {
+                awaitCancel();
+                return;
+            }
+            pump();
+        }
+        finally
+        {
+            if (claims.nextPending(0) >= 0 || isCancelled())
+            {
+                // Failed or cancelled: copy-before-write stops preserving anything.
+                claims.abandon();
+            }
+        }
+    }
+
+    private boolean awaitCut() throws Exception
+    {
+        while (true)
+        {
+            if (!pausePoint())
+            {
+                return false;
+            }
+            try
+            {
+                writesBeforeCut.get(50, TimeUnit.MILLISECONDS);
+                cutReached = true;
+                return true;
+            }
+            catch (final TimeoutException stillWaiting)
+            {
+                // Check for cancel and pause, then wait again.
+            }
+            catch (final ExecutionException ex)
+            {
+                throw new IOException("writes before the backup's cut failed: " + ex.getCause().getMessage(), ex);
+            }
+        }
+    }
+
+    private void pump() throws Exception
+    {
+        final long maxRunChunks = Math.max(1, options.maxRunBytes() / claims.chunkSize());
+        long chunk = claims.nextPending(0);
+        while (true)
+        {
+            while (chunk >= 0)
+            {
+                if (!pausePoint())
+                {
+                    return;
+                }
+                checkBroken();
+                if (!claims.tryClaim(chunk))
+                {
+                    chunk = claims.nextPending(chunk + 1);
+                    continue;
+                }
+                long end = chunk + 1;
+                while (end < claims.chunkCount() && end - chunk < maxRunChunks && claims.tryClaim(end))
+                {
+                    end++;
+                }
+                final long bytes = copyClaimed(chunk, end, pumpBuffer);
+                if (bytes == CANCELLED)
+                {
+                    return;
+                }
+                if (bytes == RETRY)
+                {
+                    chunk = claims.nextPending(chunk);
+                    continue;
+                }
+                throttle(bytes);
+                chunk = claims.nextPending(end);
+            }
+            // Chunks the interceptor claimed may still be in flight; wait for them, take over released ones.
+            chunk = claims.nextPending(0);
+            while (chunk >= 0 && claims.isClaimed(chunk))
+            {
+                claims.awaitDone(chunk);
+                checkBroken();
+                if (!claims.isDone(chunk))
+                {
+                    break;
+                }
+                chunk = claims.nextPending(chunk + 1);
+            }
+            if (chunk < 0)
+            {
+                break;
+            }
+        }
+        checkBroken();
+        target.flush();
+    }
+
+    /**
+     * Copies claimed chunks {@code [first, end)} with the error policies.
+     *
+     * @return the bytes copied, {@link #CANCELLED} when the job was cancelled while stopped on an error, or
+     *         {@link #RETRY} when the chunks were released to be claimed and copied again.
+     */
+    private long copyClaimed(final long first, final long end, final ByteBuffer buffer) throws Exception
+    {
+        try
+        {
+            final long bytes = copyRange(first, end, buffer);
+            complete(first, end);
+            return bytes;
+        }
+        catch (final CopyFailure failure)
+        {
+            for (long c = first; c < end; c++)
+            {
+                claims.release(c);
+            }
+            final OnError policy = failure.isRead ? options.onSourceError() : options.onTargetError();
+            if (handleError(policy, failure.isRead, failure.cause))
+            {
+                return RETRY;
+            }
+            if (isCancelled())
+            {
+                return CANCELLED;
+            }
+            throw failure.cause;
+        }
+    }
+
+    private void complete(final long first, final long end)
+    {
+        long bytes = 0;
+        for (long c = first; c < end; c++)
+        {
+            if (claims.isDone(c))
+            {
+                continue;
+            }
+            bytes += claims.lengthOf(c);
+            if (bitmapMode == BitmapMode.ALWAYS && successor != null)
+            {
+                clearParent(claims.offsetOf(c), claims.lengthOf(c));
+            }
+            claims.markDone(c);
+        }
+        addProgress(bytes);
+    }
+
+    private void clearParent(final long offset, final long length)
+    {
+        final DirtyBitmap parent = successor.frozenParent();
+        synchronized (parentLock)
+        {
+            parent.clear(offset, length);
+        }
+    }
+
+    private void checkBroken() throws IOException
+    {
+        final IOException broken = cbwFailure;
+        if (broken != null)
+        {
+            throw broken;
+        }
+    }
+
+    /** Copies the chunks {@code [first, end)} (claimed by the caller) from the source to the target. */
+    private long copyRange(final long first, final long end, final ByteBuffer buffer) throws CopyFailure
+    {
+        final long start = claims.offsetOf(first);
+        final long stop = Math.min(claims.diskSize(), claims.offsetOf(end));
+        if (options.sync() == SyncMode.TOP)
+        {
+            final long[] cursor = {start};
+            final CopyFailure[] failed = new CopyFailure[1];
+            try
+            {
+                source.forEachAllocationExtent(start, stop - start, (off, len, allocated, zero) ->
+                {
+                    try
+                    {
+                        if (allocated && !zero)
+                        {
+                            copyBytes(off, len, buffer, false);
+                        }
+                        else
+                        {
+                            writeZeroes(off, len, true);
+                        }
+                        cursor[0] = off + len;
+                        return true;
+                    }
+                    catch (final CopyFailure f)
+                    {
+                        failed[0] = f;
+                        return false;
+                    }
+                });
+            }
+            catch (final IOException ex)
+            {
+                throw new CopyFailure(true, ex);
+            }
+            if (failed[0] != null)
+            {
+                throw failed[0];
+            }
+            if (cursor[0] < stop)
+            {
+                copyBytes(cursor[0], stop - cursor[0], buffer, false);
+            }
+        }
+        else
+        {
+            copyBytes(start, stop - start, buffer, options.sync() == SyncMode.FULL);
+        }
+        return stop - start;
+    }
+
+    private void copyBytes(final long offset, final long length, final ByteBuffer buffer, final boolean holesForZero)
+        throws CopyFailure
+    {
+        long done = 0;
+        while (done < length)
+        {
+            final int piece = (int)Math.min(buffer.capacity(), length - done);
+            final long at = offset + done;
+            buffer.clear().limit(piece);
+            try
+            {
+                source.read(at, buffer);
+            }
+            catch (final IOException ex)
+            {
+                throw new CopyFailure(true, ex);
+            }
+            buffer.flip();
+            if (holesForZero && isZero(buffer))
+            {
+                writeZeroes(at, piece, true);
+            }
+            else
+            {
+                try
+                {
+                    target.write(at, buffer);
+                }
+                catch (final IOException ex)
+                {
+                    throw new CopyFailure(false, ex);
+                }
+            }
+            done += piece;
+        }
+    }
+
+    private void writeZeroes(final long offset, final long length, final boolean mayUnmap) throws CopyFailure
+    {
+        try
+        {
+            target.writeZeroes(offset, length, mayUnmap);
+        }
+        catch (final IOException ex)
+        {
+            throw new CopyFailure(false, ex);
+        }
+    }
+
+    private boolean isZero(final ByteBuffer data)
+    {
+        final int zeroLength = zeroes.capacity();
+        for (int pos = data.position(); pos < data.limit(); pos += zeroLength)
+        {
+            final int len = Math.min(zeroLength, data.limit() - pos);
+            if (data.slice(pos, len).mismatch(zeroes.slice(0, len)) != -1)
+            {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    /** A read or write failure of one copy, with its side. */
+    private static final class CopyFailure extends Exception
+    {
+        private static final long serialVersionUID = 1L;
+        final boolean isRead;
+        final transient IOException cause;
+
+        CopyFailure(final boolean isRead, final IOException cause)
+        {
+            super(cause.getMessage(), cause, false, false);
+            this.isRead = isRead;
+            this.cause = cause;
+        }
+    }
+
+    // ------------------------------------------------------------------------------------------ copy-before-write
+
+    /** Preserves old data before guest writes; runs on the ring's copy-before-write thread only. */
+    private final class Interceptor implements WriteInterceptor
+    {
+        private ByteBuffer buffer;
+
+        @Override
+        public void beforeWrite(final long offset, final long length) throws IOException
+        {
+            if (claims.isAbandoned())
+            {
+                return;
+            }
+            final long first = claims.chunkOf(offset);
+            final long last = claims.chunkOf(offset + length - 1);
+            long chunk = first;
+            while (chunk <= last && !claims.isAbandoned())
+            {
+                if (!claims.isNeeded(chunk) || claims.isDone(chunk))
+                {
+                    chunk++;
+                    continue;
+                }
+                waitForCut();
+                if (claims.tryClaim(chunk))
+                {
+                    long end = chunk + 1;
+                    while (end <= last && claims.tryClaim(end))
+                    {
+                        end++;
+                    }
+                    copyForGuest(chunk, end);
+                    chunk = end;
+                }
+                else
+                {
+                    try
+                    {
+                        claims.awaitDone(chunk);
+                    }
+                    catch (final InterruptedException ex)
+                    {
+                        Thread.currentThread().interrupt();
+                        throw new IOException("interrupted while waiting for the backup of chunk " + chunk, ex);
+                    }
+                    if (claims.isDone(chunk))
+                    {
+                        chunk++;
+                    }
+                    // Released by the worker after an error: loop and claim it here.
+                }
+            }
+        }
+
+        private void waitForCut() throws IOException
+        {
+            if (cutReached)
+            {
+                return;
+            }
+            try
+            {
+                writesBeforeCut.get();
+                cutReached = true;
+            }
+            catch (final InterruptedException ex)
+            {
+                Thread.currentThread().interrupt();
+                throw new IOException("interrupted while waiting for the backup's cut", ex);
+            }
+            catch (final ExecutionException ex)
+            {
+                throw new IOException("writes before the backup's cut failed", ex);
+            }
+        }
+
+        private void copyForGuest(final long first, final long end)
+        {
+            if (buffer == null)
+            {
+                buffer = allocateAligned(options.maxRunBytes());
+            }
+            try
+            {
+                copyRange(first, end, buffer);
+                complete(first, end);
+            }
+            catch (final CopyFailure failure)
+            {
+                for (long c = first; c < end; c++)
+                {
+                    claims.release(c);
+                }
+                cbwFailure = new IOException("copy-before-write failed at offset " + claims.offsetOf(first) + ": "
+                    + failure.cause.getMessage(), failure.cause);
+                claims.abandon();
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------------------------------------ outcome
+
+    @Override
+    protected void onPrepare()
+    {
+        resolve(true);
+    }
+
+    @Override
+    protected void onAbort()
+    {
+        claims.abandon();
+        try
+        {
+            resolve(false);
+        }
+        catch (final RuntimeException ex)
+        {
+            // The disk is closing: its journal reopens the successor as merged back, which is what abort wants.
+            fail("bitmap could not be resolved: " + ex.getMessage());
+        }
+    }
+
+    /** Removes the interceptor and resolves the bitmap in one transaction, once. */
+    private void resolve(final boolean success)
+    {
+        if (resolved)
+        {
+            return;
+        }
+        final String outcome = success ? "completed" : failed() ? "failed: " + error() : "cancelled";
+        disk.transaction(List.of(new Finish(success, outcome)));
+        resolved = true;
+    }
+
+    /** The control action that ends the job at a cut. */
+    private final class Finish implements ControlAction
+    {
+        private final boolean success;
+        private final String outcome;
+
+        Finish(final boolean success, final String outcome)
+        {
+            this.success = success;
+            this.outcome = outcome;
+        }
+
+        @Override
+        public void prepare(final CutContext ctx)
+        {
+            if (successor != null && successor.isResolved())
+            {
+                throw EngineException.generic("Bitmap '" + successor.bitmapName() + "' was already resolved");
+            }
+        }
+
+        @Override
+        public void commit(final CutContext ctx)
+        {
+            ctx.removeInterceptor(interceptor);
+            if (successor != null)
+            {
+                if (success && bitmapMode == BitmapMode.ON_SUCCESS)
+                {
+                    ctx.registry().abdicate(successor);
+                }
+                else
+                {
+                    ctx.registry().reclaim(successor);
+                }
+            }
+            ctx.journal().append(JournalRecord.jobOutcome(id(), outcome));
+        }
+
+        @Override
+        public void abort(final CutContext ctx)
+        {
+            // Nothing was applied in prepare.
+        }
+
+        @Override
+        public String type()
+        {
+            return "x-backup-finish";
+        }
+    }
+}

@@ -1,0 +1,648 @@
+package dev.tidemark.engine.journal;
+
+import dev.tidemark.engine.journal.JournalRecord.Type;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.zip.CRC32C;
+import net.openhft.chronicle.bytes.Bytes;
+import net.openhft.chronicle.bytes.MappedBytes;
+
+/**
+ * A disk's append-only metadata journal in one mapped file; safe for concurrent use by any number of threads
+ * (appends are serialised by the journal's monitor).
+ *
+ * <p>Bitmap files hold bits; the journal holds meaning: which persistent bitmaps exist and in which file, their
+ * flags, which successor file belongs to which busy bitmap, the cut of every committed transaction, job starts
+ * and outcomes, and clean closes. The record format is documented in {@code docs/architecture.md} (journal).
+ *
+ * <p>Records appended by the thread that opened a transaction group ({@link #beginGroup()}) belong to that
+ * group and count only once its {@link Type#TXN_COMMIT} record is written; records from any other thread stand
+ * alone. Replay ({@link #replay()}) ignores an uncommitted group at the tail and truncates a torn or garbled
+ * tail, saying so in {@link Replay#messages()}.
+ *
+ * <p>Chronicle's {@link MappedBytes} checks by default that one thread uses it; that check is disabled
+ * deliberately because job threads append their records too, and every access happens under this journal's
+ * monitor, which gives the same exclusion and the happens-before edges between threads.
+ */
+public final class Journal implements AutoCloseable
+{
+    /** The journal's file name inside the bitmap directory. */
+    public static final String FILE_NAME = "journal.tmj";
+
+    private static final int GROUPED = 0x80;
+    private static final long CHUNK_SIZE = 64 << 10;
+    private static final long COMPACT_THRESHOLD = 1 << 20;
+
+    private final Path file;
+    private final MappedBytes bytes;
+    private final Replay replay;
+    private final Bytes<?> body = scratch();
+    private final Bytes<?> record = scratch();
+    private long end;
+    private long lastCut;
+    private Thread groupOwner;
+    private boolean closed;
+    private volatile boolean syncOnCommit;
+
+    private Journal(final Path file, final MappedBytes bytes, final Replay replay, final long end)
+    {
+        this.file = file;
+        this.bytes = bytes;
+        this.replay = replay;
+        this.end = end;
+    }
+
+    /**
+     * Opens or creates the journal in {@code directory}, replays it, truncates a bad tail, compacts it when it
+     * grew large, and appends an {@link Type#OPENED} record.
+     *
+     * @param directory the disk's bitmap directory.
+     * @return the open journal; its replay is {@link #replay()}.
+     * @throws IOException if the file cannot be read or mapped.
+     */
+    public static Journal open(final Path directory) throws IOException
+    {
+        final Path file = directory.resolve(FILE_NAME);
+        final byte[] content = Files.exists(file) ? Files.readAllBytes(file) : new byte[0];
+        Replay replay = replayBytes(file, content);
+        long end = replay.validLength;
+        if (end > COMPACT_THRESHOLD)
+        {
+            final byte[] snapshot = encodeSnapshot(replay);
+            final Path temporary = directory.resolve(FILE_NAME + ".new");
+            Files.write(temporary, snapshot);
+            Files.move(temporary, file, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+            final List<String> messages = new ArrayList<>(replay.messages);
+            messages.add("journal " + file + ": compacted " + end + " bytes to " + snapshot.length);
+            replay = new Replay(replay.bitmaps, replay.jobs, messages, replay.cleanClose, replay.opens,
+                snapshot.length, replay.inconsistentByTail);
+            end = snapshot.length;
+        }
+        final MappedBytes mapped = MappedBytes.mappedBytes(file.toFile(), CHUNK_SIZE);
+        mapped.singleThreadedCheckDisabled(true);
+        final long fileLength = Files.size(file);
+        if (fileLength > end)
+        {
+            // Zero the torn or uncommitted tail so that the next append cannot be mistaken for its continuation.
+            mapped.zeroOut(end, fileLength);
+        }
+        final Journal journal = new Journal(file, mapped, replay, end);
+        for (final JournalRecord kept : replay.standaloneInDroppedTail)
+        {
+            // Job records that landed inside the dropped tail stand alone; keep them.
+            journal.write(kept, false);
+        }
+        journal.appendMarker(Type.OPENED, System.currentTimeMillis());
+        return journal;
+    }
+
+    /** @return what replay on open found. */
+    public Replay replay()
+    {
+        return replay;
+    }
+
+    /** @return the journal's file. */
+    public Path file()
+    {
+        return file;
+    }
+
+    /** @param sync whether every commit is made durable (msync) before the transaction completes. */
+    public void syncOnCommit(final boolean sync)
+    {
+        syncOnCommit = sync;
+    }
+
+    /** @return bytes used. */
+    public synchronized long length()
+    {
+        return end;
+    }
+
+    /**
+     * Appends a record: part of the open transaction group when called by the thread that opened it, else a
+     * record that stands alone (job records from job threads).
+     *
+     * @param journalRecord the record; marker types are refused.
+     */
+    public synchronized void append(final JournalRecord journalRecord)
+    {
+        switch (journalRecord.type())
+        {
+            case TXN_COMMIT, TXN_ABORT, OPENED, CLEAN_CLOSE ->
+                throw new IllegalArgumentException("marker records are written by the engine: " + journalRecord.type());
+            default -> write(journalRecord, groupOwner == Thread.currentThread());
+        }
+    }
+
+    /** Opens a transaction group for the calling thread (the ring's mark thread). */
+    public synchronized void beginGroup()
+    {
+        if (groupOwner != null)
+        {
+            throw new IllegalStateException("a transaction group is already open on " + groupOwner.getName());
+        }
+        groupOwner = Thread.currentThread();
+    }
+
+    /**
+     * Commits the open group at {@code cut}; forced to storage when {@link #syncOnCommit(boolean)} is on.
+     *
+     * @param cut the transaction's ring sequence.
+     */
+    public synchronized void commitGroup(final long cut)
+    {
+        checkOwner();
+        write(JournalRecord.marker(Type.TXN_COMMIT, cut), true);
+        groupOwner = null;
+        if (syncOnCommit)
+        {
+            bytes.sync();
+        }
+    }
+
+    /** Marks the open group rolled back. */
+    public synchronized void abortGroup()
+    {
+        checkOwner();
+        write(JournalRecord.marker(Type.TXN_ABORT, 0), true);
+        groupOwner = null;
+    }
+
+    /** Appends the clean-close record, forces the journal and unmaps it. */
+    @Override
+    public synchronized void close()
+    {
+        if (closed)
+        {
+            return;
+        }
+        closed = true;
+        appendMarker(Type.CLEAN_CLOSE, 0);
+        bytes.sync();
+        bytes.close();
+    }
+
+    /** Encoding buffers, used under the journal's monitor by whichever thread appends (see the class comment). */
+    private static Bytes<?> scratch()
+    {
+        final Bytes<?> bytes = Bytes.allocateElasticOnHeap(256);
+        bytes.singleThreadedCheckDisabled(true);
+        return bytes;
+    }
+
+    private void checkOwner()
+    {
+        if (groupOwner != Thread.currentThread())
+        {
+            throw new IllegalStateException("no transaction group open on " + Thread.currentThread().getName());
+        }
+    }
+
+    private synchronized void appendMarker(final Type type, final long value)
+    {
+        write(new JournalRecord(type, "", 0, 0, 0, value, ""), false);
+    }
+
+    private void write(final JournalRecord journalRecord, final boolean grouped)
+    {
+        if (closed && journalRecord.type() != Type.CLEAN_CLOSE)
+        {
+            throw new IllegalStateException("journal " + file + " is closed");
+        }
+        final byte[] encoded = encode(journalRecord, grouped, lastCut, body, record);
+        if (journalRecord.type() == Type.TXN_COMMIT)
+        {
+            lastCut = journalRecord.cut();
+        }
+        else if (journalRecord.type() == Type.OPENED)
+        {
+            lastCut = 0;
+        }
+        bytes.writePosition(end);
+        bytes.write(encoded);
+        end += encoded.length;
+    }
+
+    // Layout of one record: type (1 byte, 0x80 set when grouped), body length (stop bit), body, CRC32C (4 bytes
+    // little-endian) over everything before it. A zero type byte ends the journal.
+    private static byte[] encode(final JournalRecord r, final boolean grouped, final long lastCut,
+        final Bytes<?> body, final Bytes<?> record)
+    {
+        body.clear();
+        switch (r.type())
+        {
+            case BITMAP_ADDED ->
+            {
+                body.writeUtf8(r.subject());
+                body.writeStopBit(r.fileId());
+                body.writeUnsignedByte(Long.numberOfTrailingZeros(r.granularity()));
+                body.writeUnsignedByte(r.flags());
+            }
+            case BITMAP_REMOVED, BITS_CHANGING -> body.writeUtf8(r.subject());
+            case BITMAP_FLAGS, SUCCESSOR_RESOLVED ->
+            {
+                body.writeUtf8(r.subject());
+                body.writeUnsignedByte(r.flags());
+            }
+            case SUCCESSOR_CREATED ->
+            {
+                body.writeUtf8(r.subject());
+                body.writeStopBit(r.fileId());
+            }
+            case TXN_COMMIT -> body.writeStopBit(r.cut() - lastCut);
+            case OPENED -> body.writeStopBit(r.cut());
+            case JOB_STARTED, JOB_OUTCOME ->
+            {
+                body.writeUtf8(r.subject());
+                body.writeUtf8(r.detail());
+            }
+            case TXN_ABORT, CLEAN_CLOSE ->
+            {
+                // no body
+            }
+            default -> throw new IllegalStateException("unknown record type " + r.type());
+        }
+        final byte[] bodyBytes = body.toByteArray();
+        record.clear();
+        record.writeUnsignedByte(r.type().code() | (grouped ? GROUPED : 0));
+        record.writeStopBit(bodyBytes.length);
+        record.write(bodyBytes);
+        final byte[] head = record.toByteArray();
+        final CRC32C crc = new CRC32C();
+        crc.update(head);
+        final byte[] out = new byte[head.length + 4];
+        System.arraycopy(head, 0, out, 0, head.length);
+        final int value = (int) crc.getValue();
+        out[head.length] = (byte) value;
+        out[head.length + 1] = (byte) (value >>> 8);
+        out[head.length + 2] = (byte) (value >>> 16);
+        out[head.length + 3] = (byte) (value >>> 24);
+        return out;
+    }
+
+    private static byte[] encodeSnapshot(final Replay replay)
+    {
+        final Bytes<?> body = scratch();
+        final Bytes<?> record = scratch();
+        final java.io.ByteArrayOutputStream out = new java.io.ByteArrayOutputStream();
+        for (final BitmapState state : replay.bitmaps.values())
+        {
+            out.writeBytes(encode(JournalRecord.bitmapAdded(state.name(), state.fileId(), state.granularity(),
+                state.flags()), true, 0, body, record));
+            if (state.successorFileId() != 0)
+            {
+                out.writeBytes(encode(JournalRecord.successorCreated(state.name(), state.successorFileId()), true, 0,
+                    body, record));
+            }
+        }
+        out.writeBytes(encode(JournalRecord.marker(Type.TXN_COMMIT, 0), true, 0, body, record));
+        for (final Map.Entry<String, String> job : replay.jobs.entrySet())
+        {
+            out.writeBytes(encode(JournalRecord.jobOutcome(job.getKey(), job.getValue()), false, 0, body, record));
+        }
+        if (replay.cleanClose)
+        {
+            out.writeBytes(encode(JournalRecord.marker(Type.CLEAN_CLOSE, 0), false, 0, body, record));
+        }
+        return out.toByteArray();
+    }
+
+    /**
+     * Replays journal bytes without opening the journal; for inspection tools and tests.
+     *
+     * @param file the file name used in messages.
+     * @param content the file's bytes.
+     * @return what the bytes say.
+     */
+    public static Replay replayBytes(final Path file, final byte[] content)
+    {
+        final Map<String, BitmapState> bitmaps = new LinkedHashMap<>();
+        final Map<String, String> jobs = new LinkedHashMap<>();
+        final List<String> messages = new ArrayList<>();
+        final List<JournalRecord> pending = new ArrayList<>();
+        final Set<String> inconsistentByTail = new LinkedHashSet<>();
+        final List<JournalRecord> standaloneSinceGroup = new ArrayList<>();
+        final Bytes<byte[]> in = Bytes.wrapForRead(content);
+        boolean cleanClose = false;
+        int opens = 0;
+        long lastCut = 0;
+        long position = 0;
+        long groupStart = -1;
+        while (position < content.length)
+        {
+            final int typeByte = content[(int) position] & 0xFF;
+            if (typeByte == 0)
+            {
+                break;
+            }
+            final JournalRecord decoded;
+            final long next;
+            try
+            {
+                in.readPosition(position + 1);
+                final long bodyLength = in.readStopBit();
+                final long bodyStart = in.readPosition();
+                if (bodyLength < 0 || bodyStart + bodyLength + 4 > content.length)
+                {
+                    throw new IllegalStateException("record length " + bodyLength + " runs past the end");
+                }
+                final CRC32C crc = new CRC32C();
+                crc.update(content, (int) position, (int) (bodyStart + bodyLength - position));
+                in.readPosition(bodyStart + bodyLength);
+                final int stored = in.readInt();
+                if (stored != (int) crc.getValue())
+                {
+                    throw new IllegalStateException("CRC32C mismatch");
+                }
+                final Type type = Type.ofCode(typeByte & ~GROUPED);
+                if (type == null)
+                {
+                    throw new IllegalStateException("unknown record type " + (typeByte & ~GROUPED));
+                }
+                in.readPosition(bodyStart);
+                decoded = decode(type, in, lastCut);
+                if (in.readPosition() != bodyStart + bodyLength)
+                {
+                    throw new IllegalStateException("body length does not match its fields");
+                }
+                next = bodyStart + bodyLength + 4;
+            }
+            catch (final RuntimeException ex)
+            {
+                messages.add("journal " + file + ": record at offset " + position + " is torn or garbled ("
+                    + ex.getMessage() + "); truncating the journal there, " + (content.length - position)
+                    + " bytes dropped");
+                break;
+            }
+            final boolean grouped = (typeByte & GROUPED) != 0;
+            switch (decoded.type())
+            {
+                case TXN_COMMIT ->
+                {
+                    for (final JournalRecord r : pending)
+                    {
+                        apply(bitmaps, r);
+                    }
+                    pending.clear();
+                    standaloneSinceGroup.clear();
+                    groupStart = -1;
+                    lastCut = decoded.cut();
+                }
+                case TXN_ABORT ->
+                {
+                    pending.clear();
+                    standaloneSinceGroup.clear();
+                    groupStart = -1;
+                }
+                case OPENED ->
+                {
+                    opens++;
+                    cleanClose = false;
+                    lastCut = 0;
+                }
+                case CLEAN_CLOSE -> cleanClose = true;
+                case JOB_STARTED, JOB_OUTCOME ->
+                {
+                    jobs.put(decoded.subject(),
+                        decoded.type() == Type.JOB_STARTED ? "started: " + decoded.detail() : decoded.detail());
+                    if (groupStart >= 0)
+                    {
+                        standaloneSinceGroup.add(decoded);
+                    }
+                }
+                default ->
+                {
+                    if (grouped)
+                    {
+                        if (groupStart < 0)
+                        {
+                            groupStart = position;
+                        }
+                        pending.add(decoded);
+                    }
+                    else
+                    {
+                        apply(bitmaps, decoded);
+                    }
+                }
+            }
+            position = next;
+        }
+        long validLength = position;
+        if (!pending.isEmpty())
+        {
+            for (final JournalRecord r : pending)
+            {
+                if (r.type() == Type.BITS_CHANGING && bitmaps.containsKey(r.subject()))
+                {
+                    inconsistentByTail.add(r.subject());
+                }
+            }
+            messages.add("journal " + file + ": a transaction of " + pending.size()
+                + " record(s) at offset " + groupStart + " never committed; ignored"
+                + (inconsistentByTail.isEmpty() ? "" : ", its bitmaps " + inconsistentByTail
+                + " may have changed bits and are now inconsistent"));
+            validLength = groupStart;
+        }
+        else
+        {
+            standaloneSinceGroup.clear();
+        }
+        for (final String name : inconsistentByTail)
+        {
+            final BitmapState s = bitmaps.get(name);
+            bitmaps.put(name, new BitmapState(s.name(), s.fileId(), s.granularity(),
+                s.flags() | JournalRecord.FLAG_INCONSISTENT, s.successorFileId()));
+        }
+        final Replay result = new Replay(bitmaps, jobs, messages, cleanClose, opens, validLength, inconsistentByTail);
+        result.standaloneInDroppedTail.addAll(standaloneSinceGroup);
+        return result;
+    }
+
+    private static JournalRecord decode(final Type type, final Bytes<byte[]> in, final long lastCut)
+    {
+        return switch (type)
+        {
+            case BITMAP_ADDED ->
+            {
+                final String name = readName(in);
+                final long fileId = in.readStopBit();
+                final int shift = in.readUnsignedByte();
+                if (shift > 31)
+                {
+                    throw new IllegalStateException("granularity 2^" + shift + " out of range");
+                }
+                yield JournalRecord.bitmapAdded(name, fileId, 1L << shift, in.readUnsignedByte());
+            }
+            case BITMAP_REMOVED -> JournalRecord.bitmapRemoved(readName(in));
+            case BITS_CHANGING -> JournalRecord.bitsChanging(readName(in));
+            case BITMAP_FLAGS -> JournalRecord.bitmapFlags(readName(in), in.readUnsignedByte());
+            case SUCCESSOR_RESOLVED -> JournalRecord.successorResolved(readName(in), in.readUnsignedByte() == 1);
+            case SUCCESSOR_CREATED -> JournalRecord.successorCreated(readName(in), in.readStopBit());
+            case TXN_COMMIT -> JournalRecord.marker(Type.TXN_COMMIT, lastCut + in.readStopBit());
+            case OPENED -> JournalRecord.marker(Type.OPENED, in.readStopBit());
+            case JOB_STARTED -> JournalRecord.jobStarted(readName(in), readName(in));
+            case JOB_OUTCOME -> JournalRecord.jobOutcome(readName(in), readName(in));
+            case TXN_ABORT, CLEAN_CLOSE -> JournalRecord.marker(type, 0);
+        };
+    }
+
+    private static String readName(final Bytes<byte[]> in)
+    {
+        final String value = in.readUtf8();
+        if (value == null)
+        {
+            throw new IllegalStateException("missing string");
+        }
+        return value;
+    }
+
+    private static void apply(final Map<String, BitmapState> bitmaps, final JournalRecord r)
+    {
+        final BitmapState s = bitmaps.get(r.subject());
+        switch (r.type())
+        {
+            case BITMAP_ADDED -> bitmaps.put(r.subject(),
+                new BitmapState(r.subject(), r.fileId(), r.granularity(), r.flags(), 0));
+            case BITMAP_REMOVED -> bitmaps.remove(r.subject());
+            case BITMAP_FLAGS ->
+            {
+                if (s != null)
+                {
+                    bitmaps.put(s.name(), new BitmapState(s.name(), s.fileId(), s.granularity(), r.flags(),
+                        s.successorFileId()));
+                }
+            }
+            case SUCCESSOR_CREATED ->
+            {
+                if (s != null)
+                {
+                    bitmaps.put(s.name(), new BitmapState(s.name(), s.fileId(), s.granularity(), s.flags(),
+                        r.fileId()));
+                }
+            }
+            case SUCCESSOR_RESOLVED ->
+            {
+                if (s != null)
+                {
+                    final long fileId = r.flags() == 1 && s.successorFileId() != 0 ? s.successorFileId() : s.fileId();
+                    bitmaps.put(s.name(), new BitmapState(s.name(), fileId, s.granularity(), s.flags(), 0));
+                }
+            }
+            default ->
+            {
+                // BITS_CHANGING only matters in an uncommitted tail.
+            }
+        }
+    }
+
+    /**
+     * What the journal says about one persistent bitmap; immutable.
+     *
+     * @param name the bitmap's name.
+     * @param fileId the file holding its bits.
+     * @param granularity bytes per chunk.
+     * @param flags {@link JournalRecord#FLAG_RECORDING}, {@link JournalRecord#FLAG_INCONSISTENT}.
+     * @param successorFileId the file of its in-flight successor, 0 when it has none.
+     */
+    public record BitmapState(String name, long fileId, long granularity, int flags, long successorFileId)
+    {
+    }
+
+    /** The result of replaying a journal; immutable. */
+    public static final class Replay
+    {
+        private final Map<String, BitmapState> bitmaps;
+        private final Map<String, String> jobs;
+        private final List<String> messages;
+        private final boolean cleanClose;
+        private final int opens;
+        private final long validLength;
+        private final Set<String> inconsistentByTail;
+        private final List<JournalRecord> standaloneInDroppedTail = new ArrayList<>();
+
+        Replay(final Map<String, BitmapState> bitmaps, final Map<String, String> jobs, final List<String> messages,
+            final boolean cleanClose, final int opens, final long validLength, final Set<String> inconsistentByTail)
+        {
+            this.bitmaps = Collections.unmodifiableMap(new LinkedHashMap<>(bitmaps));
+            this.jobs = Collections.unmodifiableMap(new LinkedHashMap<>(jobs));
+            this.messages = List.copyOf(messages);
+            this.cleanClose = cleanClose;
+            this.opens = opens;
+            this.validLength = validLength;
+            this.inconsistentByTail = Set.copyOf(inconsistentByTail);
+        }
+
+        /** @return the persistent bitmaps the committed records describe, in the order they were added. */
+        public Map<String, BitmapState> bitmaps()
+        {
+            return bitmaps;
+        }
+
+        /** @return each job id's last known state ({@code started: ...} or its outcome). */
+        public Map<String, String> jobs()
+        {
+            return jobs;
+        }
+
+        /** @return what replay repaired or ignored, one sentence each. */
+        public List<String> messages()
+        {
+            return messages;
+        }
+
+        /** @return whether the last session ended with a clean close (false for a new journal). */
+        public boolean cleanClose()
+        {
+            return cleanClose;
+        }
+
+        /** @return how many times the disk was opened before. */
+        public int opens()
+        {
+            return opens;
+        }
+
+        /** @return bytes of committed, intact records. */
+        public long validLength()
+        {
+            return validLength;
+        }
+
+        /** @return bitmaps whose bits an uncommitted transaction may have changed. */
+        public Set<String> inconsistentByTail()
+        {
+            return inconsistentByTail;
+        }
+    }
+
+    /**
+     * Reads a journal file without opening it for append; for tools.
+     *
+     * @param file the journal file.
+     * @return its replay.
+     */
+    public static Replay inspect(final Path file)
+    {
+        try
+        {
+            return replayBytes(file, Files.readAllBytes(file));
+        }
+        catch (final IOException ex)
+        {
+            throw new UncheckedIOException(ex);
+        }
+    }
+}

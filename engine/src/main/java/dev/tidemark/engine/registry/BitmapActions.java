@@ -1,0 +1,329 @@
+package dev.tidemark.engine.registry;
+
+import dev.tidemark.bitmap.DirtyBitmap;
+import dev.tidemark.engine.ControlAction;
+import dev.tidemark.engine.CutContext;
+import dev.tidemark.engine.EngineException;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * The bitmap actions of QMP's {@code transaction} (and of the single bitmap commands, which are one-action
+ * transactions); factories are stateless, each action object is used by one transaction on the mark thread.
+ *
+ * <p>Checks and error texts are QEMU's: busy forbids remove, clear, enable, disable and merging into; an
+ * inconsistent bitmap allows only remove. Rollback is QEMU's: an added bitmap is removed, a cleared or merged
+ * one restored, an enabled or disabled one reverted, a removed one reinstated.
+ */
+public final class BitmapActions
+{
+    private BitmapActions()
+    {
+    }
+
+    /**
+     * @param name new bitmap's name.
+     * @return {@code block-dirty-bitmap-add} with granularity 65536, not persistent, recording.
+     */
+    public static ControlAction add(final String name)
+    {
+        return add(name, BitmapRegistry.DEFAULT_GRANULARITY, false, false);
+    }
+
+    /**
+     * @param name new bitmap's name (1..1023 bytes, unique on the disk).
+     * @param granularity bytes per chunk, a power of two in [512, 2^31].
+     * @param persistent whether it lives in a file beside the image and survives close.
+     * @param disabled whether it starts not recording.
+     * @return {@code block-dirty-bitmap-add}.
+     */
+    public static ControlAction add(final String name, final long granularity, final boolean persistent,
+        final boolean disabled)
+    {
+        return new ControlAction()
+        {
+            private BitmapRegistry.Entry added;
+
+            @Override
+            public void prepare(final CutContext ctx)
+            {
+                added = ctx.registry().addEntry(name, granularity, persistent, !disabled);
+            }
+
+            @Override
+            public void commit(final CutContext ctx)
+            {
+                added = null;
+            }
+
+            @Override
+            public void abort(final CutContext ctx)
+            {
+                ctx.registry().journalRemoved(added);
+                ctx.registry().dropEntry(added);
+            }
+
+            @Override
+            public String type()
+            {
+                return "block-dirty-bitmap-add";
+            }
+        };
+    }
+
+    /**
+     * @param name the bitmap.
+     * @return {@code block-dirty-bitmap-remove}; a persistent bitmap's file is deleted on commit.
+     */
+    public static ControlAction remove(final String name)
+    {
+        return new ControlAction()
+        {
+            private BitmapRegistry.Entry removed;
+            private int position;
+
+            @Override
+            public void prepare(final CutContext ctx)
+            {
+                final BitmapRegistry registry = ctx.registry();
+                final BitmapRegistry.Entry entry = registry.lookup(name);
+                BitmapRegistry.checkBusy(entry);
+                registry.journalRemoved(entry);
+                position = registry.detach(entry);
+                removed = entry;
+            }
+
+            @Override
+            public void commit(final CutContext ctx)
+            {
+                ctx.registry().release(removed);
+            }
+
+            @Override
+            public void abort(final CutContext ctx)
+            {
+                ctx.registry().reattach(removed, position);
+                ctx.registry().journalRestoredAdd(removed);
+            }
+
+            @Override
+            public String type()
+            {
+                return "block-dirty-bitmap-remove";
+            }
+        };
+    }
+
+    /**
+     * @param name the bitmap.
+     * @return {@code block-dirty-bitmap-clear}.
+     */
+    public static ControlAction clear(final String name)
+    {
+        return new ControlAction()
+        {
+            private BitmapRegistry.Entry entry;
+            private DirtyBitmap backup;
+
+            @Override
+            public void prepare(final CutContext ctx)
+            {
+                final BitmapRegistry registry = ctx.registry();
+                final BitmapRegistry.Entry found = registry.lookup(name);
+                BitmapRegistry.checkBusy(found);
+                BitmapRegistry.checkInconsistent(found);
+                registry.journalBitsChanging(found);
+                backup = registry.anonymousCopy(found);
+                found.bitmap.clearAll();
+                entry = found;
+            }
+
+            @Override
+            public void commit(final CutContext ctx)
+            {
+                backup.close();
+            }
+
+            @Override
+            public void abort(final CutContext ctx)
+            {
+                entry.bitmap.clearAll();
+                entry.bitmap.merge(backup);
+                backup.close();
+            }
+
+            @Override
+            public String type()
+            {
+                return "block-dirty-bitmap-clear";
+            }
+        };
+    }
+
+    /**
+     * @param name the bitmap.
+     * @return {@code block-dirty-bitmap-enable}.
+     */
+    public static ControlAction enable(final String name)
+    {
+        return recording(name, true);
+    }
+
+    /**
+     * @param name the bitmap.
+     * @return {@code block-dirty-bitmap-disable}.
+     */
+    public static ControlAction disable(final String name)
+    {
+        return recording(name, false);
+    }
+
+    private static ControlAction recording(final String name, final boolean enable)
+    {
+        return new ControlAction()
+        {
+            private BitmapRegistry.Entry entry;
+            private boolean before;
+
+            @Override
+            public void prepare(final CutContext ctx)
+            {
+                final BitmapRegistry registry = ctx.registry();
+                final BitmapRegistry.Entry found = registry.lookup(name);
+                BitmapRegistry.checkBusy(found);
+                BitmapRegistry.checkInconsistent(found);
+                before = found.enabled;
+                found.enabled = enable;
+                registry.journalFlags(found);
+                entry = found;
+            }
+
+            @Override
+            public void commit(final CutContext ctx)
+            {
+                entry = null;
+            }
+
+            @Override
+            public void abort(final CutContext ctx)
+            {
+                entry.enabled = before;
+                ctx.registry().journalFlags(entry);
+            }
+
+            @Override
+            public String type()
+            {
+                return enable ? "block-dirty-bitmap-enable" : "block-dirty-bitmap-disable";
+            }
+        };
+    }
+
+    /**
+     * @param target the bitmap that receives the bits; not cleared first.
+     * @param sources bitmaps ORed into it, in order; may include the target.
+     * @return {@code block-dirty-bitmap-merge}; the target is unchanged when any source is missing or unusable.
+     */
+    public static ControlAction merge(final String target, final List<String> sources)
+    {
+        final List<String> names = List.copyOf(sources);
+        return new ControlAction()
+        {
+            private BitmapRegistry.Entry entry;
+            private DirtyBitmap backup;
+
+            @Override
+            public void prepare(final CutContext ctx)
+            {
+                final BitmapRegistry registry = ctx.registry();
+                final BitmapRegistry.Entry found = registry.lookup(target);
+                BitmapRegistry.checkBusy(found);
+                BitmapRegistry.checkInconsistent(found);
+                final List<DirtyBitmap> bits = new ArrayList<>();
+                for (final String source : names)
+                {
+                    final BitmapRegistry.Entry from = registry.lookup(source);
+                    BitmapRegistry.checkInconsistent(from);
+                    if (from.bitmap.diskSize() != found.bitmap.diskSize())
+                    {
+                        throw EngineException.generic("Bitmaps are of different sizes (destination size is "
+                            + found.bitmap.diskSize() + ", source size is " + from.bitmap.diskSize()
+                            + ") and can't be merged");
+                    }
+                    bits.add(from.bitmap);
+                }
+                registry.journalBitsChanging(found);
+                backup = registry.anonymousCopy(found);
+                final DirtyBitmap scratch = registry.anonymousCopy(found);
+                try
+                {
+                    for (final DirtyBitmap source : bits)
+                    {
+                        scratch.merge(source);
+                    }
+                    found.bitmap.merge(scratch);
+                }
+                finally
+                {
+                    scratch.close();
+                }
+                entry = found;
+            }
+
+            @Override
+            public void commit(final CutContext ctx)
+            {
+                backup.close();
+            }
+
+            @Override
+            public void abort(final CutContext ctx)
+            {
+                entry.bitmap.clearAll();
+                entry.bitmap.merge(backup);
+                backup.close();
+            }
+
+            @Override
+            public String type()
+            {
+                return "block-dirty-bitmap-merge";
+            }
+        };
+    }
+
+    /**
+     * QMP's {@code abort} action: always fails, for testing transactions.
+     *
+     * @return an action whose prepare fails with {@code Transaction aborted using Abort action}.
+     */
+    public static ControlAction abort()
+    {
+        return new ControlAction()
+        {
+            @Override
+            public void prepare(final CutContext ctx)
+            {
+                throw EngineException.generic("Transaction aborted using Abort action");
+            }
+
+            @Override
+            public void commit(final CutContext ctx)
+            {
+                // never reached: prepare always fails
+            }
+
+            @Override
+            public void abort(final CutContext ctx)
+            {
+                // nothing was prepared
+            }
+
+            @Override
+            public String type()
+            {
+                return "abort";
+            }
+        };
+    }
+}

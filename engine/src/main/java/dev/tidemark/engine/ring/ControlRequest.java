@@ -1,0 +1,24 @@
+package dev.tidemark.engine.ring;
+
+import dev.tidemark.engine.ControlAction;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+
+/**
+ * A transaction (or a mark-thread task) travelling through the ring; created by the submitting thread, then
+ * used by the mark thread (which completes {@link #result}) and the write thread (which completes
+ * {@link #writesBeforeCut}).
+ */
+final class ControlRequest
+{
+    final List<ControlAction> actions;
+    final Runnable task;
+    final CompletableFuture<Long> result = new CompletableFuture<>();
+    final CompletableFuture<Void> writesBeforeCut = new CompletableFuture<>();
+
+    ControlRequest(final List<ControlAction> actions, final Runnable task)
+    {
+        this.actions = actions;
+        this.task = task;
+    }
+}

@@ -1,0 +1,322 @@
+package dev.tidemark.engine;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.junit.jupiter.api.Assertions.assertTimeoutPreemptively;
+
+import dev.tidemark.bitmap.BitmapView;
+import dev.tidemark.bitmap.DirtyBitmap;
+import dev.tidemark.bitmap.ExtentConsumer;
+import dev.tidemark.engine.registry.BitmapActions;
+import dev.tidemark.engine.registry.BitmapFiles;
+import dev.tidemark.engine.registry.MappedBitmapFiles;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.BitSet;
+import java.util.List;
+import java.util.SplittableRandom;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.atomic.AtomicInteger;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** I5's write path: group commit once per batch, and no data write before its bits are set (and forced). */
+class DurableModeTest
+{
+    private static final int SIZE = 16 << 20;
+    private static final long G = 65536;
+
+    @TempDir
+    Path dir;
+
+    @Test
+    void durableModeForcesOncePerBatchBeforeAnyWriteOfTheBatch()
+    {
+        final long seed = System.nanoTime();
+        assertTimeoutPreemptively(Duration.ofSeconds(60), () -> run(seed, true), () -> "seed " + seed);
+    }
+
+    @Test
+    void lazyModeNeverForcesButStillMarksBeforeWriting()
+    {
+        final long seed = System.nanoTime();
+        assertTimeoutPreemptively(Duration.ofSeconds(60), () -> run(seed, false), () -> "seed " + seed);
+    }
+
+    private void run(final long seed, final boolean durable) throws Exception
+    {
+        final SpyFiles files = new SpyFiles();
+        final HeapStore store = new HeapStore(SIZE);
+        final List<String> violations = new CopyOnWriteArrayList<>();
+        try (TrackedDisk disk = TrackedDisk.open(DiskOptions.of(store, dir.resolve("bm"), files)
+            .withDurable(durable)))
+        {
+            disk.transaction(BitmapActions.add("b", G, true, false));
+            final SpyBitmap spy = files.made.get(0);
+            store.hook((offset, length) ->
+            {
+                for (long chunk = offset / G; chunk <= (offset + length - 1) / G; chunk++)
+                {
+                    if (!spy.isDirty(chunk * G))
+                    {
+                        violations.add("chunk " + chunk + " written before its bit was set");
+                    }
+                    if (durable && !spy.forcedChunk((int) chunk))
+                    {
+                        violations.add("chunk " + chunk + " written before its bit was forced");
+                    }
+                }
+            });
+            final int threads = 4;
+            final int each = 300;
+            final List<Thread> writers = new ArrayList<>();
+            final AtomicInteger failures = new AtomicInteger();
+            for (int t = 0; t < threads; t++)
+            {
+                final SplittableRandom random = new SplittableRandom(seed + t);
+                final Thread writer = new Thread(() ->
+                {
+                    for (int i = 0; i < each; i++)
+                    {
+                        final long offset = random.nextLong(SIZE - 8192);
+                        try
+                        {
+                            if (i % 10 == 0)
+                            {
+                                disk.writeZeroes(offset, 1 + random.nextInt(8192), false, false);
+                            }
+                            else
+                            {
+                                disk.write(offset, ByteBuffer.allocate(1 + random.nextInt(8192)), false);
+                            }
+                        }
+                        catch (final IOException | RuntimeException ex)
+                        {
+                            failures.incrementAndGet();
+                        }
+                    }
+                });
+                writer.start();
+                writers.add(writer);
+            }
+            for (final Thread writer : writers)
+            {
+                writer.join();
+            }
+            assertThat(failures.get()).isZero();
+            assertThat(violations).as("seed %d", seed).isEmpty();
+            final long groupCommits = disk.ring().groupCommits();
+            if (durable)
+            {
+                assertThat(spy.forces.get()).as("one force per group commit (one bitmap)").isEqualTo(groupCommits);
+                assertThat(groupCommits).as("batches were grouped").isGreaterThan(0).isLessThan(threads * each);
+                assertThat(groupCommits).isLessThanOrEqualTo(disk.ring().batches());
+            }
+            else
+            {
+                assertThat(spy.forces.get()).isZero();
+                assertThat(groupCommits).isZero();
+            }
+            System.out.printf("durable=%s writes=%d batches=%d groupCommits=%d forces=%d%n", durable,
+                threads * each, disk.ring().batches(), groupCommits, spy.forces.get());
+        }
+    }
+
+    /** Wraps every bitmap it makes in a {@link SpyBitmap}. */
+    private static final class SpyFiles implements BitmapFiles
+    {
+        final List<SpyBitmap> made = new CopyOnWriteArrayList<>();
+
+        @Override
+        public DirtyBitmap anonymous(final String name, final long diskSize, final long granularity)
+        {
+            return MappedBitmapFiles.INSTANCE.anonymous(name, diskSize, granularity);
+        }
+
+        @Override
+        public DirtyBitmap create(final Path file, final String name, final long diskSize, final long granularity)
+            throws IOException
+        {
+            final SpyBitmap spy = new SpyBitmap(MappedBitmapFiles.INSTANCE.create(file, name, diskSize, granularity));
+            made.add(spy);
+            return spy;
+        }
+
+        @Override
+        public DirtyBitmap open(final Path file) throws IOException
+        {
+            return MappedBitmapFiles.INSTANCE.open(file);
+        }
+
+        @Override
+        public void durable(final DirtyBitmap bitmap, final boolean on)
+        {
+            MappedBitmapFiles.INSTANCE.durable(bitmap instanceof SpyBitmap spy ? spy.inner : bitmap, on);
+        }
+    }
+
+    /**
+     * Counts forces, makes them slow (so batches form), and tracks which chunks' bits were forced; marked on the
+     * mark thread, read by the write thread (hence the monitor).
+     */
+    private static final class SpyBitmap implements DirtyBitmap
+    {
+        final DirtyBitmap inner;
+        final AtomicInteger forces = new AtomicInteger();
+        private final BitSet pending = new BitSet();
+        private final BitSet forced = new BitSet();
+
+        SpyBitmap(final DirtyBitmap inner)
+        {
+            this.inner = inner;
+        }
+
+        synchronized boolean forcedChunk(final int chunk)
+        {
+            return forced.get(chunk);
+        }
+
+        @Override
+        public boolean mark(final long offset, final long length)
+        {
+            final boolean gained = inner.mark(offset, length);
+            synchronized (this)
+            {
+                pending.set((int) (offset / inner.granularity()),
+                    (int) ((offset + length - 1) / inner.granularity()) + 1);
+            }
+            return gained;
+        }
+
+        @Override
+        public int force()
+        {
+            forces.incrementAndGet();
+            try
+            {
+                Thread.sleep(1);
+            }
+            catch (final InterruptedException ex)
+            {
+                Thread.currentThread().interrupt();
+            }
+            final int pages = inner.force();
+            synchronized (this)
+            {
+                forced.or(pending);
+                pending.clear();
+            }
+            return pages;
+        }
+
+        @Override
+        public void clear(final long offset, final long length)
+        {
+            inner.clear(offset, length);
+        }
+
+        @Override
+        public void clearAll()
+        {
+            inner.clearAll();
+        }
+
+        @Override
+        public void merge(final BitmapView source)
+        {
+            inner.merge(source);
+        }
+
+        @Override
+        public boolean isPersistent()
+        {
+            return inner.isPersistent();
+        }
+
+        @Override
+        public boolean isInconsistent()
+        {
+            return inner.isInconsistent();
+        }
+
+        @Override
+        public BitmapView readOnlyView()
+        {
+            return inner.readOnlyView();
+        }
+
+        @Override
+        public void close()
+        {
+            inner.close();
+        }
+
+        @Override
+        public String name()
+        {
+            return inner.name();
+        }
+
+        @Override
+        public long granularity()
+        {
+            return inner.granularity();
+        }
+
+        @Override
+        public long diskSize()
+        {
+            return inner.diskSize();
+        }
+
+        @Override
+        public long chunkCount()
+        {
+            return inner.chunkCount();
+        }
+
+        @Override
+        public boolean isDirty(final long offset)
+        {
+            return inner.isDirty(offset);
+        }
+
+        @Override
+        public long nextDirty(final long offset)
+        {
+            return inner.nextDirty(offset);
+        }
+
+        @Override
+        public long nextClean(final long offset)
+        {
+            return inner.nextClean(offset);
+        }
+
+        @Override
+        public void forEachDirtyExtent(final long offset, final long length, final ExtentConsumer consumer)
+        {
+            inner.forEachDirtyExtent(offset, length, consumer);
+        }
+
+        @Override
+        public long dirtyChunkCount()
+        {
+            return inner.dirtyChunkCount();
+        }
+
+        @Override
+        public long dirtyByteCount()
+        {
+            return inner.dirtyByteCount();
+        }
+
+        @Override
+        public byte[] sha256()
+        {
+            return inner.sha256();
+        }
+    }
+}

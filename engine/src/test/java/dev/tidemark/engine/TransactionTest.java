@@ -1,0 +1,246 @@
+package dev.tidemark.engine;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import dev.tidemark.engine.journal.Journal;
+import dev.tidemark.engine.registry.BitmapActions;
+import dev.tidemark.engine.registry.BitmapInfo;
+import dev.tidemark.engine.registry.Successor;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.atomic.AtomicReference;
+import java.util.stream.Collectors;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.io.TempDir;
+
+/** I2 all-or-nothing, QEMU rollback per action, successors, and the journal's view of them. */
+@Timeout(30)
+class TransactionTest
+{
+    private static final long G = 65536;
+
+    @TempDir
+    Path dir;
+
+    private TrackedDisk disk;
+
+    @BeforeEach
+    void open() throws IOException
+    {
+        disk = TrackedDisk.open(DiskOptions.of(new HeapStore(4 << 20), dir.resolve("bm")));
+    }
+
+    @AfterEach
+    void close() throws IOException
+    {
+        disk.close();
+    }
+
+    private void write(final long offset, final int length) throws IOException
+    {
+        disk.write(offset, ByteBuffer.allocate(length), false);
+    }
+
+    private Map<String, Journal.BitmapState> journalState()
+    {
+        return Journal.inspect(dir.resolve("bm").resolve(Journal.FILE_NAME)).bitmaps();
+    }
+
+    private Map<String, String> fingerprint()
+    {
+        return disk.bitmaps().query().stream().collect(Collectors.toMap(BitmapInfo::name,
+            info -> info + " " + disk.bitmaps().sha256(info.name())));
+    }
+
+    @Test
+    void oneInvalidActionChangesNothingAnywhere() throws IOException
+    {
+        disk.transaction(BitmapActions.add("a", G, true, false), BitmapActions.add("b", G, true, false),
+            BitmapActions.add("c", G, false, true), BitmapActions.add("t", G, true, false));
+        write(0, 4096);
+        write(1 << 20, 70000);
+        disk.transaction(BitmapActions.disable("b"));
+        write(2 << 20, 512);
+        final Map<String, String> before = fingerprint();
+        final Map<String, Journal.BitmapState> journalBefore = journalState();
+        final long filesBefore;
+        try (var files = Files.list(dir.resolve("bm")))
+        {
+            filesBefore = files.count();
+        }
+        assertThatThrownBy(() -> disk.transaction(
+            BitmapActions.add("new", G, true, false),
+            BitmapActions.clear("a"),
+            BitmapActions.enable("b"),
+            BitmapActions.disable("a"),
+            BitmapActions.merge("t", List.of("a", "b", "c")),
+            BitmapActions.remove("c"),
+            BitmapActions.merge("t", List.of("a", "missing"))))
+            .isInstanceOf(EngineException.class).hasMessage("Dirty bitmap 'missing' not found");
+        assertThat(fingerprint()).isEqualTo(before);
+        assertThat(journalState()).isEqualTo(journalBefore);
+        try (var files = Files.list(dir.resolve("bm")))
+        {
+            assertThat(files.count()).as("no bitmap file left behind").isEqualTo(filesBefore);
+        }
+        assertThatThrownBy(() -> disk.transaction(BitmapActions.clear("a"), BitmapActions.abort()))
+            .hasMessage("Transaction aborted using Abort action");
+        assertThat(fingerprint()).isEqualTo(before);
+        // The bitmaps still record: the failed transactions left the recording set as it was.
+        write(3 << 20, 1);
+        assertThat(disk.bitmaps().query("a").count()).isEqualTo(5 * G);
+        assertThat(disk.bitmaps().query("b").count()).isEqualTo(3 * G);
+    }
+
+    @Test
+    void actionsSeeEarlierActionsOfTheSameTransactionAndCommitTogether() throws IOException
+    {
+        disk.transaction(BitmapActions.add("a"));
+        write(0, 10);
+        disk.transaction(BitmapActions.add("b"), BitmapActions.merge("b", List.of("a")), BitmapActions.clear("a"),
+            BitmapActions.disable("a"));
+        write(G * 5, 10);
+        assertThat(disk.bitmaps().query("a")).isEqualTo(new BitmapInfo("a", false, false, false, false, G, 0));
+        assertThat(disk.bitmaps().query("b").count()).isEqualTo(2 * G);
+        disk.transaction(BitmapActions.remove("a"), BitmapActions.add("a", 512, false, false));
+        assertThat(disk.bitmaps().query("a").granularity()).isEqualTo(512);
+    }
+
+    @Test
+    void successorTakesWritesAfterItsCutAndAbdicatesOrIsReclaimed() throws IOException
+    {
+        disk.transaction(BitmapActions.add("p", G, true, false), BitmapActions.add("q", G, false, false));
+        write(0, 1);
+        final Successor[] successors = new Successor[2];
+        disk.transaction(new SuccessorAction("p", successors, 0), new SuccessorAction("q", successors, 1));
+        assertThat(disk.bitmaps().query("p").busy()).isTrue();
+        assertThat(disk.bitmaps().query("p").recording()).isTrue();
+        assertThat(journalState().get("p").successorFileId()).isNotZero();
+        assertThatThrownBy(() -> disk.transaction(BitmapActions.clear("p")))
+            .hasMessage("Bitmap 'p' is currently in use by another operation and cannot be used");
+        write(G * 3, 1);
+        assertThat(successors[0].frozenParent().dirtyChunkCount()).isEqualTo(1);
+        assertThat(successors[0].bitmap().isDirty(G * 3)).isTrue();
+        assertThat(successors[0].bitmap().isDirty(0)).isFalse();
+        disk.transaction(new Resolve(successors[0], true), new Resolve(successors[1], false));
+        assertThat(disk.bitmaps().query("p")).isEqualTo(new BitmapInfo("p", true, false, true, false, G, G));
+        assertThat(disk.bitmaps().view("p").isDirty(G * 3)).isTrue();
+        assertThat(disk.bitmaps().query("q")).isEqualTo(new BitmapInfo("q", true, false, false, false, G, 2 * G));
+        assertThat(journalState().get("p").successorFileId()).isZero();
+        assertThat(journalState().get("p").fileId()).isEqualTo(successors[0].fileId());
+        try (var files = Files.list(dir.resolve("bm")))
+        {
+            assertThat(files.map(f -> f.getFileName().toString()).sorted().toList())
+                .containsExactly("bitmap-" + successors[0].fileId() + ".tmbm", Journal.FILE_NAME);
+        }
+    }
+
+    @Test
+    void interceptorSeesExactlyTheWritesAfterItsCutAndCanFailThem() throws Exception
+    {
+        write(0, 10);
+        final List<Long> seen = new ArrayList<>();
+        final AtomicReference<java.util.concurrent.CompletableFuture<Void>> before = new AtomicReference<>();
+        final WriteInterceptor interceptor = (offset, length) ->
+        {
+            seen.add(offset);
+            if (offset == 999)
+            {
+                throw new IOException("target full");
+            }
+        };
+        disk.transaction(new ControlAction()
+        {
+            @Override
+            public void prepare(final CutContext ctx)
+            {
+                ctx.addInterceptor(interceptor);
+                before.set(ctx.writesBeforeCutDone());
+            }
+
+            @Override
+            public void commit(final CutContext ctx)
+            {
+            }
+
+            @Override
+            public void abort(final CutContext ctx)
+            {
+            }
+        });
+        before.get().get();
+        write(100, 10);
+        disk.writeZeroes(200, 10, false, false);
+        assertThatThrownBy(() -> write(999, 1)).isInstanceOf(IOException.class).hasMessageContaining("target full");
+        disk.flush();
+        assertThat(seen).containsExactly(100L, 200L, 999L);
+    }
+
+    /** Creates a successor in prepare, reclaims it on abort. */
+    private static final class SuccessorAction implements ControlAction
+    {
+        private final String name;
+        private final Successor[] out;
+        private final int index;
+
+        SuccessorAction(final String name, final Successor[] out, final int index)
+        {
+            this.name = name;
+            this.out = out;
+            this.index = index;
+        }
+
+        @Override
+        public void prepare(final CutContext ctx)
+        {
+            out[index] = ctx.registry().createSuccessor(name);
+        }
+
+        @Override
+        public void commit(final CutContext ctx)
+        {
+        }
+
+        @Override
+        public void abort(final CutContext ctx)
+        {
+            ctx.registry().reclaim(out[index]);
+        }
+    }
+
+    /** Abdicates or reclaims a successor at a cut. */
+    private record Resolve(Successor successor, boolean abdicate) implements ControlAction
+    {
+        @Override
+        public void prepare(final CutContext ctx)
+        {
+        }
+
+        @Override
+        public void commit(final CutContext ctx)
+        {
+            if (abdicate)
+            {
+                ctx.registry().abdicate(successor);
+            }
+            else
+            {
+                ctx.registry().reclaim(successor);
+            }
+        }
+
+        @Override
+        public void abort(final CutContext ctx)
+        {
+        }
+    }
+}

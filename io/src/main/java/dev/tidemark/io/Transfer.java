@@ -1,0 +1,206 @@
+package dev.tidemark.io;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
+import java.nio.channels.SelectableChannel;
+import java.nio.channels.WritableByteChannel;
+
+/**
+ * Stateless and safe for concurrent use by any number of threads (each call uses its own pooled buffer;
+ * a file-to-file {@link Method#TRANSFER_TO} sets the destination channel's position, so such calls on one
+ * destination serialize on it): copies byte ranges from a file to a file or to
+ * a socket, each call looping until the whole range has moved.
+ *
+ * <p>Two methods: {@link Method#TRANSFER_TO} ({@code FileChannel.transferTo}, which the kernel may turn
+ * into {@code sendfile}/{@code copy_file_range}) and {@link Method#DIRECT_BUFFER} (positional reads into
+ * a pooled, aligned 1 MiB direct buffer and writes from it). The defaults, {@link #FILE_TO_FILE_DEFAULT}
+ * and {@link #FILE_TO_SOCKET_DEFAULT}, are whichever measured faster on this machine type
+ * ({@code TransferBenchmark} in the bench module; figures in docs/benchmarks.md).
+ *
+ * <p>A source that ends before the range does is an {@link IOException} naming where; negative offsets or
+ * lengths are an {@link IllegalArgumentException}; a non-blocking socket is refused, since a loop over it
+ * would spin.
+ */
+public final class Transfer
+{
+    /** How the bytes move. */
+    public enum Method
+    {
+        /** {@link FileChannel#transferTo}: the kernel copies without a user-space buffer. */
+        TRANSFER_TO,
+        /** Positional reads into a direct buffer and writes from it. */
+        DIRECT_BUFFER
+    }
+
+    /** The faster method for file to file copies, as measured. */
+    public static final Method FILE_TO_FILE_DEFAULT = Method.DIRECT_BUFFER;
+    /** The faster method for file to socket copies, as measured. */
+    public static final Method FILE_TO_SOCKET_DEFAULT = Method.DIRECT_BUFFER;
+
+    private static final int CHUNK = 1 << 20;
+    private static final AlignedBufferPool POOL = new AlignedBufferPool(4096, CHUNK, CHUNK, 16);
+
+    private Transfer()
+    {
+    }
+
+    /** Copies {@code length} bytes from {@code src} at {@code srcOffset} to {@code dst} at {@code dstOffset}. */
+    public static void copy(
+        final FileChannel src,
+        final long srcOffset,
+        final FileChannel dst,
+        final long dstOffset,
+        final long length) throws IOException
+    {
+        copy(src, srcOffset, dst, dstOffset, length, FILE_TO_FILE_DEFAULT);
+    }
+
+    /** As {@link #copy(FileChannel, long, FileChannel, long, long)}, with the method chosen. */
+    public static void copy(
+        final FileChannel src,
+        final long srcOffset,
+        final FileChannel dst,
+        final long dstOffset,
+        final long length,
+        final Method method) throws IOException
+    {
+        checkArguments(srcOffset, length);
+        if (dstOffset < 0)
+        {
+            throw new IllegalArgumentException("negative destination offset " + dstOffset);
+        }
+        if (method == Method.TRANSFER_TO)
+        {
+            // The kernel path needs the real channel as target, and it writes at the target's position:
+            // callers that share a destination serialize on it here.
+            synchronized (dst)
+            {
+                long done = 0;
+                while (done < length)
+                {
+                    dst.position(dstOffset + done);
+                    final long n = src.transferTo(srcOffset + done, length - done, dst);
+                    if (n <= 0)
+                    {
+                        throw shortSource(srcOffset, length, done, src);
+                    }
+                    done += n;
+                }
+            }
+            return;
+        }
+        final ByteBuffer buffer = POOL.acquire(CHUNK);
+        try
+        {
+            long done = 0;
+            while (done < length)
+            {
+                buffer.clear().limit((int)Math.min(CHUNK, length - done));
+                readFully(src, srcOffset + done, buffer, srcOffset, length, done);
+                buffer.flip();
+                long position = dstOffset + done;
+                while (buffer.hasRemaining())
+                {
+                    position += dst.write(buffer, position);
+                }
+                done += buffer.limit();
+            }
+        }
+        finally
+        {
+            POOL.release(buffer);
+        }
+    }
+
+    /** Sends {@code length} bytes of {@code src} from {@code offset} to a blocking socket (or any channel). */
+    public static void send(final FileChannel src, final long offset, final long length,
+        final WritableByteChannel socket) throws IOException
+    {
+        send(src, offset, length, socket, FILE_TO_SOCKET_DEFAULT);
+    }
+
+    /** As {@link #send(FileChannel, long, long, WritableByteChannel)}, with the method chosen. */
+    public static void send(
+        final FileChannel src,
+        final long offset,
+        final long length,
+        final WritableByteChannel socket,
+        final Method method) throws IOException
+    {
+        checkArguments(offset, length);
+        if (socket instanceof SelectableChannel && !((SelectableChannel)socket).isBlocking())
+        {
+            throw new IllegalArgumentException("socket " + socket + " is non-blocking; Transfer needs blocking mode");
+        }
+        if (method == Method.TRANSFER_TO)
+        {
+            long done = 0;
+            while (done < length)
+            {
+                final long n = src.transferTo(offset + done, length - done, socket);
+                if (n <= 0)
+                {
+                    throw shortSource(offset, length, done, src);
+                }
+                done += n;
+            }
+            return;
+        }
+        final ByteBuffer buffer = POOL.acquire(CHUNK);
+        try
+        {
+            long done = 0;
+            while (done < length)
+            {
+                buffer.clear().limit((int)Math.min(CHUNK, length - done));
+                readFully(src, offset + done, buffer, offset, length, done);
+                buffer.flip();
+                while (buffer.hasRemaining())
+                {
+                    socket.write(buffer);
+                }
+                done += buffer.limit();
+            }
+        }
+        finally
+        {
+            POOL.release(buffer);
+        }
+    }
+
+    private static void readFully(
+        final FileChannel src,
+        final long position,
+        final ByteBuffer buffer,
+        final long rangeStart,
+        final long rangeLength,
+        final long doneBefore) throws IOException
+    {
+        long at = position;
+        while (buffer.hasRemaining())
+        {
+            final int n = src.read(buffer, at);
+            if (n < 0)
+            {
+                throw shortSource(rangeStart, rangeLength, doneBefore + buffer.position(), src);
+            }
+            at += n;
+        }
+    }
+
+    private static IOException shortSource(final long offset, final long length, final long done,
+        final FileChannel src) throws IOException
+    {
+        return new IOException("source ended at offset " + (offset + done) + " (size " + src.size() + "), "
+            + (length - done) + " bytes short of the range [" + offset + ", " + (offset + length) + ")");
+    }
+
+    private static void checkArguments(final long offset, final long length)
+    {
+        if (offset < 0 || length < 0 || offset > Long.MAX_VALUE - length)
+        {
+            throw new IllegalArgumentException("bad range [offset " + offset + ", length " + length + "]");
+        }
+    }
+}

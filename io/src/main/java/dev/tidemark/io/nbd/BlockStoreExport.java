@@ -1,0 +1,239 @@
+package dev.tidemark.io.nbd;
+
+import dev.tidemark.io.BlockStore;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.util.ArrayList;
+import java.util.EnumSet;
+import java.util.List;
+import java.util.Set;
+
+/**
+ * An {@link NbdExport} over any {@link BlockStore}; as thread-safe as the store (which the
+ * {@code BlockStore} contract makes safe for concurrent use), completing each operation on the calling
+ * thread before returning.
+ *
+ * <p>Offers {@code base:allocation} from {@link BlockStore#forEachAllocationExtent} (unallocated is
+ * {@link NbdProtocol#STATE_HOLE}, known zeroes {@link NbdProtocol#STATE_ZERO}) plus any extra contexts
+ * given, such as {@link DirtyBitmapContext}s. FAST_ZERO is accepted only without NO_HOLE, where the store
+ * may deallocate (punching a hole is fast for files); with NO_HOLE it fails with ENOTSUP.
+ */
+public final class BlockStoreExport implements NbdExport
+{
+    private final String name;
+    private final String description;
+    private final BlockStore store;
+    private final boolean readOnly;
+    private final List<MetaContext> contexts;
+
+    /**
+     * @param name          export name.
+     * @param description   free text, may be empty.
+     * @param store         the data; not closed by the export.
+     * @param readOnly      refuse writes even if the store accepts them.
+     * @param extraContexts contexts offered after {@code base:allocation}.
+     */
+    public BlockStoreExport(final String name, final String description, final BlockStore store,
+        final boolean readOnly, final List<MetaContext> extraContexts)
+    {
+        this.name = name;
+        this.description = description;
+        this.store = store;
+        this.readOnly = readOnly || store.isReadOnly();
+        final List<MetaContext> all = new ArrayList<>();
+        all.add(new AllocationContext(store));
+        all.addAll(extraContexts);
+        this.contexts = List.copyOf(all);
+    }
+
+    /** A writable export with no description and only {@code base:allocation}. */
+    public BlockStoreExport(final String name, final BlockStore store)
+    {
+        this(name, "", store, false, List.of());
+    }
+
+    @Override
+    public String name()
+    {
+        return name;
+    }
+
+    @Override
+    public String description()
+    {
+        return description;
+    }
+
+    @Override
+    public long size()
+    {
+        return store.size();
+    }
+
+    @Override
+    public boolean isReadOnly()
+    {
+        return readOnly;
+    }
+
+    @Override
+    public Set<Feature> features()
+    {
+        return readOnly ? EnumSet.of(Feature.FLUSH, Feature.FUA, Feature.CACHE, Feature.MULTI_CONN)
+            : EnumSet.allOf(Feature.class);
+    }
+
+    @Override
+    public List<MetaContext> metaContexts()
+    {
+        return contexts;
+    }
+
+    @Override
+    public int read(final long offset, final ByteBuffer dst)
+    {
+        try
+        {
+            store.read(offset, dst);
+            return NbdProtocol.OK;
+        }
+        catch (final IOException | RuntimeException ex)
+        {
+            return errorOf(ex);
+        }
+    }
+
+    @Override
+    public void write(final long offset, final ByteBuffer data, final int flags, final NbdCompletion done)
+    {
+        int result;
+        try
+        {
+            store.write(offset, data);
+            if ((flags & NbdProtocol.CMD_FLAG_FUA) != 0)
+            {
+                store.flush();
+            }
+            result = NbdProtocol.OK;
+        }
+        catch (final IOException | RuntimeException ex)
+        {
+            result = errorOf(ex);
+        }
+        done.complete(result);
+    }
+
+    @Override
+    public void flush(final NbdCompletion done)
+    {
+        int result;
+        try
+        {
+            store.flush();
+            result = NbdProtocol.OK;
+        }
+        catch (final IOException | RuntimeException ex)
+        {
+            result = errorOf(ex);
+        }
+        done.complete(result);
+    }
+
+    @Override
+    public void trim(final long offset, final long length, final int flags, final NbdCompletion done)
+    {
+        int result;
+        try
+        {
+            store.discard(offset, length);
+            if ((flags & NbdProtocol.CMD_FLAG_FUA) != 0)
+            {
+                store.flush();
+            }
+            result = NbdProtocol.OK;
+        }
+        catch (final IOException | RuntimeException ex)
+        {
+            result = errorOf(ex);
+        }
+        done.complete(result);
+    }
+
+    @Override
+    public void writeZeroes(final long offset, final long length, final int flags, final NbdCompletion done)
+    {
+        final boolean noHole = (flags & NbdProtocol.CMD_FLAG_NO_HOLE) != 0;
+        if (noHole && (flags & NbdProtocol.CMD_FLAG_FAST_ZERO) != 0)
+        {
+            done.complete(NbdProtocol.ENOTSUP);
+            return;
+        }
+        int result;
+        try
+        {
+            store.writeZeroes(offset, length, !noHole);
+            if ((flags & NbdProtocol.CMD_FLAG_FUA) != 0)
+            {
+                store.flush();
+            }
+            result = NbdProtocol.OK;
+        }
+        catch (final IOException | RuntimeException ex)
+        {
+            result = errorOf(ex);
+        }
+        done.complete(result);
+    }
+
+    private static int errorOf(final Exception ex)
+    {
+        if (ex instanceof IllegalArgumentException)
+        {
+            return NbdProtocol.EINVAL;
+        }
+        final String message = String.valueOf(ex.getMessage());
+        if (message.contains("No space left") || message.contains("Disk quota"))
+        {
+            return NbdProtocol.ENOSPC;
+        }
+        return NbdProtocol.EIO;
+    }
+
+    /** {@code base:allocation} from the store's allocation walk; as thread-safe as the store. */
+    private static final class AllocationContext implements MetaContext
+    {
+        private final BlockStore store;
+
+        AllocationContext(final BlockStore store)
+        {
+            this.store = store;
+        }
+
+        @Override
+        public String name()
+        {
+            return BASE_ALLOCATION;
+        }
+
+        @Override
+        public void blockStatus(final long offset, final long length, final ExtentSink sink) throws IOException
+        {
+            final long end = offset + length;
+            final long[] cursor = {offset};
+            store.forEachAllocationExtent(offset, length, (extentOffset, extentLength, allocated, zero) ->
+            {
+                // Stores may report whole extents that start before the request: clip to it.
+                final long to = Math.min(end, extentOffset + extentLength);
+                if (to <= cursor[0])
+                {
+                    return true;
+                }
+                final long clipped = to - cursor[0];
+                cursor[0] = to;
+                final int flags = (allocated ? 0 : NbdProtocol.STATE_HOLE) | (zero ? NbdProtocol.STATE_ZERO : 0);
+                return sink.extent(clipped, flags) && to < end;
+            });
+        }
+    }
+}

@@ -1,0 +1,80 @@
+package dev.tidemark.io.nbd;
+
+import java.nio.ByteBuffer;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.ConcurrentLinkedQueue;
+import java.util.concurrent.atomic.AtomicIntegerArray;
+
+/**
+ * A pool of direct buffers in power-of-two size classes from 4 KiB to 32 MiB; safe for concurrent use
+ * by any number of threads.
+ *
+ * <p>Each class keeps at most about 32 MiB worth of idle buffers (and at least two), so the pool never
+ * pins more than a few hundred MiB however bursty the load.
+ */
+final class BufferPool
+{
+    private static final int MIN_SHIFT = 12;
+    private static final int MAX_SHIFT = 25;
+    private static final int KEEP_BYTES_PER_CLASS = 32 * 1024 * 1024;
+
+    private final List<ConcurrentLinkedQueue<ByteBuffer>> free;
+    private final AtomicIntegerArray idle;
+
+    BufferPool()
+    {
+        final List<ConcurrentLinkedQueue<ByteBuffer>> queues = new ArrayList<>();
+        for (int shift = MIN_SHIFT; shift <= MAX_SHIFT; shift++)
+        {
+            queues.add(new ConcurrentLinkedQueue<>());
+        }
+        free = List.copyOf(queues);
+        idle = new AtomicIntegerArray(free.size());
+    }
+
+    /**
+     * @param length bytes needed, 0..32 MiB.
+     * @return a cleared buffer whose limit is {@code length}.
+     */
+    ByteBuffer acquire(final int length)
+    {
+        final int index = classIndex(length);
+        ByteBuffer buffer = free.get(index).poll();
+        if (buffer == null)
+        {
+            buffer = ByteBuffer.allocateDirect(1 << (index + MIN_SHIFT));
+        }
+        else
+        {
+            idle.decrementAndGet(index);
+        }
+        buffer.clear().limit(length);
+        return buffer;
+    }
+
+    /** Returns a buffer obtained from {@link #acquire}; the caller must not use it afterwards. */
+    void release(final ByteBuffer buffer)
+    {
+        final int index = classIndex(buffer.capacity());
+        final int keep = Math.max(2, KEEP_BYTES_PER_CLASS >> (index + MIN_SHIFT));
+        if (idle.incrementAndGet(index) <= keep)
+        {
+            free.get(index).offer(buffer);
+        }
+        else
+        {
+            idle.decrementAndGet(index);
+        }
+    }
+
+    private static int classIndex(final int length)
+    {
+        if (length > 1 << MAX_SHIFT)
+        {
+            throw new IllegalArgumentException("buffer of " + length + " bytes exceeds the 32 MiB limit");
+        }
+        final int shift = Math.max(MIN_SHIFT, 32 - Integer.numberOfLeadingZeros(Math.max(1, length) - 1));
+        return shift - MIN_SHIFT;
+    }
+}

@@ -1,0 +1,1099 @@
+package dev.tidemark.io.nbd;
+
+import java.io.EOFException;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.channels.SocketChannel;
+import java.nio.charset.CharacterCodingException;
+import java.nio.charset.CodingErrorAction;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Set;
+import java.util.concurrent.ScheduledFuture;
+import java.util.concurrent.Semaphore;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.locks.ReentrantLock;
+
+import static dev.tidemark.io.nbd.NbdProtocol.*;
+
+/**
+ * One server-side NBD connection: its reader thread owns the handshake and request parsing, and replies
+ * are written under {@link #sendLock} by whichever thread completes a request.
+ *
+ * <p>Protocol violations that leave the stream unparseable (bad magic, bad client flags, oversized
+ * option or write payload, EOF mid-frame) close the connection; everything else gets the protocol's
+ * error and the connection continues.
+ */
+final class NbdConnection
+{
+    /** Requests in flight per connection before the reader stops reading. */
+    static final int MAX_IN_FLIGHT = 64;
+
+    private static final int MAX_OPTION_LENGTH = 1024 * 1024;
+    private static final int MAX_EXTENTS = 65536;
+    private static final int PREFERRED_BLOCK = 4096;
+    private static final long DRAIN_WAIT_MILLIS = 30_000;
+
+    private final NbdServer server;
+    private final SocketChannel channel;
+    private final Thread reader;
+    private final ReentrantLock sendLock = new ReentrantLock();
+    private final ByteBuffer sendHeader = ByteBuffer.allocateDirect(64);
+    private final ByteBuffer requestHeader = ByteBuffer.allocateDirect(28);
+    private final Semaphore inFlight = new Semaphore(MAX_IN_FLIGHT);
+    private final AtomicBoolean shutdown = new AtomicBoolean();
+
+    private volatile NbdExport export;
+    private boolean noZeroes;
+    private boolean fixedNewstyle;
+    private boolean structured;
+    private String metaExportName;
+    private List<String> metaSelected = List.of();
+    private MetaContext[] contexts = new MetaContext[0];
+    private int[] contextIds = new int[0];
+    private int transmissionFlags;
+    private String invalidReason;
+
+    NbdConnection(final NbdServer server, final SocketChannel channel, final int id)
+    {
+        this.server = server;
+        this.channel = channel;
+        this.reader = new Thread(this::run, "nbd-conn-" + id);
+        this.reader.setDaemon(true);
+    }
+
+    void start()
+    {
+        reader.start();
+    }
+
+    NbdExport export()
+    {
+        return export;
+    }
+
+    /** Stops reading requests; in-flight ones are answered, then the reader closes the socket. */
+    void shutdown()
+    {
+        if (shutdown.compareAndSet(false, true))
+        {
+            try
+            {
+                if (export == null)
+                {
+                    channel.close();
+                }
+                else
+                {
+                    channel.shutdownInput();
+                }
+            }
+            catch (final IOException ex)
+            {
+                forceClose();
+            }
+        }
+    }
+
+    void forceClose()
+    {
+        NbdServer.closeQuietly(channel);
+    }
+
+    boolean awaitTermination(final long millis)
+    {
+        try
+        {
+            reader.join(millis);
+        }
+        catch (final InterruptedException ex)
+        {
+            Thread.currentThread().interrupt();
+        }
+        return !reader.isAlive();
+    }
+
+    private void run()
+    {
+        final ScheduledFuture<?> timeout = server.timer().schedule(
+            () ->
+            {
+                if (export == null)
+                {
+                    forceClose();
+                }
+            },
+            server.handshakeTimeout().toMillis(), TimeUnit.MILLISECONDS);
+        try
+        {
+            if (handshake())
+            {
+                timeout.cancel(false);
+                transmission();
+            }
+        }
+        catch (final IOException ex)
+        {
+            // EOF, a reset or a violation that leaves the stream unparseable: the connection ends.
+        }
+        finally
+        {
+            timeout.cancel(false);
+            drain();
+            forceClose();
+            server.unregister(this);
+        }
+    }
+
+    private void drain()
+    {
+        try
+        {
+            if (inFlight.tryAcquire(MAX_IN_FLIGHT, DRAIN_WAIT_MILLIS, TimeUnit.MILLISECONDS))
+            {
+                inFlight.release(MAX_IN_FLIGHT);
+            }
+        }
+        catch (final InterruptedException ex)
+        {
+            Thread.currentThread().interrupt();
+        }
+    }
+
+    // ------------------------------------------------------------------------------------------------
+    // Handshake
+
+    /** @return {@code true} when an export was selected and transmission begins. */
+    private boolean handshake() throws IOException
+    {
+        final ByteBuffer greeting = ByteBuffer.allocate(18);
+        greeting.putLong(INIT_PASSWD).putLong(IHAVEOPT).putShort((short)(FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES)).flip();
+        writeFully(greeting);
+        final ByteBuffer clientFlags = readFully(ByteBuffer.allocate(4));
+        final int flags = clientFlags.getInt();
+        if ((flags & ~(CLIENT_FIXED_NEWSTYLE | CLIENT_NO_ZEROES)) != 0)
+        {
+            throw new ProtocolViolation("unknown client flags 0x" + Integer.toHexString(flags));
+        }
+        fixedNewstyle = (flags & CLIENT_FIXED_NEWSTYLE) != 0;
+        noZeroes = (flags & CLIENT_NO_ZEROES) != 0;
+        final ByteBuffer optionHeader = ByteBuffer.allocate(16);
+        while (true)
+        {
+            readFully(optionHeader.clear());
+            if (optionHeader.getLong() != IHAVEOPT)
+            {
+                throw new ProtocolViolation("bad option magic");
+            }
+            final int option = optionHeader.getInt();
+            final long length = Integer.toUnsignedLong(optionHeader.getInt());
+            if (length > MAX_OPTION_LENGTH)
+            {
+                throw new ProtocolViolation("option length " + length + " exceeds " + MAX_OPTION_LENGTH);
+            }
+            final ByteBuffer data = readFully(ByteBuffer.allocate((int)length));
+            if (!fixedNewstyle && option != OPT_EXPORT_NAME)
+            {
+                throw new ProtocolViolation("option " + option + " from a client without fixed newstyle");
+            }
+            if (server.isClosed())
+            {
+                if (option == OPT_EXPORT_NAME)
+                {
+                    return false;
+                }
+                optionReply(option, REP_ERR_SHUTDOWN, "server is shutting down");
+                continue;
+            }
+            switch (option)
+            {
+                case OPT_EXPORT_NAME:
+                    return exportName(data);
+                case OPT_ABORT:
+                    try
+                    {
+                        optionReply(option, REP_ACK, new byte[0]);
+                    }
+                    catch (final IOException ex)
+                    {
+                        // Clients may close without reading the ACK.
+                    }
+                    return false;
+                case OPT_LIST:
+                    list(data);
+                    break;
+                case OPT_STARTTLS:
+                    optionReply(option, REP_ERR_POLICY, "TLS is not supported by this server");
+                    break;
+                case OPT_INFO:
+                case OPT_GO:
+                    if (infoOrGo(option, data))
+                    {
+                        return true;
+                    }
+                    break;
+                case OPT_STRUCTURED_REPLY:
+                    if (data.hasRemaining())
+                    {
+                        optionReply(option, REP_ERR_INVALID, "STRUCTURED_REPLY takes no data");
+                    }
+                    else if (structured)
+                    {
+                        optionReply(option, REP_ERR_INVALID, "structured replies already negotiated");
+                    }
+                    else
+                    {
+                        structured = true;
+                        optionReply(option, REP_ACK, new byte[0]);
+                    }
+                    break;
+                case OPT_LIST_META_CONTEXT:
+                case OPT_SET_META_CONTEXT:
+                    metaContext(option, data);
+                    break;
+                default:
+                    optionReply(option, REP_ERR_UNSUP, "option " + option + " is not supported");
+                    break;
+            }
+        }
+    }
+
+    private boolean exportName(final ByteBuffer data) throws IOException
+    {
+        final String name = decode(data, data.remaining());
+        final NbdExport found = name == null ? null : server.lookup(name);
+        if (found == null)
+        {
+            throw new ProtocolViolation("EXPORT_NAME for unknown export");
+        }
+        selectContexts(name, found);
+        transmissionFlags = transmissionFlags(found);
+        final ByteBuffer reply = ByteBuffer.allocate(noZeroes ? 10 : 134);
+        reply.putLong(found.size()).putShort((short)transmissionFlags);
+        reply.position(reply.limit()).flip();
+        writeFully(reply);
+        export = found;
+        return true;
+    }
+
+    private void list(final ByteBuffer data) throws IOException
+    {
+        if (data.hasRemaining())
+        {
+            optionReply(OPT_LIST, REP_ERR_INVALID, "LIST takes no data");
+            return;
+        }
+        for (final NbdExport each : server.exportList())
+        {
+            final byte[] name = each.name().getBytes(StandardCharsets.UTF_8);
+            final byte[] description = truncate(each.description().getBytes(StandardCharsets.UTF_8));
+            final ByteBuffer payload = ByteBuffer.allocate(4 + name.length + description.length);
+            payload.putInt(name.length).put(name).put(description);
+            optionReply(OPT_LIST, REP_SERVER, payload.array());
+        }
+        optionReply(OPT_LIST, REP_ACK, new byte[0]);
+    }
+
+    private boolean infoOrGo(final int option, final ByteBuffer data) throws IOException
+    {
+        if (data.remaining() < 6)
+        {
+            optionReply(option, REP_ERR_INVALID, "INFO/GO data shorter than 6 bytes");
+            return false;
+        }
+        final long nameLength = Integer.toUnsignedLong(data.getInt());
+        if (nameLength > data.remaining() - 2)
+        {
+            optionReply(option, REP_ERR_INVALID, "export name length " + nameLength + " overruns the option");
+            return false;
+        }
+        final String name = decode(data, (int)nameLength);
+        final int count = Short.toUnsignedInt(data.getShort());
+        if (data.remaining() != count * 2)
+        {
+            optionReply(option, REP_ERR_INVALID, "information request count " + count + " does not match the option length");
+            return false;
+        }
+        if (name == null)
+        {
+            optionReply(option, REP_ERR_INVALID, "export name is not valid UTF-8 of at most 4096 bytes");
+            return false;
+        }
+        boolean wantName = false;
+        boolean wantDescription = false;
+        for (int i = 0; i < count; i++)
+        {
+            final int type = Short.toUnsignedInt(data.getShort());
+            wantName |= type == INFO_NAME;
+            wantDescription |= type == INFO_DESCRIPTION;
+        }
+        final NbdExport found = server.lookup(name);
+        if (found == null)
+        {
+            optionReply(option, REP_ERR_UNKNOWN, "export '" + name + "' not present");
+            return false;
+        }
+        if (wantName)
+        {
+            final byte[] canonical = found.name().getBytes(StandardCharsets.UTF_8);
+            optionReply(option, REP_INFO, ByteBuffer.allocate(2 + canonical.length)
+                .putShort((short)INFO_NAME).put(canonical).array());
+        }
+        final byte[] description = truncate(found.description().getBytes(StandardCharsets.UTF_8));
+        if (wantDescription && description.length > 0)
+        {
+            optionReply(option, REP_INFO, ByteBuffer.allocate(2 + description.length)
+                .putShort((short)INFO_DESCRIPTION).put(description).array());
+        }
+        optionReply(option, REP_INFO, ByteBuffer.allocate(14).putShort((short)INFO_BLOCK_SIZE)
+            .putInt(1).putInt(PREFERRED_BLOCK).putInt(MAX_PAYLOAD).array());
+        final int flags = transmissionFlags(found);
+        optionReply(option, REP_INFO, ByteBuffer.allocate(12).putShort((short)INFO_EXPORT)
+            .putLong(found.size()).putShort((short)flags).array());
+        optionReply(option, REP_ACK, new byte[0]);
+        if (option == OPT_GO)
+        {
+            selectContexts(name, found);
+            transmissionFlags = flags;
+            export = found;
+            return true;
+        }
+        return false;
+    }
+
+    private void metaContext(final int option, final ByteBuffer data) throws IOException
+    {
+        final boolean set = option == OPT_SET_META_CONTEXT;
+        if (set)
+        {
+            // SET replaces the selection even when it fails.
+            metaExportName = null;
+            metaSelected = List.of();
+        }
+        if (!structured)
+        {
+            optionReply(option, REP_ERR_INVALID, "metadata contexts need structured replies first");
+            return;
+        }
+        if (data.remaining() < 8)
+        {
+            optionReply(option, REP_ERR_INVALID, "meta context data shorter than 8 bytes");
+            return;
+        }
+        final long nameLength = Integer.toUnsignedLong(data.getInt());
+        if (nameLength > data.remaining() - 4)
+        {
+            optionReply(option, REP_ERR_INVALID, "export name length " + nameLength + " overruns the option");
+            return;
+        }
+        final String name = decode(data, (int)nameLength);
+        final long count = Integer.toUnsignedLong(data.getInt());
+        final List<String> queries = new ArrayList<>();
+        for (long i = 0; i < count; i++)
+        {
+            if (data.remaining() < 4)
+            {
+                optionReply(option, REP_ERR_INVALID, "query " + i + " overruns the option");
+                return;
+            }
+            final long queryLength = Integer.toUnsignedLong(data.getInt());
+            if (queryLength > data.remaining())
+            {
+                optionReply(option, REP_ERR_INVALID, "query " + i + " length " + queryLength + " overruns the option");
+                return;
+            }
+            final String query = decode(data, (int)queryLength);
+            if (query == null)
+            {
+                optionReply(option, REP_ERR_INVALID, "query " + i + " is not valid UTF-8 of at most 4096 bytes");
+                return;
+            }
+            queries.add(query);
+        }
+        if (data.hasRemaining())
+        {
+            optionReply(option, REP_ERR_INVALID, "trailing bytes after " + count + " queries");
+            return;
+        }
+        if (name == null)
+        {
+            optionReply(option, REP_ERR_INVALID, "export name is not valid UTF-8 of at most 4096 bytes");
+            return;
+        }
+        final NbdExport found = server.lookup(name);
+        if (found == null)
+        {
+            optionReply(option, REP_ERR_UNKNOWN, "export '" + name + "' not present");
+            return;
+        }
+        final List<MetaContext> offered = found.metaContexts();
+        final List<String> selected = new ArrayList<>();
+        for (int id = 0; id < offered.size(); id++)
+        {
+            final String contextName = offered.get(id).name();
+            if (matches(contextName, queries, set))
+            {
+                final byte[] bytes = contextName.getBytes(StandardCharsets.UTF_8);
+                optionReply(option, REP_META_CONTEXT, ByteBuffer.allocate(4 + bytes.length)
+                    .putInt(set ? id : 0).put(bytes).array());
+                selected.add(contextName);
+            }
+        }
+        if (set)
+        {
+            metaExportName = name;
+            metaSelected = List.copyOf(selected);
+        }
+        optionReply(option, REP_ACK, new byte[0]);
+    }
+
+    private static boolean matches(final String contextName, final List<String> queries, final boolean set)
+    {
+        if (queries.isEmpty())
+        {
+            return !set;
+        }
+        for (final String query : queries)
+        {
+            if (query.equals(contextName))
+            {
+                return true;
+            }
+            // In LIST, "namespace:" and "qemu:dirty-bitmap:" act as wildcards.
+            if (!set && query.endsWith(":") && contextName.startsWith(query))
+            {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    private void selectContexts(final String requestedName, final NbdExport chosen)
+    {
+        if (metaExportName == null || !metaExportName.equals(requestedName) || metaSelected.isEmpty())
+        {
+            return;
+        }
+        final List<MetaContext> offered = chosen.metaContexts();
+        final List<MetaContext> picked = new ArrayList<>();
+        final List<Integer> ids = new ArrayList<>();
+        for (int id = 0; id < offered.size(); id++)
+        {
+            if (metaSelected.contains(offered.get(id).name()))
+            {
+                picked.add(offered.get(id));
+                ids.add(id);
+            }
+        }
+        contexts = picked.toArray(new MetaContext[0]);
+        contextIds = ids.stream().mapToInt(Integer::intValue).toArray();
+    }
+
+    private int transmissionFlags(final NbdExport target)
+    {
+        final Set<NbdExport.Feature> features = target.features();
+        int flags = TF_HAS_FLAGS;
+        if (target.isReadOnly())
+        {
+            flags |= TF_READ_ONLY;
+        }
+        if (features.contains(NbdExport.Feature.FLUSH))
+        {
+            flags |= TF_SEND_FLUSH;
+        }
+        if (features.contains(NbdExport.Feature.FUA))
+        {
+            flags |= TF_SEND_FUA;
+        }
+        if (!target.isReadOnly() && features.contains(NbdExport.Feature.TRIM))
+        {
+            flags |= TF_SEND_TRIM;
+        }
+        if (!target.isReadOnly() && features.contains(NbdExport.Feature.WRITE_ZEROES))
+        {
+            flags |= TF_SEND_WRITE_ZEROES;
+            if (features.contains(NbdExport.Feature.FAST_ZERO))
+            {
+                flags |= TF_SEND_FAST_ZERO;
+            }
+        }
+        if (structured)
+        {
+            flags |= TF_SEND_DF;
+        }
+        if (features.contains(NbdExport.Feature.MULTI_CONN))
+        {
+            flags |= TF_CAN_MULTI_CONN;
+        }
+        if (features.contains(NbdExport.Feature.CACHE))
+        {
+            flags |= TF_SEND_CACHE;
+        }
+        return flags;
+    }
+
+    private void optionReply(final int option, final int type, final String message) throws IOException
+    {
+        optionReply(option, type, truncate(message.getBytes(StandardCharsets.UTF_8)));
+    }
+
+    private void optionReply(final int option, final int type, final byte[] payload) throws IOException
+    {
+        final ByteBuffer header = ByteBuffer.allocate(20);
+        header.putLong(OPTION_REPLY_MAGIC).putInt(option).putInt(type).putInt(payload.length).flip();
+        writeFully(header, ByteBuffer.wrap(payload));
+    }
+
+    // ------------------------------------------------------------------------------------------------
+    // Transmission
+
+    private void transmission() throws IOException
+    {
+        final NbdExport target = export;
+        while (true)
+        {
+            readFully(requestHeader.clear());
+            if (requestHeader.getInt(0) != REQUEST_MAGIC)
+            {
+                throw new ProtocolViolation("bad request magic");
+            }
+            final int flags = Short.toUnsignedInt(requestHeader.getShort(4));
+            final int type = Short.toUnsignedInt(requestHeader.getShort(6));
+            final long cookie = requestHeader.getLong(8);
+            final long offset = requestHeader.getLong(16);
+            final long length = Integer.toUnsignedLong(requestHeader.getInt(24));
+            acquirePermit();
+            ByteBuffer payload = null;
+            if (type == CMD_WRITE)
+            {
+                if (length > MAX_PAYLOAD)
+                {
+                    // The payload cannot be skipped sensibly: answer, then end the connection.
+                    replyError(cookie, type, EOVERFLOW, "write of " + length + " bytes exceeds the 32 MiB limit", -1);
+                    release();
+                    throw new ProtocolViolation("oversized write payload");
+                }
+                payload = server.buffers().acquire((int)length);
+                try
+                {
+                    readFully(payload);
+                }
+                catch (final IOException ex)
+                {
+                    server.buffers().release(payload);
+                    release();
+                    throw ex;
+                }
+            }
+            if (type == CMD_DISC)
+            {
+                release();
+                return;
+            }
+            final int error = validate(target, type, flags, offset, length);
+            if (error != OK)
+            {
+                if (payload != null)
+                {
+                    server.buffers().release(payload);
+                }
+                replyError(cookie, type, error, invalidReason, -1);
+                release();
+                continue;
+            }
+            dispatch(target, type, flags, cookie, offset, (int)Math.min(length, Integer.MAX_VALUE), length, payload);
+        }
+    }
+
+    /** @return {@link NbdProtocol#OK} or the error for an invalid request, with {@link #invalidReason} set. */
+    private int validate(final NbdExport target, final int type, final int flags, final long offset, final long length)
+    {
+        int allowed = (transmissionFlags & TF_SEND_FUA) != 0 ? CMD_FLAG_FUA : 0;
+        switch (type)
+        {
+            case CMD_READ:
+                allowed |= structured ? CMD_FLAG_DF : 0;
+                break;
+            case CMD_WRITE:
+            case CMD_TRIM:
+            case CMD_FLUSH:
+            case CMD_CACHE:
+                break;
+            case CMD_WRITE_ZEROES:
+                allowed |= CMD_FLAG_NO_HOLE | ((transmissionFlags & TF_SEND_FAST_ZERO) != 0 ? CMD_FLAG_FAST_ZERO : 0);
+                break;
+            case CMD_BLOCK_STATUS:
+                allowed |= CMD_FLAG_REQ_ONE;
+                break;
+            default:
+                return invalid(EINVAL, "unknown command " + type);
+        }
+        if ((flags & ~allowed) != 0)
+        {
+            return invalid(EINVAL, "flags 0x" + Integer.toHexString(flags) + " not valid for " + commandName(type));
+        }
+        if ((type == CMD_WRITE || type == CMD_TRIM || type == CMD_WRITE_ZEROES) && target.isReadOnly())
+        {
+            return invalid(EPERM, "export is read-only");
+        }
+        if (type == CMD_TRIM && (transmissionFlags & TF_SEND_TRIM) == 0
+            || type == CMD_WRITE_ZEROES && (transmissionFlags & TF_SEND_WRITE_ZEROES) == 0
+            || type == CMD_FLUSH && (transmissionFlags & TF_SEND_FLUSH) == 0
+            || type == CMD_CACHE && (transmissionFlags & TF_SEND_CACHE) == 0)
+        {
+            return invalid(EINVAL, commandName(type) + " is not supported by this export");
+        }
+        if (type == CMD_BLOCK_STATUS && contexts.length == 0)
+        {
+            return invalid(EINVAL, "no metadata context was negotiated");
+        }
+        if (type == CMD_FLUSH)
+        {
+            return OK;
+        }
+        if (type == CMD_READ && length > MAX_PAYLOAD)
+        {
+            return invalid(EOVERFLOW, "read of " + length + " bytes exceeds the 32 MiB limit");
+        }
+        final long size = target.size();
+        if (offset < 0 || offset > size || length > size - offset)
+        {
+            // As QEMU does: writes past the end are out of space, anything else is invalid.
+            return invalid(type == CMD_WRITE || type == CMD_WRITE_ZEROES ? ENOSPC : EINVAL,
+                commandName(type) + " of " + length + " bytes at " + Long.toUnsignedString(offset)
+                + " is past the end of the " + size + "-byte export");
+        }
+        if (type == CMD_BLOCK_STATUS && length == 0)
+        {
+            return invalid(EINVAL, "BLOCK_STATUS of zero bytes");
+        }
+        return OK;
+    }
+
+    private int invalid(final int error, final String reason)
+    {
+        invalidReason = reason;
+        return error;
+    }
+
+    private void dispatch(final NbdExport target, final int type, final int flags, final long cookie,
+        final long offset, final int intLength, final long length, final ByteBuffer payload) throws IOException
+    {
+        switch (type)
+        {
+            case CMD_READ:
+                read(target, flags, cookie, offset, intLength);
+                return;
+            case CMD_BLOCK_STATUS:
+                blockStatus(flags, cookie, offset, length);
+                return;
+            default:
+                break;
+        }
+        final Completion done = new Completion(cookie, type, payload);
+        if (length == 0 && type != CMD_FLUSH)
+        {
+            done.complete(OK);
+            return;
+        }
+        try
+        {
+            switch (type)
+            {
+                case CMD_WRITE:
+                    target.write(offset, payload, flags & CMD_FLAG_FUA, done);
+                    break;
+                case CMD_FLUSH:
+                    target.flush(done);
+                    break;
+                case CMD_TRIM:
+                    target.trim(offset, length, flags & CMD_FLAG_FUA, done);
+                    break;
+                case CMD_WRITE_ZEROES:
+                    target.writeZeroes(offset, length, flags, done);
+                    break;
+                case CMD_CACHE:
+                    target.cache(offset, length, done);
+                    break;
+                default:
+                    done.complete(EINVAL);
+                    break;
+            }
+        }
+        catch (final RuntimeException ex)
+        {
+            done.complete(EIO);
+        }
+    }
+
+    private void read(final NbdExport target, final int flags, final long cookie, final long offset,
+        final int length) throws IOException
+    {
+        try
+        {
+            if (length == 0)
+            {
+                if (structured)
+                {
+                    sendChunk(cookie, REPLY_FLAG_DONE, REPLY_TYPE_NONE, null);
+                }
+                else
+                {
+                    sendSimple(cookie, OK, null);
+                }
+                return;
+            }
+            final ByteBuffer data = server.buffers().acquire(length);
+            try
+            {
+                int error;
+                try
+                {
+                    error = target.read(offset, data);
+                }
+                catch (final RuntimeException ex)
+                {
+                    error = EIO;
+                }
+                if (error != OK || data.hasRemaining())
+                {
+                    replyError(cookie, CMD_READ, error == OK ? EIO : error, "read failed at " + offset, offset);
+                    return;
+                }
+                data.flip();
+                if (structured)
+                {
+                    // One OFFSET_DATA chunk covers the whole range, which also satisfies DF.
+                    sendChunk(cookie, REPLY_FLAG_DONE, REPLY_TYPE_OFFSET_DATA, data, offset);
+                }
+                else
+                {
+                    sendSimple(cookie, OK, data);
+                }
+            }
+            finally
+            {
+                server.buffers().release(data);
+            }
+        }
+        finally
+        {
+            release();
+        }
+    }
+
+    private void blockStatus(final int flags, final long cookie, final long offset, final long length)
+        throws IOException
+    {
+        try
+        {
+            final boolean one = (flags & CMD_FLAG_REQ_ONE) != 0;
+            final ByteBuffer[] chunks = new ByteBuffer[contexts.length];
+            for (int i = 0; i < contexts.length; i++)
+            {
+                final ExtentCollector collector = new ExtentCollector(length, one ? 1 : MAX_EXTENTS);
+                try
+                {
+                    contexts[i].blockStatus(offset, length, collector);
+                }
+                catch (final IOException | RuntimeException ex)
+                {
+                    replyError(cookie, CMD_BLOCK_STATUS, EIO, "block status of " + contexts[i].name() + " failed", offset);
+                    return;
+                }
+                if (collector.count == 0)
+                {
+                    replyError(cookie, CMD_BLOCK_STATUS, EIO, contexts[i].name() + " produced no extents", offset);
+                    return;
+                }
+                final ByteBuffer payload = ByteBuffer.allocate(4 + 8 * collector.count);
+                payload.putInt(contextIds[i]);
+                for (int e = 0; e < collector.count; e++)
+                {
+                    payload.putInt((int)collector.lengths[e]).putInt(collector.flags[e]);
+                }
+                chunks[i] = payload.flip();
+            }
+            sendLock.lock();
+            try
+            {
+                for (int i = 0; i < chunks.length; i++)
+                {
+                    sendChunk(cookie, i == chunks.length - 1 ? REPLY_FLAG_DONE : 0, REPLY_TYPE_BLOCK_STATUS, chunks[i]);
+                }
+            }
+            finally
+            {
+                sendLock.unlock();
+            }
+        }
+        finally
+        {
+            release();
+        }
+    }
+
+    /** Collects extents for one context on the reader thread, merging equal neighbours and clamping to the request. */
+    private static final class ExtentCollector implements ExtentSink
+    {
+        private final long wanted;
+        private final int cap;
+        private long covered;
+        private int count;
+        private long[] lengths = new long[8];
+        private int[] flags = new int[8];
+
+        ExtentCollector(final long wanted, final int cap)
+        {
+            this.wanted = wanted;
+            this.cap = cap;
+        }
+
+        @Override
+        public boolean extent(final long length, final int extentFlags)
+        {
+            if (length <= 0 || covered >= wanted)
+            {
+                return covered < wanted;
+            }
+            final long clamped = Math.min(length, wanted - covered);
+            if (count > 0 && flags[count - 1] == extentFlags && lengths[count - 1] + clamped <= 0xffffffffL)
+            {
+                lengths[count - 1] += clamped;
+            }
+            else
+            {
+                if (count == cap)
+                {
+                    return false;
+                }
+                if (count == lengths.length)
+                {
+                    lengths = java.util.Arrays.copyOf(lengths, count * 2);
+                    flags = java.util.Arrays.copyOf(flags, count * 2);
+                }
+                lengths[count] = clamped;
+                flags[count] = extentFlags;
+                count++;
+            }
+            covered += clamped;
+            return covered < wanted;
+        }
+    }
+
+    /** Completes one modifying request exactly once, from any thread. */
+    private final class Completion implements NbdCompletion
+    {
+        private final long cookie;
+        private final int type;
+        private final ByteBuffer payload;
+        private final AtomicBoolean completed = new AtomicBoolean();
+
+        Completion(final long cookie, final int type, final ByteBuffer payload)
+        {
+            this.cookie = cookie;
+            this.type = type;
+            this.payload = payload;
+        }
+
+        @Override
+        public void complete(final int error)
+        {
+            if (!completed.compareAndSet(false, true))
+            {
+                throw new IllegalStateException("request " + cookie + " completed twice");
+            }
+            if (payload != null)
+            {
+                server.buffers().release(payload);
+            }
+            try
+            {
+                if (error == OK)
+                {
+                    sendSimple(cookie, OK, null);
+                }
+                else
+                {
+                    replyError(cookie, type, error, commandName(type) + " failed: " + errorName(error), -1);
+                }
+            }
+            catch (final IOException ex)
+            {
+                // The client went away; the reader thread notices and ends the connection.
+                forceClose();
+            }
+            finally
+            {
+                release();
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------------------------------------
+    // Replies
+
+    private void replyError(final long cookie, final int type, final int error, final String message,
+        final long offset) throws IOException
+    {
+        if (structured && (type == CMD_READ || type == CMD_BLOCK_STATUS))
+        {
+            final byte[] text = truncate(message.getBytes(StandardCharsets.UTF_8));
+            final boolean withOffset = offset >= 0;
+            final ByteBuffer payload = ByteBuffer.allocate(6 + text.length + (withOffset ? 8 : 0));
+            payload.putInt(error).putShort((short)text.length).put(text);
+            if (withOffset)
+            {
+                payload.putLong(offset);
+            }
+            sendChunk(cookie, REPLY_FLAG_DONE, withOffset ? REPLY_TYPE_ERROR_OFFSET : REPLY_TYPE_ERROR, payload.flip());
+        }
+        else
+        {
+            sendSimple(cookie, error, null);
+        }
+    }
+
+    private void sendSimple(final long cookie, final int error, final ByteBuffer data) throws IOException
+    {
+        sendLock.lock();
+        try
+        {
+            sendHeader.clear();
+            sendHeader.putInt(SIMPLE_REPLY_MAGIC).putInt(error).putLong(cookie).flip();
+            if (data == null)
+            {
+                writeFully(sendHeader);
+            }
+            else
+            {
+                writeFully(sendHeader, data);
+            }
+        }
+        finally
+        {
+            sendLock.unlock();
+        }
+    }
+
+    private void sendChunk(final long cookie, final int flags, final int type, final ByteBuffer payload)
+        throws IOException
+    {
+        sendLock.lock();
+        try
+        {
+            final int length = payload == null ? 0 : payload.remaining();
+            sendHeader.clear();
+            sendHeader.putInt(STRUCTURED_REPLY_MAGIC).putShort((short)flags).putShort((short)type)
+                .putLong(cookie).putInt(length).flip();
+            if (payload == null)
+            {
+                writeFully(sendHeader);
+            }
+            else
+            {
+                writeFully(sendHeader, payload);
+            }
+        }
+        finally
+        {
+            sendLock.unlock();
+        }
+    }
+
+    private void sendChunk(final long cookie, final int flags, final int type, final ByteBuffer data,
+        final long offset) throws IOException
+    {
+        sendLock.lock();
+        try
+        {
+            sendHeader.clear();
+            sendHeader.putInt(STRUCTURED_REPLY_MAGIC).putShort((short)flags).putShort((short)type)
+                .putLong(cookie).putInt(8 + data.remaining()).putLong(offset).flip();
+            writeFully(sendHeader, data);
+        }
+        finally
+        {
+            sendLock.unlock();
+        }
+    }
+
+    // ------------------------------------------------------------------------------------------------
+    // Plumbing
+
+    private void acquirePermit() throws IOException
+    {
+        try
+        {
+            inFlight.acquire();
+        }
+        catch (final InterruptedException ex)
+        {
+            Thread.currentThread().interrupt();
+            throw new IOException("interrupted while waiting for in-flight requests", ex);
+        }
+    }
+
+    private void release()
+    {
+        inFlight.release();
+    }
+
+    private ByteBuffer readFully(final ByteBuffer buffer) throws IOException
+    {
+        while (buffer.hasRemaining())
+        {
+            if (channel.read(buffer) < 0)
+            {
+                throw new EOFException("client closed the connection");
+            }
+        }
+        return buffer.flip();
+    }
+
+    private void writeFully(final ByteBuffer... buffers) throws IOException
+    {
+        final ByteBuffer last = buffers[buffers.length - 1];
+        while (last.hasRemaining() || buffers[0].hasRemaining())
+        {
+            channel.write(buffers);
+        }
+    }
+
+    private static String decode(final ByteBuffer data, final int length)
+    {
+        final ByteBuffer slice = data.slice().limit(length);
+        data.position(data.position() + length);
+        if (length > MAX_STRING)
+        {
+            return null;
+        }
+        try
+        {
+            return StandardCharsets.UTF_8.newDecoder().onMalformedInput(CodingErrorAction.REPORT)
+                .onUnmappableCharacter(CodingErrorAction.REPORT).decode(slice).toString();
+        }
+        catch (final CharacterCodingException ex)
+        {
+            return null;
+        }
+    }
+
+    private static byte[] truncate(final byte[] bytes)
+    {
+        return bytes.length <= MAX_STRING ? bytes : java.util.Arrays.copyOf(bytes, MAX_STRING);
+    }
+
+    /** A violation after which the stream cannot be parsed further; the connection closes. */
+    private static final class ProtocolViolation extends IOException
+    {
+        private static final long serialVersionUID = 1L;
+
+        ProtocolViolation(final String message)
+        {
+            super(message);
+        }
+    }
+}

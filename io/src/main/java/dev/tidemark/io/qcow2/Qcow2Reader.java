@@ -1,0 +1,313 @@
+package dev.tidemark.io.qcow2;
+
+import dev.tidemark.io.BlockStore;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.LongBuffer;
+import java.nio.channels.FileChannel;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.util.HashSet;
+import java.util.Set;
+
+/**
+ * Safe for concurrent use by any number of threads (it is immutable once open) until {@link #close()}:
+ * a read-only {@link BlockStore} over a qcow2 image, version 2 or 3, read through its backing chain.
+ *
+ * <p>On open it reads the header and every L1 and L2 table, and validates them: bad magic, unsupported
+ * version, encryption, compressed clusters, an external data file, extended L2 entries, reserved bits,
+ * unaligned offsets and tables or clusters beyond the end of the file each fail with a
+ * {@link Qcow2FormatException} that says what and where. The tables stay in memory (8 bytes per allocated
+ * guest cluster), so reads cost no metadata I/O.
+ *
+ * <p>Reads: a data cluster reads from this file; a zero cluster (v3) reads zeroes; an unallocated cluster
+ * reads from the backing file (qcow2 or raw; a relative name resolves against this image's directory;
+ * the format comes from the backing-format header extension, or is probed) or zeroes without one, and past
+ * the backing file's end. Internal snapshots are ignored: the active L1 table is read.
+ */
+public final class Qcow2Reader implements BlockStore
+{
+    private final Path path;
+    private final FileChannel channel;
+    private final Qcow2Header header;
+    private final long[][] l2Tables;
+    private final int l2Bits;
+    private final BlockStore backing;
+
+    private Qcow2Reader(
+        final Path path,
+        final FileChannel channel,
+        final Qcow2Header header,
+        final long[][] l2Tables,
+        final BlockStore backing)
+    {
+        this.path = path;
+        this.channel = channel;
+        this.header = header;
+        this.l2Tables = l2Tables;
+        this.l2Bits = header.clusterBits() - 3;
+        this.backing = backing;
+    }
+
+    /**
+     * Opens {@code image} and its whole backing chain read-only.
+     *
+     * @throws Qcow2FormatException if any image of the chain is malformed or uses an unsupported feature.
+     */
+    public static Qcow2Reader open(final Path image) throws IOException
+    {
+        final Set<Path> seen = new HashSet<>();
+        seen.add(image.toRealPath());
+        return open(image, 0, seen);
+    }
+
+    static Qcow2Reader open(final Path image, final int depth, final Set<Path> seen) throws IOException
+    {
+        final FileChannel channel = FileChannel.open(image, StandardOpenOption.READ);
+        BlockStore backing = null;
+        try
+        {
+            final Qcow2Header header = Qcow2Header.read(image, channel);
+            final long[][] tables = loadTables(image, channel, header);
+            if (header.backingFile() != null)
+            {
+                backing = Qcow2ReadPath.openBacking(image, header.backingFile(), header.backingFormat(), depth, seen);
+            }
+            return new Qcow2Reader(image, channel, header, tables, backing);
+        }
+        catch (final IOException | RuntimeException ex)
+        {
+            channel.close();
+            if (backing != null)
+            {
+                backing.close();
+            }
+            throw ex;
+        }
+    }
+
+    private static long[][] loadTables(final Path image, final FileChannel channel, final Qcow2Header header)
+        throws IOException
+    {
+        final long fileSize = channel.size();
+        final int clusterSize = header.clusterSize();
+        final int l2Entries = clusterSize / 8;
+        final long guestClusters = Qcow2Header.ceilDiv(header.size(), clusterSize);
+        final int usedL1 = (int)Qcow2Header.ceilDiv(guestClusters, l2Entries);
+        final long[][] tables = new long[usedL1][];
+        if (usedL1 == 0)
+        {
+            return tables;
+        }
+        final LongBuffer l1 = Qcow2Header.readAt(channel, header.l1TableOffset(), usedL1 * 8).asLongBuffer();
+        for (int i = 0; i < usedL1; i++)
+        {
+            final long l1Entry = l1.get(i);
+            if ((l1Entry & Qcow2Header.L1_RESERVED) != 0)
+            {
+                throw new Qcow2FormatException(image, String.format("L1 entry %d (0x%016x) has reserved bits set",
+                    i, l1Entry));
+            }
+            final long l2Offset = l1Entry & Qcow2Header.OFFSET_MASK;
+            if (l2Offset == 0)
+            {
+                continue;
+            }
+            if ((l2Offset & (clusterSize - 1)) != 0 || l2Offset > fileSize - clusterSize)
+            {
+                throw new Qcow2FormatException(image, "L2 table " + i + " at offset " + l2Offset
+                    + " is unaligned or beyond the end of the file (" + fileSize + " bytes; truncated?)");
+            }
+            final ByteBuffer raw = ByteBuffer.allocate(clusterSize).order(ByteOrder.BIG_ENDIAN);
+            final ByteBuffer read = Qcow2Header.readAt(channel, l2Offset, clusterSize);
+            raw.put(read).flip();
+            final long[] table = new long[l2Entries];
+            raw.asLongBuffer().get(table);
+            final long firstCluster = (long)i * l2Entries;
+            for (int j = 0; j < l2Entries && firstCluster + j < guestClusters; j++)
+            {
+                checkL2Entry(image, header, fileSize, (firstCluster + j) * clusterSize, table[j]);
+            }
+            tables[i] = table;
+        }
+        return tables;
+    }
+
+    private static void checkL2Entry(
+        final Path image,
+        final Qcow2Header header,
+        final long fileSize,
+        final long guestOffset,
+        final long entry) throws Qcow2FormatException
+    {
+        if ((entry & Qcow2Header.COMPRESSED) != 0)
+        {
+            throw new Qcow2FormatException(image, "compressed cluster at guest offset " + guestOffset
+                + " is not supported; decompress with qemu-img convert -O qcow2");
+        }
+        if ((entry & Qcow2Header.L2_RESERVED) != 0 || (header.version() == 2 && (entry & Qcow2Header.ZERO) != 0))
+        {
+            throw new Qcow2FormatException(image, String.format(
+                "L2 entry for guest offset %d (0x%016x) has reserved bits set", guestOffset, entry));
+        }
+        final long host = entry & Qcow2Header.OFFSET_MASK;
+        if (host != 0 && ((host & (header.clusterSize() - 1)) != 0 || host >= fileSize))
+        {
+            throw new Qcow2FormatException(image, "data cluster for guest offset " + guestOffset
+                + " at host offset " + host + " is unaligned or beyond the end of the file (" + fileSize
+                + " bytes; truncated?)");
+        }
+    }
+
+    private long entry(final long guestCluster)
+    {
+        final long[] table = l2Tables[(int)(guestCluster >>> l2Bits)];
+        return table == null ? 0 : table[(int)(guestCluster & ((1 << l2Bits) - 1))];
+    }
+
+    /** @return the image file. */
+    public Path path()
+    {
+        return path;
+    }
+
+    /** @return 2 or 3. */
+    public int version()
+    {
+        return header.version();
+    }
+
+    /** @return the cluster size in bytes. */
+    public int clusterSize()
+    {
+        return header.clusterSize();
+    }
+
+    /** @return the backing file name as stored in the header, or {@code null}. */
+    public String backingFile()
+    {
+        return header.backingFile();
+    }
+
+    /** @return the backing format named by the header extension, or {@code null} (then probed). */
+    public String backingFormat()
+    {
+        return header.backingFormat();
+    }
+
+    /** @return the opened backing store, or {@code null}; owned by this reader. */
+    public BlockStore backing()
+    {
+        return backing;
+    }
+
+    /** @return how many images and raw files the chain holds, this one included. */
+    public int chainLength()
+    {
+        if (backing instanceof Qcow2Reader)
+        {
+            return 1 + ((Qcow2Reader)backing).chainLength();
+        }
+        return backing == null ? 1 : 2;
+    }
+
+    /**
+     * @return whether the guest cluster holding {@code offset} is a data cluster, a zero cluster, or
+     *         unallocated in this image alone (not its backing chain).
+     */
+    public ClusterState clusterState(final long offset)
+    {
+        checkRange(offset, 1);
+        final long entry = entry(offset >>> header.clusterBits());
+        if (Qcow2ReadPath.isData(entry))
+        {
+            return ClusterState.DATA;
+        }
+        return Qcow2ReadPath.isZero(entry) ? ClusterState.ZERO : ClusterState.UNALLOCATED;
+    }
+
+    @Override
+    public long size()
+    {
+        return header.size();
+    }
+
+    @Override
+    public boolean isReadOnly()
+    {
+        return true;
+    }
+
+    @Override
+    public void read(final long offset, final ByteBuffer dst) throws IOException
+    {
+        checkRange(offset, dst.remaining());
+        Qcow2ReadPath.read(channel, header.clusterBits(), this::entry, backing, offset, dst);
+    }
+
+    @Override
+    public void write(final long offset, final ByteBuffer src)
+    {
+        throw new IllegalStateException("qcow2 reader for " + path + " is read-only");
+    }
+
+    @Override
+    public void flush()
+    {
+        // Nothing is ever written.
+    }
+
+    @Override
+    public void discard(final long offset, final long length)
+    {
+        throw new IllegalStateException("qcow2 reader for " + path + " is read-only");
+    }
+
+    @Override
+    public void writeZeroes(final long offset, final long length, final boolean mayUnmap)
+    {
+        throw new IllegalStateException("qcow2 reader for " + path + " is read-only");
+    }
+
+    @Override
+    public void forEachAllocationExtent(final long offset, final long length, final AllocationSink sink)
+        throws IOException
+    {
+        checkRange(offset, length);
+        Qcow2ReadPath.extents(header.clusterBits(), this::entry, backing, offset, length, sink);
+    }
+
+    @Override
+    public void close() throws IOException
+    {
+        try
+        {
+            channel.close();
+        }
+        finally
+        {
+            if (backing != null)
+            {
+                backing.close();
+            }
+        }
+    }
+
+    @Override
+    public String toString()
+    {
+        return "Qcow2Reader[" + path + ", v" + header.version() + ", size=" + header.size() + ", cluster="
+            + header.clusterSize() + (backing == null ? "" : ", backing=" + backing) + "]";
+    }
+
+    private void checkRange(final long offset, final long length)
+    {
+        if (offset < 0 || length < 0 || offset > header.size() - length)
+        {
+            throw new IllegalArgumentException("range [offset " + offset + ", length " + length
+                + "] outside image " + path + " of size " + header.size());
+        }
+    }
+}

@@ -1,0 +1,1710 @@
+package dev.tidemark.bitmap;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.MappedByteBuffer;
+import java.nio.channels.FileChannel;
+import java.nio.channels.FileLock;
+import java.nio.channels.OverlappingFileLockException;
+import java.nio.file.FileAlreadyExistsException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Objects;
+import java.util.UUID;
+import java.util.function.LongSupplier;
+import java.util.function.UnaryOperator;
+
+import org.agrona.BufferUtil;
+import org.agrona.IoUtil;
+import org.agrona.concurrent.UnsafeBuffer;
+
+/**
+ * A dirty bitmap in off-heap memory: {@link #mark} and every reader are safe for any number of threads;
+ * clear, clear-all and merge may run from one controlling thread at a time concurrently with them;
+ * resize, force, durable-mode changes and close belong to the controlling thread with no marker running
+ * for resize and close.
+ *
+ * <h2>Levels</h2>
+ * The bits live in three levels. Level 0 is the data: one bit per chunk in 64-bit words, exactly QEMU's
+ * level-0 array, so that its SHA-256 equals {@code x-debug-block-dirty-bitmap-sha256}. For a persistent
+ * bitmap level 0 is the data area of the mapped file; for an anonymous one it is direct memory. Level 1
+ * has one bit per level-0 word ("this word may be non-zero"), level 2 one bit per level-1 word. Levels 1
+ * and 2 are never written to the file: they are rebuilt by one scan on open, which costs a read of the
+ * data area (about 30 ms for 128 MiB) and removes a whole class of "summary disagrees with data" states
+ * from the format.
+ *
+ * <p>Level 0 may be larger than the 2 GiB one mapping can hold, so it is split into regions of a
+ * power-of-two size (1 GiB by default); word {@code w} lives in region {@code w >>> regionWordShift}.
+ *
+ * <h2>Cost</h2>
+ * Marking touches one level-0 word per 64 chunks written plus one word in each summary level. Finding
+ * the next dirty chunk reads level 2 flat (1/4096 of level 0), then only the level-1 and level-0 words
+ * whose summary bit is set, so walks, counts, merges and clear-all cost time in proportion to the dirty
+ * words, not to the disk. Finding the next clean chunk scans level 0 word by word, which is in proportion
+ * to the dirty run it skips.
+ *
+ * <h2>Concurrency</h2>
+ * A marker sets the data bits first (read; when every target bit is already set, no write at all;
+ * otherwise a compare-and-set loop), then notes the file page as needing a force, then makes sure the
+ * level-1 and level-2 bits are set, again read before write. Because the summary bits are checked even
+ * when the data bits were already set, a mark that returns has its bit visible to every walk that starts
+ * after it, even if another marker set the data bit and has not yet reached the summary.
+ *
+ * <p>Only the controlling thread clears. When a clear leaves a data word zero it clears the level-1 bit
+ * and then re-reads the data word; if a marker slipped a bit in meanwhile, it sets the level-1 bit again
+ * (the same dance between levels 1 and 2). All these reads and writes are volatile or CAS, so in their
+ * single total order either the marker sees the cleared summary bit and sets it, or the clearer sees the
+ * marker's data bit: no dirty word is ever left without its summary bit once both have finished. A
+ * summary bit may briefly be set over a zero word; readers skip such words.
+ *
+ * <p>Reads are not snapshots: a walk racing with markers may or may not report bits set after it
+ * started, and never reports as clean a bit whose mark returned before it started.
+ */
+public final class MappedBitmap implements DirtyBitmap
+{
+    /** Default region size of level 0: 1 GiB, half the largest mapping. */
+    static final int DEFAULT_REGION_BYTES = 1 << 30;
+    private static final int WORDS_PER_PAGE_SHIFT = 9;
+
+    static
+    {
+        if (ByteOrder.nativeOrder() != ByteOrder.LITTLE_ENDIAN)
+        {
+            throw new ExceptionInInitializerError("the bitmap file format is little-endian; this platform is not");
+        }
+    }
+
+    private final Path file;
+    private final FileChannel channel;
+    private final FileLock lock;
+    private final boolean readOnly;
+    private final int regionBytes;
+    private final int regionWordShift;
+    private final long regionWordMask;
+    private final String name;
+    private final long granularity;
+    private final int granularityShift;
+    private final LongSupplier clock;
+    private final UnsafeBuffer header;
+    private final MappedByteBuffer headerMapping;
+    private final OpenState openState;
+    private PageSink pageSink;
+
+    private long diskSize;
+    private long chunkCount;
+    private long wordCount;
+    private ByteBuffer[] regionBuffers;
+    private UnsafeBuffer[] regions;
+    private UnsafeBuffer level1;
+    private long level1Words;
+    private UnsafeBuffer level2;
+    private long level2Words;
+    private UnsafeBuffer pages;
+    private long pageWords;
+    private boolean inconsistent;
+    private boolean durable;
+    private boolean closed;
+    private BitmapView readOnlyView;
+
+    private MappedBitmap(
+        final Path file,
+        final FileChannel channel,
+        final FileLock lock,
+        final boolean readOnly,
+        final int regionBytes,
+        final String name,
+        final long granularity,
+        final long diskSize,
+        final LongSupplier clock,
+        final MappedByteBuffer headerMapping,
+        final OpenState openState)
+    {
+        this.file = file;
+        this.channel = channel;
+        this.lock = lock;
+        this.readOnly = readOnly;
+        this.regionBytes = regionBytes;
+        this.regionWordShift = Integer.numberOfTrailingZeros(regionBytes) - 3;
+        this.regionWordMask = (1L << regionWordShift) - 1;
+        this.name = name;
+        this.granularity = granularity;
+        this.granularityShift = Long.numberOfTrailingZeros(granularity);
+        this.clock = clock;
+        this.headerMapping = headerMapping;
+        this.header = headerMapping == null ? null : new UnsafeBuffer(headerMapping);
+        this.openState = openState;
+        this.diskSize = diskSize;
+        this.chunkCount = BitmapFileDescriptor.chunkCount(diskSize, granularity);
+        this.wordCount = BitmapFileDescriptor.wordCount(chunkCount);
+    }
+
+    // ------------------------------------------------------------------------------------------------
+    // Factories
+    // ------------------------------------------------------------------------------------------------
+
+    /**
+     * Creates a bitmap in direct memory, all clean, for successors and non-persistent bitmaps.
+     *
+     * @param name 1..1023 bytes of UTF-8.
+     * @param diskSize bytes of the tracked disk, {@code >= 0}.
+     * @param granularity bytes per chunk, a power of two in 512 B..2 GiB.
+     * @return the bitmap; {@link #close()} releases it.
+     * @throws BitmapArgumentException if an argument is out of range.
+     */
+    public static MappedBitmap createAnonymous(final String name, final long diskSize, final long granularity)
+    {
+        return createAnonymous(name, diskSize, granularity, new Options());
+    }
+
+    static MappedBitmap createAnonymous(
+        final String name, final long diskSize, final long granularity, final Options options)
+    {
+        checkGeometry(diskSize, granularity);
+        BitmapFileDescriptor.encodeName(name);
+        final MappedBitmap bitmap = new MappedBitmap(
+            null, null, null, false, options.regionBytes, name, granularity, diskSize, options.clock, null,
+            OpenState.ANONYMOUS);
+        bitmap.allocateAnonymousRegions();
+        bitmap.rebuildSummary(false);
+        return bitmap;
+    }
+
+    /**
+     * Creates a new bitmap file, all clean, and opens it.
+     *
+     * @param file where; must not exist.
+     * @param name 1..1023 bytes of UTF-8.
+     * @param diskSize bytes of the tracked disk, {@code >= 0}.
+     * @param granularity bytes per chunk, a power of two in 512 B..2 GiB.
+     * @return the open bitmap, in use and locked until {@link #close()}.
+     * @throws BitmapArgumentException if an argument is out of range.
+     * @throws BitmapFileException if the file exists or is held by another process.
+     * @throws IOException if the file cannot be written.
+     */
+    public static MappedBitmap create(final Path file, final String name, final long diskSize, final long granularity)
+        throws IOException
+    {
+        return create(file, name, diskSize, granularity, new Options());
+    }
+
+    static MappedBitmap create(
+        final Path file, final String name, final long diskSize, final long granularity, final Options options)
+        throws IOException
+    {
+        checkGeometry(diskSize, granularity);
+        final byte[] nameBytes = BitmapFileDescriptor.encodeName(name);
+        final FileChannel channel;
+        try
+        {
+            channel = FileChannel.open(
+                file, StandardOpenOption.CREATE_NEW, StandardOpenOption.READ, StandardOpenOption.WRITE);
+        }
+        catch (final FileAlreadyExistsException ex)
+        {
+            throw new BitmapFileException(BitmapError.ALREADY_EXISTS, file, "a file already exists there");
+        }
+        boolean done = false;
+        FileLock lock = null;
+        try
+        {
+            lock = lockExclusive(file, channel);
+            final long chunks = BitmapFileDescriptor.chunkCount(diskSize, granularity);
+            final ByteBuffer headerBytes = ByteBuffer.allocate(BitmapFileDescriptor.HEADER_LENGTH);
+            final UnsafeBuffer newHeader = new UnsafeBuffer(headerBytes);
+            BitmapFileDescriptor.writeNewHeader(newHeader, nameBytes, diskSize, granularity, options.clock.getAsLong());
+            BitmapFileDescriptor.sealCrc(newHeader);
+            writeFully(channel, headerBytes, 0);
+            writeFully(channel, ByteBuffer.allocate(1), BitmapFileDescriptor.fileLength(chunks) - 1);
+            channel.force(true);
+            final MappedBitmap bitmap = mapOpened(
+                file, channel, lock, false, name, granularity, diskSize, OpenState.CREATED, options);
+            done = true;
+            return bitmap;
+        }
+        finally
+        {
+            if (!done)
+            {
+                closeQuietly(lock, channel);
+                Files.deleteIfExists(file);
+            }
+        }
+    }
+
+    /**
+     * Opens an existing bitmap file for marking, applying the trust rule (see {@link OpenState}).
+     *
+     * @param file the bitmap file.
+     * @return the open bitmap, in use and locked until {@link #close()}.
+     * @throws BitmapFileException if the file is malformed or held by another process; the file is then
+     *         unchanged.
+     * @throws IOException if the file cannot be read.
+     */
+    public static MappedBitmap open(final Path file) throws IOException
+    {
+        return open(file, false, new Options());
+    }
+
+    /**
+     * Opens an existing bitmap file for reading only: the file is not changed at all (no generation bump,
+     * no in-use mark); mutators throw {@link IllegalStateException}. {@link #openState()} reports what a
+     * writable open would find.
+     *
+     * @param file the bitmap file.
+     * @return the bitmap, locked shared until {@link #close()}.
+     * @throws BitmapFileException if the file is malformed or held by a writer.
+     * @throws IOException if the file cannot be read.
+     */
+    public static MappedBitmap openReadOnly(final Path file) throws IOException
+    {
+        return open(file, true, new Options());
+    }
+
+    static MappedBitmap open(final Path file, final boolean readOnly, final Options options) throws IOException
+    {
+        final FileChannel channel = readOnly ?
+            FileChannel.open(file, StandardOpenOption.READ) :
+            FileChannel.open(file, StandardOpenOption.READ, StandardOpenOption.WRITE);
+        boolean done = false;
+        FileLock lock = null;
+        try
+        {
+            lock = readOnly ? lockShared(file, channel) : lockExclusive(file, channel);
+            final long fileLength = channel.size();
+            final ByteBuffer headerBytes = ByteBuffer.allocate(BitmapFileDescriptor.HEADER_LENGTH);
+            int read = 0;
+            while (headerBytes.hasRemaining())
+            {
+                final int n = channel.read(headerBytes, read);
+                if (n < 0)
+                {
+                    break;
+                }
+                read += n;
+            }
+            final UnsafeBuffer onDisk = new UnsafeBuffer(headerBytes);
+            BitmapFileDescriptor.validate(file, onDisk, read, fileLength);
+            final long granularity = onDisk.getLong(BitmapFileDescriptor.GRANULARITY_OFFSET, ByteOrder.LITTLE_ENDIAN);
+            final long diskSize = onDisk.getLong(BitmapFileDescriptor.DISK_SIZE_OFFSET, ByteOrder.LITTLE_ENDIAN);
+            final String name = BitmapFileDescriptor.decodeName(onDisk);
+            final int flags = onDisk.getInt(BitmapFileDescriptor.FLAGS_OFFSET, ByteOrder.LITTLE_ENDIAN);
+            final OpenState state = trustRule(flags, BitmapFileDescriptor.bootId(onDisk), options.bootId);
+            final MappedBitmap bitmap = mapOpened(
+                file, channel, lock, readOnly, name, granularity, diskSize, state, options);
+            done = true;
+            return bitmap;
+        }
+        finally
+        {
+            if (!done)
+            {
+                closeQuietly(lock, channel);
+            }
+        }
+    }
+
+    /**
+     * The trust rule of invariant I5, as a pure function.
+     *
+     * @param flags the header flags found on open.
+     * @param storedBootId the boot id the previous holder recorded.
+     * @param currentBootId this boot's id.
+     * @return the state the bitmap opens in.
+     */
+    static OpenState trustRule(final int flags, final UUID storedBootId, final UUID currentBootId)
+    {
+        if ((flags & BitmapFileDescriptor.FLAG_INCONSISTENT) != 0)
+        {
+            return OpenState.INCONSISTENT;
+        }
+        if ((flags & BitmapFileDescriptor.FLAG_IN_USE) == 0)
+        {
+            return OpenState.CLEAN;
+        }
+        if (!BootId.UNKNOWN.equals(currentBootId) && currentBootId.equals(storedBootId))
+        {
+            return OpenState.TRUSTED_SAME_BOOT;
+        }
+        return (flags & BitmapFileDescriptor.FLAG_DURABLE) != 0 ? OpenState.TRUSTED_DURABLE : OpenState.INCONSISTENT;
+    }
+
+    private static MappedBitmap mapOpened(
+        final Path file,
+        final FileChannel channel,
+        final FileLock lock,
+        final boolean readOnly,
+        final String name,
+        final long granularity,
+        final long diskSize,
+        final OpenState state,
+        final Options options) throws IOException
+    {
+        final MappedByteBuffer headerMapping = channel.map(
+            readOnly ? FileChannel.MapMode.READ_ONLY : FileChannel.MapMode.READ_WRITE,
+            0, BitmapFileDescriptor.HEADER_LENGTH);
+        final MappedBitmap bitmap = new MappedBitmap(
+            file, channel, lock, readOnly, options.regionBytes, name, granularity, diskSize, options.clock,
+            headerMapping, state);
+        bitmap.pageSink = options.sinkDecorator.apply(bitmap.new MappedPageSink());
+        try
+        {
+            bitmap.mapRegions();
+            // A new file is all zero: no need to read (and fault in) its data area.
+            bitmap.rebuildSummary(state != OpenState.CREATED);
+            final int flags = bitmap.header.getInt(BitmapFileDescriptor.FLAGS_OFFSET, ByteOrder.LITTLE_ENDIAN);
+            bitmap.durable = (flags & BitmapFileDescriptor.FLAG_DURABLE) != 0;
+            bitmap.inconsistent = state == OpenState.INCONSISTENT;
+            if (!readOnly)
+            {
+                bitmap.markOpened(options.bootId);
+            }
+        }
+        catch (final IOException | RuntimeException ex)
+        {
+            bitmap.unmapAll();
+            throw ex;
+        }
+        return bitmap;
+    }
+
+    private void markOpened(final UUID bootId)
+    {
+        int flags = header.getInt(BitmapFileDescriptor.FLAGS_OFFSET, ByteOrder.LITTLE_ENDIAN);
+        flags |= BitmapFileDescriptor.FLAG_IN_USE;
+        if (inconsistent)
+        {
+            flags |= BitmapFileDescriptor.FLAG_INCONSISTENT;
+        }
+        header.putInt(BitmapFileDescriptor.FLAGS_OFFSET, flags, ByteOrder.LITTLE_ENDIAN);
+        header.putLong(BitmapFileDescriptor.GENERATION_OFFSET,
+            header.getLong(BitmapFileDescriptor.GENERATION_OFFSET, ByteOrder.LITTLE_ENDIAN) + 1,
+            ByteOrder.LITTLE_ENDIAN);
+        header.putLong(BitmapFileDescriptor.OPEN_TIME_OFFSET, clock.getAsLong(), ByteOrder.LITTLE_ENDIAN);
+        BitmapFileDescriptor.putBootId(header, bootId);
+        BitmapFileDescriptor.sealCrc(header);
+        // The in-use mark must reach storage before any bit does, or a power loss could leave set-but-unforced
+        // bits in a file that claims a clean close.
+        pageSink.forceHeader();
+    }
+
+    // ------------------------------------------------------------------------------------------------
+    // Marking (any thread)
+    // ------------------------------------------------------------------------------------------------
+
+    @Override
+    public boolean mark(final long offset, final long length)
+    {
+        checkWritable();
+        if (offset < 0 || length <= 0 || offset >= diskSize || length > diskSize - offset)
+        {
+            throw outOfRange("mark", offset, length);
+        }
+        return markChunks(offset >>> granularityShift, (offset + length - 1) >>> granularityShift);
+    }
+
+    /**
+     * Marks chunks {@code [firstChunk, lastChunk]} (both inclusive, already validated).
+     *
+     * @return whether any bit went from 0 to 1.
+     */
+    boolean markChunks(final long firstChunk, final long lastChunk)
+    {
+        final long firstWord = firstChunk >>> 6;
+        final long lastWord = lastChunk >>> 6;
+        final long lastMask = -1L >>> (63 - (lastChunk & 63));
+        if (firstWord == lastWord)
+        {
+            return setBitsVolatile(firstWord, (-1L << firstChunk) & lastMask);
+        }
+        boolean changed = setBitsVolatile(firstWord, -1L << firstChunk);
+        for (long word = firstWord + 1; word < lastWord; word++)
+        {
+            changed |= setBitsVolatile(word, -1L);
+        }
+        changed |= setBitsVolatile(lastWord, lastMask);
+        return changed;
+    }
+
+    /**
+     * Sets {@code mask} in data word {@code word}: read first, CAS only when a target bit is clear; then
+     * notes the page and makes sure the summary bits are set.
+     */
+    private boolean setBitsVolatile(final long word, final long mask)
+    {
+        final UnsafeBuffer region = regions[(int)(word >>> regionWordShift)];
+        final int index = (int)((word & regionWordMask) << 3);
+        long old = region.getLongVolatile(index);
+        boolean changed = false;
+        while ((old & mask) != mask)
+        {
+            if (region.compareAndSetLong(index, old, old | mask))
+            {
+                changed = true;
+                break;
+            }
+            old = region.getLongVolatile(index);
+        }
+        if (changed && pages != null)
+        {
+            setBitIfClearVolatile(pages, word >>> WORDS_PER_PAGE_SHIFT);
+        }
+        setBitIfClearVolatile(level1, word);
+        setBitIfClearVolatile(level2, word >>> 6);
+        return changed;
+    }
+
+    private static void setBitIfClearVolatile(final UnsafeBuffer level, final long bit)
+    {
+        final int index = (int)((bit >>> 6) << 3);
+        final long mask = 1L << bit;
+        long old = level.getLongVolatile(index);
+        while ((old & mask) == 0)
+        {
+            if (level.compareAndSetLong(index, old, old | mask))
+            {
+                return;
+            }
+            old = level.getLongVolatile(index);
+        }
+    }
+
+    private static void clearBitVolatile(final UnsafeBuffer level, final long bit)
+    {
+        final int index = (int)((bit >>> 6) << 3);
+        final long mask = 1L << bit;
+        long old = level.getLongVolatile(index);
+        while ((old & mask) != 0)
+        {
+            if (level.compareAndSetLong(index, old, old & ~mask))
+            {
+                return;
+            }
+            old = level.getLongVolatile(index);
+        }
+    }
+
+    private long dataWordVolatile(final long word)
+    {
+        return regions[(int)(word >>> regionWordShift)].getLongVolatile((int)((word & regionWordMask) << 3));
+    }
+
+    private long dataWordPlain(final long word)
+    {
+        return regions[(int)(word >>> regionWordShift)].getLong((int)((word & regionWordMask) << 3));
+    }
+
+    // ------------------------------------------------------------------------------------------------
+    // Clearing and merging (controlling thread, concurrent with markers)
+    // ------------------------------------------------------------------------------------------------
+
+    @Override
+    public void clear(final long offset, final long length)
+    {
+        checkWritable();
+        if (offset < 0 || length < 0 || offset > diskSize || length > diskSize - offset)
+        {
+            throw outOfRange("clear", offset, length);
+        }
+        final long end = offset + length;
+        final long firstChunk = (offset + granularity - 1) >>> granularityShift;
+        final long endChunk = end == diskSize ? chunkCount : end >>> granularityShift;
+        if (firstChunk < endChunk)
+        {
+            clearChunks(firstChunk, endChunk - 1);
+        }
+    }
+
+    private void clearChunks(final long firstChunk, final long lastChunk)
+    {
+        final long firstWord = firstChunk >>> 6;
+        final long lastWord = lastChunk >>> 6;
+        final long lastMask = -1L >>> (63 - (lastChunk & 63));
+        if (firstWord == lastWord)
+        {
+            clearBitsVolatile(firstWord, (-1L << firstChunk) & lastMask);
+            return;
+        }
+        clearBitsVolatile(firstWord, -1L << firstChunk);
+        // Whole words in between: only those the summary says may be non-zero.
+        long word = nextNonZeroWordCandidate(firstWord + 1);
+        while (word >= 0 && word < lastWord)
+        {
+            clearBitsVolatile(word, -1L);
+            word = nextNonZeroWordCandidate(word + 1);
+        }
+        clearBitsVolatile(lastWord, lastMask);
+    }
+
+    private void clearBitsVolatile(final long word, final long mask)
+    {
+        final UnsafeBuffer region = regions[(int)(word >>> regionWordShift)];
+        final int index = (int)((word & regionWordMask) << 3);
+        long old = region.getLongVolatile(index);
+        while ((old & mask) != 0)
+        {
+            if (region.compareAndSetLong(index, old, old & ~mask))
+            {
+                if ((old & ~mask) == 0)
+                {
+                    dropSummaryBits(word);
+                }
+                return;
+            }
+            old = region.getLongVolatile(index);
+        }
+    }
+
+    /** Clears the summary bits of a data word that became zero, re-setting them if a marker raced in. */
+    private void dropSummaryBits(final long word)
+    {
+        clearBitVolatile(level1, word);
+        if (dataWordVolatile(word) != 0)
+        {
+            setBitIfClearVolatile(level1, word);
+            return;
+        }
+        final long level1Word = word >>> 6;
+        final int level1Index = (int)(level1Word << 3);
+        if (level1.getLongVolatile(level1Index) == 0)
+        {
+            clearBitVolatile(level2, level1Word);
+            if (level1.getLongVolatile(level1Index) != 0)
+            {
+                setBitIfClearVolatile(level2, level1Word);
+            }
+        }
+    }
+
+    @Override
+    public void clearAll()
+    {
+        checkWritable();
+        long word = nextNonZeroWordCandidate(0);
+        while (word >= 0)
+        {
+            clearBitsVolatile(word, -1L);
+            word = nextNonZeroWordCandidate(word + 1);
+        }
+    }
+
+    @Override
+    public void merge(final BitmapView source)
+    {
+        checkWritable();
+        Objects.requireNonNull(source, "source");
+        if (source.diskSize() != diskSize)
+        {
+            throw new BitmapArgumentException(BitmapError.SIZE_MISMATCH,
+                "bitmaps are of different sizes (destination '" + name + "' size is " + diskSize +
+                ", source '" + source.name() + "' size is " + source.diskSize() + ") and can't be merged");
+        }
+        final MappedBitmap other = source instanceof ReadOnlyView ? ((ReadOnlyView)source).bitmap :
+            source instanceof MappedBitmap ? (MappedBitmap)source : null;
+        if (other == this)
+        {
+            return;
+        }
+        if (other != null && other.granularity == granularity)
+        {
+            long word = other.nextNonZeroWordCandidate(0);
+            while (word >= 0)
+            {
+                final long bits = other.dataWordVolatile(word);
+                if (bits != 0)
+                {
+                    setBitsVolatile(word, bits);
+                }
+                word = other.nextNonZeroWordCandidate(word + 1);
+            }
+            return;
+        }
+        // Another granularity: mark every chunk of ours that a dirty source extent touches.
+        source.forEachDirtyExtent(0, diskSize, (offset, length) ->
+        {
+            markChunks(offset >>> granularityShift, (offset + length - 1) >>> granularityShift);
+            return true;
+        });
+    }
+
+    // ------------------------------------------------------------------------------------------------
+    // Reading (any thread)
+    // ------------------------------------------------------------------------------------------------
+
+    @Override
+    public String name()
+    {
+        return name;
+    }
+
+    @Override
+    public long granularity()
+    {
+        return granularity;
+    }
+
+    @Override
+    public long diskSize()
+    {
+        return diskSize;
+    }
+
+    @Override
+    public long chunkCount()
+    {
+        return chunkCount;
+    }
+
+    /** @return QEMU's word count, {@code max(1, ceil(chunkCount / 64))}. */
+    public long wordCount()
+    {
+        return wordCount;
+    }
+
+    @Override
+    public boolean isDirty(final long offset)
+    {
+        if (offset < 0 || offset >= diskSize)
+        {
+            throw new BitmapArgumentException(BitmapError.OUT_OF_RANGE,
+                "offset " + offset + " is outside the disk of bitmap '" + name + "' (size " + diskSize + ")");
+        }
+        final long chunk = offset >>> granularityShift;
+        return (dataWordVolatile(chunk >>> 6) & (1L << chunk)) != 0;
+    }
+
+    @Override
+    public long nextDirty(final long offset)
+    {
+        checkSearchOffset(offset);
+        if (offset == diskSize)
+        {
+            return -1;
+        }
+        final long chunk = nextSetChunk(offset >>> granularityShift);
+        return chunk < 0 ? -1 : Math.max(chunk << granularityShift, offset);
+    }
+
+    @Override
+    public long nextClean(final long offset)
+    {
+        checkSearchOffset(offset);
+        if (offset == diskSize)
+        {
+            return -1;
+        }
+        final long chunk = nextClearChunk(offset >>> granularityShift, chunkCount);
+        return chunk >= chunkCount ? -1 : Math.max(chunk << granularityShift, offset);
+    }
+
+    @Override
+    public void forEachDirtyExtent(final long offset, final long length, final ExtentConsumer consumer)
+    {
+        if (offset < 0 || length < 0 || offset > diskSize || length > diskSize - offset)
+        {
+            throw outOfRange("walk", offset, length);
+        }
+        if (length == 0)
+        {
+            return;
+        }
+        final long end = offset + length;
+        final long endChunk = ((end - 1) >>> granularityShift) + 1;
+        long chunk = offset >>> granularityShift;
+        while (chunk < endChunk)
+        {
+            final long dirty = nextSetChunk(chunk);
+            if (dirty < 0 || dirty >= endChunk)
+            {
+                return;
+            }
+            final long clean = nextClearChunk(dirty + 1, endChunk);
+            final long start = Math.max(dirty << granularityShift, offset);
+            final long stop = Math.min(clean << granularityShift, end);
+            if (!consumer.accept(start, stop - start))
+            {
+                return;
+            }
+            chunk = clean + 1;
+        }
+    }
+
+    /**
+     * @param fromChunk first chunk to look at.
+     * @return the first dirty chunk at or after {@code fromChunk}, or -1.
+     */
+    long nextSetChunk(final long fromChunk)
+    {
+        if (fromChunk >= chunkCount)
+        {
+            return -1;
+        }
+        long word = fromChunk >>> 6;
+        long bits = dataWordVolatile(word) & (-1L << fromChunk);
+        while (bits == 0)
+        {
+            word = nextNonZeroWordCandidate(word + 1);
+            if (word < 0)
+            {
+                return -1;
+            }
+            bits = dataWordVolatile(word);
+        }
+        return (word << 6) + Long.numberOfTrailingZeros(bits);
+    }
+
+    /**
+     * @return the first clean chunk in {@code [fromChunk, limitChunk)}, or {@code limitChunk} if none.
+     */
+    long nextClearChunk(final long fromChunk, final long limitChunk)
+    {
+        if (fromChunk >= limitChunk)
+        {
+            return limitChunk;
+        }
+        long word = fromChunk >>> 6;
+        long bits = ~dataWordVolatile(word) & (-1L << fromChunk);
+        while (bits == 0)
+        {
+            word++;
+            if ((word << 6) >= limitChunk)
+            {
+                return limitChunk;
+            }
+            bits = ~dataWordVolatile(word);
+        }
+        return Math.min(limitChunk, (word << 6) + Long.numberOfTrailingZeros(bits));
+    }
+
+    /** @return the first data word at or after {@code fromWord} whose level-1 bit is set, or -1. */
+    private long nextNonZeroWordCandidate(final long fromWord)
+    {
+        if (fromWord >= wordCount)
+        {
+            return -1;
+        }
+        long level1Word = fromWord >>> 6;
+        long bits = level1.getLongVolatile((int)(level1Word << 3)) & (-1L << fromWord);
+        while (bits == 0)
+        {
+            level1Word = nextLevel2Candidate(level1Word + 1);
+            if (level1Word < 0)
+            {
+                return -1;
+            }
+            bits = level1.getLongVolatile((int)(level1Word << 3));
+        }
+        return (level1Word << 6) + Long.numberOfTrailingZeros(bits);
+    }
+
+    /** @return the first level-1 word at or after {@code fromLevel1Word} whose level-2 bit is set, or -1. */
+    private long nextLevel2Candidate(final long fromLevel1Word)
+    {
+        if (fromLevel1Word >= level1Words)
+        {
+            return -1;
+        }
+        long level2Word = fromLevel1Word >>> 6;
+        long bits = level2.getLongVolatile((int)(level2Word << 3)) & (-1L << fromLevel1Word);
+        while (bits == 0)
+        {
+            level2Word++;
+            if (level2Word >= level2Words)
+            {
+                return -1;
+            }
+            bits = level2.getLongVolatile((int)(level2Word << 3));
+        }
+        return (level2Word << 6) + Long.numberOfTrailingZeros(bits);
+    }
+
+    @Override
+    public long dirtyChunkCount()
+    {
+        long count = 0;
+        for (long level2Word = 0; level2Word < level2Words; level2Word++)
+        {
+            long bits2 = level2.getLongVolatile((int)(level2Word << 3));
+            while (bits2 != 0)
+            {
+                final long level1Word = (level2Word << 6) + Long.numberOfTrailingZeros(bits2);
+                bits2 &= bits2 - 1;
+                long bits1 = level1.getLongVolatile((int)(level1Word << 3));
+                while (bits1 != 0)
+                {
+                    final long word = (level1Word << 6) + Long.numberOfTrailingZeros(bits1);
+                    bits1 &= bits1 - 1;
+                    count += Long.bitCount(dataWordPlain(word));
+                }
+            }
+        }
+        return count;
+    }
+
+    @Override
+    public long dirtyByteCount()
+    {
+        return dirtyChunkCount() << granularityShift;
+    }
+
+    @Override
+    public byte[] sha256()
+    {
+        final MessageDigest digest;
+        try
+        {
+            digest = MessageDigest.getInstance("SHA-256");
+        }
+        catch (final NoSuchAlgorithmException ex)
+        {
+            throw new IllegalStateException("every Java platform must provide SHA-256", ex);
+        }
+        long remaining = wordCount * Long.BYTES;
+        for (final ByteBuffer region : regionBuffers)
+        {
+            final ByteBuffer slice = region.duplicate();
+            final int take = (int)Math.min(slice.capacity(), remaining);
+            slice.clear().limit(take);
+            digest.update(slice);
+            remaining -= take;
+        }
+        return digest.digest();
+    }
+
+    /**
+     * @param word a data word index below {@link #wordCount()}.
+     * @return the word as stored (chunk {@code 64 * word + i} at bit {@code i}), read with volatile semantics.
+     */
+    public long wordVolatile(final long word)
+    {
+        if (word < 0 || word >= wordCount)
+        {
+            throw new BitmapArgumentException(BitmapError.OUT_OF_RANGE,
+                "word " + word + " is outside 0.." + (wordCount - 1) + " of bitmap '" + name + "'");
+        }
+        return dataWordVolatile(word);
+    }
+
+    // ------------------------------------------------------------------------------------------------
+    // Durability, state and lifecycle (controlling thread)
+    // ------------------------------------------------------------------------------------------------
+
+    @Override
+    public int force()
+    {
+        if (pages == null || readOnly || closed)
+        {
+            return 0;
+        }
+        int forced = 0;
+        long runStart = -1;
+        long runLength = 0;
+        for (long pageWord = 0; pageWord < pageWords; pageWord++)
+        {
+            final int index = (int)(pageWord << 3);
+            if (pages.getLongVolatile(index) == 0)
+            {
+                continue;
+            }
+            long bits = pages.getAndSetLong(index, 0);
+            while (bits != 0)
+            {
+                final int start = Long.numberOfTrailingZeros(bits);
+                final int run = Long.numberOfTrailingZeros(~(bits >>> start));
+                final long firstPage = (pageWord << 6) + start;
+                if (runStart >= 0 && runStart + runLength == firstPage)
+                {
+                    runLength += run;
+                }
+                else
+                {
+                    if (runStart >= 0)
+                    {
+                        forceDataPages(runStart, runLength);
+                    }
+                    runStart = firstPage;
+                    runLength = run;
+                }
+                forced += run;
+                bits = run == 64 ? 0 : bits & ~(((1L << run) - 1) << start);
+            }
+        }
+        if (runStart >= 0)
+        {
+            forceDataPages(runStart, runLength);
+        }
+        return forced;
+    }
+
+    private void forceDataPages(final long firstPage, final long pageCount)
+    {
+        pageSink.forceData(
+            BitmapFileDescriptor.HEADER_LENGTH + firstPage * BitmapFileDescriptor.PAGE_SIZE,
+            pageCount * BitmapFileDescriptor.PAGE_SIZE);
+    }
+
+    /** @return how many data pages have gained bits since the last {@link #force()}. */
+    public long pendingPageCount()
+    {
+        if (pages == null)
+        {
+            return 0;
+        }
+        long count = 0;
+        for (long pageWord = 0; pageWord < pageWords; pageWord++)
+        {
+            count += Long.bitCount(pages.getLongVolatile((int)(pageWord << 3)));
+        }
+        return count;
+    }
+
+    @Override
+    public boolean isPersistent()
+    {
+        return file != null;
+    }
+
+    @Override
+    public boolean isInconsistent()
+    {
+        return inconsistent;
+    }
+
+    /** @return what the trust rule found on open. */
+    public OpenState openState()
+    {
+        return openState;
+    }
+
+    /** @return whether the bitmap runs in durable mode (see {@link #setDurable(boolean)}). */
+    public boolean isDurable()
+    {
+        return durable;
+    }
+
+    /**
+     * Switches durable mode. In durable mode the caller forces pages that gained bits before the guest data
+     * they cover is written, so after a power loss the file is trusted; turning it on forces every pending
+     * page first. The flag is stored in the header and the header forced.
+     *
+     * @param durable the new mode.
+     */
+    public void setDurable(final boolean durable)
+    {
+        checkWritable();
+        if (durable)
+        {
+            force();
+        }
+        this.durable = durable;
+        if (header != null)
+        {
+            updateFlags(BitmapFileDescriptor.FLAG_DURABLE, durable);
+            pageSink.forceHeader();
+        }
+    }
+
+    private void updateFlags(final int flag, final boolean set)
+    {
+        final int flags = header.getInt(BitmapFileDescriptor.FLAGS_OFFSET, ByteOrder.LITTLE_ENDIAN);
+        header.putInt(BitmapFileDescriptor.FLAGS_OFFSET, set ? flags | flag : flags & ~flag, ByteOrder.LITTLE_ENDIAN);
+        BitmapFileDescriptor.sealCrc(header);
+    }
+
+    /** @return whether the bitmap was opened with {@link #openReadOnly(Path)}. */
+    public boolean isReadOnly()
+    {
+        return readOnly;
+    }
+
+    /** @return the backing file, or {@code null} for an anonymous bitmap. */
+    public Path file()
+    {
+        return file;
+    }
+
+    /** @return the header's flags word ({@code BitmapFileDescriptor.FLAG_*}), 0 for an anonymous bitmap. */
+    public int headerFlags()
+    {
+        return header == null ? 0 : header.getInt(BitmapFileDescriptor.FLAGS_OFFSET, ByteOrder.LITTLE_ENDIAN);
+    }
+
+    /** @return how many times the file has been opened for writing (creation counts as the first). */
+    public long generation()
+    {
+        return header == null ? 0 : header.getLong(BitmapFileDescriptor.GENERATION_OFFSET, ByteOrder.LITTLE_ENDIAN);
+    }
+
+    /** @return creation time in epoch milliseconds, 0 for an anonymous bitmap. */
+    public long creationTimeMillis()
+    {
+        return header == null ? 0 :
+            header.getLong(BitmapFileDescriptor.CREATION_TIME_OFFSET, ByteOrder.LITTLE_ENDIAN);
+    }
+
+    /** @return time of the last open for writing in epoch milliseconds, 0 if none. */
+    public long openTimeMillis()
+    {
+        return header == null ? 0 : header.getLong(BitmapFileDescriptor.OPEN_TIME_OFFSET, ByteOrder.LITTLE_ENDIAN);
+    }
+
+    /** @return time of the last clean close in epoch milliseconds, 0 if never closed cleanly. */
+    public long lastCleanCloseMillis()
+    {
+        return header == null ? 0 :
+            header.getLong(BitmapFileDescriptor.CLEAN_CLOSE_TIME_OFFSET, ByteOrder.LITTLE_ENDIAN);
+    }
+
+    /** @return the boot id recorded by the last open for writing, {@code null} for an anonymous bitmap. */
+    public UUID bootIdAtOpen()
+    {
+        return header == null ? null : BitmapFileDescriptor.bootId(header);
+    }
+
+    /** @return the file's format version as {@code major.minor}, or the version this code writes. */
+    public String formatVersion()
+    {
+        if (header == null)
+        {
+            return BitmapFileDescriptor.VERSION_MAJOR + "." + BitmapFileDescriptor.VERSION_MINOR;
+        }
+        return (header.getShort(BitmapFileDescriptor.VERSION_MAJOR_OFFSET, ByteOrder.LITTLE_ENDIAN) & 0xFFFF) + "." +
+            (header.getShort(BitmapFileDescriptor.VERSION_MINOR_OFFSET, ByteOrder.LITTLE_ENDIAN) & 0xFFFF);
+    }
+
+    @Override
+    public BitmapView readOnlyView()
+    {
+        BitmapView view = readOnlyView;
+        if (view == null)
+        {
+            view = new ReadOnlyView(this);
+            readOnlyView = view;
+        }
+        return view;
+    }
+
+    /**
+     * Copies the bits into a new bitmap file with another name; the inconsistent flag travels with them.
+     * Concurrent marks may or may not be copied.
+     *
+     * @param target where; must not exist.
+     * @param newName the copy's name.
+     * @return the copy, open; the caller closes it.
+     * @throws IOException if the file cannot be created.
+     */
+    public MappedBitmap copyTo(final Path target, final String newName) throws IOException
+    {
+        final MappedBitmap copy = create(target, newName, diskSize, granularity);
+        copyBitsInto(copy);
+        if (inconsistent)
+        {
+            copy.inconsistent = true;
+            copy.updateFlags(BitmapFileDescriptor.FLAG_INCONSISTENT, true);
+        }
+        copy.force();
+        copy.pageSink.forceHeader();
+        return copy;
+    }
+
+    /**
+     * Copies the bits into a new anonymous bitmap. Concurrent marks may or may not be copied.
+     *
+     * @param newName the copy's name.
+     * @return the copy.
+     */
+    public MappedBitmap copyAnonymous(final String newName)
+    {
+        final MappedBitmap copy = createAnonymous(newName, diskSize, granularity);
+        copyBitsInto(copy);
+        copy.inconsistent = inconsistent;
+        return copy;
+    }
+
+    private void copyBitsInto(final MappedBitmap copy)
+    {
+        long word = nextNonZeroWordCandidate(0);
+        while (word >= 0)
+        {
+            final long bits = dataWordVolatile(word);
+            if (bits != 0)
+            {
+                copy.setBitsVolatile(word, bits);
+            }
+            word = nextNonZeroWordCandidate(word + 1);
+        }
+    }
+
+    /**
+     * Changes the tracked disk size with QEMU's semantics: chunks added by growing are clean, chunks past a
+     * new, smaller end are dropped. No marker or reader may run meanwhile. Pending pages are forced first.
+     *
+     * @param newDiskSize the new size in bytes.
+     * @throws BitmapArgumentException if the size is negative or too large.
+     * @throws IOException if the file cannot be resized.
+     */
+    public void resize(final long newDiskSize) throws IOException
+    {
+        checkWritable();
+        checkGeometry(newDiskSize, granularity);
+        if (newDiskSize == diskSize)
+        {
+            return;
+        }
+        final long newChunks = BitmapFileDescriptor.chunkCount(newDiskSize, granularity);
+        final long newWords = BitmapFileDescriptor.wordCount(newChunks);
+        if (newChunks < chunkCount)
+        {
+            // Zero the dropped chunks first so that the words kept, and a later regrowth, start clean.
+            clearChunks(newChunks, chunkCount - 1);
+        }
+        if (file == null)
+        {
+            final ByteBuffer[] oldBuffers = regionBuffers;
+            final long keptWords = Math.min(wordCount, newWords);
+            setGeometry(newDiskSize);
+            allocateAnonymousRegions();
+            copyWords(oldBuffers, keptWords);
+        }
+        else
+        {
+            force();
+            final long newLength = BitmapFileDescriptor.fileLength(newChunks);
+            final boolean shrinking = newLength < channel.size();
+            if (shrinking)
+            {
+                // Header first: a crash between the two steps leaves a file longer than needed, which opens.
+                BitmapFileDescriptor.writeGeometry(header, newDiskSize, granularity);
+                BitmapFileDescriptor.sealCrc(header);
+                pageSink.forceHeader();
+            }
+            unmapRegions();
+            if (shrinking)
+            {
+                channel.truncate(newLength);
+            }
+            else
+            {
+                writeFully(channel, ByteBuffer.allocate(1), newLength - 1);
+            }
+            channel.force(true);
+            setGeometry(newDiskSize);
+            mapRegions();
+            if (!shrinking)
+            {
+                BitmapFileDescriptor.writeGeometry(header, newDiskSize, granularity);
+                BitmapFileDescriptor.sealCrc(header);
+                pageSink.forceHeader();
+            }
+        }
+        rebuildSummary(true);
+    }
+
+    private void setGeometry(final long newDiskSize)
+    {
+        diskSize = newDiskSize;
+        chunkCount = BitmapFileDescriptor.chunkCount(newDiskSize, granularity);
+        wordCount = BitmapFileDescriptor.wordCount(chunkCount);
+    }
+
+    private void copyWords(final ByteBuffer[] from, final long words)
+    {
+        final long wordsPerRegion = 1L << regionWordShift;
+        for (long word = 0; word < words; word++)
+        {
+            final long bits = new UnsafeBuffer(from[(int)(word / wordsPerRegion)])
+                .getLong((int)((word % wordsPerRegion) << 3));
+            if (bits != 0)
+            {
+                regions[(int)(word >>> regionWordShift)].putLong((int)((word & regionWordMask) << 3), bits);
+            }
+        }
+    }
+
+    /**
+     * Checks the structure: bits past the last chunk and padding past the last word are zero, and every
+     * summary bit agrees with the data. Meaningful only while no marker or clearer runs.
+     *
+     * @return the problems found, empty if none.
+     */
+    public List<String> checkConsistency()
+    {
+        final List<String> problems = new ArrayList<>();
+        final long tailBits = chunkCount & 63;
+        if (chunkCount == 0 && dataWordPlain(0) != 0)
+        {
+            problems.add("data word 0 is non-zero but the bitmap has no chunks");
+        }
+        else if (tailBits != 0)
+        {
+            final long last = dataWordPlain(wordCount - 1);
+            if ((last & (-1L << tailBits)) != 0)
+            {
+                problems.add(String.format("data word %d has bits set past the last chunk %d: 0x%016x",
+                    wordCount - 1, chunkCount - 1, last));
+            }
+        }
+        final long wordsInArea = BitmapFileDescriptor.dataAreaLength(chunkCount) / Long.BYTES;
+        for (long word = wordCount; word < wordsInArea && file != null; word++)
+        {
+            if (dataWordPlain(word) != 0)
+            {
+                problems.add("padding word " + word + " (file offset " +
+                    (BitmapFileDescriptor.HEADER_LENGTH + word * Long.BYTES) + ") is not zero");
+                break;
+            }
+        }
+        for (long word = 0; word < wordCount && problems.size() < 20; word++)
+        {
+            final boolean dataNonZero = dataWordPlain(word) != 0;
+            final boolean summary = (level1.getLong((int)((word >>> 6) << 3)) & (1L << word)) != 0;
+            if (dataNonZero != summary)
+            {
+                problems.add("level-1 bit " + word + " is " + (summary ? 1 : 0) + " but data word " + word + " is " +
+                    (dataNonZero ? "non-zero" : "zero"));
+            }
+        }
+        for (long word = 0; word < level1Words && problems.size() < 20; word++)
+        {
+            final boolean nonZero = level1.getLong((int)(word << 3)) != 0;
+            final boolean summary = (level2.getLong((int)((word >>> 6) << 3)) & (1L << word)) != 0;
+            if (nonZero != summary)
+            {
+                problems.add("level-2 bit " + word + " is " + (summary ? 1 : 0) + " but level-1 word " + word + " is " +
+                    (nonZero ? "non-zero" : "zero"));
+            }
+        }
+        long flatCount = 0;
+        for (long word = 0; word < wordCount; word++)
+        {
+            flatCount += Long.bitCount(dataWordPlain(word));
+        }
+        final long summaryCount = dirtyChunkCount();
+        if (flatCount != summaryCount)
+        {
+            problems.add("dirty count through the summary is " + summaryCount + " but a flat scan counts " + flatCount);
+        }
+        return problems;
+    }
+
+    /**
+     * Closes the bitmap. For a writable file: forces every pending page, clears the in-use mark, records the
+     * clean-close time and forces the header, then unmaps and releases the lock. No marker may run
+     * meanwhile. Idempotent.
+     */
+    @Override
+    public void close()
+    {
+        if (closed)
+        {
+            return;
+        }
+        try
+        {
+            if (file != null && !readOnly)
+            {
+                force();
+                final int flags = header.getInt(BitmapFileDescriptor.FLAGS_OFFSET, ByteOrder.LITTLE_ENDIAN);
+                header.putInt(BitmapFileDescriptor.FLAGS_OFFSET, flags & ~BitmapFileDescriptor.FLAG_IN_USE,
+                    ByteOrder.LITTLE_ENDIAN);
+                header.putLong(BitmapFileDescriptor.CLEAN_CLOSE_TIME_OFFSET, clock.getAsLong(), ByteOrder.LITTLE_ENDIAN);
+                BitmapFileDescriptor.sealCrc(header);
+                pageSink.forceHeader();
+            }
+        }
+        finally
+        {
+            closed = true;
+            unmapAll();
+            closeQuietly(lock, channel);
+        }
+    }
+
+    /** @return whether {@link #close()} has run. */
+    public boolean isClosed()
+    {
+        return closed;
+    }
+
+    @Override
+    public String toString()
+    {
+        return "MappedBitmap{name='" + name + "', diskSize=" + diskSize + ", granularity=" + granularity +
+            ", file=" + file + ", state=" + openState + "}";
+    }
+
+    // ------------------------------------------------------------------------------------------------
+    // Storage
+    // ------------------------------------------------------------------------------------------------
+
+    private void allocateAnonymousRegions()
+    {
+        final long bytes = wordCount * Long.BYTES;
+        final int regionCount = (int)((bytes + regionBytes - 1) / regionBytes);
+        regionBuffers = new ByteBuffer[regionCount];
+        regions = new UnsafeBuffer[regionCount];
+        for (int r = 0; r < regionCount; r++)
+        {
+            final int length = (int)Math.min(regionBytes, bytes - (long)r * regionBytes);
+            regionBuffers[r] = BufferUtil.allocateDirectAligned(length, 64);
+            regions[r] = new UnsafeBuffer(regionBuffers[r]);
+        }
+    }
+
+    private void mapRegions() throws IOException
+    {
+        final long bytes = BitmapFileDescriptor.dataAreaLength(chunkCount);
+        final int regionCount = (int)((bytes + regionBytes - 1) / regionBytes);
+        final ByteBuffer[] buffers = new ByteBuffer[regionCount];
+        final UnsafeBuffer[] views = new UnsafeBuffer[regionCount];
+        final FileChannel.MapMode mode = readOnly ? FileChannel.MapMode.READ_ONLY : FileChannel.MapMode.READ_WRITE;
+        try
+        {
+            for (int r = 0; r < regionCount; r++)
+            {
+                final long length = Math.min(regionBytes, bytes - (long)r * regionBytes);
+                buffers[r] = channel.map(mode, BitmapFileDescriptor.HEADER_LENGTH + (long)r * regionBytes, length);
+                views[r] = new UnsafeBuffer(buffers[r]);
+            }
+        }
+        catch (final IOException | RuntimeException ex)
+        {
+            for (final ByteBuffer buffer : buffers)
+            {
+                if (buffer != null)
+                {
+                    IoUtil.unmap(buffer);
+                }
+            }
+            throw ex;
+        }
+        regionBuffers = buffers;
+        regions = views;
+        pageWords = (bytes / BitmapFileDescriptor.PAGE_SIZE + 63) >>> 6;
+        pages = new UnsafeBuffer(BufferUtil.allocateDirectAligned((int)(pageWords * Long.BYTES), 64));
+    }
+
+    private void unmapRegions()
+    {
+        if (regions == null)
+        {
+            return;
+        }
+        for (int r = 0; r < regions.length; r++)
+        {
+            regions[r].wrap(new byte[0]);
+            if (file != null)
+            {
+                IoUtil.unmap(regionBuffers[r]);
+            }
+        }
+        regions = null;
+        regionBuffers = null;
+    }
+
+    private void unmapAll()
+    {
+        if (regions != null)
+        {
+            // Leave empty buffers behind so that a late access fails with a bounds error, not a crash.
+            final UnsafeBuffer[] old = regions;
+            unmapRegions();
+            regions = old;
+            regionBuffers = new ByteBuffer[0];
+        }
+        if (headerMapping != null)
+        {
+            header.wrap(new byte[BitmapFileDescriptor.HEADER_LENGTH]);
+            IoUtil.unmap(headerMapping);
+        }
+    }
+
+    /**
+     * Rebuilds levels 1 and 2 from the data by one flat scan, or leaves them empty for data known to be
+     * zero; no other thread may touch the bitmap.
+     */
+    private void rebuildSummary(final boolean scan)
+    {
+        level1Words = (wordCount + 63) >>> 6;
+        level2Words = (level1Words + 63) >>> 6;
+        final UnsafeBuffer newLevel1 = new UnsafeBuffer(
+            BufferUtil.allocateDirectAligned((int)(level1Words * Long.BYTES), 64));
+        final UnsafeBuffer newLevel2 = new UnsafeBuffer(
+            BufferUtil.allocateDirectAligned((int)(level2Words * Long.BYTES), 64));
+        for (long word = 0; scan && word < wordCount; word++)
+        {
+            if (dataWordPlain(word) != 0)
+            {
+                final int index1 = (int)((word >>> 6) << 3);
+                newLevel1.putLong(index1, newLevel1.getLong(index1) | (1L << word));
+                final int index2 = (int)((word >>> 12) << 3);
+                newLevel2.putLong(index2, newLevel2.getLong(index2) | (1L << (word >>> 6)));
+            }
+        }
+        level1 = newLevel1;
+        level2 = newLevel2;
+    }
+
+    /** Forces data pages through {@link MappedByteBuffer#force(int, int)} on the region mappings. */
+    private final class MappedPageSink implements PageSink
+    {
+        @Override
+        public void forceData(final long fileOffset, final long length)
+        {
+            long offset = fileOffset - BitmapFileDescriptor.HEADER_LENGTH;
+            long remaining = length;
+            while (remaining > 0)
+            {
+                final int region = (int)(offset / regionBytes);
+                final int index = (int)(offset % regionBytes);
+                final MappedByteBuffer buffer = (MappedByteBuffer)regionBuffers[region];
+                final int take = (int)Math.min(remaining, buffer.capacity() - index);
+                buffer.force(index, take);
+                offset += take;
+                remaining -= take;
+            }
+        }
+
+        @Override
+        public void forceHeader()
+        {
+            headerMapping.force();
+        }
+    }
+
+    // ------------------------------------------------------------------------------------------------
+    // Checks and helpers
+    // ------------------------------------------------------------------------------------------------
+
+    private void checkWritable()
+    {
+        if (readOnly)
+        {
+            throw new IllegalStateException("bitmap '" + name + "' was opened read-only");
+        }
+        if (closed)
+        {
+            throw new IllegalStateException("bitmap '" + name + "' is closed");
+        }
+    }
+
+    private void checkSearchOffset(final long offset)
+    {
+        if (offset < 0 || offset > diskSize)
+        {
+            throw new BitmapArgumentException(BitmapError.OUT_OF_RANGE,
+                "offset " + offset + " is outside 0.." + diskSize + " of bitmap '" + name + "'");
+        }
+    }
+
+    private BitmapArgumentException outOfRange(final String what, final long offset, final long length)
+    {
+        final String problem = offset < 0 || length < 0 ? "negative" : "beyond the disk";
+        return new BitmapArgumentException(BitmapError.OUT_OF_RANGE,
+            what + " range offset " + offset + " length " + length + " is " + problem + " of bitmap '" + name +
+            "' (disk size " + diskSize + ")");
+    }
+
+    private static void checkGeometry(final long diskSize, final long granularity)
+    {
+        final String granularityProblem = BitmapFileDescriptor.granularityProblem(granularity);
+        if (granularityProblem != null)
+        {
+            throw new BitmapArgumentException(BitmapError.BAD_GRANULARITY, granularityProblem);
+        }
+        final String sizeProblem = BitmapFileDescriptor.diskSizeProblem(diskSize, granularity);
+        if (sizeProblem != null)
+        {
+            throw new BitmapArgumentException(BitmapError.BAD_SIZE, sizeProblem);
+        }
+    }
+
+    private static FileLock lockExclusive(final Path file, final FileChannel channel) throws IOException
+    {
+        return lock(file, channel, false);
+    }
+
+    private static FileLock lockShared(final Path file, final FileChannel channel) throws IOException
+    {
+        return lock(file, channel, true);
+    }
+
+    private static FileLock lock(final Path file, final FileChannel channel, final boolean shared) throws IOException
+    {
+        FileLock lock = null;
+        try
+        {
+            lock = channel.tryLock(0, Long.MAX_VALUE, shared);
+        }
+        catch (final OverlappingFileLockException ex)
+        {
+            throw new BitmapFileException(BitmapError.LOCKED, file, "the file is already open in this process");
+        }
+        if (lock == null)
+        {
+            throw new BitmapFileException(BitmapError.LOCKED, file, "another process holds the file's lock");
+        }
+        return lock;
+    }
+
+    private static void writeFully(final FileChannel channel, final ByteBuffer buffer, final long position)
+        throws IOException
+    {
+        long at = position;
+        while (buffer.hasRemaining())
+        {
+            at += channel.write(buffer, at);
+        }
+    }
+
+    private static void closeQuietly(final FileLock lock, final FileChannel channel)
+    {
+        try
+        {
+            if (lock != null && lock.isValid())
+            {
+                lock.release();
+            }
+        }
+        catch (final IOException ignored)
+        {
+            // The channel's close below releases the lock anyway.
+        }
+        try
+        {
+            if (channel != null)
+            {
+                channel.close();
+            }
+        }
+        catch (final IOException ignored)
+        {
+            // Nothing left to protect: the mappings are gone and every header change was forced.
+        }
+    }
+
+    /** Test and tool knobs: region size, page-sink decoration, boot id and clock; confined to the caller. */
+    static final class Options
+    {
+        int regionBytes = DEFAULT_REGION_BYTES;
+        UnaryOperator<PageSink> sinkDecorator = UnaryOperator.identity();
+        UUID bootId = BootId.current();
+        LongSupplier clock = System::currentTimeMillis;
+
+        Options regionBytes(final int regionBytes)
+        {
+            if (Integer.bitCount(regionBytes) != 1 || regionBytes < BitmapFileDescriptor.PAGE_SIZE)
+            {
+                throw new IllegalArgumentException("region size " + regionBytes + " must be a power of two >= 4096");
+            }
+            this.regionBytes = regionBytes;
+            return this;
+        }
+
+        Options sinkDecorator(final UnaryOperator<PageSink> sinkDecorator)
+        {
+            this.sinkDecorator = sinkDecorator;
+            return this;
+        }
+
+        Options bootId(final UUID bootId)
+        {
+            this.bootId = bootId;
+            return this;
+        }
+
+        Options clock(final LongSupplier clock)
+        {
+            this.clock = clock;
+            return this;
+        }
+    }
+
+    /** A view that exposes no mutator; as thread-safe as the bitmap's readers. */
+    private static final class ReadOnlyView implements BitmapView
+    {
+        private final MappedBitmap bitmap;
+
+        ReadOnlyView(final MappedBitmap bitmap)
+        {
+            this.bitmap = bitmap;
+        }
+
+        @Override
+        public String name()
+        {
+            return bitmap.name();
+        }
+
+        @Override
+        public long granularity()
+        {
+            return bitmap.granularity();
+        }
+
+        @Override
+        public long diskSize()
+        {
+            return bitmap.diskSize();
+        }
+
+        @Override
+        public long chunkCount()
+        {
+            return bitmap.chunkCount();
+        }
+
+        @Override
+        public boolean isDirty(final long offset)
+        {
+            return bitmap.isDirty(offset);
+        }
+
+        @Override
+        public long nextDirty(final long offset)
+        {
+            return bitmap.nextDirty(offset);
+        }
+
+        @Override
+        public long nextClean(final long offset)
+        {
+            return bitmap.nextClean(offset);
+        }
+
+        @Override
+        public void forEachDirtyExtent(final long offset, final long length, final ExtentConsumer consumer)
+        {
+            bitmap.forEachDirtyExtent(offset, length, consumer);
+        }
+
+        @Override
+        public long dirtyChunkCount()
+        {
+            return bitmap.dirtyChunkCount();
+        }
+
+        @Override
+        public long dirtyByteCount()
+        {
+            return bitmap.dirtyByteCount();
+        }
+
+        @Override
+        public byte[] sha256()
+        {
+            return bitmap.sha256();
+        }
+
+        @Override
+        public String toString()
+        {
+            return "read-only " + bitmap;
+        }
+    }
+}
