@@ -216,7 +216,7 @@ class QmpFloodTest
         // Regression: the negotiated flag must flip atomically with queuing the reply.
         try (QmpTestServer test = new QmpTestServer())
         {
-            for (int round = 0; round < 200; round++)
+            for (int round = 0; round < 100; round++)
             {
                 try (QmpClient client = test.negotiated())
                 {
