@@ -19,6 +19,8 @@ import picocli.CommandLine.Command;
         BitmapCommand.class,
         QmpCli.class,
         DemoCommand.class,
+        ServeCommand.class,
+        BackupCommand.class,
     })
 public final class TidemarkMain
 {
