@@ -551,11 +551,11 @@ final class BlockGraph implements AutoCloseable
         }
         if (node.parents > 0 || exports.isExported(name) || node.jobId != null && jobAlive(node.jobId))
         {
-            throw EngineException.generic("Node " + name + " is in use");
+            throw EngineException.generic("Block device " + name + " is in use");
         }
         if (node.disk != null && (diskInUse(node.disk)))
         {
-            throw EngineException.generic("Node " + name + " is in use");
+            throw EngineException.generic("Block device " + name + " is in use");
         }
         discard(node);
     }

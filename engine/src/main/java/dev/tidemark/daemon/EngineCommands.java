@@ -527,9 +527,19 @@ public final class EngineCommands
             handler(args -> verb(() -> graph.jobs().setSpeed(deviceOf(args), args.get("speed").asLong()))));
     }
 
-    private static String idOf(final ObjectNode args)
+    private String idOf(final ObjectNode args)
     {
-        return args.get("id").asText();
+        final String id = args.get("id").asText();
+        try
+        {
+            graph.jobs().job(id);
+        }
+        catch (final EngineException missing)
+        {
+            // QEMU's job-* commands (find_job_locked) say exactly this, as a GenericError.
+            throw EngineException.generic("Job not found");
+        }
+        return id;
     }
 
     private static String deviceOf(final ObjectNode args)
@@ -555,7 +565,7 @@ public final class EngineCommands
                 if (!"blockdev-backup".equals(type))
                 {
                     throw EngineException.generic("Action '" + type
-                        + "' does not support transaction property completion-mode = grouped");
+                        + "' does not support Transaction property completion-mode = grouped");
                 }
             }
         }
@@ -740,6 +750,10 @@ public final class EngineCommands
         r.register("block-export-del", remove, "Remove an export; BLOCK_EXPORT_DELETED follows.",
             handler(args ->
             {
+                if (!graph.exports().isRunning())
+                {
+                    throw QmpError.generic("Export '" + args.get("id").asText() + "' is not found");
+                }
                 graph.exports().remove(args.get("id").asText(), RemoveMode.fromQmpName(
                     args.path("mode").asText("safe")));
                 return empty();

@@ -271,6 +271,18 @@ public abstract class Job
     // ---------------------------------------------------------------------------------------------------------
     // Queries
 
+    /** QEMU reports a cancelled job's result as ECANCELED's text once the worker stopped (job_update_rc). */
+    private String queryError()
+    {
+        final String err = error;
+        if (err != null)
+        {
+            return err;
+        }
+        final JobStatus s = status;
+        return cancelled && (s == JobStatus.ABORTING || s == JobStatus.CONCLUDED) ? "Operation canceled" : null;
+    }
+
     /** @return this job as an element of {@code query-jobs}. */
     public final Map<String, Object> queryJobsInfo()
     {
@@ -280,7 +292,7 @@ public abstract class Job
         info.put("status", status.qmpName());
         info.put("current-progress", currentProgress());
         info.put("total-progress", totalProgress);
-        final String err = error;
+        final String err = queryError();
         if (err != null)
         {
             info.put("error", err);
@@ -305,7 +317,7 @@ public abstract class Job
         info.put("status", s.qmpName());
         info.put("auto-finalize", autoFinalize);
         info.put("auto-dismiss", autoDismiss);
-        final String err = error;
+        final String err = queryError();
         if (err != null)
         {
             info.put("error", err);
