@@ -25,14 +25,14 @@ import java.util.concurrent.atomic.AtomicReference;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
-/** Server lifecycle, limits and concurrency, driven from Java. */
+/** Server lifecycle, limits and concurrency, driven from Java; runs on JUnit's thread plus the client threads each test starts. */
 @Timeout(60)
 class NbdServerTest
 {
     @TempDir
     Path dir;
 
-    /** An export whose writes complete only when the test releases them. */
+    /** An export whose writes complete, on a thread of their own, only when the test opens the gate; thread-safe. */
     private static final class GatedExport implements NbdExport
     {
         final MemoryStore store = new MemoryStore(new byte[1 << 20], false);
@@ -169,6 +169,11 @@ class NbdServerTest
                 final long start = System.nanoTime();
                 assertThat(idle.closedByServer()).as("silent client is dropped").isTrue();
                 assertThat(System.nanoTime() - start).isLessThan(TimeUnit.SECONDS.toNanos(3));
+            }
+            final long idleGone = System.currentTimeMillis() + 5000;
+            while (server.connectionCount() > 0 && System.currentTimeMillis() < idleGone)
+            {
+                Thread.sleep(5);
             }
             try (RawNbd first = new RawNbd(address, 5000); RawNbd second = new RawNbd(address, 5000))
             {
