@@ -17,6 +17,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Objects;
 import java.util.UUID;
+import java.util.concurrent.atomic.AtomicLong;
 import java.util.function.LongSupplier;
 import java.util.function.UnaryOperator;
 
@@ -63,6 +64,12 @@ import org.agrona.concurrent.UnsafeBuffer;
  * marker's data bit: no dirty word is ever left without its summary bit once both have finished. A
  * summary bit may briefly be set over a zero word; readers skip such words.
  *
+ * <p>Between clearing a level-1 bit and restoring it, a word a marker has just dirtied is briefly
+ * invisible through the summary. The clearer therefore brackets every summary drop with a sequence
+ * number that is odd while the drop runs (a seqlock with one writer); a search for the next dirty chunk
+ * that overlapped a drop is repeated. So a mark that returned is found by every search that starts after
+ * it, even while the controlling thread clears the same words.
+ *
  * <p>Reads are not snapshots: a walk racing with markers may or may not report bits set after it
  * started, and never reports as clean a bit whose mark returned before it started.
  */
@@ -107,6 +114,7 @@ public final class MappedBitmap implements DirtyBitmap
     private long level2Words;
     private UnsafeBuffer pages;
     private long pageWords;
+    private final AtomicLong summaryDropSequence = new AtomicLong();
     private boolean inconsistent;
     private boolean durable;
     private boolean closed;
@@ -560,8 +568,26 @@ public final class MappedBitmap implements DirtyBitmap
         }
     }
 
-    /** Clears the summary bits of a data word that became zero, re-setting them if a marker raced in. */
+    /**
+     * Clears the summary bits of a data word that became zero, re-setting them if a marker raced in. While
+     * it runs the drop sequence is odd, so that a search overlapping the moment a summary bit is briefly
+     * wrong retries (see {@link #nextSetChunk}).
+     */
     private void dropSummaryBits(final long word)
+    {
+        final long sequence = summaryDropSequence.get();
+        summaryDropSequence.set(sequence + 1);
+        try
+        {
+            dropSummaryBitsInsideWindow(word);
+        }
+        finally
+        {
+            summaryDropSequence.set(sequence + 2);
+        }
+    }
+
+    private void dropSummaryBitsInsideWindow(final long word)
     {
         clearBitVolatile(level1, word);
         if (dataWordVolatile(word) != 0)
@@ -739,6 +765,24 @@ public final class MappedBitmap implements DirtyBitmap
      * @return the first dirty chunk at or after {@code fromChunk}, or -1.
      */
     long nextSetChunk(final long fromChunk)
+    {
+        while (true)
+        {
+            final long sequence = summaryDropSequence.get();
+            if ((sequence & 1) != 0)
+            {
+                Thread.onSpinWait();
+                continue;
+            }
+            final long found = nextSetChunkOnce(fromChunk);
+            if (summaryDropSequence.get() == sequence)
+            {
+                return found;
+            }
+        }
+    }
+
+    private long nextSetChunkOnce(final long fromChunk)
     {
         if (fromChunk >= chunkCount)
         {
