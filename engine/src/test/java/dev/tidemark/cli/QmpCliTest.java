@@ -97,6 +97,10 @@ class QmpCliTest
         assertThat(result.exit()).isEqualTo(1);
         assertThat(result.err().strip()).isEqualTo("CommandNotFound: The command no-such has not been found");
         assertThat(result.out()).isEmpty();
+        final Run early = run("", "--socket", socket.toString(), "--no-negotiate", "query-version");
+        assertThat(early.exit()).isEqualTo(1);
+        assertThat(early.err().strip())
+            .isEqualTo("CommandNotFound: Expecting capabilities negotiation with 'qmp_capabilities'");
         final Run schema = run("", "--socket", socket.toString(), "x-echo", "{}");
         assertThat(schema.exit()).isEqualTo(1);
         assertThat(schema.err().strip()).isEqualTo("GenericError: Parameter 'text' is missing");
