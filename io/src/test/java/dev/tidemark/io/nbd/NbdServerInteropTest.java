@@ -171,6 +171,17 @@ class NbdServerInteropTest
     }
 
     @Test
+    void qemuImgConvertIntoWritableExport() throws Exception
+    {
+        // -n keeps the target; qemu-img first tries to zero it fast (WRITE_ZEROES + FAST_ZERO), then writes data.
+        Tools.run(60, "qemu-img", "convert", "-n", "-f", "raw", "-O", "raw", image.toString(), unixUri("rw"));
+        Tools.run(60, "qemu-img", "compare", "-f", "raw", "-F", "raw", image.toString(), tcpUri("rw"));
+        final ByteBuffer back = ByteBuffer.allocate((int)SIZE);
+        rwStore.read(0, back);
+        assertThat(back.array()).isEqualTo(Files.readAllBytes(image));
+    }
+
+    @Test
     void qemuImgCompareAgainstExpectedBytes() throws Exception
     {
         Tools.run(60, "qemu-img", "compare", "-f", "raw", "-F", "raw", image.toString(), unixUri("ro"));

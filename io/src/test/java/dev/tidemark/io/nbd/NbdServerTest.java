@@ -349,6 +349,33 @@ class NbdServerTest
     }
 
     @Test
+    void servesWritesAndReadsOfThe32MiBMaximum() throws Exception
+    {
+        final int max = NbdProtocol.MAX_PAYLOAD;
+        final MemoryStore store = new MemoryStore(new byte[max + 4096], false);
+        try (NbdServer server = new NbdServer())
+        {
+            server.addExport(new BlockStoreExport("big", store));
+            final InetSocketAddress address = server.listenTcp(0);
+            try (RawNbd raw = new RawNbd(address, 20_000))
+            {
+                raw.open("big", true);
+                final byte[] data = new byte[max];
+                new SplittableRandom(8).nextBytes(data);
+                raw.request(NbdProtocol.CMD_FLAG_FUA, NbdProtocol.CMD_WRITE, 1, 4096, max, data);
+                assertThat(raw.readReply(java.util.Map.of()).error).isZero();
+                raw.request(NbdProtocol.CMD_FLAG_DF, NbdProtocol.CMD_READ, 2, 4096, max, null);
+                final RawNbd.Reply reply = raw.readReply(java.util.Map.of(2L, (long)max));
+                assertThat(reply.error).isZero();
+                assertThat(reply.dataOffset).isEqualTo(4096);
+                assertThat(java.util.Arrays.mismatch(reply.data, data)).isEqualTo(-1);
+                raw.request(0, NbdProtocol.CMD_READ, 3, 0, max + 1L, null);
+                assertThat(raw.readReply(java.util.Map.of()).error).isEqualTo(NbdProtocol.EOVERFLOW);
+            }
+        }
+    }
+
+    @Test
     void rejectsBadConfiguration() throws IOException
     {
         assertThatThrownBy(() -> new NbdServer(0, Duration.ofSeconds(1))).isInstanceOf(IllegalArgumentException.class);
