@@ -118,6 +118,8 @@ public final class MappedBitmap implements DirtyBitmap
     private boolean inconsistent;
     private boolean durable;
     private boolean closed;
+    /** {@code !readOnly && !closed}, one field for the hot path. */
+    private boolean markable;
     private BitmapView readOnlyView;
 
     private MappedBitmap(
@@ -147,6 +149,7 @@ public final class MappedBitmap implements DirtyBitmap
         this.headerMapping = headerMapping;
         this.header = headerMapping == null ? null : new UnsafeBuffer(headerMapping);
         this.openState = openState;
+        this.markable = !readOnly;
         this.diskSize = diskSize;
         this.chunkCount = BitmapFileDescriptor.chunkCount(diskSize, granularity);
         this.wordCount = BitmapFileDescriptor.wordCount(chunkCount);
@@ -408,12 +411,20 @@ public final class MappedBitmap implements DirtyBitmap
     @Override
     public boolean mark(final long offset, final long length)
     {
-        checkWritable();
-        if (offset < 0 || length <= 0 || offset >= diskSize || length > diskSize - offset)
+        if (!markable || offset < 0 || length <= 0 || offset >= diskSize || length > diskSize - offset)
         {
+            checkWritable();
             throw outOfRange("mark", offset, length);
         }
-        return markChunks(offset >>> granularityShift, (offset + length - 1) >>> granularityShift);
+        final long firstChunk = offset >>> granularityShift;
+        final long lastChunk = (offset + length - 1) >>> granularityShift;
+        final long word = firstChunk >>> 6;
+        if (word == lastChunk >>> 6)
+        {
+            // The common case: a guest write within 64 chunks of one word.
+            return setBitsVolatile(word, (-1L << firstChunk) & (-1L >>> (63 - (lastChunk & 63))));
+        }
+        return markChunks(firstChunk, lastChunk);
     }
 
     /**
@@ -454,16 +465,25 @@ public final class MappedBitmap implements DirtyBitmap
             if (region.compareAndSetLong(index, old, old | mask))
             {
                 changed = true;
+                if (pages != null)
+                {
+                    setBitIfClearVolatile(pages, word >>> WORDS_PER_PAGE_SHIFT);
+                }
                 break;
             }
             old = region.getLongVolatile(index);
         }
-        if (changed && pages != null)
+        // Even when the bits were already set: another marker may not have reached the summary yet.
+        final long level1Mask = 1L << word;
+        if ((level1.getLongVolatile((int)((word >>> 6) << 3)) & level1Mask) == 0)
         {
-            setBitIfClearVolatile(pages, word >>> WORDS_PER_PAGE_SHIFT);
+            setBitIfClearVolatile(level1, word);
         }
-        setBitIfClearVolatile(level1, word);
-        setBitIfClearVolatile(level2, word >>> 6);
+        final long level1Word = word >>> 6;
+        if ((level2.getLongVolatile((int)((level1Word >>> 6) << 3)) & (1L << level1Word)) == 0)
+        {
+            setBitIfClearVolatile(level2, level1Word);
+        }
         return changed;
     }
 
@@ -1364,6 +1384,7 @@ public final class MappedBitmap implements DirtyBitmap
         finally
         {
             closed = true;
+            markable = false;
             unmapAll();
             closeQuietly(lock, channel);
         }
