@@ -564,11 +564,12 @@ public abstract class Job
             throw new IllegalStateException("job '" + id + "': illegal transition " + current.qmpName() + " -> "
                 + next.qmpName());
         }
-        status = next;
         final Map<String, Object> data = new LinkedHashMap<>();
         data.put("id", id);
         data.put("status", next.qmpName());
+        // Emit first: whoever sees the new status (a poller) can rely on its event having been delivered.
         emit("JOB_STATUS_CHANGE", data);
+        status = next;
     }
 
     final void applyVerb(final JobVerb verb)

@@ -57,7 +57,8 @@ class BackupPointInTimeTest
 
     private void awaitGone(final Job job)
     {
-        EventLog.await(() -> job.status() == JobStatus.NULL, 60_000, "job " + job.id() + " to finish (seed " + seed + ")");
+        EventLog.await(() -> job.status() == JobStatus.NULL
+            && events.briefFor(job.id()).contains(job.id() + ":null"), 60_000, "job " + job.id() + " to finish (seed " + seed + ")");
     }
 
     @Test

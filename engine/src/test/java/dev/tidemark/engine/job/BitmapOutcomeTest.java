@@ -58,7 +58,8 @@ class BitmapOutcomeTest
 
     private void awaitGone(final Job job)
     {
-        EventLog.await(() -> job.status() == JobStatus.NULL, 60_000,
+        EventLog.await(() -> job.status() == JobStatus.NULL
+            && events.briefFor(job.id()).contains(job.id() + ":null"), 60_000,
             "job " + job.id() + " to finish (seed " + seed + ")");
     }
 
