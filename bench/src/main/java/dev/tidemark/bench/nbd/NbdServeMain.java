@@ -1,5 +1,6 @@
 package dev.tidemark.bench.nbd;
 
+import dev.tidemark.io.RawFileStore;
 import dev.tidemark.io.nbd.BlockStoreExport;
 import dev.tidemark.io.nbd.NbdServer;
 
@@ -11,7 +12,7 @@ import java.util.concurrent.CountDownLatch;
  * Serves one file over NBD until the process is terminated; main thread only.
  *
  * <p>Usage: {@code NbdServeMain FILE SOCKET [EXPORT_NAME]}. Prints {@code ready} once listening on the
- * Unix socket. This is the plain {@link BlockStoreExport} (no bitmaps) the NBD benchmark compares with
+ * Unix socket. This is the plain {@link BlockStoreExport} over a {@link RawFileStore} (no bitmaps) the NBD benchmark compares with
  * qemu-storage-daemon; the engine's tracked export is launched the same way by its own main class.
  */
 public final class NbdServeMain
@@ -31,7 +32,7 @@ public final class NbdServeMain
             System.err.println("usage: NbdServeMain FILE SOCKET [EXPORT_NAME]");
             System.exit(2);
         }
-        final FileChannelStore store = new FileChannelStore(Path.of(args[0]), false);
+        final RawFileStore store = RawFileStore.open(Path.of(args[0]));
         final NbdServer server = new NbdServer();
         server.addExport(new BlockStoreExport(args.length == 3 ? args[2] : "disk", "", store, false, List.of()));
         server.listenUnix(Path.of(args[1]));

@@ -10,8 +10,11 @@ import java.util.concurrent.atomic.AtomicIntegerArray;
  * A pool of direct buffers in power-of-two size classes from 4 KiB to 32 MiB; safe for concurrent use
  * by any number of threads.
  *
- * <p>Each class keeps at most about 32 MiB worth of idle buffers (and at least two), so the pool never
- * pins more than a few hundred MiB however bursty the load.
+ * <p>Each class keeps at most about 32 MiB worth of idle buffers (and at least two), so idle memory stays
+ * bounded. Buffers handed out are bounded too: {@link #acquire} blocks while the buffers out (counted by
+ * capacity) would exceed the budget, which is how many pipelined 32 MiB writes from many clients are
+ * kept from exhausting direct memory. Every holder releases without needing another acquire, so the
+ * wait always ends.
  */
 final class BufferPool
 {
@@ -21,9 +24,16 @@ final class BufferPool
 
     private final List<ConcurrentLinkedQueue<ByteBuffer>> free;
     private final AtomicIntegerArray idle;
+    private final java.util.concurrent.Semaphore budget;
 
-    BufferPool()
+    /** @param budgetBytes most bytes of buffers out at once; at least 32 MiB. */
+    BufferPool(final int budgetBytes)
     {
+        if (budgetBytes < 1 << MAX_SHIFT)
+        {
+            throw new IllegalArgumentException("buffer budget must be at least 32 MiB, was " + budgetBytes);
+        }
+        budget = new java.util.concurrent.Semaphore(budgetBytes);
         final List<ConcurrentLinkedQueue<ByteBuffer>> queues = new ArrayList<>();
         for (int shift = MIN_SHIFT; shift <= MAX_SHIFT; shift++)
         {
@@ -40,6 +50,7 @@ final class BufferPool
     ByteBuffer acquire(final int length)
     {
         final int index = classIndex(length);
+        budget.acquireUninterruptibly(1 << (index + MIN_SHIFT));
         ByteBuffer buffer = free.get(index).poll();
         if (buffer == null)
         {
@@ -57,6 +68,7 @@ final class BufferPool
     void release(final ByteBuffer buffer)
     {
         final int index = classIndex(buffer.capacity());
+        budget.release(buffer.capacity());
         final int keep = Math.max(2, KEEP_BYTES_PER_CLASS >> (index + MIN_SHIFT));
         if (idle.incrementAndGet(index) <= keep)
         {

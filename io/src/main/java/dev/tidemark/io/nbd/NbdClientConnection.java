@@ -307,6 +307,7 @@ final class NbdClientConnection implements AutoCloseable
         final ByteBuffer readInto;
         final List<long[]> extents;
         final CountDownLatch done = new CountDownLatch(1);
+        NbdClientConnection owner;
         volatile int error;
         volatile String message;
         volatile IOException failure;
@@ -327,8 +328,10 @@ final class NbdClientConnection implements AutoCloseable
             {
                 if (!done.await(timeoutMillis, TimeUnit.MILLISECONDS))
                 {
-                    throw new NbdDisconnectedException("no reply to " + commandName(type) + " of " + length + " bytes at "
-                        + offset + " from " + where + " within " + timeoutMillis + " ms", null);
+                    // A server that stops answering is treated like a broken one: every request on it fails.
+                    owner.fail(new IOException("no reply to " + commandName(type) + " of " + length + " bytes at "
+                        + offset + " within " + timeoutMillis + " ms"));
+                    done.await();
                 }
             }
             catch (final InterruptedException ex)
@@ -355,6 +358,7 @@ final class NbdClientConnection implements AutoCloseable
         final ByteBuffer data, final ByteBuffer readInto, final boolean wantExtents) throws IOException
     {
         final Request request = new Request(type, offset, length, readInto, wantExtents);
+        request.owner = this;
         final long cookie = cookies.incrementAndGet();
         pending.put(cookie, request);
         final NbdDisconnectedException broken = failure;

@@ -35,13 +35,15 @@ final class NbdConnection
     private static final int MAX_EXTENTS = 65536;
     private static final int PREFERRED_BLOCK = 4096;
     private static final long DRAIN_WAIT_MILLIS = 30_000;
+    private static final int RECEIVE_BUFFER = 64 * 1024;
 
     private final NbdServer server;
     private final SocketChannel channel;
     private final Thread reader;
     private final ReentrantLock sendLock = new ReentrantLock();
     private final ByteBuffer sendHeader = ByteBuffer.allocateDirect(64);
-    private final ByteBuffer requestHeader = ByteBuffer.allocateDirect(28);
+    /** Bytes read from the socket but not parsed yet (reader thread only); pipelined requests arrive in one read. */
+    private final ByteBuffer received = ByteBuffer.allocateDirect(RECEIVE_BUFFER).flip();
     private final Semaphore inFlight = new Semaphore(MAX_IN_FLIGHT);
     private final AtomicBoolean shutdown = new AtomicBoolean();
 
@@ -554,16 +556,18 @@ final class NbdConnection
         final NbdExport target = export;
         while (true)
         {
-            readFully(requestHeader.clear());
-            if (requestHeader.getInt(0) != REQUEST_MAGIC)
+            fill(28);
+            final int start = received.position();
+            if (received.getInt(start) != REQUEST_MAGIC)
             {
                 throw new ProtocolViolation("bad request magic");
             }
-            final int flags = Short.toUnsignedInt(requestHeader.getShort(4));
-            final int type = Short.toUnsignedInt(requestHeader.getShort(6));
-            final long cookie = requestHeader.getLong(8);
-            final long offset = requestHeader.getLong(16);
-            final long length = Integer.toUnsignedLong(requestHeader.getInt(24));
+            final int flags = Short.toUnsignedInt(received.getShort(start + 4));
+            final int type = Short.toUnsignedInt(received.getShort(start + 6));
+            final long cookie = received.getLong(start + 8);
+            final long offset = received.getLong(start + 16);
+            final long length = Integer.toUnsignedLong(received.getInt(start + 24));
+            received.position(start + 28);
             acquirePermit();
             ByteBuffer payload = null;
             if (type == CMD_WRITE)
@@ -578,6 +582,10 @@ final class NbdConnection
                 payload = server.buffers().acquire((int)length);
                 try
                 {
+                    // Bytes already received first, the rest straight from the socket.
+                    final int buffered = Math.min(received.remaining(), payload.remaining());
+                    payload.put(received.slice().limit(buffered));
+                    received.position(received.position() + buffered);
                     readFully(payload);
                 }
                 catch (final IOException ex)
@@ -1039,6 +1047,30 @@ final class NbdConnection
     private void release()
     {
         inFlight.release();
+    }
+
+    /** Makes at least {@code count} unparsed bytes available in {@link #received}. */
+    private void fill(final int count) throws IOException
+    {
+        if (received.remaining() >= count)
+        {
+            return;
+        }
+        received.compact();
+        try
+        {
+            while (received.position() < count)
+            {
+                if (channel.read(received) < 0)
+                {
+                    throw new EOFException("client closed the connection");
+                }
+            }
+        }
+        finally
+        {
+            received.flip();
+        }
     }
 
     private ByteBuffer readFully(final ByteBuffer buffer) throws IOException

@@ -40,6 +40,9 @@ public final class NbdServer implements AutoCloseable
     /** Default time a client has to finish the handshake. */
     public static final Duration DEFAULT_HANDSHAKE_TIMEOUT = Duration.ofSeconds(10);
 
+    /** Most bytes of request buffers out at once, over all connections. */
+    public static final int BUFFER_BUDGET = 256 * 1024 * 1024;
+
     private static final long CLOSE_WAIT_MILLIS = 10_000;
 
     private final int maxConnections;
@@ -51,7 +54,7 @@ public final class NbdServer implements AutoCloseable
     private final List<Thread> acceptThreads = new ArrayList<>();
     private final List<Path> unixPaths = new ArrayList<>();
     private final ScheduledExecutorService timer;
-    private final BufferPool buffers = new BufferPool();
+    private final BufferPool buffers = new BufferPool(BUFFER_BUDGET);
     private final AtomicInteger connectionIds = new AtomicInteger();
     private final java.util.concurrent.atomic.AtomicLong accepted = new java.util.concurrent.atomic.AtomicLong();
     private volatile boolean closed;
@@ -233,10 +236,12 @@ public final class NbdServer implements AutoCloseable
         closed = true;
         final List<ServerSocketChannel> toClose;
         final List<Path> paths;
+        final List<Thread> acceptors;
         synchronized (listeners)
         {
             toClose = List.copyOf(listeners);
             paths = List.copyOf(unixPaths);
+            acceptors = List.copyOf(acceptThreads);
         }
         for (final ServerSocketChannel channel : toClose)
         {
@@ -248,7 +253,7 @@ public final class NbdServer implements AutoCloseable
             connection.shutdown();
         }
         awaitTermination(all);
-        for (final Thread thread : acceptThreads)
+        for (final Thread thread : acceptors)
         {
             try
             {

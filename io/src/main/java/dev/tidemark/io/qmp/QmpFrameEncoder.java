@@ -6,7 +6,7 @@ import java.nio.charset.StandardCharsets;
  * The QMP output rule: one JSON text per message, ASCII only, terminated by CRLF; stateless and
  * safe for concurrent use by any number of threads.
  *
- * <p>Non-ASCII characters can appear in valid JSON only inside strings, where {@code \}{@code uXXXX}
+ * <p>Non-ASCII characters can appear in valid JSON only inside strings, where a six-character {@code \}{@code uHHHH} escape
  * is an exact equivalent; characters outside the BMP are already two UTF-16 units in a Java string and
  * become two escapes (a surrogate pair), as JSON requires. Hex digits are upper case, as QEMU writes them.
  */

@@ -20,7 +20,7 @@ import java.util.concurrent.atomic.AtomicReference;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
-/** NbdClient against qemu-nbd (raw and qcow2), nbdkit memory and our own server. */
+/** NbdClient against qemu-nbd (raw and qcow2), nbdkit memory, a legacy fake and our own server; runs on JUnit's thread plus the worker threads each test starts. */
 @Timeout(90)
 class NbdClientTest
 {
@@ -330,6 +330,150 @@ class NbdClientTest
             {
                 server.close();
             }
+        }
+    }
+
+    @Test
+    void obeysBlockSizeConstraintsAndFallsBackWithoutWriteZeroes() throws Exception
+    {
+        final Path socket = dir.resolve("bs.sock");
+        final Path log = dir.resolve("bs.log");
+        // error policy: nbdkit fails any request that breaks the advertised constraints.
+        final Process nbdkit = Tools.start(log, "nbdkit", "-f", "-U", socket.toString(), "--filter=blocksize-policy",
+            "--filter=nozero", "memory", String.valueOf(SIZE), "blocksize-minimum=4096", "blocksize-preferred=65536",
+            "blocksize-maximum=1048576", "blocksize-error-policy=error");
+        try
+        {
+            Tools.awaitSocket(socket, nbdkit, log);
+            final byte[] model;
+            try (NbdClient client = NbdClient.builder().unix(socket).connect())
+            {
+                assertThat(client.minimumBlockSize()).isEqualTo(4096);
+                assertThat(client.preferredBlockSize()).isEqualTo(65536);
+                assertThat(client.requestSize()).isEqualTo(1 << 20);
+                assertThat(client.transmissionFlags() & NbdProtocol.TF_SEND_WRITE_ZEROES).isZero();
+                model = writePatterns(client, 15);
+                assertReadsBack(client, model);
+            }
+            final Path expected = dir.resolve("expected.raw");
+            Files.write(expected, model);
+            Tools.run(60, "qemu-img", "compare", "-f", "raw", "-F", "raw", expected.toString(),
+                "nbd+unix:///?socket=" + socket);
+        }
+        finally
+        {
+            nbdkit.destroy();
+            nbdkit.waitFor();
+        }
+    }
+
+    /**
+     * A minimal old-fashioned server: fixed newstyle without NO_ZEROES, every option but EXPORT_NAME
+     * unsupported, simple replies only; serves one client from a 1 MiB array on its own thread.
+     */
+    private static Thread legacyServer(final java.net.ServerSocket listener, final byte[] disk)
+    {
+        final Thread thread = new Thread(() ->
+        {
+            try (java.net.Socket socket = listener.accept())
+            {
+                final java.io.DataInputStream in = new java.io.DataInputStream(socket.getInputStream());
+                final java.io.DataOutputStream out = new java.io.DataOutputStream(
+                    new java.io.BufferedOutputStream(socket.getOutputStream()));
+                out.writeLong(NbdProtocol.INIT_PASSWD);
+                out.writeLong(NbdProtocol.IHAVEOPT);
+                out.writeShort(NbdProtocol.FLAG_FIXED_NEWSTYLE);
+                out.flush();
+                if (in.readInt() != NbdProtocol.CLIENT_FIXED_NEWSTYLE)
+                {
+                    return;
+                }
+                while (true)
+                {
+                    in.readLong();
+                    final int option = in.readInt();
+                    final byte[] data = new byte[in.readInt()];
+                    in.readFully(data);
+                    if (option == NbdProtocol.OPT_EXPORT_NAME)
+                    {
+                        out.writeLong(disk.length);
+                        out.writeShort(NbdProtocol.TF_HAS_FLAGS | NbdProtocol.TF_SEND_FLUSH);
+                        out.write(new byte[124]);
+                        out.flush();
+                        break;
+                    }
+                    out.writeLong(NbdProtocol.OPTION_REPLY_MAGIC);
+                    out.writeInt(option);
+                    out.writeInt(NbdProtocol.REP_ERR_UNSUP);
+                    out.writeInt(0);
+                    out.flush();
+                }
+                while (true)
+                {
+                    in.readInt();
+                    in.readShort();
+                    final int type = in.readShort();
+                    final long cookie = in.readLong();
+                    final int offset = (int)in.readLong();
+                    final int length = in.readInt();
+                    if (type == NbdProtocol.CMD_DISC)
+                    {
+                        return;
+                    }
+                    if (type == NbdProtocol.CMD_WRITE)
+                    {
+                        in.readFully(disk, offset, length);
+                    }
+                    out.writeInt(NbdProtocol.SIMPLE_REPLY_MAGIC);
+                    out.writeInt(type == NbdProtocol.CMD_WRITE || type == NbdProtocol.CMD_READ
+                        || type == NbdProtocol.CMD_FLUSH ? 0 : NbdProtocol.EINVAL);
+                    out.writeLong(cookie);
+                    if (type == NbdProtocol.CMD_READ)
+                    {
+                        out.write(disk, offset, length);
+                    }
+                    out.flush();
+                }
+            }
+            catch (final IOException ex)
+            {
+                // The client went away.
+            }
+        }, "legacy-nbd-server");
+        thread.start();
+        return thread;
+    }
+
+    @Test
+    void fallsBackToExportNameAndSimpleRepliesWhenGoIsUnsupported() throws Exception
+    {
+        final byte[] disk = new byte[1 << 20];
+        final byte[] data = new byte[100_000];
+        new SplittableRandom(3).nextBytes(data);
+        try (java.net.ServerSocket listener = new java.net.ServerSocket(0, 1, java.net.InetAddress.getLoopbackAddress()))
+        {
+            final Thread server = legacyServer(listener, disk);
+            try (NbdClient client = NbdClient.builder().tcp("127.0.0.1", listener.getLocalPort()).exportName("any").connect())
+            {
+                assertThat(client.size()).isEqualTo(disk.length);
+                assertThat(client.connectionCount()).isEqualTo(1);
+                client.write(12_345, ByteBuffer.wrap(data));
+                client.writeZeroes(500_000, 10_000, false);
+                client.flush();
+                final ByteBuffer back = ByteBuffer.allocate(data.length);
+                client.read(12_345, back);
+                assertThat(back.array()).isEqualTo(data);
+                final boolean[] allocated = {false};
+                client.forEachAllocationExtent(0, disk.length, (offset, length, isAllocated, zero) ->
+                {
+                    allocated[0] = isAllocated && length == disk.length;
+                    return true;
+                });
+                assertThat(allocated[0]).as("without base:allocation everything is data").isTrue();
+            }
+            server.join(5000);
+            assertThat(server.isAlive()).as("DISC ended the legacy server").isFalse();
+            assertThat(java.util.Arrays.copyOfRange(disk, 12_345, 112_345)).isEqualTo(data);
         }
     }
 }

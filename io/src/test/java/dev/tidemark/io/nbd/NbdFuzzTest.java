@@ -19,7 +19,7 @@ import static dev.tidemark.io.nbd.NbdProtocol.*;
 import static org.assertj.core.api.Assertions.assertThat;
 
 /**
- * Seeded protocol fuzzing of the server: random and mutated bytes at every stage (greeting, client
+ * Seeded protocol fuzzing of the server, confined to JUnit's thread (the server's own threads do the rest): random and mutated bytes at every stage (greeting, client
  * flags, options, requests, payloads, disconnects), each checked against the protocol's answer, with a
  * control client working throughout and a byte model of the export that only acknowledged writes change.
  *

@@ -1,5 +1,6 @@
 package dev.tidemark.io.nbd;
 
+import dev.tidemark.io.RawFileStore;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -25,7 +26,8 @@ import java.util.regex.Pattern;
 import static org.assertj.core.api.Assertions.assertThat;
 
 /**
- * Drives our server with the real qemu-img, nbdinfo, nbdcopy, nbdsh and fio; one server per class.
+ * Drives our server with the real qemu-img, nbdinfo, nbdcopy, nbdsh and fio; test methods run one at a
+ * time on JUnit's thread against one server per class.
  */
 @TestInstance(TestInstance.Lifecycle.PER_CLASS)
 @Timeout(120)
@@ -41,9 +43,9 @@ class NbdServerInteropTest
     private Path socket;
     private InetSocketAddress tcp;
     private Path image;
-    private TestFileStore roStore;
-    private TestFileStore rwStore;
-    private TestFileStore recStore;
+    private RawFileStore roStore;
+    private RawFileStore rwStore;
+    private RawFileStore recStore;
     private BitSetBitmap dirty;
     private BitSetBitmap recorded;
     private RecordingExport roExport;
@@ -55,14 +57,10 @@ class NbdServerInteropTest
     {
         dir = tempDir;
         image = dir.resolve("image.raw");
-        Files.write(image, pattern(new SplittableRandom(42)));
-        roStore = new TestFileStore(image, true);
-        final Path rwFile = dir.resolve("rw.raw");
-        Files.write(rwFile, new byte[(int)SIZE]);
-        rwStore = new TestFileStore(rwFile, false);
-        final Path recFile = dir.resolve("rec.raw");
-        Files.write(recFile, new byte[(int)SIZE]);
-        recStore = new TestFileStore(recFile, false);
+        writeSparse(image, pattern(new SplittableRandom(42)));
+        roStore = RawFileStore.open(image, RawFileStore.Option.READ_ONLY);
+        rwStore = RawFileStore.create(dir.resolve("rw.raw"), SIZE);
+        recStore = RawFileStore.create(dir.resolve("rec.raw"), SIZE);
 
         dirty = new BitSetBitmap(GRANULARITY, SIZE);
         final SplittableRandom random = new SplittableRandom(7);
@@ -93,6 +91,32 @@ class NbdServerInteropTest
         roStore.close();
         rwStore.close();
         recStore.close();
+    }
+
+    /** Writes only the 64 KiB blocks that hold data, so the zero stretches stay holes in the file. */
+    private static void writeSparse(final Path file, final byte[] bytes) throws Exception
+    {
+        try (java.nio.channels.FileChannel channel = java.nio.channels.FileChannel.open(file,
+            java.nio.file.StandardOpenOption.CREATE_NEW, java.nio.file.StandardOpenOption.WRITE))
+        {
+            for (int at = 0; at < bytes.length; at += 65536)
+            {
+                final int length = Math.min(65536, bytes.length - at);
+                for (int i = at; i < at + length; i++)
+                {
+                    if (bytes[i] != 0)
+                    {
+                        channel.write(ByteBuffer.wrap(bytes, at, length), at);
+                        break;
+                    }
+                }
+            }
+            channel.truncate(bytes.length);
+            if (channel.size() < bytes.length)
+            {
+                channel.write(ByteBuffer.wrap(new byte[1]), bytes.length - 1);
+            }
+        }
     }
 
     private static byte[] pattern(final SplittableRandom random)
@@ -144,6 +168,17 @@ class NbdServerInteropTest
             Tools.run(60, "qemu-img", "convert", "-f", "raw", "-O", "raw", uri, out.toString());
             assertThat(Files.readAllBytes(out)).as(uri).isEqualTo(expected);
         }
+    }
+
+    @Test
+    void qemuImgConvertIntoWritableExport() throws Exception
+    {
+        // -n keeps the target; qemu-img first tries to zero it fast (WRITE_ZEROES + FAST_ZERO), then writes data.
+        Tools.run(60, "qemu-img", "convert", "-n", "-f", "raw", "-O", "raw", image.toString(), unixUri("rw"));
+        Tools.run(60, "qemu-img", "compare", "-f", "raw", "-F", "raw", image.toString(), tcpUri("rw"));
+        final ByteBuffer back = ByteBuffer.allocate((int)SIZE);
+        rwStore.read(0, back);
+        assertThat(back.array()).isEqualTo(Files.readAllBytes(image));
     }
 
     @Test
@@ -262,7 +297,7 @@ class NbdServerInteropTest
         final Path source = dir.resolve("big-src.raw");
         writeBigSparse(source, 5);
         final BitSetBitmap unused = new BitSetBitmap(GRANULARITY, BIG);
-        try (TestFileStore store = new TestFileStore(source, true))
+        try (RawFileStore store = RawFileStore.open(source, RawFileStore.Option.READ_ONLY))
         {
             final RecordingExport export = new RecordingExport(new BlockStoreExport("bigro", "", store, true, List.of()),
                 unused, "x", completer);
@@ -287,7 +322,7 @@ class NbdServerInteropTest
         {
             file.setLength(BIG);
         }
-        try (TestFileStore store = new TestFileStore(target, false))
+        try (RawFileStore store = RawFileStore.open(target))
         {
             final RecordingExport export = new RecordingExport(new BlockStoreExport("bigrw", store),
                 new BitSetBitmap(GRANULARITY, BIG), "x", completer);

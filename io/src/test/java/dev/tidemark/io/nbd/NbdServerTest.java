@@ -25,14 +25,14 @@ import java.util.concurrent.atomic.AtomicReference;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
-/** Server lifecycle, limits and concurrency, driven from Java. */
+/** Server lifecycle, limits and concurrency, driven from Java; runs on JUnit's thread plus the client threads each test starts. */
 @Timeout(60)
 class NbdServerTest
 {
     @TempDir
     Path dir;
 
-    /** An export whose writes complete only when the test releases them. */
+    /** An export whose writes complete, on a thread of their own, only when the test opens the gate; thread-safe. */
     private static final class GatedExport implements NbdExport
     {
         final MemoryStore store = new MemoryStore(new byte[1 << 20], false);
@@ -169,6 +169,11 @@ class NbdServerTest
                 final long start = System.nanoTime();
                 assertThat(idle.closedByServer()).as("silent client is dropped").isTrue();
                 assertThat(System.nanoTime() - start).isLessThan(TimeUnit.SECONDS.toNanos(3));
+            }
+            final long idleGone = System.currentTimeMillis() + 5000;
+            while (server.connectionCount() > 0 && System.currentTimeMillis() < idleGone)
+            {
+                Thread.sleep(5);
             }
             try (RawNbd first = new RawNbd(address, 5000); RawNbd second = new RawNbd(address, 5000))
             {
@@ -339,6 +344,33 @@ class NbdServerTest
                 }
                 flusher.flush();
                 assertThat(events).containsExactly("flush covering 8");
+            }
+        }
+    }
+
+    @Test
+    void servesWritesAndReadsOfThe32MiBMaximum() throws Exception
+    {
+        final int max = NbdProtocol.MAX_PAYLOAD;
+        final MemoryStore store = new MemoryStore(new byte[max + 4096], false);
+        try (NbdServer server = new NbdServer())
+        {
+            server.addExport(new BlockStoreExport("big", store));
+            final InetSocketAddress address = server.listenTcp(0);
+            try (RawNbd raw = new RawNbd(address, 20_000))
+            {
+                raw.open("big", true);
+                final byte[] data = new byte[max];
+                new SplittableRandom(8).nextBytes(data);
+                raw.request(NbdProtocol.CMD_FLAG_FUA, NbdProtocol.CMD_WRITE, 1, 4096, max, data);
+                assertThat(raw.readReply(java.util.Map.of()).error).isZero();
+                raw.request(NbdProtocol.CMD_FLAG_DF, NbdProtocol.CMD_READ, 2, 4096, max, null);
+                final RawNbd.Reply reply = raw.readReply(java.util.Map.of(2L, (long)max));
+                assertThat(reply.error).isZero();
+                assertThat(reply.dataOffset).isEqualTo(4096);
+                assertThat(java.util.Arrays.mismatch(reply.data, data)).isEqualTo(-1);
+                raw.request(0, NbdProtocol.CMD_READ, 3, 0, max + 1L, null);
+                assertThat(raw.readReply(java.util.Map.of()).error).isEqualTo(NbdProtocol.EOVERFLOW);
             }
         }
     }

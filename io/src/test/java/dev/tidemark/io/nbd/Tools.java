@@ -47,6 +47,22 @@ final class Tools
         return builder;
     }
 
+    private static boolean accepts(final Path socket)
+    {
+        if (!Files.exists(socket))
+        {
+            return false;
+        }
+        try (java.nio.channels.SocketChannel probe = java.nio.channels.SocketChannel.open(java.net.StandardProtocolFamily.UNIX))
+        {
+            return probe.connect(java.net.UnixDomainSocketAddress.of(socket));
+        }
+        catch (final IOException ex)
+        {
+            return false;
+        }
+    }
+
     /** Result of one run. */
     static final class Result
     {
@@ -110,11 +126,11 @@ final class Tools
             .redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null"))).start();
     }
 
-    /** Waits until a Unix socket file exists. */
+    /** Waits until a Unix socket accepts connections (the file appears before the server listens). */
     static void awaitSocket(final Path socket, final Process process, final Path log) throws Exception
     {
         final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
-        while (!Files.exists(socket))
+        while (!accepts(socket))
         {
             if (!process.isAlive())
             {
