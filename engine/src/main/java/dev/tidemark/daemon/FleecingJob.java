@@ -36,7 +36,7 @@ final class FleecingJob extends Job
     @Override
     protected void run() throws Exception
     {
-        awaitCancel();
+        awaitCancel(() -> false);
     }
 
     /**
