@@ -424,7 +424,8 @@ final class BlockGraph implements AutoCloseable
     {
         final JsonNode server = args.get("server");
         final String export = args.path("export").asText("");
-        final NbdClient.Builder builder = NbdClient.builder().exportName(export).replyTimeout(Duration.ofSeconds(60));
+        final NbdClient.Builder builder = NbdClient.builder().exportName(export).connections(1)
+            .replyTimeout(Duration.ofSeconds(60));
         final String remote;
         if ("unix".equals(server.path("type").asText()))
         {
