@@ -224,6 +224,56 @@ class BackupBehaviourTest
     }
 
     @Test
+    void sourceReadErrorsFollowOnSourceError() throws Exception
+    {
+        final Path image = dir.resolve("src.raw");
+        final RawFileStore raw = RawFileStore.create(image, SIZE);
+        final byte[] content = Workload.fill(raw, seed + 1);
+        final FaultyStore source = new FaultyStore(raw);
+        try (TrackedDisk other = TrackedDisk.open(DiskOptions.of(source, dir.resolve("bm2")).withName("vdb"));
+            RawFileStore reported = target(SIZE); RawFileStore ignored = target(SIZE))
+        {
+            other.addListener(events);
+            source.failReads(1);
+            final BackupJob failing = BackupStartAction.start(other, manager,
+                BackupOptions.of("vdb", SyncMode.FULL).withJobId("rd"), reported);
+            awaitGone(failing);
+            assertThat(events.last("rd", "BLOCK_JOB_ERROR").data()).containsEntry("operation", "read")
+                .containsEntry("action", "report");
+            assertThat(events.last("rd", "BLOCK_JOB_COMPLETED").data()).containsEntry("error", "Input/output error");
+
+            source.failReads(3);
+            final BackupJob retrying = BackupStartAction.start(other, manager,
+                BackupOptions.of("vdb", SyncMode.FULL).withJobId("ri").withErrorPolicies(OnError.IGNORE, OnError.REPORT),
+                ignored);
+            awaitGone(retrying);
+            assertThat(events.last("ri", "BLOCK_JOB_ERROR").data()).containsEntry("action", "ignore");
+            assertThat(events.last("ri", "BLOCK_JOB_COMPLETED").data()).doesNotContainKey("error");
+            Workload.assertSameContent(content, Workload.read(ignored), "backup retried after read errors");
+        }
+    }
+
+    @Test
+    void manualFinalizeKeepsTheBitmapBusyUntilFinalized() throws Exception
+    {
+        disk.write(0, ByteBuffer.wrap(new byte[128 << 10]), false);
+        try (RawFileStore t = target(SIZE))
+        {
+            final BackupJob job = BackupStartAction.start(disk, manager, BackupOptions.of("vda", SyncMode.INCREMENTAL)
+                .withJobId("man").withBitmap("b0", null).withJob(new JobOptions(false, false, 0)), t);
+            EventLog.await(() -> job.status() == JobStatus.PENDING, 10_000, "pending");
+            assertThat(disk.bitmaps().query("b0").busy()).as("busy while pending").isTrue();
+            disk.write(4L << 20, ByteBuffer.wrap(new byte[4096]), false);
+            manager.finalizeJob("man");
+            assertThat(job.status()).isEqualTo(JobStatus.CONCLUDED);
+            assertThat(disk.bitmaps().query("b0").busy()).isFalse();
+            assertThat(disk.bitmaps().query("b0").count()).as("only the write made during the job").isEqualTo(65536);
+            manager.dismiss("man");
+            assertThat(manager.jobs()).isEmpty();
+        }
+    }
+
+    @Test
     void setSpeedAtRunTimeLiftsTheLimit() throws Exception
     {
         try (RawFileStore t = target(SIZE))
