@@ -18,6 +18,7 @@ import java.util.concurrent.CountDownLatch;
  * <p>Usage: {@code TrackedServeMain FILE SOCKET BITMAPS [EXPORT_NAME]}: opens the file as a {@link TrackedDisk}
  * (bitmap directory beside it), adds {@code BITMAPS} recording bitmaps of 64 KiB granularity (not persistent, as
  * the ones the comparison adds to qemu-storage-daemon), and exports it writable. Prints {@code ready} when listening.
+ * With {@code -Dtidemark.bench.wait=blocking} the ring's threads block instead of spinning first.
  */
 public final class TrackedServeMain
 {
@@ -38,8 +39,14 @@ public final class TrackedServeMain
         }
         final Path image = Path.of(args[0]);
         final int bitmaps = Integer.parseInt(args[2]);
-        final TrackedDisk disk = TrackedDisk.open(DiskOptions.of(RawFileStore.open(image),
-            image.resolveSibling(image.getFileName() + ".bitmaps")).withName("disk"));
+        DiskOptions options = DiskOptions.of(RawFileStore.open(image),
+            image.resolveSibling(image.getFileName() + ".bitmaps")).withName("disk");
+        if ("blocking".equals(System.getProperty("tidemark.bench.wait")))
+        {
+            // On a small, shared machine the ring's spinning threads compete with the client for the cores.
+            options = options.withWaitStrategy(com.lmax.disruptor.BlockingWaitStrategy::new);
+        }
+        final TrackedDisk disk = TrackedDisk.open(options);
         for (int i = 0; i < bitmaps; i++)
         {
             disk.transaction(BitmapActions.add("b" + i, 65536, false, false));

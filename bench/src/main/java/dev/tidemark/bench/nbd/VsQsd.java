@@ -42,7 +42,8 @@ import java.util.concurrent.TimeUnit;
 /**
  * The NBD and qcow2 comparison with qemu-storage-daemon in one command; main thread only.
  *
- * <p>Usage: {@code VsQsd [--dir /dev/shm] [--size-mib 2048] [--runtime 5] [--runs 3]}. On one raw image filled
+ * <p>Usage: {@code VsQsd [--dir /dev/shm] [--size-mib 2048] [--runtime 5] [--runs 3] [--wait phased|blocking]}
+ * ({@code --wait}: the tracked server's ring wait strategy, the engine's default or Disruptor's blocking one). On one raw image filled
  * with non-zero data, alternating QSD and Tidemark run after run:
  * <ol>
  *   <li>for 0, 1 and 4 recording bitmaps (QSD: {@code block-dirty-bitmap-add} on its QMP monitor; Tidemark: the
@@ -67,11 +68,13 @@ public final class VsQsd
     private final long size;
     private final int runtime;
     private final int runs;
+    private final String wait;
     private final Map<String, List<double[]>> results = new LinkedHashMap<>();
     private final Map<String, Boolean> higherIsBetter = new LinkedHashMap<>();
 
-    private VsQsd(final Path work, final long size, final int runtime, final int runs)
+    private VsQsd(final Path work, final long size, final int runtime, final int runs, final String wait)
     {
+        this.wait = wait;
         this.work = work;
         this.size = size;
         this.runtime = runtime;
@@ -95,6 +98,7 @@ public final class VsQsd
         long sizeMib = 2048;
         int runtime = 5;
         int runs = 3;
+        String wait = "phased";
         for (int i = 0; i < args.length; i++)
         {
             switch (args[i])
@@ -103,11 +107,12 @@ public final class VsQsd
                 case "--size-mib" -> sizeMib = Long.parseLong(args[++i]);
                 case "--runtime" -> runtime = Integer.parseInt(args[++i]);
                 case "--runs" -> runs = Integer.parseInt(args[++i]);
+                case "--wait" -> wait = args[++i];
                 default -> throw new IllegalArgumentException("unknown argument '" + args[i] + "'; see the class comment");
             }
         }
         final Path work = Files.createTempDirectory(dir, "vsqsd");
-        final VsQsd bench = new VsQsd(work, sizeMib << 20, runtime, runs);
+        final VsQsd bench = new VsQsd(work, sizeMib << 20, runtime, runs, wait);
         try
         {
             bench.run();
@@ -148,8 +153,8 @@ public final class VsQsd
             {
                 qmp.execute("block-dirty-bitmap-add", args("node", "file0", "name", "b" + i, "granularity", GRANULARITY));
             }
-            ours = start(work.resolve("tidemark.log"), ourSocket, javaCommand(TrackedServeMain.class.getName(),
-                ourImage.toString(), ourSocket.toString(), String.valueOf(bitmaps)));
+            ours = start(work.resolve("tidemark.log"), ourSocket, javaCommandWith("-Dtidemark.bench.wait=" + wait,
+                TrackedServeMain.class.getName(), ourImage.toString(), ourSocket.toString(), String.valueOf(bitmaps)));
             final String qsdUri = uri(qsdSocket);
             final String ourUri = uri(ourSocket);
             for (int run = 0; run < runs; run++)
