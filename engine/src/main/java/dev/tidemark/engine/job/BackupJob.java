@@ -551,9 +551,19 @@ public final class BackupJob extends Job
     // ------------------------------------------------------------------------------------------------ outcome
 
     @Override
-    protected void onPrepare()
+    protected void onCommit()
     {
-        resolve(true);
+        // Resolved at commit, when every peer of a grouped transaction is known to have succeeded, so a group
+        // never abdicates one member's bitmap and then aborts.
+        try
+        {
+            resolve(true);
+        }
+        catch (final RuntimeException ex)
+        {
+            // The disk is closing: reopening merges the in-flight successor back (reclaim), which loses nothing.
+            fail("bitmap could not be resolved: " + ex.getMessage());
+        }
     }
 
     @Override

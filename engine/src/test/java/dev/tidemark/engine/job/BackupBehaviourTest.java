@@ -180,6 +180,100 @@ class BackupBehaviourTest
     }
 
     @Test
+    void stopPolicyPausesOnTargetErrorsAndResumeRetries() throws Exception
+    {
+        try (RawFileStore raw = target(SIZE))
+        {
+            final FaultyStore faulty = new FaultyStore(raw);
+            faulty.failFrom(5, "No space left on device");
+            final BackupJob job = BackupStartAction.start(disk, manager, BackupOptions.of("vda", SyncMode.FULL)
+                .withJobId("stop").withErrorPolicies(OnError.REPORT, OnError.ENOSPC), faulty);
+            EventLog.await(() -> job.status() == JobStatus.PAUSED, 10_000, "paused on ENOSPC");
+            assertThat(events.last("stop", "BLOCK_JOB_ERROR").data()).containsEntry("action", "stop")
+                .containsEntry("operation", "write");
+            assertThat(job.queryBlockJobsInfo()).containsEntry("io-status", "nospace").containsEntry("paused", true);
+            faulty.heal();
+            manager.resume("stop");
+            awaitGone(job);
+            assertThat(events.last("stop", "BLOCK_JOB_COMPLETED").data()).doesNotContainKey("error");
+            Workload.assertSameContent(base, Workload.read(raw), "full backup retried after ENOSPC");
+        }
+    }
+
+    @Test
+    void jobStartsAndOutcomesAreJournaledAndGroupedNeedsBackups() throws Exception
+    {
+        try (RawFileStore ok = target(SIZE); RawFileStore bad = target(SIZE))
+        {
+            awaitGone(BackupStartAction.start(disk, manager, BackupOptions.of("vda", SyncMode.INCREMENTAL)
+                .withJobId("jok").withBitmap("b0", null), ok));
+            final FaultyStore faulty = new FaultyStore(bad);
+            faulty.failFrom(1, "Input/output error");
+            awaitGone(BackupStartAction.start(disk, manager, BackupOptions.of("vda", SyncMode.FULL).withJobId("jbad"),
+                faulty));
+        }
+        assertThatThrownBy(() -> JobTransaction.checkGroupable(List.of(BitmapActions.add("x"))))
+            .hasMessage("Action 'block-dirty-bitmap-add' does not support transaction property completion-mode = grouped");
+        JobTransaction.checkGroupable(List.of(new BackupStartAction(manager, BackupOptions.of("vda", SyncMode.FULL),
+            new FaultyStore(target(SIZE)), null)));
+        disk.close();
+        disk = TrackedDisk.open(DiskOptions.of(RawFileStore.open(dir.resolve("disk.raw")), dir.resolve("bitmaps"))
+            .withName("vda"));
+        assertThat(disk.journal().replay().jobs()).containsEntry("jok", "completed")
+            .containsEntry("jbad", "failed: Input/output error");
+    }
+
+    @Test
+    void sourceReadErrorsFollowOnSourceError() throws Exception
+    {
+        final Path image = dir.resolve("src.raw");
+        final RawFileStore raw = RawFileStore.create(image, SIZE);
+        final byte[] content = Workload.fill(raw, seed + 1);
+        final FaultyStore source = new FaultyStore(raw);
+        try (TrackedDisk other = TrackedDisk.open(DiskOptions.of(source, dir.resolve("bm2")).withName("vdb"));
+            RawFileStore reported = target(SIZE); RawFileStore ignored = target(SIZE))
+        {
+            other.addListener(events);
+            source.failReads(1);
+            final BackupJob failing = BackupStartAction.start(other, manager,
+                BackupOptions.of("vdb", SyncMode.FULL).withJobId("rd"), reported);
+            awaitGone(failing);
+            assertThat(events.last("rd", "BLOCK_JOB_ERROR").data()).containsEntry("operation", "read")
+                .containsEntry("action", "report");
+            assertThat(events.last("rd", "BLOCK_JOB_COMPLETED").data()).containsEntry("error", "Input/output error");
+
+            source.failReads(3);
+            final BackupJob retrying = BackupStartAction.start(other, manager,
+                BackupOptions.of("vdb", SyncMode.FULL).withJobId("ri").withErrorPolicies(OnError.IGNORE, OnError.REPORT),
+                ignored);
+            awaitGone(retrying);
+            assertThat(events.last("ri", "BLOCK_JOB_ERROR").data()).containsEntry("action", "ignore");
+            assertThat(events.last("ri", "BLOCK_JOB_COMPLETED").data()).doesNotContainKey("error");
+            Workload.assertSameContent(content, Workload.read(ignored), "backup retried after read errors");
+        }
+    }
+
+    @Test
+    void manualFinalizeKeepsTheBitmapBusyUntilFinalized() throws Exception
+    {
+        disk.write(0, ByteBuffer.wrap(new byte[128 << 10]), false);
+        try (RawFileStore t = target(SIZE))
+        {
+            final BackupJob job = BackupStartAction.start(disk, manager, BackupOptions.of("vda", SyncMode.INCREMENTAL)
+                .withJobId("man").withBitmap("b0", null).withJob(new JobOptions(false, false, 0)), t);
+            EventLog.await(() -> job.status() == JobStatus.PENDING, 10_000, "pending");
+            assertThat(disk.bitmaps().query("b0").busy()).as("busy while pending").isTrue();
+            disk.write(4L << 20, ByteBuffer.wrap(new byte[4096]), false);
+            manager.finalizeJob("man");
+            assertThat(job.status()).isEqualTo(JobStatus.CONCLUDED);
+            assertThat(disk.bitmaps().query("b0").busy()).isFalse();
+            assertThat(disk.bitmaps().query("b0").count()).as("only the write made during the job").isEqualTo(65536);
+            manager.dismiss("man");
+            assertThat(manager.jobs()).isEmpty();
+        }
+    }
+
+    @Test
     void setSpeedAtRunTimeLiftsTheLimit() throws Exception
     {
         try (RawFileStore t = target(SIZE))

@@ -13,6 +13,7 @@ final class FaultyStore implements BlockStore
     private final AtomicLong changes = new AtomicLong();
     private volatile long failFrom = Long.MAX_VALUE;
     private volatile String message = "Input/output error";
+    private final java.util.concurrent.atomic.AtomicInteger readFailures = new java.util.concurrent.atomic.AtomicInteger();
 
     FaultyStore(final BlockStore delegate)
     {
@@ -24,6 +25,12 @@ final class FaultyStore implements BlockStore
     {
         message = text;
         failFrom = changes.get() + nth;
+    }
+
+    /** @param count how many of the next reads fail. */
+    void failReads(final int count)
+    {
+        readFailures.set(count);
     }
 
     void heal()
@@ -54,6 +61,10 @@ final class FaultyStore implements BlockStore
     @Override
     public void read(final long offset, final ByteBuffer dst) throws IOException
     {
+        if (readFailures.getAndUpdate(n -> Math.max(0, n - 1)) > 0)
+        {
+            throw new IOException("Input/output error");
+        }
         delegate.read(offset, dst);
     }
 
