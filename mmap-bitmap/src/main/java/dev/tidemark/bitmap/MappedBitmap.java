@@ -899,6 +899,18 @@ public final class MappedBitmap implements DirtyBitmap
                 final long level1Word = (level2Word << 6) + Long.numberOfTrailingZeros(bits2);
                 bits2 &= bits2 - 1;
                 long bits1 = level1.getLongVolatile((int)(level1Word << 3));
+                if (bits1 == -1L)
+                {
+                    // 64 candidate words in a row, all in one region (regions hold a multiple of 64 words).
+                    final long firstWord = level1Word << 6;
+                    final UnsafeBuffer region = regions[(int)(firstWord >>> regionWordShift)];
+                    final int firstIndex = (int)((firstWord & regionWordMask) << 3);
+                    for (int i = 0; i < 64 * Long.BYTES; i += Long.BYTES)
+                    {
+                        count += Long.bitCount(region.getLong(firstIndex + i));
+                    }
+                    continue;
+                }
                 while (bits1 != 0)
                 {
                     final long word = (level1Word << 6) + Long.numberOfTrailingZeros(bits1);
@@ -1252,8 +1264,9 @@ public final class MappedBitmap implements DirtyBitmap
             {
                 channel.truncate(newLength);
             }
-            else
+            else if (newLength > channel.size())
             {
+                // Extend sparsely; never write at an offset that may hold live words (equal lengths).
                 writeFully(channel, ByteBuffer.allocate(1), newLength - 1);
             }
             channel.force(true);
