@@ -259,6 +259,7 @@ def backup_phase(qmp, opts, wd, size, uri, nbd_sock, rng, result):
             file={"driver": "file", "filename": full})
     qmp.cmd("transaction", actions=[
         {"type": "block-dirty-bitmap-add", "data": {"node": "d0", "name": "inc0", "persistent": False}},
+        {"type": "block-dirty-bitmap-add", "data": {"node": "d0", "name": "all"}},
         {"type": "blockdev-backup", "data": {"device": "d0", "target": "tfull", "sync": "full", "job-id": "jfull"}}])
     done = qmp.event("BLOCK_JOB_COMPLETED", device="jfull")
     checks["full_backup_completed"] = "error" not in done["data"] and done["data"]["offset"] == size
@@ -281,17 +282,30 @@ def backup_phase(qmp, opts, wd, size, uri, nbd_sock, rng, result):
     checks["incremental_copied_dirty"] = done["data"]["offset"] == dirty
     qmp.event("JOB_STATUS_CHANGE", id="jinc", status="null")
     # Pull side: a point-in-time view (QEMU 7.2 fleecing: sync=none into a qcow2 backed by the disk).
-    qmp.cmd("blockdev-backup", device="d0", target="fl", sync="none", **{"job-id": "jfl"})
+    # At the same cut, 'all' (every write since the full backup) stops: it is exported next to the view.
+    all_count = bitmap_state(qmp, "d0", "all")["count"]
+    checks["bitmap_since_full_equals_incremental"] = all_count == dirty
+    qmp.cmd("transaction", actions=[
+        {"type": "block-dirty-bitmap-disable", "data": {"node": "d0", "name": "all"}},
+        {"type": "blockdev-backup", "data": {"device": "d0", "target": "fl", "sync": "none", "job-id": "jfl"}}])
     # The guest keeps writing after the fleecing cut; the export must not see it.
     qemu_io(uri, writes(rng, 20, size, 0x66))
     qmp.cmd("blockdev-del", **{"node-name": "tinc"})
-    qmp.cmd("block-export-add", type="nbd", id="fe", **{"node-name": "fl"}, name="fleece", writable=False)
+    qmp.cmd("block-export-add", type="nbd", id="fe", **{"node-name": "fl"}, name="fleece", writable=False,
+            bitmaps=[{"node": "d0", "name": "all"}])
     exports = qmp.cmd("query-block-exports")
     checks["fleece_export_listed"] = any(e["id"] == "fe" and e["node-name"] == "fl" for e in exports)
     fleece_uri = "nbd+unix:///fleece?socket=" + nbd_sock
     rc, out = run(["qemu-img", "compare", "-f", "qcow2", "-F", "raw", inc, fleece_uri])
     result["compare_chain_vs_fleece"] = out.strip()
     checks["chain_equals_disk_at_cut"] = rc == 0
+    # The exported bitmap as a backup tool sees it (qemu's x-dirty-bitmap: dirty reads as "data": false).
+    rc, out = run(["qemu-img", "map", "--output=json", "--image-opts",
+                   "driver=nbd,export=fleece,server.type=unix,server.path=%s,"
+                   "x-dirty-bitmap=qemu:dirty-bitmap:all" % nbd_sock])
+    dirty_bytes = sum(e["length"] for e in json.loads(out) if not e["data"]) if rc == 0 else -1
+    result["exported_bitmap_dirty_bytes"] = dirty_bytes
+    checks["exported_bitmap_matches_count"] = dirty_bytes == all_count and all_count > 0
     rc, out = run(["qemu-img", "compare", "-f", "raw", "-F", "raw", uri, fleece_uri])
     checks["live_disk_moved_on_after_cut"] = rc == 1
     if opts.restore_cmd:
@@ -307,7 +321,7 @@ def backup_phase(qmp, opts, wd, size, uri, nbd_sock, rng, result):
     qmp.event("JOB_STATUS_CHANGE", id="jfl", status="null")
     qmp.cmd("blockdev-del", **{"node-name": "fl"})
     checks["nodes_after"] = sorted(n["node-name"] for n in qmp.cmd("query-named-block-nodes")) == ["d0", "f0"]
-    result["bitmaps_after_backup"] = [bitmap_state(qmp, "d0", "inc0"), bitmap_state(qmp, "d0", "inc1")]
+    result["bitmaps_after_backup"] = [bitmap_state(qmp, "d0", name) for name in ("inc0", "inc1", "all")]
 
 
 def abuse_phase(qmp, qmp_sock, result):

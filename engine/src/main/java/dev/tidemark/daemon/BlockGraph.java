@@ -565,7 +565,9 @@ final class BlockGraph implements AutoCloseable
     {
         for (final Job j : jobs.jobs())
         {
-            if (j.id().equals(id))
+            // A job that reached null is gone even if the registry has not dropped it yet (it does so right
+            // after the event a client waits for).
+            if (j.id().equals(id) && j.settledStatus() != dev.tidemark.engine.job.JobStatus.NULL)
             {
                 return true;
             }

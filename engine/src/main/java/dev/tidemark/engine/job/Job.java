@@ -77,6 +77,20 @@ public abstract class Job
         return type;
     }
 
+    /**
+     * The status once any transition in progress has finished: a transition emits its event before it stores the
+     * new status, so a client that saw {@code JOB_STATUS_CHANGE} may ask before {@link #status()} shows it.
+     *
+     * @return the settled status.
+     */
+    public final JobStatus settledStatus()
+    {
+        synchronized (lock())
+        {
+            return status;
+        }
+    }
+
     /** @return the current state (a snapshot). */
     public final JobStatus status()
     {
