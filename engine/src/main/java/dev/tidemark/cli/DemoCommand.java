@@ -54,9 +54,9 @@ import java.util.stream.Stream;
     name = "demo",
     mixinStandardHelpOptions = true,
     description = {
-        "Runs the whole idea on generated data in a temporary directory: write tracking, full and",
-        "incremental backup to qcow2 in transactions, a fleecing view over NBD, restore and byte-for-byte",
-        "verification. Exit 0 only when verification passes."})
+        "Run the whole cycle on generated data and verify the restored backup.",
+        "In a temporary directory: write tracking, full and incremental backup to qcow2 in transactions,",
+        "a fleecing view over NBD, restore and byte-for-byte verification. Exit 0 only when it passes."})
 final class DemoCommand implements Callable<Integer>
 {
     private static final long MIB = 1 << 20;

@@ -48,8 +48,9 @@ import java.util.logging.Logger;
     name = "serve",
     mixinStandardHelpOptions = true,
     description = {
-        "Run the Tidemark daemon: disks, bitmaps, backup jobs and NBD exports driven over QMP,",
-        "configured with qemu-storage-daemon's options. SIGTERM or QMP 'quit' closes every bitmap cleanly."})
+        "Run the daemon (QMP control, NBD exports) with qemu-storage-daemon's options.",
+        "Disks, bitmaps, backup jobs and exports are driven over QMP as with qemu-storage-daemon.",
+        "SIGTERM or QMP 'quit' closes every bitmap cleanly."})
 final class ServeCommand implements Callable<Integer>
 {
     private static final Set<String> NUMBER_KEYS = Set.of("granularity", "max-connections", "speed", "offset",
