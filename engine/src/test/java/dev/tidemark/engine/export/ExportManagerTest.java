@@ -175,12 +175,15 @@ class ExportManagerTest
         disk.transaction(BitmapActions.add("b0", GRANULARITY, false, true));
         manager.add(ExportRequest.of("e0", ExportNode.disk("d0", disk)).withBitmaps("b0"));
         assertThat(disk.bitmaps().query("b0").busy()).isTrue();
+        assertThat(manager.isExported("d0")).isTrue();
+        assertThat(manager.isExported("d1")).isFalse();
         assertThatThrownBy(() -> disk.transaction(BitmapActions.remove("b0")))
             .hasMessage("Bitmap 'b0' is currently in use by another operation and cannot be used");
         manager.remove("e0", RemoveMode.SAFE).get(10, TimeUnit.SECONDS);
         assertThat(disk.bitmaps().query("b0").busy()).isFalse();
         assertThat(events).containsExactly("BLOCK_EXPORT_DELETED {id=e0}");
         assertThat(manager.query()).isEmpty();
+        assertThat(manager.isExported("d0")).isFalse();
         disk.transaction(BitmapActions.remove("b0"));
     }
 
