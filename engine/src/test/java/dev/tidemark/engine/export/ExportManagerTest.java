@@ -98,6 +98,22 @@ class ExportManagerTest
     }
 
     @Test
+    void aFailedBindSaysWhereAndLeavesTheServerStopped() throws IOException
+    {
+        java.nio.file.Files.createFile(socket());
+        assertThatThrownBy(() -> manager.start(ExportAddress.unix(socket()), 0)).isInstanceOf(EngineException.class)
+            .hasMessageStartingWith("Failed to bind socket to unix:" + socket() + ": ");
+        assertThat(manager.isRunning()).isFalse();
+        assertThatThrownBy(() -> manager.start(ExportAddress.tcp("127.0.0.1", 0), -1))
+            .hasMessage("Parameter 'max-connections' expects uint32");
+        assertThatThrownBy(() -> ExportAddress.tcp("127.0.0.1", 70000)).isInstanceOf(IllegalArgumentException.class)
+            .hasMessageContaining("70000");
+        java.nio.file.Files.delete(socket());
+        manager.start(ExportAddress.unix(socket()), 0);
+        assertThat(manager.isRunning()).isTrue();
+    }
+
+    @Test
     void tcpListenerBindsLoopbackWithAnyFreePort() throws IOException
     {
         final java.net.InetSocketAddress bound = (java.net.InetSocketAddress)manager.start(
