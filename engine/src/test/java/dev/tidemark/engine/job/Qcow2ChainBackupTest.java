@@ -113,7 +113,29 @@ class Qcow2ChainBackupTest
         }
         catch (final AssertionError ex)
         {
-            throw new AssertionError(what + " differs from the disk at its cut (seed " + seed + ")", ex);
+            // Say which link holds the first differing cluster: a missing cluster means a lost dirty bit, an
+            // allocated one wrong data.
+            final java.util.regex.Matcher at = java.util.regex.Pattern.compile("mismatch at offset (\\d+)")
+                .matcher(String.valueOf(ex.getMessage()));
+            String where = "";
+            if (at.find())
+            {
+                final long offset = Long.parseLong(at.group(1));
+                final StringBuilder lines = new StringBuilder();
+                for (final String line : ExternalTools.run(30, "qemu-img", "map", "--output=json", image.toString())
+                    .split("\n"))
+                {
+                    final java.util.regex.Matcher m = java.util.regex.Pattern
+                        .compile("\"start\": (\\d+), \"length\": (\\d+)").matcher(line);
+                    if (m.find() && Long.parseLong(m.group(1)) <= offset
+                        && offset < Long.parseLong(m.group(1)) + Long.parseLong(m.group(2)))
+                    {
+                        lines.append(line.trim());
+                    }
+                }
+                where = "; qemu-img map at " + offset + ": " + lines;
+            }
+            throw new AssertionError(what + " differs from the disk at its cut (seed " + seed + ")" + where, ex);
         }
         finally
         {
