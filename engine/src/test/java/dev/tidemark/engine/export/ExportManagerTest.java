@@ -98,6 +98,22 @@ class ExportManagerTest
     }
 
     @Test
+    void aFailedBindSaysWhereAndLeavesTheServerStopped() throws IOException
+    {
+        java.nio.file.Files.createFile(socket());
+        assertThatThrownBy(() -> manager.start(ExportAddress.unix(socket()), 0)).isInstanceOf(EngineException.class)
+            .hasMessageStartingWith("Failed to bind socket to unix:" + socket() + ": ");
+        assertThat(manager.isRunning()).isFalse();
+        assertThatThrownBy(() -> manager.start(ExportAddress.tcp("127.0.0.1", 0), -1))
+            .hasMessage("Parameter 'max-connections' expects uint32");
+        assertThatThrownBy(() -> ExportAddress.tcp("127.0.0.1", 70000)).isInstanceOf(IllegalArgumentException.class)
+            .hasMessageContaining("70000");
+        java.nio.file.Files.delete(socket());
+        manager.start(ExportAddress.unix(socket()), 0);
+        assertThat(manager.isRunning()).isTrue();
+    }
+
+    @Test
     void tcpListenerBindsLoopbackWithAnyFreePort() throws IOException
     {
         final java.net.InetSocketAddress bound = (java.net.InetSocketAddress)manager.start(
@@ -175,12 +191,15 @@ class ExportManagerTest
         disk.transaction(BitmapActions.add("b0", GRANULARITY, false, true));
         manager.add(ExportRequest.of("e0", ExportNode.disk("d0", disk)).withBitmaps("b0"));
         assertThat(disk.bitmaps().query("b0").busy()).isTrue();
+        assertThat(manager.isExported("d0")).isTrue();
+        assertThat(manager.isExported("d1")).isFalse();
         assertThatThrownBy(() -> disk.transaction(BitmapActions.remove("b0")))
             .hasMessage("Bitmap 'b0' is currently in use by another operation and cannot be used");
         manager.remove("e0", RemoveMode.SAFE).get(10, TimeUnit.SECONDS);
         assertThat(disk.bitmaps().query("b0").busy()).isFalse();
         assertThat(events).containsExactly("BLOCK_EXPORT_DELETED {id=e0}");
         assertThat(manager.query()).isEmpty();
+        assertThat(manager.isExported("d0")).isFalse();
         disk.transaction(BitmapActions.remove("b0"));
     }
 
