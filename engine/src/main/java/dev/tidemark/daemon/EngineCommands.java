@@ -451,10 +451,7 @@ public final class EngineCommands
                 throw EngineException.generic("Node '" + target.name + "' is busy: block device is in use by"
                     + " another operation");
             }
-            final Path cbwDir = target.imageFilename().isEmpty() ? disk.store() instanceof dev.tidemark.io
-                .RawFileStore raw ? raw.path().toAbsolutePath().getParent() : Path.of(".")
-                : Path.of(target.imageFilename()).toAbsolutePath().getParent();
-            prepared.view = FleecingView.create(disk, FleecingOptions.of(cbwDir, disk.size()));
+            prepared.view = FleecingView.create(disk, FleecingOptions.of(cbwDirectory(target, disk), disk.size()));
             prepared.actions.add(prepared.view.openAction());
             prepared.actions.add(new FleecingJob.StartAction(graph.jobs(), jobId, device.name, jobOptions, txn));
             return prepared;
@@ -465,6 +462,20 @@ public final class EngineCommands
             .withJob(jobOptions);
         prepared.actions.add(new BackupStartAction(graph.jobs(), options, graph.targetStore(target), txn));
         return prepared;
+    }
+
+    /** Copy-before-write data goes beside the fleecing target's image (or the disk's) where the admin put it. */
+    private static Path cbwDirectory(final BlockNode target, final TrackedDisk disk)
+    {
+        if (!target.imageFilename().isEmpty() && target.remote == null)
+        {
+            return Path.of(target.imageFilename()).toAbsolutePath().getParent();
+        }
+        if (disk.store() instanceof dev.tidemark.io.RawFileStore raw)
+        {
+            return raw.path().toAbsolutePath().getParent();
+        }
+        return Path.of(System.getProperty("java.io.tmpdir"));
     }
 
     private JsonNode runBackups(final List<PreparedBackup> backups, final List<ControlAction> actions,
