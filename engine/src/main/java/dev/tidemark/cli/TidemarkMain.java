@@ -18,6 +18,9 @@ import picocli.CommandLine.Command;
         CommandLine.HelpCommand.class,
         BitmapCommand.class,
         QmpCli.class,
+        DemoCommand.class,
+        ServeCommand.class,
+        BackupCommand.class,
     })
 public final class TidemarkMain
 {

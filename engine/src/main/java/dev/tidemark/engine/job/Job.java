@@ -77,6 +77,20 @@ public abstract class Job
         return type;
     }
 
+    /**
+     * The status once any transition in progress has finished: a transition emits its event before it stores the
+     * new status, so a client that saw {@code JOB_STATUS_CHANGE} may ask before {@link #status()} shows it.
+     *
+     * @return the settled status.
+     */
+    public final JobStatus settledStatus()
+    {
+        synchronized (lock())
+        {
+            return status;
+        }
+    }
+
     /** @return the current state (a snapshot). */
     public final JobStatus status()
     {
@@ -271,6 +285,18 @@ public abstract class Job
     // ---------------------------------------------------------------------------------------------------------
     // Queries
 
+    /** QEMU reports a cancelled job's result as ECANCELED's text once the worker stopped (job_update_rc). */
+    private String queryError()
+    {
+        final String err = error;
+        if (err != null)
+        {
+            return err;
+        }
+        final JobStatus s = status;
+        return cancelled && (s == JobStatus.ABORTING || s == JobStatus.CONCLUDED) ? "Operation canceled" : null;
+    }
+
     /** @return this job as an element of {@code query-jobs}. */
     public final Map<String, Object> queryJobsInfo()
     {
@@ -280,7 +306,7 @@ public abstract class Job
         info.put("status", status.qmpName());
         info.put("current-progress", currentProgress());
         info.put("total-progress", totalProgress);
-        final String err = error;
+        final String err = queryError();
         if (err != null)
         {
             info.put("error", err);
@@ -305,7 +331,7 @@ public abstract class Job
         info.put("status", s.qmpName());
         info.put("auto-finalize", autoFinalize);
         info.put("auto-dismiss", autoDismiss);
-        final String err = error;
+        final String err = queryError();
         if (err != null)
         {
             info.put("error", err);

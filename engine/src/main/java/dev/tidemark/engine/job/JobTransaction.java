@@ -83,10 +83,14 @@ public final class JobTransaction
         for (final Job j : jobs)
         {
             j.transition(JobStatus.PENDING);
-            final java.util.Map<String, Object> data = new java.util.LinkedHashMap<>();
-            data.put("type", j.type());
-            data.put("id", j.id());
-            j.emit("BLOCK_JOB_PENDING", data);
+            if (!j.autoFinalize())
+            {
+                // QEMU announces pending only to a user who must finalize (job_transition_to_pending).
+                final java.util.Map<String, Object> data = new java.util.LinkedHashMap<>();
+                data.put("type", j.type());
+                data.put("id", j.id());
+                j.emit("BLOCK_JOB_PENDING", data);
+            }
         }
         for (final Job j : jobs)
         {

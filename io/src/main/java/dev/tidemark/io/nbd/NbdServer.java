@@ -197,6 +197,32 @@ public final class NbdServer implements AutoCloseable
         return connections.size();
     }
 
+    /**
+     * @param exportName an export's name.
+     * @return connections currently in transmission with that export.
+     */
+    public int connectionCount(final String exportName)
+    {
+        final NbdExport export;
+        synchronized (exportLock)
+        {
+            export = exports.get(exportName);
+        }
+        if (export == null)
+        {
+            return 0;
+        }
+        int count = 0;
+        for (final NbdConnection connection : connections)
+        {
+            if (connection.export() == export)
+            {
+                count++;
+            }
+        }
+        return count;
+    }
+
     /** @return connections accepted since the server started (including refused ones). */
     public long acceptedConnections()
     {

@@ -1,0 +1,498 @@
+package dev.tidemark.engine.export;
+
+import dev.tidemark.bitmap.BitmapView;
+import dev.tidemark.engine.EngineEvents;
+import dev.tidemark.engine.EngineException;
+import dev.tidemark.engine.TrackedDisk;
+import dev.tidemark.engine.registry.BitmapInfo;
+import dev.tidemark.io.nbd.BlockStoreExport;
+import dev.tidemark.io.nbd.DirtyBitmapContext;
+import dev.tidemark.io.nbd.MetaContext;
+import dev.tidemark.io.nbd.NbdExport;
+import dev.tidemark.io.nbd.NbdProtocol;
+import dev.tidemark.io.nbd.NbdServer;
+import java.io.IOException;
+import java.net.InetAddress;
+import java.net.InetSocketAddress;
+import java.net.SocketAddress;
+import java.net.UnixDomainSocketAddress;
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+
+/**
+ * Owns the NBD server and its exports with QEMU's rules and error texts; safe for concurrent use by any number
+ * of threads (every call serialises on the manager), and no call waits for clients except {@link #stop()} and
+ * {@link #close()}.
+ *
+ * <p>This is what QMP's {@code nbd-server-start}, {@code nbd-server-stop}, {@code block-export-add}
+ * ({@code nbd-server-add}), {@code block-export-del} ({@code nbd-server-remove}) and {@code query-block-exports}
+ * run on. The caller resolves node names to an {@link ExportNode}. An export of a tracked disk
+ * ({@link TrackedDiskExport}) sends writes through the disk's ring so they are tracked; an export of a fleecing
+ * view is read-only. Each exported bitmap becomes {@code qemu:dirty-bitmap:NAME} and is busy (refused by every
+ * bitmap command and by backup jobs) until its export is deleted.
+ *
+ * <p>Removal is asynchronous as in QEMU: {@link #remove} marks the export shutting down (its id stays in use, new
+ * clients cannot open it), a background thread lets the open connections answer their in-flight requests and
+ * close, then releases the bitmaps and emits {@code BLOCK_EXPORT_DELETED {"id"}}.
+ */
+public final class ExportManager implements AutoCloseable
+{
+    /** QEMU's default {@code max-connections} for {@code nbd-server-start}. */
+    public static final int DEFAULT_MAX_CONNECTIONS = 100;
+    /** The only export type. */
+    public static final String TYPE = "nbd";
+
+    private static final long STOP_WAIT_SECONDS = 30;
+
+    private final EngineEvents events;
+    private final Map<String, Entry> exports = new LinkedHashMap<>();
+    private NbdServer server;
+    private SocketAddress address;
+    private boolean multiConn;
+
+    /**
+     * @param events receives {@code BLOCK_EXPORT_DELETED}, on the thread that finished the removal.
+     */
+    public ExportManager(final EngineEvents events)
+    {
+        this.events = events;
+    }
+
+    // ------------------------------------------------------------------------------------------ server
+
+    /**
+     * Starts the server ({@code nbd-server-start}) with a 10 second handshake limit.
+     *
+     * @param where where to listen.
+     * @param maxConnections most concurrent clients, 0 for no limit; 1 also withholds {@code CAN_MULTI_CONN}.
+     * @return the bound address (with the real port when 0 was asked for).
+     * @throws EngineException {@code NBD server already running}, or the bind failure.
+     */
+    public SocketAddress start(final ExportAddress where, final int maxConnections)
+    {
+        return start(where, maxConnections, NbdServer.DEFAULT_HANDSHAKE_TIMEOUT);
+    }
+
+    /**
+     * Starts the server ({@code nbd-server-start}).
+     *
+     * @param where where to listen.
+     * @param maxConnections most concurrent clients, 0 for no limit; 1 also withholds {@code CAN_MULTI_CONN}.
+     * @param handshakeTimeout clients that have not finished the handshake by then are dropped.
+     * @return the bound address (with the real port when 0 was asked for).
+     * @throws EngineException {@code NBD server already running}, or the bind failure.
+     */
+    public synchronized SocketAddress start(final ExportAddress where, final int maxConnections,
+        final Duration handshakeTimeout)
+    {
+        if (server != null)
+        {
+            throw EngineException.generic("NBD server already running");
+        }
+        if (maxConnections < 0)
+        {
+            throw EngineException.generic("Parameter 'max-connections' expects uint32");
+        }
+        if (handshakeTimeout.isNegative() || handshakeTimeout.isZero())
+        {
+            throw EngineException.generic("handshake-max-seconds must be positive");
+        }
+        final NbdServer started = new NbdServer(maxConnections == 0 ? Integer.MAX_VALUE : maxConnections,
+            handshakeTimeout);
+        try
+        {
+            if (where instanceof ExportAddress.Unix unix)
+            {
+                started.listenUnix(unix.path());
+                address = UnixDomainSocketAddress.of(unix.path());
+            }
+            else
+            {
+                final ExportAddress.Tcp tcp = (ExportAddress.Tcp)where;
+                address = started.listenTcp(new InetSocketAddress(InetAddress.getByName(tcp.host()), tcp.port()));
+            }
+        }
+        catch (final IOException | RuntimeException ex)
+        {
+            closeQuietly(started);
+            address = null;
+            throw new EngineException(EngineException.ErrorClass.GenericError,
+                "Failed to bind socket to " + where + ": " + ex.getMessage(), ex);
+        }
+        server = started;
+        multiConn = maxConnections != 1;
+        return address;
+    }
+
+    /** @return whether the server runs. */
+    public synchronized boolean isRunning()
+    {
+        return server != null;
+    }
+
+    /** @return the bound address while the server runs. */
+    public synchronized Optional<SocketAddress> address()
+    {
+        return Optional.ofNullable(address);
+    }
+
+    /**
+     * Stops the server ({@code nbd-server-stop}): every export is removed as with {@link RemoveMode#HARD} (each
+     * emits {@code BLOCK_EXPORT_DELETED}), then the listeners close. Waits for the connections to close.
+     *
+     * @throws EngineException {@code NBD server not running}.
+     */
+    public void stop()
+    {
+        final List<CompletableFuture<Void>> removals = new ArrayList<>();
+        final NbdServer stopping;
+        synchronized (this)
+        {
+            requireRunning();
+            for (final Entry entry : new ArrayList<>(exports.values()))
+            {
+                removals.add(entry.shuttingDown ? entry.deleted : beginRemoval(entry));
+            }
+            stopping = server;
+            server = null;
+            address = null;
+        }
+        for (final CompletableFuture<Void> removal : removals)
+        {
+            try
+            {
+                removal.get(STOP_WAIT_SECONDS, TimeUnit.SECONDS);
+            }
+            catch (final InterruptedException ex)
+            {
+                Thread.currentThread().interrupt();
+                break;
+            }
+            catch (final ExecutionException | TimeoutException ex)
+            {
+                // The removal thread releases what it can; the server close below drops what is left.
+            }
+        }
+        closeQuietly(stopping);
+    }
+
+    // ------------------------------------------------------------------------------------------ exports
+
+    /**
+     * Adds an export ({@code block-export-add} with {@code type: nbd}); clients can open it at once.
+     *
+     * @param request what to export.
+     * @return the export's record.
+     * @throws EngineException QEMU's error for the first rule broken; nothing changes then.
+     */
+    public synchronized ExportInfo add(final ExportRequest request)
+    {
+        requireRunning();
+        if (!isWellFormedId(request.id()))
+        {
+            throw EngineException.generic("Invalid block export id");
+        }
+        if (exports.containsKey(request.id()))
+        {
+            throw EngineException.generic("Block export id '" + request.id() + "' is already in use");
+        }
+        final ExportNode node = request.node();
+        if (request.writable() && !node.isWritable())
+        {
+            throw EngineException.generic("Cannot export read-only node as writable");
+        }
+        final String exportName = request.exportName();
+        if (exportName.getBytes(StandardCharsets.UTF_8).length > NbdProtocol.MAX_STRING)
+        {
+            throw EngineException.generic("export name '" + exportName + "' too long");
+        }
+        final String description = request.description() == null ? "" : request.description();
+        if (description.getBytes(StandardCharsets.UTF_8).length > NbdProtocol.MAX_STRING)
+        {
+            throw EngineException.generic("description '" + description + "' too long");
+        }
+        for (final Entry entry : exports.values())
+        {
+            if (entry.exportName.equals(exportName))
+            {
+                throw EngineException.generic("NBD server already has export named '" + exportName + "'");
+            }
+        }
+        final boolean readOnly = !request.writable();
+        for (final BitmapRef ref : request.bitmaps())
+        {
+            checkBitmap(node, ref, readOnly);
+        }
+        final List<BusyBitmap> taken = new ArrayList<>();
+        final List<MetaContext> contexts = new ArrayList<>();
+        try
+        {
+            for (final BitmapRef ref : request.bitmaps())
+            {
+                final TrackedDisk holder = ref.disk() != null ? ref.disk() : node.disk();
+                holder.bitmaps().setBusy(ref.name(), true);
+                taken.add(new BusyBitmap(holder, ref.name()));
+                final BitmapView view = holder.bitmaps().view(ref.name());
+                contexts.add(new DirtyBitmapContext(ref.name(),
+                    (offset, length, visitor) -> view.forEachDirtyExtent(offset, length, visitor::accept)));
+            }
+            final NbdExport export = exportOf(node, exportName, description, readOnly, contexts);
+            server.addExport(export);
+        }
+        catch (final RuntimeException ex)
+        {
+            release(taken);
+            if (ex instanceof EngineException engine)
+            {
+                throw engine;
+            }
+            throw new EngineException(EngineException.ErrorClass.GenericError, String.valueOf(ex.getMessage()), ex);
+        }
+        final Entry entry = new Entry(request, exportName, taken);
+        exports.put(request.id(), entry);
+        return entry.info();
+    }
+
+    /**
+     * Removes an export ({@code block-export-del}); returns before its clients are gone.
+     *
+     * @param id the export id.
+     * @param mode {@link RemoveMode#SAFE} refuses while clients are connected.
+     * @return completes after {@code BLOCK_EXPORT_DELETED} was emitted.
+     * @throws EngineException {@code NBD server not running}, {@code Export 'X' is not found},
+     *                         {@code Export 'X' is already shutting down}, or (safe mode)
+     *                         {@code export 'X' still in use}.
+     */
+    public synchronized CompletableFuture<Void> remove(final String id, final RemoveMode mode)
+    {
+        requireRunning();
+        final Entry entry = exports.get(id);
+        if (entry == null)
+        {
+            throw EngineException.generic("Export '" + id + "' is not found");
+        }
+        if (entry.shuttingDown)
+        {
+            throw EngineException.generic("Export '" + id + "' is already shutting down");
+        }
+        if (mode == RemoveMode.SAFE && server.connectionCount(entry.exportName) > 0)
+        {
+            throw EngineException.generic("export '" + id + "' still in use");
+        }
+        return beginRemoval(entry);
+    }
+
+    /** @return every export, in the order added ({@code query-block-exports}). */
+    public synchronized List<ExportInfo> query()
+    {
+        final List<ExportInfo> out = new ArrayList<>();
+        for (final Entry entry : exports.values())
+        {
+            out.add(entry.info());
+        }
+        return out;
+    }
+
+    /**
+     * @param nodeName a node.
+     * @return whether an export (even one shutting down) serves it; such a node must not be deleted.
+     */
+    public synchronized boolean isExported(final String nodeName)
+    {
+        for (final Entry entry : exports.values())
+        {
+            if (entry.request.node().nodeName().equals(nodeName))
+            {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /** @return open client connections over all exports; 0 when stopped. */
+    public synchronized int connectionCount()
+    {
+        return server == null ? 0 : server.connectionCount();
+    }
+
+    /** Stops the server if it runs (as {@link #stop()}). */
+    @Override
+    public void close()
+    {
+        if (isRunning())
+        {
+            try
+            {
+                stop();
+            }
+            catch (final EngineException ex)
+            {
+                // Stopped concurrently: nothing left to do.
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------------------------------ internals
+
+    private void checkBitmap(final ExportNode node, final BitmapRef ref, final boolean readOnly)
+    {
+        final TrackedDisk holder = ref.disk() != null ? ref.disk() : node.disk();
+        if (!holder.bitmaps().exists(ref.name()))
+        {
+            throw EngineException.generic("Bitmap '" + ref.name() + "' is not found");
+        }
+        final BitmapInfo info = holder.bitmaps().query(ref.name());
+        if (info.busy())
+        {
+            throw EngineException.generic("Bitmap '" + ref.name()
+                + "' is currently in use by another operation and cannot be used");
+        }
+        if (info.inconsistent())
+        {
+            throw EngineException.generic("Bitmap '" + ref.name() + "' is inconsistent and cannot be used");
+        }
+        // QEMU: an enabled bitmap would change under a read-only client of a node that is still written.
+        if (readOnly && !holder.store().isReadOnly() && info.recording())
+        {
+            throw EngineException.generic("Enabled bitmap '" + ref.name() + "' incompatible with readonly export");
+        }
+    }
+
+    private NbdExport exportOf(final ExportNode node, final String exportName, final String description,
+        final boolean readOnly, final List<MetaContext> contexts)
+    {
+        if (node instanceof ExportNode.Fleecing fleecing)
+        {
+            return new BlockStoreExport(exportName, description, fleecing.view(), true, contexts);
+        }
+        return new TrackedDiskExport(exportName, description, node.disk(), readOnly, multiConn, contexts);
+    }
+
+    private CompletableFuture<Void> beginRemoval(final Entry entry)
+    {
+        entry.shuttingDown = true;
+        final NbdServer owner = server;
+        final Thread thread = new Thread(() ->
+        {
+            try
+            {
+                owner.removeExport(entry.exportName);
+            }
+            finally
+            {
+                release(entry.bitmaps);
+                synchronized (this)
+                {
+                    exports.remove(entry.request.id());
+                }
+                try
+                {
+                    events.onEvent("BLOCK_EXPORT_DELETED", Map.of("id", entry.request.id()));
+                }
+                catch (final RuntimeException ex)
+                {
+                    // A listener's failure is its own.
+                }
+                entry.deleted.complete(null);
+            }
+        }, "nbd-export-remove-" + entry.request.id());
+        thread.setDaemon(true);
+        thread.start();
+        return entry.deleted;
+    }
+
+    private static void release(final List<BusyBitmap> bitmaps)
+    {
+        for (final BusyBitmap bitmap : bitmaps)
+        {
+            try
+            {
+                bitmap.disk.bitmaps().setBusy(bitmap.name, false);
+            }
+            catch (final RuntimeException ex)
+            {
+                // The bitmap is gone with its disk: nothing holds it any more.
+            }
+        }
+    }
+
+    private void requireRunning()
+    {
+        if (server == null)
+        {
+            throw EngineException.generic("NBD server not running");
+        }
+    }
+
+    /** QEMU's {@code id_wellformed}: a letter, then letters, digits, '-', '.' or '_'. */
+    static boolean isWellFormedId(final String id)
+    {
+        if (id.isEmpty() || !isAsciiLetter(id.charAt(0)))
+        {
+            return false;
+        }
+        for (int i = 1; i < id.length(); i++)
+        {
+            final char c = id.charAt(i);
+            if (!isAsciiLetter(c) && !(c >= '0' && c <= '9') && c != '-' && c != '.' && c != '_')
+            {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    private static boolean isAsciiLetter(final char c)
+    {
+        return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z';
+    }
+
+    private static void closeQuietly(final NbdServer target)
+    {
+        try
+        {
+            target.close();
+        }
+        catch (final IOException ex)
+        {
+            // Only the Unix socket file's deletion can fail here; the next bind reports it.
+        }
+    }
+
+    /** A bitmap an export holds busy. */
+    private record BusyBitmap(TrackedDisk disk, String name)
+    {
+    }
+
+    /** One export's state; guarded by the manager's monitor. */
+    private static final class Entry
+    {
+        final ExportRequest request;
+        final String exportName;
+        final List<BusyBitmap> bitmaps;
+        final CompletableFuture<Void> deleted = new CompletableFuture<>();
+        boolean shuttingDown;
+
+        Entry(final ExportRequest request, final String exportName, final List<BusyBitmap> bitmaps)
+        {
+            this.request = request;
+            this.exportName = exportName;
+            this.bitmaps = bitmaps;
+        }
+
+        ExportInfo info()
+        {
+            return new ExportInfo(request.id(), TYPE, request.node().nodeName(), shuttingDown, exportName,
+                request.writable(), bitmaps.stream().map(BusyBitmap::name).toList());
+        }
+    }
+}

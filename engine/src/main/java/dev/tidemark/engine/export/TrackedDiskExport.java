@@ -1,0 +1,230 @@
+package dev.tidemark.engine.export;
+
+import dev.tidemark.engine.EngineException;
+import dev.tidemark.engine.IoCompletion;
+import dev.tidemark.engine.RequestKind;
+import dev.tidemark.engine.TrackedDisk;
+import dev.tidemark.engine.job.OnError;
+import dev.tidemark.io.BlockStore;
+import dev.tidemark.io.nbd.MetaContext;
+import dev.tidemark.io.nbd.NbdCompletion;
+import dev.tidemark.io.nbd.NbdExport;
+import dev.tidemark.io.nbd.NbdProtocol;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.util.ArrayList;
+import java.util.EnumSet;
+import java.util.List;
+import java.util.Set;
+
+/**
+ * An NBD export of a {@link TrackedDisk}; safe for concurrent calls from every connection's reader thread, and
+ * completes modifying requests on the ring's write thread.
+ *
+ * <p>Writes, write-zeroes and trims enter the disk's write ring like any guest write, so they are marked in every
+ * recording bitmap before they complete; the NBD reply is sent from the ring's completion. FUA travels with the
+ * request (the ring makes it durable before completing it); FLUSH is a ring flush, which makes durable every write
+ * completed before it on any connection, so {@code CAN_MULTI_CONN} is honest. Reads go to the store directly and
+ * see every completed write. {@code base:allocation} comes from the store; dirty-bitmap contexts are given by
+ * the caller.
+ */
+public final class TrackedDiskExport implements NbdExport
+{
+    private final String name;
+    private final String description;
+    private final TrackedDisk disk;
+    private final boolean readOnly;
+    private final Set<Feature> features;
+    private final List<MetaContext> contexts;
+
+    /**
+     * @param name export name.
+     * @param description free text, may be empty.
+     * @param disk the disk; not closed by the export.
+     * @param readOnly refuse modifying commands even if the disk accepts them.
+     * @param multiConn whether to offer {@code CAN_MULTI_CONN} (QEMU withholds it when the server allows one
+     *                  connection).
+     * @param bitmapContexts contexts offered after {@code base:allocation}.
+     */
+    public TrackedDiskExport(final String name, final String description, final TrackedDisk disk,
+        final boolean readOnly, final boolean multiConn, final List<MetaContext> bitmapContexts)
+    {
+        this.name = name;
+        this.description = description;
+        this.disk = disk;
+        this.readOnly = readOnly || disk.store().isReadOnly();
+        final EnumSet<Feature> offered = this.readOnly ? EnumSet.of(Feature.FLUSH, Feature.FUA, Feature.CACHE,
+            Feature.MULTI_CONN) : EnumSet.allOf(Feature.class);
+        if (!multiConn)
+        {
+            offered.remove(Feature.MULTI_CONN);
+        }
+        this.features = Set.copyOf(offered);
+        final List<MetaContext> all = new ArrayList<>();
+        all.add(new AllocationContext(disk.store()));
+        all.addAll(bitmapContexts);
+        this.contexts = List.copyOf(all);
+    }
+
+    @Override
+    public String name()
+    {
+        return name;
+    }
+
+    @Override
+    public String description()
+    {
+        return description;
+    }
+
+    @Override
+    public long size()
+    {
+        return disk.size();
+    }
+
+    @Override
+    public boolean isReadOnly()
+    {
+        return readOnly;
+    }
+
+    @Override
+    public Set<Feature> features()
+    {
+        return features;
+    }
+
+    @Override
+    public List<MetaContext> metaContexts()
+    {
+        return contexts;
+    }
+
+    @Override
+    public int read(final long offset, final ByteBuffer dst)
+    {
+        try
+        {
+            disk.read(offset, dst);
+            return NbdProtocol.OK;
+        }
+        catch (final IOException | RuntimeException ex)
+        {
+            return errorOf(ex);
+        }
+    }
+
+    @Override
+    public void write(final long offset, final ByteBuffer data, final int flags, final NbdCompletion done)
+    {
+        submit(RequestKind.WRITE, offset, data.remaining(), data, fua(flags), false, done);
+    }
+
+    @Override
+    public void flush(final NbdCompletion done)
+    {
+        submit(RequestKind.FLUSH, 0, 0, null, false, false, done);
+    }
+
+    @Override
+    public void trim(final long offset, final long length, final int flags, final NbdCompletion done)
+    {
+        submit(RequestKind.DISCARD, offset, length, null, fua(flags), true, done);
+    }
+
+    @Override
+    public void writeZeroes(final long offset, final long length, final int flags, final NbdCompletion done)
+    {
+        final boolean noHole = (flags & NbdProtocol.CMD_FLAG_NO_HOLE) != 0;
+        if (noHole && (flags & NbdProtocol.CMD_FLAG_FAST_ZERO) != 0)
+        {
+            // Zeroes that must stay allocated are written, not punched: not fast.
+            done.complete(NbdProtocol.ENOTSUP);
+            return;
+        }
+        submit(RequestKind.WRITE_ZEROES, offset, length, null, fua(flags), !noHole, done);
+    }
+
+    private void submit(final RequestKind kind, final long offset, final long length, final ByteBuffer data,
+        final boolean fua, final boolean mayUnmap, final NbdCompletion done)
+    {
+        final IoCompletion completion = (sequence, error) -> done.complete(error == null ? NbdProtocol.OK
+            : errorOf(error));
+        try
+        {
+            disk.submit(kind, offset, length, data, fua, mayUnmap, completion);
+        }
+        catch (final RuntimeException ex)
+        {
+            done.complete(errorOf(ex));
+        }
+    }
+
+    private static boolean fua(final int flags)
+    {
+        return (flags & NbdProtocol.CMD_FLAG_FUA) != 0;
+    }
+
+    static int errorOf(final Throwable error)
+    {
+        if (error instanceof IOException io && OnError.isNoSpace(io))
+        {
+            return NbdProtocol.ENOSPC;
+        }
+        if (error instanceof IllegalArgumentException)
+        {
+            return NbdProtocol.EINVAL;
+        }
+        if (error instanceof EngineException engine)
+        {
+            final String message = String.valueOf(engine.getMessage());
+            if (message.contains("read-only"))
+            {
+                return NbdProtocol.EPERM;
+            }
+            return message.contains("not aligned") || message.contains("outside the disk") ? NbdProtocol.EINVAL
+                : NbdProtocol.EIO;
+        }
+        return NbdProtocol.EIO;
+    }
+
+    /** {@code base:allocation} from the disk's store; as thread-safe as the store. */
+    static final class AllocationContext implements MetaContext
+    {
+        private final BlockStore store;
+
+        AllocationContext(final BlockStore store)
+        {
+            this.store = store;
+        }
+
+        @Override
+        public String name()
+        {
+            return BASE_ALLOCATION;
+        }
+
+        @Override
+        public void blockStatus(final long offset, final long length, final dev.tidemark.io.nbd.ExtentSink sink)
+            throws IOException
+        {
+            final long end = offset + length;
+            final long[] cursor = {offset};
+            store.forEachAllocationExtent(offset, length, (extentOffset, extentLength, allocated, zero) ->
+            {
+                // Stores may report whole extents that start before the request: clip to it.
+                final long to = Math.min(end, extentOffset + extentLength);
+                if (to <= cursor[0])
+                {
+                    return true;
+                }
+                final long clipped = to - cursor[0];
+                cursor[0] = to;
+                final int flags = (allocated ? 0 : NbdProtocol.STATE_HOLE) | (zero ? NbdProtocol.STATE_ZERO : 0);
+                return sink.extent(clipped, flags) && to < end;
+            });
+        }
+    }
+}

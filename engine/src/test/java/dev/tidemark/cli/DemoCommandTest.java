@@ -1,0 +1,107 @@
+package dev.tidemark.cli;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import java.io.File;
+import java.io.IOException;
+import java.lang.management.ManagementFactory;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+
+/** Runs {@code tidemark demo} as a user would (a child JVM) and checks its exit code and report. */
+class DemoCommandTest
+{
+    @Test
+    @Timeout(value = 120, unit = TimeUnit.SECONDS)
+    void demoVerifiesTheRestoredChainIncludingQemuImgCompare() throws Exception
+    {
+        requireTool("qemu-img");
+        final Result result = runDemo(System.getenv("PATH"), "--json");
+        assertThat(result.exit).as(result.output).isZero();
+        final JsonNode report = new ObjectMapper().readTree(result.output);
+        assertThat(report.path("verified").asBoolean()).isTrue();
+        assertThat(report.path("failures")).isEmpty();
+        assertThat(report.path("full_backup").path("matches_cut").asBoolean()).isTrue();
+        assertThat(report.path("full_backup").path("copied_bytes").asLong()).isEqualTo(256L << 20);
+        assertThat(report.path("verification").path("restored_vs_nbd_fleecing_export").asBoolean()).isTrue();
+        assertThat(report.path("verification").path("qemu_img_compare").asText()).isEqualTo("Images are identical.");
+        // The incremental copied exactly what daily-1 had recorded, less than the whole disk.
+        final long dirty = report.path("dirty_before_incremental").path("bytes").asLong();
+        assertThat(dirty).isPositive().isLessThan(256L << 20);
+        assertThat(report.path("incremental_backup").path("copied_bytes").asLong()).isEqualTo(dirty);
+        assertThat(report.path("bitmaps_at_end").toString()).isEqualTo("[\"daily-2\"]");
+    }
+
+    @Test
+    @Timeout(value = 120, unit = TimeUnit.SECONDS)
+    void demoWorksWithoutQemuImgAndPrintsTheReport() throws Exception
+    {
+        final Result result = runDemo("/nonexistent-bin", "--size", "64M");
+        assertThat(result.exit).as(result.output).isZero();
+        assertThat(result.output)
+            .contains("full backup", "incremental", "restore", "dirty", "MB/s")
+            .contains("qemu-img compare: skipped (qemu-img not installed)")
+            .contains("VERIFIED: the restored chain equals the disk at the cut, byte for byte.");
+    }
+
+    @Test
+    void badSizeIsAUsageError()
+    {
+        assertThat(TidemarkMain.run("demo", "--size", "3M")).isEqualTo(TidemarkMain.EXIT_USAGE);
+        assertThat(TidemarkMain.run("demo", "--size", "lots")).isEqualTo(TidemarkMain.EXIT_USAGE);
+    }
+
+    private record Result(int exit, String output)
+    {
+    }
+
+    private static Result runDemo(final String path, final String... args) throws IOException, InterruptedException
+    {
+        final List<String> command = new ArrayList<>();
+        command.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
+        command.addAll(ManagementFactory.getRuntimeMXBean().getInputArguments().stream()
+            .filter(a -> !a.startsWith("-agentlib") && !a.startsWith("-javaagent")).toList());
+        command.add("-cp");
+        command.add(System.getProperty("java.class.path"));
+        command.add(TidemarkMain.class.getName());
+        command.add("demo");
+        command.addAll(List.of(args));
+        final ProcessBuilder pb = new ProcessBuilder(command);
+        pb.environment().put("PATH", path);
+        final Path err = Files.createTempFile("tidemark-demo", ".err");
+        pb.redirectError(err.toFile());
+        final Process process = pb.start();
+        final String out = new String(process.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+        if (!process.waitFor(100, TimeUnit.SECONDS))
+        {
+            process.destroyForcibly();
+            throw new AssertionError("demo did not finish in 100 s");
+        }
+        final String stderr = Files.readString(err);
+        Files.delete(err);
+        return new Result(process.exitValue(), out + (stderr.isEmpty() ? "" : "\n[stderr]\n" + stderr));
+    }
+
+    static Path requireTool(final String name)
+    {
+        for (final String dir : System.getenv().getOrDefault("PATH", "").split(File.pathSeparator))
+        {
+            final Path candidate = Path.of(dir, name);
+            if (Files.isExecutable(candidate))
+            {
+                return candidate;
+            }
+        }
+        throw new AssertionError("required tool '" + name + "' is not installed (install it: see .ci/test)");
+    }
+}

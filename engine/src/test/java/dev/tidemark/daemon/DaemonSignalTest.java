@@ -1,0 +1,162 @@
+package dev.tidemark.daemon;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import java.io.IOException;
+import java.io.RandomAccessFile;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import java.util.stream.Stream;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+
+import dev.tidemark.engine.journal.Journal;
+import dev.tidemark.qmp.QmpClient;
+import dev.tidemark.qmp.QmpJson;
+
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+
+/**
+ * {@code tidemark serve} in a child JVM: SIGTERM closes every bitmap cleanly (the journal ends with a clean close)
+ * and a restart finds the persistent bitmap with the same contents; bad options are refused with exit code 2.
+ */
+@Timeout(value = 120, unit = TimeUnit.SECONDS)
+class DaemonSignalTest
+{
+    private Path work;
+    private Process process;
+
+    @BeforeEach
+    void setUp() throws IOException
+    {
+        work = Files.createTempDirectory("tidemark-signal");
+        try (RandomAccessFile f = new RandomAccessFile(work.resolve("disk.raw").toFile(), "rw"))
+        {
+            f.setLength(32 << 20);
+        }
+    }
+
+    @AfterEach
+    void tearDown() throws Exception
+    {
+        if (process != null && process.isAlive())
+        {
+            process.destroyForcibly().waitFor(10, TimeUnit.SECONDS);
+        }
+        try (Stream<Path> walk = Files.walk(work))
+        {
+            for (final Path p : walk.sorted(Comparator.reverseOrder()).toList())
+            {
+                Files.deleteIfExists(p);
+            }
+        }
+    }
+
+    private Process serve(final String... extra) throws IOException
+    {
+        final List<String> command = new ArrayList<>(DaemonEndToEndTest.javaCommand("serve",
+            "--blockdev", "driver=file,node-name=f0,filename=" + work.resolve("disk.raw"),
+            "--blockdev", "driver=raw,node-name=d0,file=f0",
+            "--nbd-server", "addr.type=unix,addr.path=" + work.resolve("nbd.sock"),
+            "--export", "type=nbd,id=e0,node-name=d0,writable=on",
+            "--qmp-socket", work.resolve("qmp.sock").toString()));
+        command.addAll(List.of(extra));
+        return new ProcessBuilder(command).redirectErrorStream(true)
+            .redirectOutput(ProcessBuilder.Redirect.appendTo(work.resolve("serve.log").toFile())).start();
+    }
+
+    private QmpClient connect() throws Exception
+    {
+        final Path socket = work.resolve("qmp.sock");
+        final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+        while (!Files.exists(socket))
+        {
+            assertThat(process.isAlive()).as(Files.readString(work.resolve("serve.log"))).isTrue();
+            assertThat(System.nanoTime()).as("QMP socket").isLessThan(deadline);
+            Thread.sleep(50);
+        }
+        final QmpClient client = QmpClient.connectUnix(socket);
+        client.negotiate();
+        return client;
+    }
+
+    private static ObjectNode args(final String singleQuoted) throws IOException
+    {
+        return (ObjectNode)QmpJson.MAPPER.readTree(singleQuoted.replace('\'', '"'));
+    }
+
+    @Test
+    void sigtermClosesBitmapsCleanlyAndARestartFindsThem() throws Exception
+    {
+        process = serve();
+        final String sha;
+        try (QmpClient qmp = connect())
+        {
+            qmp.execute("block-dirty-bitmap-add", args("{'node':'d0','name':'keep','persistent':true}"));
+            final Process io = new ProcessBuilder("qemu-io", "-f", "raw", "-c", "write -P 7 1M 192k",
+                "nbd+unix:///d0?socket=" + work.resolve("nbd.sock")).redirectErrorStream(true).start();
+            final String ioOut = new String(io.getInputStream().readAllBytes());
+            assertThat(io.waitFor()).as(ioOut).isZero();
+            sha = qmp.execute("x-debug-block-dirty-bitmap-sha256", args("{'node':'d0','name':'keep'}"))
+                .path("sha256").asText();
+        }
+        process.destroy();
+        assertThat(process.waitFor(60, TimeUnit.SECONDS)).isTrue();
+        assertThat(process.exitValue()).as(Files.readString(work.resolve("serve.log"))).isIn(0, 143);
+        final Journal.Replay replay = Journal.inspect(work.resolve("disk.raw.bitmaps").resolve(Journal.FILE_NAME));
+        assertThat(replay.cleanClose()).as("journal ends with a clean close").isTrue();
+        assertThat(replay.bitmaps()).containsKey("keep");
+
+        process = serve("--verbose");
+        try (QmpClient qmp = connect())
+        {
+            final JsonNode nodes = qmp.execute("query-named-block-nodes", QmpJson.object());
+            JsonNode bitmap = null;
+            for (final JsonNode n : nodes)
+            {
+                if ("d0".equals(n.path("node-name").asText()))
+                {
+                    bitmap = n.path("dirty-bitmaps").get(0);
+                }
+            }
+            assertThat(bitmap).as(nodes.toString()).isNotNull();
+            assertThat(bitmap.path("name").asText()).isEqualTo("keep");
+            assertThat(bitmap.path("persistent").asBoolean()).isTrue();
+            assertThat(bitmap.path("count").asLong()).isEqualTo(192L << 10);
+            assertThat(qmp.execute("x-debug-block-dirty-bitmap-sha256", args("{'node':'d0','name':'keep'}"))
+                .path("sha256").asText()).isEqualTo(sha);
+            qmp.execute("quit", QmpJson.object());
+        }
+        assertThat(process.waitFor(60, TimeUnit.SECONDS)).isTrue();
+        assertThat(process.exitValue()).isZero();
+        assertThat(Files.readString(work.resolve("serve.log"))).contains("level=info");
+    }
+
+    @Test
+    void badOptionsAreUsageErrors() throws Exception
+    {
+        for (final String[] bad : new String[][] {
+            {"serve"},
+            {"serve", "--qmp-socket", work.resolve("q.sock").toString(), "--blockdev", "driver=file,node-name=x"},
+            {"serve", "--qmp-socket", work.resolve("q.sock").toString(), "--blockdev",
+                "driver=file,node-name=x,filename=/nonexistent.raw"},
+            {"serve", "--monitor", "chardev=nope"},
+            {"serve", "--config", work.resolve("missing.conf").toString()},
+        })
+        {
+            final Process p = new ProcessBuilder(DaemonEndToEndTest.javaCommand(bad)).redirectErrorStream(true).start();
+            final String out = new String(p.getInputStream().readAllBytes());
+            assertThat(p.waitFor(60, TimeUnit.SECONDS)).isTrue();
+            assertThat(p.exitValue()).as(String.join(" ", bad) + ": " + out).isEqualTo(2);
+            assertThat(out).startsWith("tidemark serve: ");
+        }
+    }
+}
