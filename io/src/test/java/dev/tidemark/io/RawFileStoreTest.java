@@ -66,7 +66,7 @@ class RawFileStoreTest
         {
             assertThat(store.size()).isEqualTo(8 * MIB);
             assertThat(store.isReadOnly()).isFalse();
-            assertThat(readAll(store)).containsOnly((byte)0);
+            assertThat(readAll(store)).isEqualTo(new byte[8 * MIB]);
             assertThat(store.allocationQuerySupported()).isTrue();
             assertThat(extents(store, 0, 8 * MIB)).containsExactly(new Extent(0, 8 * MIB, false, true));
         }

@@ -163,10 +163,8 @@ record Qcow2Header(
         String backingFile = null;
         String backingFormat = null;
         final ByteBuffer cluster0 = readAt(channel, 0, (int)Math.min(fileSize, clusterSize));
-        if (version == 3)
-        {
-            backingFormat = readExtensions(image, cluster0, headerLength);
-        }
+        // Header extensions follow the header in both versions (at 72 in version 2).
+        backingFormat = readExtensions(image, cluster0, headerLength);
         if (backingOffset != 0)
         {
             if (backingSize <= 0 || backingSize > MAX_BACKING_NAME || backingOffset < 0

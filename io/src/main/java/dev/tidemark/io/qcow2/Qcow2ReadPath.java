@@ -289,7 +289,7 @@ final class Qcow2ReadPath
         {
             throw new Qcow2FormatException(image, "backing chain loops back to " + real);
         }
-        final String actualFormat = format != null ? format : probe(resolved);
+        final String actualFormat = format != null ? format : Qcow2Reader.isQcow2(resolved) ? "qcow2" : "raw";
         switch (actualFormat)
         {
             case "raw":
@@ -301,15 +301,6 @@ final class Qcow2ReadPath
             default:
                 throw new Qcow2FormatException(image, "backing format '" + actualFormat + "' of " + name
                     + " is not supported (qcow2 and raw are)");
-        }
-    }
-
-    private static String probe(final Path file) throws IOException
-    {
-        try (FileChannel channel = FileChannel.open(file))
-        {
-            final ByteBuffer head = Qcow2Header.readAt(channel, 0, 4);
-            return head.remaining() == 4 && head.getInt(0) == Qcow2Header.MAGIC ? "qcow2" : "raw";
         }
     }
 }

@@ -63,6 +63,19 @@ public final class Qcow2Reader implements BlockStore
         return open(image, 0, seen);
     }
 
+    /**
+     * @return whether {@code file} starts with the qcow2 magic (what QEMU's format probe looks at first);
+     *         false for a shorter file.
+     */
+    public static boolean isQcow2(final Path file) throws IOException
+    {
+        try (FileChannel channel = FileChannel.open(file, StandardOpenOption.READ))
+        {
+            final ByteBuffer head = Qcow2Header.readAt(channel, 0, 4);
+            return head.remaining() == 4 && head.getInt(0) == Qcow2Header.MAGIC;
+        }
+    }
+
     static Qcow2Reader open(final Path image, final int depth, final Set<Path> seen) throws IOException
     {
         final FileChannel channel = FileChannel.open(image, StandardOpenOption.READ);

@@ -161,6 +161,18 @@ class Qcow2ReaderTest
         {
             assertThat(reader.version()).isEqualTo(2);
         }
+        final Path overlay = dir.resolve("v2-overlay.qcow2");
+        QemuTools.ok("qemu-img", "create", "-q", "-f", "qcow2", "-o", "compat=0.10", "-b", "v2.qcow2", "-F", "qcow2",
+            overlay.toString());
+        final Model top = new Model(model).write(0x99, 64 * KIB + 512, 1024);
+        top.applyWithQemuIo(overlay, "qcow2");
+        assertReadsAs(overlay, top.bytes);
+        try (Qcow2Reader reader = Qcow2Reader.open(overlay))
+        {
+            assertThat(reader.version()).isEqualTo(2);
+            assertThat(reader.backingFormat()).isEqualTo("qcow2");
+            assertThat(reader.chainLength()).isEqualTo(2);
+        }
     }
 
     @Test
@@ -268,6 +280,8 @@ class Qcow2ReaderTest
         noise[0] = 0;
         Files.write(random, noise);
         assertRefused(random, "bad magic");
+        assertThat(Qcow2Reader.isQcow2(random)).isFalse();
+        assertThat(Qcow2Reader.isQcow2(freshImage("probe.qcow2"))).isTrue();
 
         final Path tiny = dir.resolve("tiny.img");
         Files.write(tiny, new byte[] {0x51, 0x46, 0x49, (byte)0xfb, 0, 0});
