@@ -18,6 +18,7 @@ import picocli.CommandLine.Command;
         CommandLine.HelpCommand.class,
         BitmapCommand.class,
         QmpCli.class,
+        TortureCommand.class,
     })
 public final class TidemarkMain
 {
