@@ -137,6 +137,30 @@ class JournalTest
     }
 
     @Test
+    void aGarbledBitmapFileIsSetAsideAndItsBitmapBecomesInconsistent() throws IOException
+    {
+        try (TrackedDisk disk = open())
+        {
+            disk.transaction(BitmapActions.add("a", G, true, false), BitmapActions.add("b", G, true, false));
+            disk.write(0, ByteBuffer.allocate(1), false);
+        }
+        final Path file = dir.resolve("bm").resolve("bitmap-1.tmbm");
+        try (RandomAccessFile raf = new RandomAccessFile(file.toFile(), "rw"))
+        {
+            raf.write(new byte[] {'g', 'a', 'r', 'b', 'l', 'e', 'd', '!'});
+        }
+        try (TrackedDisk disk = open())
+        {
+            assertThat(disk.openMessages()).singleElement().asString().startsWith("bitmap 'a': its file cannot be used")
+                .contains("moved to bitmap-1.tmbm.bad");
+            assertThat(disk.bitmaps().query("a").inconsistent()).isTrue();
+            assertThat(disk.bitmaps().query("b")).isEqualTo(new BitmapInfo("b", true, false, true, false, G, G));
+            assertThat(dir.resolve("bm").resolve("bitmap-1.tmbm.bad")).exists();
+            disk.transaction(BitmapActions.remove("a"));
+        }
+    }
+
+    @Test
     void recordsStayCompact() throws IOException
     {
         final long before;

@@ -1,5 +1,7 @@
 package dev.tidemark.engine.registry;
 
+import dev.tidemark.bitmap.BitmapError;
+import dev.tidemark.bitmap.BitmapFileException;
 import dev.tidemark.bitmap.BitmapView;
 import dev.tidemark.bitmap.DirtyBitmap;
 import dev.tidemark.engine.EngineException;
@@ -10,6 +12,7 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.DirectoryStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
 import java.util.ArrayList;
 import java.util.HexFormat;
 import java.util.LinkedHashMap;
@@ -94,9 +97,29 @@ public final class BitmapRegistry
             final Path path = fileOf(state.fileId());
             DirtyBitmap bitmap;
             boolean inconsistent = (state.flags() & JournalRecord.FLAG_INCONSISTENT) != 0;
+            DirtyBitmap opened = null;
             if (Files.exists(path))
             {
-                bitmap = files.open(path);
+                try
+                {
+                    opened = files.open(path);
+                }
+                catch (final BitmapFileException ex)
+                {
+                    if (ex.error() == BitmapError.LOCKED)
+                    {
+                        throw ex;
+                    }
+                    // A garbled file: keep it for inspection, never trust it, lose nothing else.
+                    final Path aside = path.resolveSibling(path.getFileName() + ".bad");
+                    Files.move(path, aside, StandardCopyOption.REPLACE_EXISTING);
+                    openMessages.add("bitmap '" + state.name() + "': its file cannot be used (" + ex.getMessage()
+                        + "); moved to " + aside.getFileName() + ", recreated fully dirty and marked inconsistent");
+                }
+            }
+            if (opened != null)
+            {
+                bitmap = opened;
                 if (bitmap.diskSize() != diskSize || bitmap.granularity() != state.granularity())
                 {
                     openMessages.add("bitmap '" + state.name() + "': file " + path + " tracks " + bitmap.diskSize()
@@ -107,8 +130,11 @@ public final class BitmapRegistry
             }
             else
             {
-                openMessages.add("bitmap '" + state.name() + "': its file " + path
-                    + " is missing; recreated fully dirty and marked inconsistent");
+                if (Files.notExists(path.resolveSibling(path.getFileName() + ".bad")))
+                {
+                    openMessages.add("bitmap '" + state.name() + "': its file " + path
+                        + " is missing; recreated fully dirty and marked inconsistent");
+                }
                 bitmap = files.create(path, state.name(), diskSize, state.granularity());
                 if (diskSize > 0)
                 {

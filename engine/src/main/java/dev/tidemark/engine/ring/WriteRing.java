@@ -3,6 +3,7 @@ package dev.tidemark.engine.ring;
 import com.lmax.disruptor.EventHandler;
 import com.lmax.disruptor.ExceptionHandler;
 import com.lmax.disruptor.RingBuffer;
+import com.lmax.disruptor.Sequence;
 import com.lmax.disruptor.WaitStrategy;
 import com.lmax.disruptor.dsl.Disruptor;
 import com.lmax.disruptor.dsl.ProducerType;
@@ -25,7 +26,7 @@ import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
-import java.util.concurrent.locks.StampedLock;
+import java.util.concurrent.atomic.LongAdder;
 
 /**
  * The write ring of one disk: a multi-producer Disruptor whose handlers run mark, persist, copy-before-write
@@ -50,7 +51,8 @@ public final class WriteRing implements AutoCloseable
     private final TrackedDisk disk;
     private final Disruptor<RingEvent> disruptor;
     private final RingBuffer<RingEvent> ring;
-    private final StampedLock open = new StampedLock();
+    // Producers in the middle of publishing; striped so that producers do not contend on one word.
+    private final LongAdder publishing = new LongAdder();
     private final AtomicLong groupCommits = new AtomicLong();
     private final AtomicLong forcedPages = new AtomicLong();
     private final AtomicLong batches = new AtomicLong();
@@ -148,7 +150,7 @@ public final class WriteRing implements AutoCloseable
     public long publish(final RequestKind kind, final long offset, final long length, final ByteBuffer payload,
         final boolean fua, final boolean mayUnmap, final IoCompletion completion)
     {
-        final long stamp = open.readLock();
+        publishing.increment();
         try
         {
             checkOpen();
@@ -174,7 +176,7 @@ public final class WriteRing implements AutoCloseable
         }
         finally
         {
-            open.unlockRead(stamp);
+            publishing.decrement();
         }
     }
 
@@ -206,7 +208,7 @@ public final class WriteRing implements AutoCloseable
         {
             throw new IllegalStateException("a transaction cannot be submitted from the mark thread");
         }
-        final long stamp = open.readLock();
+        publishing.increment();
         try
         {
             checkOpen();
@@ -230,7 +232,7 @@ public final class WriteRing implements AutoCloseable
         }
         finally
         {
-            open.unlockRead(stamp);
+            publishing.decrement();
         }
         return request.result;
     }
@@ -243,22 +245,25 @@ public final class WriteRing implements AutoCloseable
         }
     }
 
-    /** Refuses new requests, lets every published one finish, and stops the threads. */
+    /**
+     * Refuses new requests, lets every published one finish, and stops the threads.
+     *
+     * <p>A producer announces itself ({@code publishing}) before it reads {@code closed}; close writes
+     * {@code closed} before it reads the announcements. Both are sequentially consistent, so either the
+     * producer sees the disk closed, or close sees the producer and waits for its publication, which the
+     * Disruptor's shutdown then drains.
+     */
     @Override
-    public void close()
+    public synchronized void close()
     {
-        final long stamp = open.writeLock();
-        try
+        if (closed)
         {
-            if (closed)
-            {
-                return;
-            }
-            closed = true;
+            return;
         }
-        finally
+        closed = true;
+        while (publishing.sum() != 0)
         {
-            open.unlockWrite(stamp);
+            Thread.onSpinWait();
         }
         disruptor.shutdown();
     }
@@ -390,8 +395,9 @@ public final class WriteRing implements AutoCloseable
                         prepared.add(action);
                     }
                 }
-                catch (final RuntimeException ex)
+                catch (final RuntimeException | Error ex)
                 {
+                    // An Error too: the journal group and the registry must not stay half-prepared.
                     for (int i = prepared.size() - 1; i >= 0; i--)
                     {
                         try
@@ -527,6 +533,14 @@ public final class WriteRing implements AutoCloseable
     /** Calls the interceptors of jobs and fleecing views before data reaches the store. */
     private static final class CopyBeforeWriteHandler implements EventHandler<RingEvent>
     {
+        private Sequence progress;
+
+        @Override
+        public void setSequenceCallback(final Sequence sequenceCallback)
+        {
+            progress = sequenceCallback;
+        }
+
         @Override
         public void onEvent(final RingEvent event, final long sequence, final boolean endOfBatch)
         {
@@ -534,6 +548,9 @@ public final class WriteRing implements AutoCloseable
             {
                 return;
             }
+            // Release everything before this request to the write thread first: an interceptor may wait for
+            // CutContext.writesBeforeCutDone(), which the write thread completes only once it gets there.
+            progress.set(sequence - 1);
             for (final WriteInterceptor interceptor : event.interceptors)
             {
                 try
@@ -594,23 +611,23 @@ public final class WriteRing implements AutoCloseable
         }
     }
 
-    /** A handler bug must not stall the ring: fail the event's request and go on. */
+    /**
+     * A handler bug must not stall the ring nor let a failed request's data through: the event carries the error
+     * on, so later handlers skip it and the write handler completes the request with it.
+     */
     private static final class FailEventHandler implements ExceptionHandler<RingEvent>
     {
         @Override
         public void handleEventException(final Throwable ex, final long sequence, final RingEvent event)
         {
-            final IoCompletion completion = event.completion;
+            if (event.error == null)
+            {
+                event.error = ex;
+            }
             final ControlRequest control = event.control;
             if (control != null)
             {
                 control.result.completeExceptionally(ex);
-                control.writesBeforeCut.complete(null);
-            }
-            event.clear();
-            if (completion != null)
-            {
-                completion.complete(sequence, ex);
             }
         }
 
