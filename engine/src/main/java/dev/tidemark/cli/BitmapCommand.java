@@ -20,6 +20,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
 
 import dev.tidemark.bitmap.BitmapArgumentException;
+import dev.tidemark.bitmap.BitmapError;
 import dev.tidemark.bitmap.BitmapFileDescriptor;
 import dev.tidemark.bitmap.BitmapFileException;
 import dev.tidemark.bitmap.MappedBitmap;
@@ -357,7 +358,7 @@ public final class BitmapCommand implements Callable<Integer>
             }
             catch (final BitmapFileException ex)
             {
-                if (ex.error() == dev.tidemark.bitmap.BitmapError.LOCKED)
+                if (ex.error() == BitmapError.LOCKED)
                 {
                     throw ex;
                 }

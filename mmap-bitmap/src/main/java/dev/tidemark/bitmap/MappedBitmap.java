@@ -17,6 +17,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Objects;
 import java.util.UUID;
+import java.util.concurrent.atomic.AtomicLong;
 import java.util.function.LongSupplier;
 import java.util.function.UnaryOperator;
 
@@ -63,6 +64,12 @@ import org.agrona.concurrent.UnsafeBuffer;
  * marker's data bit: no dirty word is ever left without its summary bit once both have finished. A
  * summary bit may briefly be set over a zero word; readers skip such words.
  *
+ * <p>Between clearing a level-1 bit and restoring it, a word a marker has just dirtied is briefly
+ * invisible through the summary. The clearer therefore brackets every summary drop with a sequence
+ * number that is odd while the drop runs (a seqlock with one writer); a search for the next dirty chunk
+ * that overlapped a drop is repeated. So a mark that returned is found by every search that starts after
+ * it, even while the controlling thread clears the same words.
+ *
  * <p>Reads are not snapshots: a walk racing with markers may or may not report bits set after it
  * started, and never reports as clean a bit whose mark returned before it started.
  */
@@ -107,9 +114,12 @@ public final class MappedBitmap implements DirtyBitmap
     private long level2Words;
     private UnsafeBuffer pages;
     private long pageWords;
+    private final AtomicLong summaryDropSequence = new AtomicLong();
     private boolean inconsistent;
     private boolean durable;
     private boolean closed;
+    /** {@code !readOnly && !closed}, one field for the hot path. */
+    private boolean markable;
     private BitmapView readOnlyView;
 
     private MappedBitmap(
@@ -139,6 +149,7 @@ public final class MappedBitmap implements DirtyBitmap
         this.headerMapping = headerMapping;
         this.header = headerMapping == null ? null : new UnsafeBuffer(headerMapping);
         this.openState = openState;
+        this.markable = !readOnly;
         this.diskSize = diskSize;
         this.chunkCount = BitmapFileDescriptor.chunkCount(diskSize, granularity);
         this.wordCount = BitmapFileDescriptor.wordCount(chunkCount);
@@ -400,12 +411,20 @@ public final class MappedBitmap implements DirtyBitmap
     @Override
     public boolean mark(final long offset, final long length)
     {
-        checkWritable();
-        if (offset < 0 || length <= 0 || offset >= diskSize || length > diskSize - offset)
+        if (!markable || offset < 0 || length <= 0 || offset >= diskSize || length > diskSize - offset)
         {
+            checkWritable();
             throw outOfRange("mark", offset, length);
         }
-        return markChunks(offset >>> granularityShift, (offset + length - 1) >>> granularityShift);
+        final long firstChunk = offset >>> granularityShift;
+        final long lastChunk = (offset + length - 1) >>> granularityShift;
+        final long word = firstChunk >>> 6;
+        if (word == lastChunk >>> 6)
+        {
+            // The common case: a guest write within 64 chunks of one word.
+            return setBitsVolatile(word, (-1L << firstChunk) & (-1L >>> (63 - (lastChunk & 63))));
+        }
+        return markChunks(firstChunk, lastChunk);
     }
 
     /**
@@ -446,16 +465,25 @@ public final class MappedBitmap implements DirtyBitmap
             if (region.compareAndSetLong(index, old, old | mask))
             {
                 changed = true;
+                if (pages != null)
+                {
+                    setBitIfClearVolatile(pages, word >>> WORDS_PER_PAGE_SHIFT);
+                }
                 break;
             }
             old = region.getLongVolatile(index);
         }
-        if (changed && pages != null)
+        // Even when the bits were already set: another marker may not have reached the summary yet.
+        final long level1Mask = 1L << word;
+        if ((level1.getLongVolatile((int)((word >>> 6) << 3)) & level1Mask) == 0)
         {
-            setBitIfClearVolatile(pages, word >>> WORDS_PER_PAGE_SHIFT);
+            setBitIfClearVolatile(level1, word);
         }
-        setBitIfClearVolatile(level1, word);
-        setBitIfClearVolatile(level2, word >>> 6);
+        final long level1Word = word >>> 6;
+        if ((level2.getLongVolatile((int)((level1Word >>> 6) << 3)) & (1L << level1Word)) == 0)
+        {
+            setBitIfClearVolatile(level2, level1Word);
+        }
         return changed;
     }
 
@@ -560,8 +588,26 @@ public final class MappedBitmap implements DirtyBitmap
         }
     }
 
-    /** Clears the summary bits of a data word that became zero, re-setting them if a marker raced in. */
+    /**
+     * Clears the summary bits of a data word that became zero, re-setting them if a marker raced in. While
+     * it runs the drop sequence is odd, so that a search overlapping the moment a summary bit is briefly
+     * wrong retries (see {@link #nextSetChunk}).
+     */
     private void dropSummaryBits(final long word)
+    {
+        final long sequence = summaryDropSequence.get();
+        summaryDropSequence.set(sequence + 1);
+        try
+        {
+            dropSummaryBitsInsideWindow(word);
+        }
+        finally
+        {
+            summaryDropSequence.set(sequence + 2);
+        }
+    }
+
+    private void dropSummaryBitsInsideWindow(final long word)
     {
         clearBitVolatile(level1, word);
         if (dataWordVolatile(word) != 0)
@@ -740,6 +786,24 @@ public final class MappedBitmap implements DirtyBitmap
      */
     long nextSetChunk(final long fromChunk)
     {
+        while (true)
+        {
+            final long sequence = summaryDropSequence.get();
+            if ((sequence & 1) != 0)
+            {
+                Thread.onSpinWait();
+                continue;
+            }
+            final long found = nextSetChunkOnce(fromChunk);
+            if (summaryDropSequence.get() == sequence)
+            {
+                return found;
+            }
+        }
+    }
+
+    private long nextSetChunkOnce(final long fromChunk)
+    {
         if (fromChunk >= chunkCount)
         {
             return -1;
@@ -835,6 +899,18 @@ public final class MappedBitmap implements DirtyBitmap
                 final long level1Word = (level2Word << 6) + Long.numberOfTrailingZeros(bits2);
                 bits2 &= bits2 - 1;
                 long bits1 = level1.getLongVolatile((int)(level1Word << 3));
+                if (bits1 == -1L)
+                {
+                    // 64 candidate words in a row, all in one region (regions hold a multiple of 64 words).
+                    final long firstWord = level1Word << 6;
+                    final UnsafeBuffer region = regions[(int)(firstWord >>> regionWordShift)];
+                    final int firstIndex = (int)((firstWord & regionWordMask) << 3);
+                    for (int i = 0; i < 64 * Long.BYTES; i += Long.BYTES)
+                    {
+                        count += Long.bitCount(region.getLong(firstIndex + i));
+                    }
+                    continue;
+                }
                 while (bits1 != 0)
                 {
                     final long word = (level1Word << 6) + Long.numberOfTrailingZeros(bits1);
@@ -1188,8 +1264,9 @@ public final class MappedBitmap implements DirtyBitmap
             {
                 channel.truncate(newLength);
             }
-            else
+            else if (newLength > channel.size())
             {
+                // Extend sparsely; never write at an offset that may hold live words (equal lengths).
                 writeFully(channel, ByteBuffer.allocate(1), newLength - 1);
             }
             channel.force(true);
@@ -1320,6 +1397,7 @@ public final class MappedBitmap implements DirtyBitmap
         finally
         {
             closed = true;
+            markable = false;
             unmapAll();
             closeQuietly(lock, channel);
         }

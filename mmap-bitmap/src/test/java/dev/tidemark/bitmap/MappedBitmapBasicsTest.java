@@ -36,6 +36,11 @@ class MappedBitmapBasicsTest
             assertThat(bitmap.nextClean(G)).isEqualTo(G + G * 3);
             assertThat(extents(bitmap, 0, bitmap.diskSize())).containsExactly(G, 3 * G);
             assertThat(extents(bitmap, G + 100, G)).containsExactly(G + 100, G);
+            final List<Long> first = new ArrayList<>();
+            bitmap.mark(50 * G, 1);
+            bitmap.forEachDirtyExtent(0, bitmap.diskSize(), (o, l) -> first.add(o) && false);
+            assertThat(first).as("returning false stops the walk").containsExactly(G);
+            bitmap.clear(50 * G, G);
             bitmap.clear(G + 1, 2 * G);
             assertThat(bitmap.dirtyChunkCount()).isEqualTo(2);
             bitmap.clear(G, 2 * G);

@@ -236,4 +236,65 @@ class MappedBitmapConcurrencyTest
             }
         }
     }
+    @Test
+    void markThatReturnedIsFoundThroughTheSummaryDespiteRacingClears() throws Exception
+    {
+        final long seed = System.nanoTime();
+        assertTimeoutPreemptively(Duration.ofSeconds(60), () -> runSummaryRace(seed), () -> "watchdog fired, seed " + seed);
+    }
+
+    /**
+     * One marker sets bits in word 1 while the clearer keeps zeroing that word, which drops its summary
+     * bits. Word 0 stays clean, so {@code nextDirty(0)} can only find word 1 through the summary. Only the
+     * marker sets bits: if its chunk is still dirty after the walk, the walk had to find it.
+     */
+    private void runSummaryRace(final long seed) throws Exception
+    {
+        try (MappedBitmap bitmap = MappedBitmap.createAnonymous("summary-race", 128 * GRANULARITY, GRANULARITY))
+        {
+            final AtomicReference<Throwable> failure = new AtomicReference<>();
+            final AtomicBoolean running = new AtomicBoolean(true);
+            final Thread clearer = new Thread(() ->
+            {
+                final SplittableRandom random = new SplittableRandom(seed);
+                while (running.get())
+                {
+                    if (random.nextBoolean())
+                    {
+                        bitmap.clear(64 * GRANULARITY, 64 * GRANULARITY);
+                    }
+                    else
+                    {
+                        bitmap.clear((64 + random.nextInt(64)) * GRANULARITY, GRANULARITY);
+                    }
+                }
+            }, "clearer");
+            clearer.start();
+            try
+            {
+                final SplittableRandom random = new SplittableRandom(seed + 1);
+                for (int i = 0; i < 2_000_000 && failure.get() == null; i++)
+                {
+                    final long chunk = 64 + random.nextInt(64);
+                    bitmap.mark(chunk * GRANULARITY, 1);
+                    final long found = bitmap.nextDirty(0);
+                    if ((found < 0 || found > chunk * GRANULARITY) && bitmap.isDirty(chunk * GRANULARITY))
+                    {
+                        failure.set(new AssertionError("iteration " + i + ": chunk " + chunk +
+                            " is dirty but nextDirty(0) returned " + found + " (seed " + seed + ")"));
+                    }
+                }
+            }
+            finally
+            {
+                running.set(false);
+                clearer.join();
+            }
+            if (failure.get() != null)
+            {
+                throw new AssertionError(failure.get());
+            }
+            assertThat(bitmap.checkConsistency()).isEmpty();
+        }
+    }
 }

@@ -35,28 +35,31 @@ class MappedBitmapModelTest
         int i = 0;
         for (final long chunks : chunkCounts)
         {
-            out.add(Arguments.of(chunks, false, baseSeed + i++));
-            out.add(Arguments.of(chunks, true, baseSeed + i++));
+            out.add(Arguments.of(chunks, false, baseSeed + i++, baseSeed));
+            out.add(Arguments.of(chunks, true, baseSeed + i++, baseSeed));
         }
         return out.stream();
     }
 
     @ParameterizedTest(name = "chunks={0} file={1} seed={2}")
     @MethodSource("cases")
-    void randomOperationsMatchTheModel(final long chunks, final boolean fileBacked, final long seed) throws Exception
+    void randomOperationsMatchTheModel(final long chunks, final boolean fileBacked, final long seed, final long baseSeed)
+        throws Exception
     {
+        final List<String> log = new ArrayList<>();
         try
         {
-            run(chunks, fileBacked, seed);
+            run(chunks, fileBacked, seed, log);
         }
         catch (final Throwable ex)
         {
-            throw new AssertionError("model test failed; replay with -Dtidemark.test.seed=... seed=" + seed +
-                " chunks=" + chunks + " file=" + fileBacked + ": " + ex, ex);
+            throw new AssertionError("model test failed: seed=" + seed + " chunks=" + chunks + " file=" + fileBacked +
+                "; replay all cases with -Dtidemark.test.seed=" + baseSeed + "; last operations " +
+                log.subList(Math.max(0, log.size() - 12), log.size()) + ": " + ex, ex);
         }
     }
 
-    private void run(final long chunks, final boolean fileBacked, final long seed) throws Exception
+    private void run(final long chunks, final boolean fileBacked, final long seed, final List<String> log) throws Exception
     {
         final SplittableRandom random = new SplittableRandom(seed);
         final long granularity = 512;
@@ -81,6 +84,7 @@ class MappedBitmapModelTest
                     final long[] range = randomRange(random, diskSize, granularity);
                     final BitSet before = (BitSet)model.clone();
                     model.set((int)(range[0] / granularity), (int)((range[0] + range[1] - 1) / granularity) + 1);
+                    log.add("mark " + range[0] + "+" + range[1]);
                     assertThat(bitmap.mark(range[0], range[1])).isEqualTo(!before.equals(model));
                 }
                 else if (op < 60)
@@ -93,10 +97,12 @@ class MappedBitmapModelTest
                     {
                         model.clear((int)first, (int)stop);
                     }
+                    log.add("clear " + range[0] + "+" + range[1]);
                     bitmap.clear(range[0], range[1]);
                 }
                 else if (op < 62)
                 {
+                    log.add("clearAll");
                     model.clear();
                     bitmap.clearAll();
                 }
@@ -119,6 +125,7 @@ class MappedBitmapModelTest
                             target.set((int)(o / granularity), (int)((o + l - 1) / granularity) + 1);
                             return true;
                         });
+                        log.add("merge granularity " + sourceGranularity + " " + source.dirtyChunkCount() + " chunks");
                         bitmap.merge(random.nextBoolean() ? source : source.readOnlyView());
                     }
                 }
@@ -126,6 +133,7 @@ class MappedBitmapModelTest
                 {
                     final long newChunks = Math.max(0, chunkCount + random.nextInt(200) - 100);
                     final long newSize = newChunks == 0 ? 0 : newChunks * granularity - random.nextInt((int)granularity);
+                    log.add("resize " + diskSize + " -> " + newSize);
                     bitmap.resize(newSize);
                     diskSize = newSize;
                     final long kept = bitmap.chunkCount();
@@ -133,6 +141,7 @@ class MappedBitmapModelTest
                 }
                 else if (op < 75 && fileBacked)
                 {
+                    log.add("reopen");
                     bitmap.close();
                     bitmap = MappedBitmap.open(file, false, options);
                     assertThat(bitmap.openState()).isEqualTo(OpenState.CLEAN);

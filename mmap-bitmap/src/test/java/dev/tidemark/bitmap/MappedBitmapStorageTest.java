@@ -190,6 +190,27 @@ class MappedBitmapStorageTest
     }
 
     @Test
+    void resizeWithinTheSameFileLengthKeepsTheLastDataByte() throws Exception
+    {
+        // 32767 chunks and 32762 chunks both need exactly one data page: the file length does not change,
+        // and the words in the last byte of that page (chunks 32760..32767) must survive the resize.
+        final Path file = dir.resolve("same-length.tmbm");
+        try (MappedBitmap bitmap = MappedBitmap.create(file, "s", 32767 * 512L, 512))
+        {
+            bitmap.mark(32760 * 512L, 512);
+            bitmap.mark(32766 * 512L, 512);
+            bitmap.resize(32762 * 512L - 100);
+            assertThat(MappedBitmapBasicsTest.extents(bitmap, 0, bitmap.diskSize()))
+                .containsExactly(32760 * 512L, 512L);
+        }
+        try (MappedBitmap bitmap = MappedBitmap.open(file))
+        {
+            assertThat(bitmap.isDirty(32760 * 512L)).isTrue();
+            assertThat(bitmap.dirtyChunkCount()).isEqualTo(1);
+        }
+    }
+
+    @Test
     void resizeFileKeepsBitsAndDropsTheTail() throws Exception
     {
         final Path file = dir.resolve("resize.tmbm");

@@ -43,13 +43,16 @@ public class ExtentWalkBenchmark
         final SplittableRandom random = new SplittableRandom(1);
         final long target = (long)(CHUNKS * percentDirty / 100);
         final long run = "clustered".equals(layout) ? 256 : 1;
-        while (bitmap.dirtyChunkCount() < target)
+        long dirty = 0;
+        while (dirty < target)
         {
-            for (long i = 0; i < (target - bitmap.dirtyChunkCount()) / run + 1; i++)
+            final long batch = (target - dirty) / run + 1;
+            for (long i = 0; i < batch; i++)
             {
                 final long chunk = random.nextLong(CHUNKS - run);
                 bitmap.mark(chunk * GRANULARITY, run * GRANULARITY);
             }
+            dirty = bitmap.dirtyChunkCount();
         }
         final long[] count = {0};
         bitmap.forEachDirtyExtent(0, bitmap.diskSize(), (o, l) ->

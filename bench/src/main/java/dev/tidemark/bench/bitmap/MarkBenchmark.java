@@ -84,22 +84,24 @@ public class MarkBenchmark
 
         long seed;
         long next;
+        int kind;
 
         @Setup(Level.Trial)
         public void seed()
         {
             seed = System.nanoTime() | 1;
             next = (seed >>> 1) % CHUNKS;
+            kind = "sequential".equals(pattern) ? 1 : "hotspot".equals(pattern) ? 2 : 0;
         }
 
         long nextChunk()
         {
-            switch (pattern)
+            switch (kind)
             {
-                case "sequential":
+                case 1:
                     next = next + 1 == CHUNKS ? 0 : next + 1;
                     return next;
-                case "hotspot":
+                case 2:
                 {
                     final long r = xorshift();
                     // 90 % of writes land in 1 % of the disk.
