@@ -63,7 +63,7 @@ final class LinuxFiles
         {
             return Native.load("c", LibC.class);
         }
-        catch (final UnsatisfiedLinkError | RuntimeException ex)
+        catch (final LinkageError | RuntimeException ex)
         {
             return null;
         }

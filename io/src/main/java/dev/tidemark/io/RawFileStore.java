@@ -64,6 +64,7 @@ public final class RawFileStore implements BlockStore
     private final boolean direct;
     private final int alignment;
     private final int nativeFd;
+    private final String fileSystemType;
     private final ReentrantReadWriteLock nativeLock = new ReentrantReadWriteLock();
     private volatile boolean punchHoleSupported;
     private volatile boolean zeroRangeSupported;
@@ -86,6 +87,7 @@ public final class RawFileStore implements BlockStore
         this.direct = direct;
         this.alignment = alignment;
         this.nativeFd = nativeFd;
+        this.fileSystemType = describeFileStore(path);
         final boolean nativeOk = nativeFd >= 0;
         this.punchHoleSupported = nativeOk;
         this.zeroRangeSupported = nativeOk;
@@ -223,6 +225,12 @@ public final class RawFileStore implements BlockStore
     public FileChannel channel()
     {
         return channel;
+    }
+
+    /** @return the type of the file system holding the file ({@code ext4}, {@code tmpfs}, ...), or "unknown". */
+    public String fileSystemType()
+    {
+        return fileSystemType;
     }
 
     /** @return whether I/O bypasses the page cache (O_DIRECT). */

@@ -33,7 +33,10 @@ public final class Transfer
         DIRECT_BUFFER
     }
 
-    /** The faster method for file to file copies, as measured. */
+    /**
+     * The faster method for file to file copies between disk file systems, as measured (ext4: the buffer
+     * loop ~1.3x faster); see {@link #fileToFileMethod(String)} for tmpfs, where it is the other way round.
+     */
     public static final Method FILE_TO_FILE_DEFAULT = Method.DIRECT_BUFFER;
     /** The faster method for file to socket copies, as measured. */
     public static final Method FILE_TO_SOCKET_DEFAULT = Method.DIRECT_BUFFER;
@@ -43,6 +46,65 @@ public final class Transfer
 
     private Transfer()
     {
+    }
+
+    /**
+     * @param fileSystemType the destination's file system type, as {@link RawFileStore#fileSystemType()}.
+     * @return the faster file-to-file method there, as measured: {@code transferTo} on tmpfs (~1.3x),
+     *         the direct-buffer loop elsewhere.
+     */
+    public static Method fileToFileMethod(final String fileSystemType)
+    {
+        return "tmpfs".equals(fileSystemType) ? Method.TRANSFER_TO : FILE_TO_FILE_DEFAULT;
+    }
+
+    /**
+     * Copies {@code length} bytes between two raw stores, with the faster method for the destination's file
+     * system; stores opened with O_DIRECT go through their own aligned read and write.
+     *
+     * @throws IllegalArgumentException if a range lies outside its store.
+     * @throws IllegalStateException if {@code dst} is read-only.
+     */
+    public static void copy(
+        final RawFileStore src,
+        final long srcOffset,
+        final RawFileStore dst,
+        final long dstOffset,
+        final long length) throws IOException
+    {
+        checkArguments(srcOffset, length);
+        checkArguments(dstOffset, length);
+        if (srcOffset > src.size() - length || dstOffset > dst.size() - length)
+        {
+            throw new IllegalArgumentException("copy of " + length + " bytes from " + src + " at " + srcOffset
+                + " to " + dst + " at " + dstOffset + " leaves a store's range");
+        }
+        if (dst.isReadOnly())
+        {
+            throw new IllegalStateException("store " + dst.path() + " is read-only");
+        }
+        if (src.isDirect() || dst.isDirect())
+        {
+            final ByteBuffer buffer = POOL.acquire(CHUNK);
+            try
+            {
+                long done = 0;
+                while (done < length)
+                {
+                    buffer.clear().limit((int)Math.min(CHUNK, length - done));
+                    src.read(srcOffset + done, buffer);
+                    buffer.flip();
+                    dst.write(dstOffset + done, buffer);
+                    done += buffer.limit();
+                }
+            }
+            finally
+            {
+                POOL.release(buffer);
+            }
+            return;
+        }
+        copy(src.channel(), srcOffset, dst.channel(), dstOffset, length, fileToFileMethod(dst.fileSystemType()));
     }
 
     /** Copies {@code length} bytes from {@code src} at {@code srcOffset} to {@code dst} at {@code dstOffset}. */

@@ -98,12 +98,9 @@ class RawFileStoreTest
                 new Extent(0, 3 * MIB, false, true),
                 new Extent(3 * MIB, 32 * KIB, true, false),
                 new Extent(3 * MIB + 32 * KIB, MIB - 32 * KIB, false, true));
-            final byte[] all = readAll(store);
-            for (int i = 0; i < all.length; i++)
-            {
-                final boolean written = i >= 3 * MIB && i < 3 * MIB + 32 * KIB;
-                assertThat(all[i]).as("byte %d", i).isEqualTo(written ? (byte)0x5a : 0);
-            }
+            final byte[] expected = new byte[4 * MIB];
+            Arrays.fill(expected, 3 * MIB, 3 * MIB + 32 * KIB, (byte)0x5a);
+            assertThat(readAll(store)).isEqualTo(expected);
         }
     }
 
@@ -172,10 +169,9 @@ class RawFileStoreTest
                     assertThat(extent.length()).isPositive();
                     if (!extent.allocated())
                     {
-                        for (long i = extent.offset(); i < extent.offset() + extent.length(); i++)
-                        {
-                            assertThat(model[(int)i]).as("seed %d: hole byte %d", seed, i).isZero();
-                        }
+                        final int from = (int)extent.offset();
+                        assertThat(Arrays.copyOfRange(model, from, from + (int)extent.length()))
+                            .as("seed %d: hole at %d", seed, from).isEqualTo(new byte[(int)extent.length()]);
                     }
                     expected += extent.length();
                 }
@@ -250,11 +246,9 @@ class RawFileStoreTest
             {
                 raf.setLength(100_000);
             }
-            final byte[] all = readAll(store);
-            for (int i = 0; i < all.length; i++)
-            {
-                assertThat(all[i]).as("byte %d", i).isEqualTo(i < 100_000 ? (byte)7 : 0);
-            }
+            final byte[] expected = new byte[256 * KIB];
+            Arrays.fill(expected, 0, 100_000, (byte)7);
+            assertThat(readAll(store)).isEqualTo(expected);
             final List<Extent> extents = extents(store, 0, 256 * KIB);
             assertThat(extents.get(extents.size() - 1))
                 .isEqualTo(new Extent(100_000, 256 * KIB - 100_000, false, true));

@@ -99,6 +99,38 @@ class TransferTest
     }
 
     @Test
+    void copiesBetweenRawStoresWithTheMethodOfTheDestinationFileSystem() throws IOException
+    {
+        assertThat(Transfer.fileToFileMethod("tmpfs")).isEqualTo(Transfer.Method.TRANSFER_TO);
+        assertThat(Transfer.fileToFileMethod("ext4")).isEqualTo(Transfer.FILE_TO_FILE_DEFAULT);
+        final int size = 3 * 1024 * 1024;
+        final byte[] data = Files.readAllBytes(randomFile("src.raw", size, 9));
+        final Path shmFile = Files.createTempFile(Path.of("/dev/shm"), "tidemark-transfer", ".raw");
+        Files.delete(shmFile);
+        try (RawFileStore src = RawFileStore.open(dir.resolve("src.raw"), RawFileStore.Option.READ_ONLY);
+             RawFileStore onDisk = RawFileStore.create(dir.resolve("dst.raw"), size);
+             RawFileStore onTmpfs = RawFileStore.create(shmFile, size);
+             RawFileStore direct = RawFileStore.create(dir.resolve("direct.raw"), size, RawFileStore.Option.DIRECT))
+        {
+            assertThat(onTmpfs.fileSystemType()).isEqualTo("tmpfs");
+            for (final RawFileStore dst : List.of(onDisk, onTmpfs, direct))
+            {
+                Transfer.copy(src, 4096, dst, 8192, size - 16384);
+                final ByteBuffer back = ByteBuffer.allocate(size - 16384);
+                dst.read(8192, back);
+                assertThat(back.array()).as("%s", dst).isEqualTo(Arrays.copyOfRange(data, 4096, size - 12288));
+            }
+            assertThatThrownBy(() -> Transfer.copy(src, 0, onDisk, 1, size)).isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining("leaves a store's range");
+            assertThatThrownBy(() -> Transfer.copy(onDisk, 0, src, 0, 10)).isInstanceOf(IllegalStateException.class);
+        }
+        finally
+        {
+            Files.deleteIfExists(shmFile);
+        }
+    }
+
+    @Test
     void shortSourceAndBadArgumentsAreClearErrors() throws Exception
     {
         final Path source = randomFile("src", 10_000, 3);

@@ -206,7 +206,7 @@ final class Qcow2ReadPath
         merger.finish();
     }
 
-    /** Joins adjacent extents of equal status before they reach the sink. */
+    /** Not thread-safe: one per walk. Joins adjacent extents of equal status before they reach the sink. */
     private static final class Merger
     {
         private final BlockStore.AllocationSink sink;

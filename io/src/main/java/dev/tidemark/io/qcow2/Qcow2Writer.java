@@ -36,9 +36,10 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
  *
  * <p>Crash behaviour: flush writes refcounts first, then L2 and L1 tables, then the header, with a
  * {@code force} after each step. The header is first written by the first flush, so a crash before it
- * leaves a file that no tool takes for qcow2. A crash later leaves the image of the last flush plus
- * leaked clusters ({@code qemu-img check -r leaks} reclaims them); the backup job that was writing it has
- * failed anyway and must not be used as a chain link.
+ * leaves a file that no tool takes for qcow2 (QEMU probes it as raw). A crash later leaves the image of
+ * the last flush, plus data written in place since, plus leaked clusters ({@code qemu-img check -r leaks}
+ * reclaims them); the backup job that was writing it has failed anyway and must not be used as a chain
+ * link.
  */
 public final class Qcow2Writer implements BlockStore
 {

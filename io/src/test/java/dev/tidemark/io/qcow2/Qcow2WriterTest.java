@@ -374,6 +374,46 @@ class Qcow2WriterTest
     }
 
     @Test
+    void aCrashBetweenFlushesLeavesTheLastFlushedImagePlusLeaksAtMost() throws Exception
+    {
+        final int size = 4 * MIB;
+        final int cluster = 64 * KIB;
+        final byte[] flushed = new byte[size];
+        new SplittableRandom(21).nextBytes(flushed);
+        Arrays.fill(flushed, 2 * MIB, size, (byte)0);
+        final Path image = dir.resolve("crash.qcow2");
+        final Path beforeFirstFlush = dir.resolve("crash-early.qcow2");
+        final Path crashed = dir.resolve("crash-copy.qcow2");
+        try (Qcow2Writer writer = Qcow2Writer.create(image, size, Qcow2Writer.Options.defaults()))
+        {
+            writer.write(0, direct(flushed, 0, 2 * MIB));
+            Files.copy(image, beforeFirstFlush);
+            writer.flush();
+            // New clusters, a new L2 table's worth of entries and zero clusters, none of it flushed yet.
+            final byte[] later = new byte[MIB];
+            new SplittableRandom(22).nextBytes(later);
+            writer.write(3 * MIB, direct(later, 0, MIB));
+            writer.write(2 * MIB + 100, ByteBuffer.wrap(new byte[] {1, 2, 3}));
+            writer.writeZeroes(0, cluster, true);
+            // What the file holds if the process dies now.
+            Files.copy(image, crashed);
+        }
+        // An image never flushed has no header: no tool takes it for qcow2.
+        assertThat(Qcow2Reader.isQcow2(beforeFirstFlush)).isFalse();
+        assertThat(QemuTools.ok("qemu-img", "info", beforeFirstFlush.toString()).stdout()).contains("file format: raw");
+        final QemuTools.Result check = QemuTools.run("qemu-img", "check", crashed.toString());
+        assertThat(check.exitCode()).as("qemu-img check after a crash:%n%s", check.all()).isIn(0, 3);
+        assertThat(check.all()).doesNotContain("ERROR");
+        assertThat(QemuTools.convertToRaw(crashed, dir)).isEqualTo(flushed);
+        try (Qcow2Reader reader = Qcow2Reader.open(crashed))
+        {
+            assertThat(readAll(reader)).isEqualTo(flushed);
+        }
+        QemuTools.ok("qemu-img", "check", "-r", "leaks", crashed.toString());
+        QemuTools.check(crashed);
+    }
+
+    @Test
     void refusesBadArguments() throws Exception
     {
         final Qcow2Writer.Options defaults = Qcow2Writer.Options.defaults();
