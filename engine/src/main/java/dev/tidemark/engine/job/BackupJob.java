@@ -1,6 +1,5 @@
 package dev.tidemark.engine.job;
 
-import dev.tidemark.bitmap.DirtyBitmap;
 import dev.tidemark.engine.ControlAction;
 import dev.tidemark.engine.CutContext;
 import dev.tidemark.engine.EngineEvents;
@@ -66,6 +65,7 @@ public final class BackupJob extends Job
     private final ByteBuffer zeroes;
     private volatile IOException cbwFailure;
     private volatile boolean cutReached;
+    private boolean parentSealed;
     private boolean resolved;
 
     BackupJob(final String id, final BackupOptions options, final TrackedDisk disk, final BlockStore target,
@@ -144,7 +144,8 @@ public final class BackupJob extends Job
             }
             if (options.sync() == SyncMode.NONE)
             {
-                awaitCancel();
+                awaitCancel(() -> cbwFailure != null);
+                checkBroken();
                 return;
             }
             pump();
@@ -286,27 +287,31 @@ public final class BackupJob extends Job
             bytes += claims.lengthOf(c);
             if (bitmapMode == BitmapMode.ALWAYS && successor != null)
             {
-                clearParent(claims.offsetOf(c), claims.lengthOf(c));
+                // Clear and publish together, and never after the outcome sealed the parent: a late clear could
+                // otherwise erase a bit the reclaim just merged in from the successor.
+                synchronized (parentLock)
+                {
+                    if (!parentSealed)
+                    {
+                        successor.frozenParent().clear(claims.offsetOf(c), claims.lengthOf(c));
+                    }
+                    claims.markDone(c);
+                }
             }
-            claims.markDone(c);
+            else
+            {
+                claims.markDone(c);
+            }
         }
         addProgress(bytes);
     }
 
-    private void clearParent(final long offset, final long length)
-    {
-        final DirtyBitmap parent = successor.frozenParent();
-        synchronized (parentLock)
-        {
-            parent.clear(offset, length);
-        }
-    }
-
-    private void checkBroken() throws IOException
+    private void checkBroken() throws IOException, InterruptedException
     {
         final IOException broken = cbwFailure;
         if (broken != null)
         {
+            handleError(OnError.REPORT, false, broken);
             throw broken;
         }
     }
@@ -546,9 +551,19 @@ public final class BackupJob extends Job
     // ------------------------------------------------------------------------------------------------ outcome
 
     @Override
-    protected void onPrepare()
+    protected void onCommit()
     {
-        resolve(true);
+        // Resolved at commit, when every peer of a grouped transaction is known to have succeeded, so a group
+        // never abdicates one member's bitmap and then aborts.
+        try
+        {
+            resolve(true);
+        }
+        catch (final RuntimeException ex)
+        {
+            // The disk is closing: reopening merges the in-flight successor back (reclaim), which loses nothing.
+            fail("bitmap could not be resolved: " + ex.getMessage());
+        }
     }
 
     @Override
@@ -566,16 +581,38 @@ public final class BackupJob extends Job
         }
     }
 
-    /** Removes the interceptor and resolves the bitmap in one transaction, once. */
+    /**
+     * Removes the interceptor and resolves the bitmap in one transaction, once, then waits until no interceptor
+     * call for an earlier request is still running, so nothing touches the target or the bitmap afterwards.
+     */
     private void resolve(final boolean success)
     {
         if (resolved)
         {
             return;
         }
+        synchronized (parentLock)
+        {
+            parentSealed = true;
+        }
+        claims.abandon();
         final String outcome = success ? "completed" : failed() ? "failed: " + error() : "cancelled";
-        disk.transaction(List.of(new Finish(success, outcome)));
+        final Finish finish = new Finish(success, outcome);
+        disk.transaction(List.of(finish));
         resolved = true;
+        try
+        {
+            finish.drained.get(60, TimeUnit.SECONDS);
+        }
+        catch (final InterruptedException ex)
+        {
+            Thread.currentThread().interrupt();
+        }
+        catch (final ExecutionException | TimeoutException ex)
+        {
+            // The ring failed or stalled; the outcome is applied, only the drain could not be observed.
+            fail("copy-before-write did not drain: " + ex);
+        }
     }
 
     /** The control action that ends the job at a cut. */
@@ -583,6 +620,7 @@ public final class BackupJob extends Job
     {
         private final boolean success;
         private final String outcome;
+        private volatile CompletableFuture<Void> drained = CompletableFuture.completedFuture(null);
 
         Finish(final boolean success, final String outcome)
         {
@@ -602,6 +640,7 @@ public final class BackupJob extends Job
         @Override
         public void commit(final CutContext ctx)
         {
+            drained = ctx.writesBeforeCutDone();
             ctx.removeInterceptor(interceptor);
             // The outcome goes first: commit-phase records stand alone in the journal, and a crash between an
             // abdication and its outcome would leave a bitmap that dropped the bits of a backup the journal does

@@ -419,20 +419,22 @@ public abstract class Job
     }
 
     /**
-     * Blocks until the job is cancelled (for jobs whose work is done by others, such as copy-before-write only).
+     * Blocks until the job is cancelled or {@code stop} holds (for jobs whose work is done by others, such as
+     * copy-before-write only); honours pause meanwhile.
      *
+     * @param stop checked every 100 ms.
      * @throws InterruptedException when the worker is interrupted.
      */
-    protected final void awaitCancel() throws InterruptedException
+    protected final void awaitCancel(final java.util.function.BooleanSupplier stop) throws InterruptedException
     {
-        while (pausePoint())
+        while (pausePoint() && !stop.getAsBoolean())
         {
             synchronized (lock())
             {
                 busy = false;
-                while (!cancelled && !userPaused)
+                if (!cancelled && !userPaused)
                 {
-                    lock().wait();
+                    lock().wait(100);
                 }
                 busy = true;
             }
@@ -562,11 +564,12 @@ public abstract class Job
             throw new IllegalStateException("job '" + id + "': illegal transition " + current.qmpName() + " -> "
                 + next.qmpName());
         }
-        status = next;
         final Map<String, Object> data = new LinkedHashMap<>();
         data.put("id", id);
         data.put("status", next.qmpName());
+        // Emit first: whoever sees the new status (a poller) can rely on its event having been delivered.
         emit("JOB_STATUS_CHANGE", data);
+        status = next;
     }
 
     final void applyVerb(final JobVerb verb)

@@ -24,6 +24,25 @@ public final class JobTransaction
         // Members are added by JobManager.register.
     }
 
+    /**
+     * Checks that a QMP transaction may use {@code completion-mode: grouped}: every action must start a backup.
+     *
+     * @param actions the transaction's actions.
+     * @throws dev.tidemark.engine.EngineException QEMU's
+     *         {@code Action 'X' does not support transaction property completion-mode = grouped}.
+     */
+    public static void checkGroupable(final List<? extends dev.tidemark.engine.ControlAction> actions)
+    {
+        for (final dev.tidemark.engine.ControlAction action : actions)
+        {
+            if (!(action instanceof BackupStartAction))
+            {
+                throw dev.tidemark.engine.EngineException.generic("Action '" + action.type()
+                    + "' does not support transaction property completion-mode = grouped");
+            }
+        }
+    }
+
     /** @return the members, a snapshot. */
     public List<Job> jobs()
     {
