@@ -43,6 +43,12 @@ public final class Journal implements AutoCloseable
     private static final long CHUNK_SIZE = 64 << 10;
     private static final long COMPACT_THRESHOLD = 1 << 20;
 
+    /**
+     * Sees the journal file after every force; the seam the power-loss simulation (tests) uses to learn what reached
+     * storage. Production leaves it a no-op.
+     */
+    static volatile java.util.function.Consumer<Path> syncObserver = file -> { };
+
     private final Path file;
     private final MappedBytes bytes;
     private final Replay replay;
@@ -169,6 +175,7 @@ public final class Journal implements AutoCloseable
         if (syncOnCommit)
         {
             bytes.sync();
+            syncObserver.accept(file);
         }
     }
 
@@ -191,6 +198,7 @@ public final class Journal implements AutoCloseable
         closed = true;
         appendMarker(Type.CLEAN_CLOSE, 0);
         bytes.sync();
+        syncObserver.accept(file);
         bytes.close();
     }
 
