@@ -1,21 +1,20 @@
 package dev.tidemark.engine;
 
-import com.lmax.disruptor.PhasedBackoffWaitStrategy;
 import com.lmax.disruptor.WaitStrategy;
 import dev.tidemark.engine.registry.BitmapFiles;
 import dev.tidemark.engine.registry.MappedBitmapFiles;
+import dev.tidemark.engine.ring.BackoffBlockingWaitStrategy;
 import dev.tidemark.io.BlockStore;
 import java.nio.file.Path;
 import java.util.Objects;
-import java.util.concurrent.TimeUnit;
 import java.util.function.Supplier;
 
 /**
  * How to open a {@link TrackedDisk}; immutable, every {@code with*} returns a copy, safe to share between threads.
  *
  * <p>Defaults: name {@code disk0}, lazy mode, 4096 ring slots, alignment 1 byte, the store closed with the disk,
- * a {@link PhasedBackoffWaitStrategy} with a lite lock: spin 20 us, yield 200 us, then block until a producer
- * signals, so an idle disk costs no CPU (measured in docs/benchmarks.md; see docs/architecture.md).
+ * a {@link BackoffBlockingWaitStrategy} (an idle disk costs no CPU, a handler waiting for a busy upstream handler
+ * parks instead of spinning; measured in docs/benchmarks.md, see docs/architecture.md).
  */
 public final class DiskOptions
 {
@@ -55,7 +54,7 @@ public final class DiskOptions
         return new DiskOptions(Objects.requireNonNull(store, "store"),
             Objects.requireNonNull(bitmapDirectory, "bitmapDirectory"), "disk0", false, 4096, 1, true,
             Objects.requireNonNull(bitmapFiles, "bitmapFiles"),
-            () -> PhasedBackoffWaitStrategy.withLiteLock(20, 200, TimeUnit.MICROSECONDS));
+            BackoffBlockingWaitStrategy::new);
     }
 
     /**

@@ -104,6 +104,11 @@ public final class JournalCrashChild
                         ctx.registry().reclaim(successor[0]);
                     }
                 });
+                if (successor[0] == null)
+                {
+                    // The bitmap could not be frozen (inconsistent after an earlier kill): no job this time.
+                    continue;
+                }
                 final long during = random.nextLong(SIZE / 4096) * 4096;
                 block.clear();
                 disk.write(during, block, false);

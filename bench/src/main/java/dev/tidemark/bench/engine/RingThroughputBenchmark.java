@@ -46,8 +46,8 @@ public class RingThroughputBenchmark
         @Param({"0", "1", "4"})
         int bitmaps;
 
-        /** The ring's wait strategy: the default lite-lock phased backoff, or Disruptor's yielding one. */
-        @Param({"lite", "yielding"})
+        /** The ring's wait strategy: the default backoff-blocking one, or Disruptor's yielding one. */
+        @Param({"default", "yielding"})
         String wait;
 
         TrackedDisk disk;
