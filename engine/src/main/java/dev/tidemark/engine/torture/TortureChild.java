@@ -26,8 +26,9 @@ import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.locks.LockSupport;
 
 /**
- * The engine under torture, run as a child JVM that its parent kills with SIGKILL; its threads are the writers,
- * one control thread (rotations, backups, fleecing views) and the main thread, which only waits.
+ * The engine under torture, run as a child JVM that its parent kills with SIGKILL; thread contract: the writer
+ * threads share only the disk (thread-safe) and the output stream (each line written under its lock), and every
+ * other field is confined to the control thread (the main thread), which runs rotations, backups and fleecing views.
  *
  * <p>Every acknowledged event is reported on standard output as one line ending in {@code " $"} (a line cut short
  * by the kill has no such end and is ignored by the parent):
