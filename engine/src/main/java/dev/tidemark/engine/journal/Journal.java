@@ -16,6 +16,7 @@ import java.util.Set;
 import java.util.zip.CRC32C;
 import net.openhft.chronicle.bytes.Bytes;
 import net.openhft.chronicle.bytes.MappedBytes;
+import net.openhft.chronicle.bytes.SyncMode;
 
 /**
  * A disk's append-only metadata journal in one mapped file; safe for concurrent use by any number of threads
@@ -99,6 +100,9 @@ public final class Journal implements AutoCloseable
         }
         final MappedBytes mapped = MappedBytes.mappedBytes(file.toFile(), CHUNK_SIZE);
         mapped.singleThreadedCheckDisabled(true);
+        // Chronicle's default sync mode is ASYNC: msync(MS_ASYNC), which Linux treats as a no-op, so a "forced"
+        // commit would not be durable at all. SYNC waits for the pages to reach storage.
+        mapped.mappedFile().syncMode(SyncMode.SYNC);
         final long fileLength = Files.size(file);
         if (fileLength > end)
         {
@@ -135,6 +139,13 @@ public final class Journal implements AutoCloseable
     public void syncOnCommit(final boolean sync)
     {
         syncOnCommit = sync;
+    }
+
+    /** @return how {@link #commitGroup} and {@link #close} force the file (SYNC: they wait for storage). */
+    public synchronized String syncMode()
+    {
+        return bytes.bytesStore() instanceof net.openhft.chronicle.bytes.MappedBytesStore store
+            ? store.syncMode().name() : "unmapped";
     }
 
     /** @return bytes used. */
