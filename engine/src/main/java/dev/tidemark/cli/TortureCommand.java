@@ -1,7 +1,6 @@
 package dev.tidemark.cli;
 
 import dev.tidemark.engine.torture.TortureHarness;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
@@ -57,7 +56,9 @@ public final class TortureCommand implements Callable<Integer>
         final TortureHarness.Settings settings;
         try
         {
-            settings = new TortureHarness.Settings(dir != null ? dir : Files.createTempDirectory("tidemark-torture"),
+            // Nothing is created before the arguments are checked; the harness creates the directory.
+            settings = new TortureHarness.Settings(dir != null ? dir : Path.of(System.getProperty("java.io.tmpdir"),
+                "tidemark-torture-" + runSeed + "-" + System.nanoTime()),
                 cycles, runSeed, writers, size, minRun, maxRun, !noChain, quiet ? null : System.out);
         }
         catch (final IllegalArgumentException ex)
