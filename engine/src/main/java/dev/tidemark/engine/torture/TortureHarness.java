@@ -323,7 +323,9 @@ public final class TortureHarness
         final long runMillis = settings.minRunMillis()
             + random.nextLong(settings.maxRunMillis() - settings.minRunMillis() + 1);
         final boolean aliveAtKill = child.waitFor(runMillis, TimeUnit.MILLISECONDS) ? false : child.isAlive();
-        child.destroyForcibly();
+        // SIGKILL through the process handle: Process.destroyForcibly would also close our end of the pipe and
+        // drop acknowledged lines still in it.
+        child.toHandle().destroyForcibly();
         child.waitFor();
         reader.join();
         synchronized (log)
