@@ -21,6 +21,7 @@ import picocli.CommandLine.Command;
         DemoCommand.class,
         ServeCommand.class,
         BackupCommand.class,
+        TortureCommand.class,
     })
 public final class TidemarkMain
 {

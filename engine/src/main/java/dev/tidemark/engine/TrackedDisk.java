@@ -1,6 +1,7 @@
 package dev.tidemark.engine;
 
 import dev.tidemark.engine.journal.Journal;
+import dev.tidemark.engine.journal.JournalRecord;
 import dev.tidemark.engine.registry.BitmapRegistry;
 import dev.tidemark.engine.ring.WriteRing;
 import dev.tidemark.io.BlockStore;
@@ -75,6 +76,16 @@ public final class TrackedDisk implements AutoCloseable
             journal.close();
             throw ex;
         }
+        try
+        {
+            checkFingerprint(options.store(), journal, registry);
+        }
+        catch (final IOException | RuntimeException ex)
+        {
+            registry.close();
+            journal.close();
+            throw ex;
+        }
         final TrackedDisk disk = new TrackedDisk(options, journal, registry);
         disk.start(options);
         return disk;
@@ -99,6 +110,23 @@ public final class TrackedDisk implements AutoCloseable
         {
             store.close();
             throw ex;
+        }
+    }
+
+    /** I5: an image changed while nobody tracked it makes every persistent bitmap inconsistent, saying why. */
+    private static void checkFingerprint(final BlockStore store, final Journal journal, final BitmapRegistry registry)
+        throws IOException
+    {
+        final String recorded = journal.replay().imageFingerprint();
+        if (recorded == null || !(store instanceof RawFileStore raw))
+        {
+            return;
+        }
+        final String difference = ImageFingerprint.difference(recorded, ImageFingerprint.of(raw.path()));
+        if (difference != null)
+        {
+            registry.markImageChanged("image " + raw.path() + " changed while Tidemark was not running ("
+                + difference + ")");
         }
     }
 
@@ -402,6 +430,20 @@ public final class TrackedDisk implements AutoCloseable
         try
         {
             registry.close();
+            if (store instanceof RawFileStore raw)
+            {
+                // Every write reached the file: this fingerprint is what the next open must find. Without one (the
+                // attributes could not be read) the next open has nothing to compare and checks nothing.
+                try
+                {
+                    journal.append(JournalRecord.imageFingerprint(ImageFingerprint.of(raw.path())));
+                }
+                catch (final IOException ex)
+                {
+                    journal.append(JournalRecord.outOfBandChange("fingerprint of " + raw.path()
+                        + " could not be taken at close: " + ex.getMessage()));
+                }
+            }
             journal.close();
         }
         finally

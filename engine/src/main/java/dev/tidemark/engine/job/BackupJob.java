@@ -642,6 +642,10 @@ public final class BackupJob extends Job
         {
             drained = ctx.writesBeforeCutDone();
             ctx.removeInterceptor(interceptor);
+            // The outcome goes first: commit-phase records stand alone in the journal, and a crash between an
+            // abdication and its outcome would leave a bitmap that dropped the bits of a backup the journal does
+            // not call completed. This way a crash in between merges the successor back, a superset.
+            ctx.journal().append(JournalRecord.jobOutcome(id(), outcome));
             if (successor != null)
             {
                 if (success && bitmapMode == BitmapMode.ON_SUCCESS)
@@ -653,7 +657,6 @@ public final class BackupJob extends Job
                     ctx.registry().reclaim(successor);
                 }
             }
-            ctx.journal().append(JournalRecord.jobOutcome(id(), outcome));
         }
 
         @Override

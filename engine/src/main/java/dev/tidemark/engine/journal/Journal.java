@@ -16,6 +16,7 @@ import java.util.Set;
 import java.util.zip.CRC32C;
 import net.openhft.chronicle.bytes.Bytes;
 import net.openhft.chronicle.bytes.MappedBytes;
+import net.openhft.chronicle.bytes.SyncMode;
 
 /**
  * A disk's append-only metadata journal in one mapped file; safe for concurrent use by any number of threads
@@ -42,6 +43,12 @@ public final class Journal implements AutoCloseable
     private static final int GROUPED = 0x80;
     private static final long CHUNK_SIZE = 64 << 10;
     private static final long COMPACT_THRESHOLD = 1 << 20;
+
+    /**
+     * Sees the journal file after every force; the seam the power-loss simulation (tests) uses to learn what reached
+     * storage. Production leaves it a no-op.
+     */
+    static volatile java.util.function.Consumer<Path> syncObserver = file -> { };
 
     private final Path file;
     private final MappedBytes bytes;
@@ -84,12 +91,18 @@ public final class Journal implements AutoCloseable
             Files.move(temporary, file, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
             final List<String> messages = new ArrayList<>(replay.messages);
             messages.add("journal " + file + ": compacted " + end + " bytes to " + snapshot.length);
-            replay = new Replay(replay.bitmaps, replay.jobs, messages, replay.cleanClose, replay.opens,
+            final Replay compacted = new Replay(replay.bitmaps, replay.jobs, messages, replay.cleanClose, replay.opens,
                 snapshot.length, replay.inconsistentByTail);
+            compacted.imageFingerprint = replay.imageFingerprint;
+            compacted.outOfBandChanges.addAll(replay.outOfBandChanges);
+            replay = compacted;
             end = snapshot.length;
         }
         final MappedBytes mapped = MappedBytes.mappedBytes(file.toFile(), CHUNK_SIZE);
         mapped.singleThreadedCheckDisabled(true);
+        // Chronicle's default sync mode is ASYNC: msync(MS_ASYNC), which Linux treats as a no-op, so a "forced"
+        // commit would not be durable at all. SYNC waits for the pages to reach storage.
+        mapped.mappedFile().syncMode(SyncMode.SYNC);
         final long fileLength = Files.size(file);
         if (fileLength > end)
         {
@@ -103,6 +116,10 @@ public final class Journal implements AutoCloseable
             journal.write(kept, false);
         }
         journal.appendMarker(Type.OPENED, System.currentTimeMillis());
+        // The open must be durable before the image changes: otherwise a power loss could leave a journal that
+        // ends in a clean close whose fingerprint the changed image no longer matches (a false out-of-band alarm).
+        mapped.sync();
+        syncObserver.accept(file);
         return journal;
     }
 
@@ -122,6 +139,13 @@ public final class Journal implements AutoCloseable
     public void syncOnCommit(final boolean sync)
     {
         syncOnCommit = sync;
+    }
+
+    /** @return how {@link #commitGroup} and {@link #close} force the file (SYNC: they wait for storage). */
+    public synchronized String syncMode()
+    {
+        return bytes.bytesStore() instanceof net.openhft.chronicle.bytes.MappedBytesStore store
+            ? store.syncMode().name() : "unmapped";
     }
 
     /** @return bytes used. */
@@ -169,6 +193,7 @@ public final class Journal implements AutoCloseable
         if (syncOnCommit)
         {
             bytes.sync();
+            syncObserver.accept(file);
         }
     }
 
@@ -191,6 +216,7 @@ public final class Journal implements AutoCloseable
         closed = true;
         appendMarker(Type.CLEAN_CLOSE, 0);
         bytes.sync();
+        syncObserver.accept(file);
         bytes.close();
     }
 
@@ -268,6 +294,7 @@ public final class Journal implements AutoCloseable
                 body.writeUtf8(r.subject());
                 body.writeUtf8(r.detail());
             }
+            case IMAGE_FINGERPRINT, OUT_OF_BAND_CHANGE -> body.writeUtf8(r.detail());
             case TXN_ABORT, CLEAN_CLOSE ->
             {
                 // no body
@@ -312,8 +339,17 @@ public final class Journal implements AutoCloseable
         {
             out.writeBytes(encode(JournalRecord.jobOutcome(job.getKey(), job.getValue()), false, 0, body, record));
         }
+        for (final String change : replay.outOfBandChanges)
+        {
+            out.writeBytes(encode(JournalRecord.outOfBandChange(change), false, 0, body, record));
+        }
         if (replay.cleanClose)
         {
+            if (replay.imageFingerprint != null)
+            {
+                out.writeBytes(encode(JournalRecord.imageFingerprint(replay.imageFingerprint), false, 0, body,
+                    record));
+            }
             out.writeBytes(encode(JournalRecord.marker(Type.CLEAN_CLOSE, 0), false, 0, body, record));
         }
         return out.toByteArray();
@@ -336,6 +372,8 @@ public final class Journal implements AutoCloseable
         final List<JournalRecord> standaloneSinceGroup = new ArrayList<>();
         final Bytes<byte[]> in = Bytes.wrapForRead(content);
         boolean cleanClose = false;
+        String fingerprint = null;
+        final List<String> outOfBand = new ArrayList<>();
         int opens = 0;
         long lastCut = 0;
         long position = 0;
@@ -410,8 +448,11 @@ public final class Journal implements AutoCloseable
                 {
                     opens++;
                     cleanClose = false;
+                    fingerprint = null;
                     lastCut = 0;
                 }
+                case IMAGE_FINGERPRINT -> fingerprint = decoded.detail();
+                case OUT_OF_BAND_CHANGE -> outOfBand.add(decoded.detail());
                 case CLEAN_CLOSE -> cleanClose = true;
                 case JOB_STARTED, JOB_OUTCOME ->
                 {
@@ -468,6 +509,8 @@ public final class Journal implements AutoCloseable
         }
         final Replay result = new Replay(bitmaps, jobs, messages, cleanClose, opens, validLength, inconsistentByTail);
         result.standaloneInDroppedTail.addAll(standaloneSinceGroup);
+        result.imageFingerprint = cleanClose ? fingerprint : null;
+        result.outOfBandChanges.addAll(outOfBand);
         return result;
     }
 
@@ -495,6 +538,8 @@ public final class Journal implements AutoCloseable
             case OPENED -> JournalRecord.marker(Type.OPENED, in.readStopBit());
             case JOB_STARTED -> JournalRecord.jobStarted(readName(in), readName(in));
             case JOB_OUTCOME -> JournalRecord.jobOutcome(readName(in), readName(in));
+            case IMAGE_FINGERPRINT -> JournalRecord.imageFingerprint(readName(in));
+            case OUT_OF_BAND_CHANGE -> JournalRecord.outOfBandChange(readName(in));
             case TXN_ABORT, CLEAN_CLOSE -> JournalRecord.marker(type, 0);
         };
     }
@@ -572,6 +617,8 @@ public final class Journal implements AutoCloseable
         private final long validLength;
         private final Set<String> inconsistentByTail;
         private final List<JournalRecord> standaloneInDroppedTail = new ArrayList<>();
+        private final List<String> outOfBandChanges = new ArrayList<>();
+        private String imageFingerprint;
 
         Replay(final Map<String, BitmapState> bitmaps, final Map<String, String> jobs, final List<String> messages,
             final boolean cleanClose, final int opens, final long validLength, final Set<String> inconsistentByTail)
@@ -607,6 +654,19 @@ public final class Journal implements AutoCloseable
         public boolean cleanClose()
         {
             return cleanClose;
+        }
+
+        /** @return the image's fingerprint recorded at the last clean close, {@code null} if the last session did not
+         *          end cleanly or recorded none. */
+        public String imageFingerprint()
+        {
+            return imageFingerprint;
+        }
+
+        /** @return every out-of-band change found at an open, oldest first, one sentence each. */
+        public List<String> outOfBandChanges()
+        {
+            return Collections.unmodifiableList(outOfBandChanges);
         }
 
         /** @return how many times the disk was opened before. */

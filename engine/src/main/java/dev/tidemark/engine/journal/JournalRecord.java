@@ -53,7 +53,11 @@ public record JournalRecord(Type type, String subject, long fileId, long granula
         /** The disk was closed cleanly. */
         CLEAN_CLOSE(11),
         /** The disk was opened. */
-        OPENED(12);
+        OPENED(12),
+        /** The image's fingerprint at a clean close ({@code detail}); checked at the next open. */
+        IMAGE_FINGERPRINT(13),
+        /** The image changed while no Tidemark held it; {@code detail} says how; its bitmaps became inconsistent. */
+        OUT_OF_BAND_CHANGE(14);
 
         private final int code;
 
@@ -172,6 +176,24 @@ public record JournalRecord(Type type, String subject, long fileId, long granula
     public static JournalRecord jobOutcome(final String jobId, final String detail)
     {
         return new JournalRecord(Type.JOB_OUTCOME, jobId, 0, 0, 0, 0, detail);
+    }
+
+    /**
+     * @param fingerprint the image's fingerprint ({@code dev.tidemark.engine.ImageFingerprint}).
+     * @return an {@link Type#IMAGE_FINGERPRINT} record.
+     */
+    public static JournalRecord imageFingerprint(final String fingerprint)
+    {
+        return new JournalRecord(Type.IMAGE_FINGERPRINT, "", 0, 0, 0, 0, fingerprint);
+    }
+
+    /**
+     * @param reason what changed.
+     * @return an {@link Type#OUT_OF_BAND_CHANGE} record.
+     */
+    public static JournalRecord outOfBandChange(final String reason)
+    {
+        return new JournalRecord(Type.OUT_OF_BAND_CHANGE, "", 0, 0, 0, 0, reason);
     }
 
     static JournalRecord marker(final Type type, final long cut)

@@ -200,6 +200,28 @@ public final class BitmapRegistry
         computeRecorders();
     }
 
+    /**
+     * Marks every persistent bitmap inconsistent because the image changed while no Tidemark held it; journals the
+     * reason and the new flags. Call before the ring starts (or on the mark thread).
+     *
+     * @param reason what changed, one sentence.
+     */
+    public synchronized void markImageChanged(final String reason)
+    {
+        checkMarkThread();
+        journal.append(JournalRecord.outOfBandChange(reason));
+        for (final Entry entry : entries.values())
+        {
+            if (entry.persistent && !entry.removed && !entry.inconsistent)
+            {
+                entry.inconsistent = true;
+                journalFlags(entry);
+                openMessages.add("bitmap '" + entry.name + "': " + reason + "; marked inconsistent");
+            }
+        }
+        computeRecorders();
+    }
+
     /** @return what loading repaired or ignored, one sentence each (journal and bitmap messages). */
     public List<String> openMessages()
     {
