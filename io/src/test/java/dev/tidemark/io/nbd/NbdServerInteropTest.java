@@ -306,8 +306,11 @@ class NbdServerInteropTest
             final long before = server.acceptedConnections();
             Tools.run(60, "nbdcopy", "--connections=4", "--threads=4", unixUri("bigro"), out.toString());
             assertThat(Files.mismatch(out, source)).isEqualTo(-1L);
-            assertThat(server.acceptedConnections() - before).as("connections nbdcopy opened").isGreaterThan(1);
-            assertThat(export.readerThreads).as("connections that served reads").hasSizeGreaterThan(1);
+            // nbdcopy opens several connections only when the server offers CAN_MULTI_CONN. Which of them
+            // carries the reads is nbdcopy's scheduling (one worker may take every segment), so it is not asserted;
+            // NbdServerTest proves reads are served on four connections at once with a client we control.
+            assertThat(server.acceptedConnections() - before).as("connections nbdcopy opened").isEqualTo(4);
+            assertThat(export.readerThreads).as("connections that served reads").isNotEmpty();
             server.removeExport("bigro");
         }
     }
@@ -330,8 +333,8 @@ class NbdServerInteropTest
             final long before = server.acceptedConnections();
             Tools.run(60, "nbdcopy", "--connections=4", "--threads=4", "--flush", source.toString(), unixUri("bigrw"));
             assertThat(Files.mismatch(target, source)).isEqualTo(-1L);
-            assertThat(server.acceptedConnections() - before).as("connections nbdcopy opened").isGreaterThan(1);
-            assertThat(export.readerThreads).as("connections that carried writes").hasSizeGreaterThan(1);
+            assertThat(server.acceptedConnections() - before).as("connections nbdcopy opened").isEqualTo(4);
+            assertThat(export.readerThreads).as("connections that carried writes").isNotEmpty();
             server.removeExport("bigrw");
         }
     }
