@@ -36,6 +36,8 @@ final class Workload
     private final AtomicReference<Throwable> failure = new AtomicReference<>();
     private volatile boolean stop;
     private volatile boolean tolerateErrors;
+    /** Per writer: the highest sequence it has logged, or Long.MAX_VALUE once it has left its loop. */
+    private java.util.concurrent.atomic.AtomicLongArray lastLogged;
 
     Workload(final TrackedDisk disk, final byte[] base, final long seed, final int writers, final int maxLength)
     {
@@ -65,17 +67,20 @@ final class Workload
 
     void start()
     {
+        lastLogged = new java.util.concurrent.atomic.AtomicLongArray(writers);
         for (int w = 0; w < writers; w++)
         {
             final SplittableRandom random = new SplittableRandom(seed * 31 + w);
-            final Thread t = new Thread(() -> loop(random), "workload-" + w);
+            final int writer = w;
+            lastLogged.set(w, -1);
+            final Thread t = new Thread(() -> loop(writer, random), "workload-" + w);
             t.setDaemon(true);
             threads.add(t);
             t.start();
         }
     }
 
-    private void loop(final SplittableRandom random)
+    private void loop(final int writer, final SplittableRandom random)
     {
         final ByteBuffer buffer = ByteBuffer.allocateDirect(maxLength);
         try
@@ -116,6 +121,7 @@ final class Workload
                     {
                         log.add(new Entry(sequence, kind, offset, length, dataSeed));
                     }
+                    lastLogged.set(writer, sequence);
                 }
                 catch (final java.util.concurrent.ExecutionException ex)
                 {
@@ -129,6 +135,10 @@ final class Workload
         catch (final Throwable t)
         {
             failure.compareAndSet(null, t);
+        }
+        finally
+        {
+            lastLogged.set(writer, Long.MAX_VALUE);
         }
     }
 
@@ -169,6 +179,7 @@ final class Workload
     /** @return the disk's content just before ring sequence {@code cut}, from the base and the log. */
     byte[] contentAt(final long cut)
     {
+        awaitLoggedUpTo(cut);
         final List<Entry> entries;
         synchronized (log)
         {
@@ -194,6 +205,34 @@ final class Workload
             }
         }
         return image;
+    }
+
+    /**
+     * Waits until no writer can still log a request sequenced before {@code cut}: a writer logs after its request
+     * completes, so a request before the cut may be complete (and backed up) but not yet in the log. Each writer has
+     * one request in flight and logs in order, so once it has logged a sequence at or past the cut, or left its loop,
+     * its part of the log before the cut is complete.
+     */
+    private void awaitLoggedUpTo(final long cut)
+    {
+        if (lastLogged == null)
+        {
+            return;
+        }
+        final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+        for (int w = 0; w < writers; w++)
+        {
+            while (lastLogged.get(w) < cut)
+            {
+                if (System.nanoTime() > deadline)
+                {
+                    throw new AssertionError("writer " + w + " logged nothing at or past cut " + cut
+                        + " within 30 s (seed " + seed + ")");
+                }
+                Thread.onSpinWait();
+                Thread.yield();
+            }
+        }
     }
 
     /** Reads a whole store. */
