@@ -19,7 +19,8 @@ import org.openjdk.jmh.annotations.TearDown;
 import org.openjdk.jmh.annotations.Threads;
 
 /**
- * Mark throughput on a 16 MiB mapped bitmap (128 Mi chunks of 64 KiB, an 8 TiB disk) against a plain,
+ * JMH state shared by its benchmark threads (each marks through the lock-free bitmap with its own cursor):
+ * mark throughput on a 16 MiB mapped bitmap (128 Mi chunks of 64 KiB, an 8 TiB disk) against a plain,
  * non-atomic heap {@code long[]} of the same size, for random, sequential and hot-spot write patterns on a
  * mostly clear and a mostly set bitmap. JMH drives the threads; each benchmark thread has its own cursor.
  */

@@ -16,9 +16,9 @@ import org.openjdk.jmh.annotations.State;
 import org.openjdk.jmh.annotations.TearDown;
 
 /**
- * Merge (OR) and count of two 128 MiB bitmaps (1 Gi chunks); GB/s = 0.134 / (ms per op) * 1000. The
- * sources are filled with random words: "every-word" sets about half the bits of every word, "sparse" sets
- * one bit in 1 % of the words. One benchmark thread.
+ * Benchmark-scoped JMH state used by one benchmark thread: merge (OR) and count of two 128 MiB bitmaps
+ * (1 Gi chunks); GB/s = 0.134 / (ms per op) * 1000. The sources are filled with random words: "every-word" sets
+ * about half the bits of every word, "sparse" sets one bit in 1 % of the words.
  */
 @State(Scope.Benchmark)
 @BenchmarkMode(Mode.AverageTime)
