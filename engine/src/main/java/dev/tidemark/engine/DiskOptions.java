@@ -14,7 +14,8 @@ import java.util.function.Supplier;
  *
  * <p>Defaults: name {@code disk0}, lazy mode, 4096 ring slots, alignment 1 byte, the store closed with the disk,
  * a {@link BackoffBlockingWaitStrategy} (an idle disk costs no CPU, a handler waiting for a busy upstream handler
- * parks instead of spinning; measured in docs/benchmarks.md, see docs/architecture.md).
+ * parks instead of spinning; measured in docs/benchmarks.md, see docs/architecture.md), the
+ * {@link Pipeline#FUSED} pipeline (one ring thread; measured in docs/benchmarks.md).
  */
 public final class DiskOptions
 {
@@ -27,10 +28,11 @@ public final class DiskOptions
     private final boolean closeStore;
     private final BitmapFiles bitmapFiles;
     private final Supplier<WaitStrategy> waitStrategy;
+    private final Pipeline pipeline;
 
     private DiskOptions(final BlockStore store, final Path bitmapDirectory, final String name, final boolean durable,
         final int ringSize, final int alignment, final boolean closeStore, final BitmapFiles bitmapFiles,
-        final Supplier<WaitStrategy> waitStrategy)
+        final Supplier<WaitStrategy> waitStrategy, final Pipeline pipeline)
     {
         this.store = store;
         this.bitmapDirectory = bitmapDirectory;
@@ -41,6 +43,7 @@ public final class DiskOptions
         this.closeStore = closeStore;
         this.bitmapFiles = bitmapFiles;
         this.waitStrategy = waitStrategy;
+        this.pipeline = pipeline;
     }
 
     /**
@@ -54,7 +57,7 @@ public final class DiskOptions
         return new DiskOptions(Objects.requireNonNull(store, "store"),
             Objects.requireNonNull(bitmapDirectory, "bitmapDirectory"), "disk0", false, 4096, 1, true,
             Objects.requireNonNull(bitmapFiles, "bitmapFiles"),
-            BackoffBlockingWaitStrategy::new);
+            BackoffBlockingWaitStrategy::new, Pipeline.FUSED);
     }
 
     /**
@@ -83,7 +86,7 @@ public final class DiskOptions
     public DiskOptions withName(final String value)
     {
         return new DiskOptions(store, bitmapDirectory, Objects.requireNonNull(value, "name"), durable, ringSize,
-            alignment, closeStore, bitmapFiles, waitStrategy);
+            alignment, closeStore, bitmapFiles, waitStrategy, pipeline);
     }
 
     /**
@@ -93,7 +96,7 @@ public final class DiskOptions
     public DiskOptions withDurable(final boolean value)
     {
         return new DiskOptions(store, bitmapDirectory, name, value, ringSize, alignment, closeStore, bitmapFiles,
-            waitStrategy);
+            waitStrategy, pipeline);
     }
 
     /**
@@ -107,7 +110,7 @@ public final class DiskOptions
             throw new IllegalArgumentException("ring size must be a power of two of at least 2: " + value);
         }
         return new DiskOptions(store, bitmapDirectory, name, durable, value, alignment, closeStore, bitmapFiles,
-            waitStrategy);
+            waitStrategy, pipeline);
     }
 
     /**
@@ -121,7 +124,7 @@ public final class DiskOptions
             throw new IllegalArgumentException("alignment must be a power of two: " + value);
         }
         return new DiskOptions(store, bitmapDirectory, name, durable, ringSize, value, closeStore, bitmapFiles,
-            waitStrategy);
+            waitStrategy, pipeline);
     }
 
     /**
@@ -131,7 +134,7 @@ public final class DiskOptions
     public DiskOptions withCloseStore(final boolean value)
     {
         return new DiskOptions(store, bitmapDirectory, name, durable, ringSize, alignment, value, bitmapFiles,
-            waitStrategy);
+            waitStrategy, pipeline);
     }
 
     /**
@@ -141,7 +144,17 @@ public final class DiskOptions
     public DiskOptions withWaitStrategy(final Supplier<WaitStrategy> value)
     {
         return new DiskOptions(store, bitmapDirectory, name, durable, ringSize, alignment, closeStore, bitmapFiles,
-            Objects.requireNonNull(value, "waitStrategy"));
+            Objects.requireNonNull(value, "waitStrategy"), pipeline);
+    }
+
+    /**
+     * @param value how the ring spreads mark, persist, copy-before-write and write over threads.
+     * @return a copy.
+     */
+    public DiskOptions withPipeline(final Pipeline value)
+    {
+        return new DiskOptions(store, bitmapDirectory, name, durable, ringSize, alignment, closeStore, bitmapFiles,
+            waitStrategy, Objects.requireNonNull(value, "pipeline"));
     }
 
     BlockStore store()
@@ -187,5 +200,10 @@ public final class DiskOptions
     WaitStrategy waitStrategy()
     {
         return waitStrategy.get();
+    }
+
+    Pipeline pipeline()
+    {
+        return pipeline;
     }
 }

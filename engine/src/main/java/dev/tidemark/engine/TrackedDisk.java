@@ -135,7 +135,7 @@ public final class TrackedDisk implements AutoCloseable
         registry.durable(options.durable());
         journal.syncOnCommit(options.durable());
         ring = new WriteRing(this, store, registry, journal, options.ringSize(), options.waitStrategy(),
-            options.durable());
+            options.durable(), options.pipeline());
     }
 
     /** @return the disk's name. */
@@ -257,8 +257,8 @@ public final class TrackedDisk implements AutoCloseable
      * @param data the bytes of a WRITE, untouched by the caller until completion; else {@code null}.
      * @param fua whether the request must be durable before it completes.
      * @param mayUnmap for WRITE_ZEROES: whether the range may be deallocated.
-     * @param completion receives the outcome on the ring's write thread; a zero-length request completes at once
-     *                   on the calling thread with sequence -1.
+     * @param completion receives the outcome on the ring thread that writes (see {@link Pipeline}); a zero-length
+     *                   request completes at once on the calling thread with sequence -1.
      * @return the request's ring sequence, or -1 for a zero-length request.
      * @throws EngineException for a request outside the disk, misaligned, on a read-only or closed disk.
      */

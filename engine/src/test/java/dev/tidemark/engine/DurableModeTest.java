@@ -1,6 +1,7 @@
 package dev.tidemark.engine;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.junit.jupiter.api.Assertions.assertTimeoutPreemptively;
 
 import dev.tidemark.bitmap.BitmapView;
@@ -17,14 +18,26 @@ import java.util.ArrayList;
 import java.util.BitSet;
 import java.util.List;
 import java.util.SplittableRandom;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.Parameter;
+import org.junit.jupiter.params.ParameterizedClass;
+import org.junit.jupiter.params.provider.EnumSource;
 
-/** I5's write path: group commit once per batch, and no data write before its bits are set (and forced). */
+/**
+ * I5's write path: group commit once per batch, and no data write before its bits are set (and forced); under both
+ * pipelines.
+ */
+@ParameterizedClass
+@EnumSource(Pipeline.class)
 class DurableModeTest
 {
+    @Parameter
+    Pipeline pipeline;
+
     private static final int SIZE = 16 << 20;
     private static final long G = 65536;
 
@@ -45,13 +58,74 @@ class DurableModeTest
         assertTimeoutPreemptively(Duration.ofSeconds(60), () -> run(seed, false), () -> "seed " + seed);
     }
 
+    @Test
+    void aFailedForceFailsEveryWriteOfItsBatchAndWritesNoneOfThem() throws Exception
+    {
+        final SpyFiles files = new SpyFiles();
+        final HeapStore store = new HeapStore(SIZE);
+        final List<Long> written = new CopyOnWriteArrayList<>();
+        try (TrackedDisk disk = TrackedDisk.open(DiskOptions.of(store, dir.resolve("bm"), files)
+            .withDurable(true).withPipeline(pipeline)))
+        {
+            disk.transaction(BitmapActions.add("b", G, true, false));
+            final SpyBitmap spy = files.made.get(0);
+            store.hook((offset, length) -> written.add(offset));
+            spy.failForce = true;
+            final List<CompletableFuture<Void>> writes = new ArrayList<>();
+            for (int i = 0; i < 64; i++)
+            {
+                // Distinct chunks, so every batch gains a bit and has to force.
+                writes.add(disk.writeAsync(i * G, ByteBuffer.allocate(512), false));
+            }
+            for (final CompletableFuture<Void> write : writes)
+            {
+                assertThatThrownBy(write::join).hasRootCauseMessage("injected force failure")
+                    .cause().isInstanceOf(IOException.class).hasMessage("durable mode: forcing bitmap pages failed");
+            }
+            assertThat(written).as("data of writes whose bits were not forced").isEmpty();
+            spy.failForce = false;
+            disk.write(100 * G, ByteBuffer.allocate(512), false);
+            assertThat(written).containsExactly(100 * G);
+        }
+    }
+
+    @Test
+    void aHandlerBugFailsOnlyItsRequestAndTheRingGoesOn() throws Exception
+    {
+        final SpyFiles files = new SpyFiles();
+        final HeapStore store = new HeapStore(SIZE);
+        final List<Long> written = new CopyOnWriteArrayList<>();
+        try (TrackedDisk disk = TrackedDisk.open(DiskOptions.of(store, dir.resolve("bm"), files)
+            .withPipeline(pipeline)))
+        {
+            disk.transaction(BitmapActions.add("b", G, true, false));
+            final SpyBitmap spy = files.made.get(0);
+            store.hook((offset, length) -> written.add(offset));
+            spy.poison = 5 * G;
+            final CompletableFuture<Void> before = disk.writeAsync(0, ByteBuffer.allocate(512), false);
+            final CompletableFuture<Void> poisoned = disk.writeAsync(5 * G, ByteBuffer.allocate(512), false);
+            final CompletableFuture<Void> after = disk.writeAsync(G, ByteBuffer.allocate(512), false);
+            assertThatThrownBy(poisoned::join).hasRootCauseInstanceOf(IllegalStateException.class)
+                .hasRootCauseMessage("bitmap bug");
+            before.join();
+            after.join();
+            final CompletableFuture<Long> task = disk.ring().submitTask(() ->
+            {
+                throw new AssertionError("task bug");
+            });
+            assertThatThrownBy(task::join).hasRootCauseInstanceOf(AssertionError.class);
+            disk.write(2 * G, ByteBuffer.allocate(512), false);
+            assertThat(written).containsExactly(0L, G, 2 * G);
+        }
+    }
+
     private void run(final long seed, final boolean durable) throws Exception
     {
         final SpyFiles files = new SpyFiles();
         final HeapStore store = new HeapStore(SIZE);
         final List<String> violations = new CopyOnWriteArrayList<>();
         try (TrackedDisk disk = TrackedDisk.open(DiskOptions.of(store, dir.resolve("bm"), files)
-            .withDurable(durable)))
+            .withDurable(durable).withPipeline(pipeline)))
         {
             disk.transaction(BitmapActions.add("b", G, true, false));
             final SpyBitmap spy = files.made.get(0);
@@ -119,8 +193,8 @@ class DurableModeTest
                 assertThat(spy.forces.get()).isZero();
                 assertThat(groupCommits).isZero();
             }
-            System.out.printf("durable=%s writes=%d batches=%d groupCommits=%d forces=%d%n", durable,
-                threads * each, disk.ring().batches(), groupCommits, spy.forces.get());
+            System.out.printf("pipeline=%s durable=%s writes=%d batches=%d groupCommits=%d forces=%d%n", pipeline,
+                durable, threads * each, disk.ring().batches(), groupCommits, spy.forces.get());
         }
     }
 
@@ -165,6 +239,8 @@ class DurableModeTest
     {
         final DirtyBitmap inner;
         final AtomicInteger forces = new AtomicInteger();
+        volatile boolean failForce;
+        volatile long poison = -1;
         private final BitSet pending = new BitSet();
         private final BitSet forced = new BitSet();
 
@@ -181,6 +257,10 @@ class DurableModeTest
         @Override
         public boolean mark(final long offset, final long length)
         {
+            if (offset == poison)
+            {
+                throw new IllegalStateException("bitmap bug");
+            }
             final boolean gained = inner.mark(offset, length);
             synchronized (this)
             {
@@ -194,6 +274,10 @@ class DurableModeTest
         public int force()
         {
             forces.incrementAndGet();
+            if (failForce)
+            {
+                throw new IllegalStateException("injected force failure");
+            }
             try
             {
                 Thread.sleep(1);

@@ -21,11 +21,19 @@ import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.Parameter;
+import org.junit.jupiter.params.ParameterizedClass;
+import org.junit.jupiter.params.provider.EnumSource;
 
-/** I2 all-or-nothing, QEMU rollback per action, successors, and the journal's view of them. */
+/** I2 all-or-nothing, QEMU rollback per action, successors, and the journal's view of them; under both pipelines. */
 @Timeout(30)
+@ParameterizedClass
+@EnumSource(Pipeline.class)
 class TransactionTest
 {
+    @Parameter
+    Pipeline pipeline;
+
     private static final long G = 65536;
 
     @TempDir
@@ -36,7 +44,7 @@ class TransactionTest
     @BeforeEach
     void open() throws IOException
     {
-        disk = TrackedDisk.open(DiskOptions.of(new HeapStore(4 << 20), dir.resolve("bm")));
+        disk = TrackedDisk.open(DiskOptions.of(new HeapStore(4 << 20), dir.resolve("bm")).withPipeline(pipeline));
     }
 
     @AfterEach

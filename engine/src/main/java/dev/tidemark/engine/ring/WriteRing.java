@@ -12,6 +12,7 @@ import dev.tidemark.engine.ControlAction;
 import dev.tidemark.engine.CutContext;
 import dev.tidemark.engine.EngineException;
 import dev.tidemark.engine.IoCompletion;
+import dev.tidemark.engine.Pipeline;
 import dev.tidemark.engine.RequestKind;
 import dev.tidemark.engine.TrackedDisk;
 import dev.tidemark.engine.WriteInterceptor;
@@ -29,26 +30,39 @@ import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.LongAdder;
 
 /**
- * The write ring of one disk: a multi-producer Disruptor whose handlers run mark, persist, copy-before-write
- * and write in that order; {@code publish*} methods are safe for concurrent use by any number of threads.
+ * The write ring of one disk: a multi-producer Disruptor whose handlers run mark, persist, copy-before-write and
+ * write in that order on one ring thread ({@link Pipeline#FUSED}) or three ({@link Pipeline#STAGED});
+ * {@code publish*} methods are safe for concurrent use by any number of threads.
  *
- * <p>Threads: the mark thread ({@code <disk>-mark}) sets bits, runs control actions and, in durable mode, forces
- * the bitmap pages that gained bits at the end of every batch (group commit); the copy-before-write thread
- * ({@code <disk>-cbw}) calls the registered {@link WriteInterceptor}s; the write thread ({@code <disk>-write})
- * issues the store calls and completes requests.
+ * <p>Fused: the ring thread ({@code <disk>-ring}) marks each request as it arrives and keeps the requests not yet
+ * written pending in their slots; at the end of each Disruptor batch, before each control request and every
+ * {@value #DRAIN_BOUND} requests it forces the bitmap pages they dirtied (durable mode: group commit), then calls
+ * the interceptors, issues the store call and completes each pending request in ring order. A control request
+ * runs at its sequence (the cut) after every earlier request completed, and completes its
+ * {@link CutContext#writesBeforeCutDone()} before its actions run. Each request crosses one hand-off (producer to
+ * ring thread) instead of three.
  *
- * <p>Persist runs inside the mark handler at the end of each batch rather than as a fourth handler: a
- * {@code BatchEventProcessor} publishes its sequence only after the whole batch, so no event of the batch can
- * reach copy-before-write or the store before the force returned, and a separate handler would cost one more
- * hand-off per batch for nothing.
+ * <p>Staged: the mark thread ({@code <disk>-mark}) sets bits, runs control actions and forces at the end of every
+ * batch; the copy-before-write thread ({@code <disk>-cbw}) calls the interceptors; the write thread
+ * ({@code <disk>-write}) issues the store calls, completes requests and each cut's writes-before-cut future. A slow
+ * interceptor or store call then does not hold up marking and transactions.
+ *
+ * <p>In both, bits are set (and forced, in durable mode) before the data write is issued (I1), because persist
+ * runs before any request of its batch leaves the mark step: a {@code BatchEventProcessor} publishes its sequence
+ * only after the whole batch returned, so staged, nothing of a batch reaches copy-before-write before the force;
+ * fused, the force runs before the drain's first store call on the same thread.
  */
 public final class WriteRing implements AutoCloseable
 {
+    /** Pending requests after which the fused handler drains even inside a batch, bounding their latency. */
+    static final int DRAIN_BOUND = 256;
+
     private final String diskName;
     private final BlockStore store;
     private final BitmapRegistry registry;
     private final Journal journal;
     private final TrackedDisk disk;
+    private final Pipeline pipeline;
     private final Disruptor<RingEvent> disruptor;
     private final RingBuffer<RingEvent> ring;
     // Producers in the middle of publishing; striped so that producers do not contend on one word.
@@ -70,9 +84,11 @@ public final class WriteRing implements AutoCloseable
      * @param size ring slots, a power of two.
      * @param waitStrategy how handlers wait.
      * @param durable whether durable mode starts on.
+     * @param pipeline one ring thread or three.
      */
     public WriteRing(final TrackedDisk disk, final BlockStore store, final BitmapRegistry registry,
-        final Journal journal, final int size, final WaitStrategy waitStrategy, final boolean durable)
+        final Journal journal, final int size, final WaitStrategy waitStrategy, final boolean durable,
+        final Pipeline pipeline)
     {
         this.disk = disk;
         this.diskName = disk.name();
@@ -80,8 +96,9 @@ public final class WriteRing implements AutoCloseable
         this.registry = registry;
         this.journal = journal;
         this.durable = durable;
+        this.pipeline = pipeline;
         final AtomicInteger threadIndex = new AtomicInteger();
-        final String[] roles = {"mark", "cbw", "write"};
+        final String[] roles = pipeline == Pipeline.FUSED ? new String[] {"ring"} : new String[] {"mark", "cbw", "write"};
         disruptor = new Disruptor<>(RingEvent::new, size, runnable ->
         {
             final Thread thread = new Thread(runnable, "tidemark-" + diskName + "-"
@@ -90,7 +107,14 @@ public final class WriteRing implements AutoCloseable
             return thread;
         }, ProducerType.MULTI, waitStrategy);
         disruptor.setDefaultExceptionHandler(new FailEventHandler());
-        disruptor.handleEventsWith(new MarkHandler()).then(new CopyBeforeWriteHandler()).then(new WriteHandler());
+        if (pipeline == Pipeline.FUSED)
+        {
+            disruptor.handleEventsWith(new FusedHandler());
+        }
+        else
+        {
+            disruptor.handleEventsWith(new MarkHandler()).then(new CopyBeforeWriteHandler()).then(new WriteHandler());
+        }
         ring = disruptor.start();
     }
 
@@ -123,13 +147,25 @@ public final class WriteRing implements AutoCloseable
         return forcedPages.get();
     }
 
-    /** @return how many batches the mark handler processed. */
+    /**
+     * @return how many batches were group-committed and written: staged, the mark handler's Disruptor batches; fused,
+     *         the drains (a batch is split at control requests and every {@value #DRAIN_BOUND} requests).
+     */
     public long batches()
     {
         return batches.get();
     }
 
-    /** @return the mark thread, once it started. */
+    /** @return how the ring spreads its handlers over threads. */
+    public Pipeline pipeline()
+    {
+        return pipeline;
+    }
+
+    /**
+     * @return the thread that marks and runs control actions, once it started: {@code <disk>-ring} fused (which also
+     *         writes and completes), {@code <disk>-mark} staged.
+     */
     public Thread markThread()
     {
         return markThread;
@@ -268,65 +304,54 @@ public final class WriteRing implements AutoCloseable
         disruptor.shutdown();
     }
 
-    /** The mark handler: bits, control actions, group commit. */
-    private final class MarkHandler implements EventHandler<RingEvent>
+    /**
+     * Mark, group commit and control actions, shared by both pipelines; used only by the one ring thread that runs
+     * the mark handler (the mark thread).
+     */
+    private final class Marker
     {
-        private final List<DirtyBitmap> gainedThisBatch = new ArrayList<>();
+        private final List<DirtyBitmap> gained = new ArrayList<>();
         private WriteInterceptor[] interceptors = RingEvent.NO_INTERCEPTORS;
-        private long batchStart = -1;
         private Thread owner;
 
-        @Override
-        public void onStart()
+        void start()
         {
             owner = Thread.currentThread();
             markThread = owner;
             registry.bindMarkThread(owner);
         }
 
-        private boolean sameThread()
+        boolean sameThread()
         {
             return owner == Thread.currentThread();
         }
 
-        @Override
-        public void onEvent(final RingEvent event, final long sequence, final boolean endOfBatch)
+        /** Sets the request's bits in every recording bitmap and stamps it with the interceptors of its place. */
+        void mark(final RingEvent event)
         {
-            assert sameThread() : "mark handler accessed by two threads";
-            if (batchStart < 0)
-            {
-                batchStart = sequence;
-            }
-            if (event.kind.changesData())
+            try
             {
                 final boolean track = durable;
                 for (final DirtyBitmap bitmap : registry.recorders())
                 {
                     if (bitmap.mark(event.offset, event.length) && track && !containsIdentity(bitmap))
                     {
-                        gainedThisBatch.add(bitmap);
+                        gained.add(bitmap);
                     }
                 }
                 event.interceptors = interceptors;
             }
-            else if (event.kind == RequestKind.CONTROL)
+            catch (final Throwable ex)
             {
-                runControl(event.control, sequence);
-            }
-            if (endOfBatch)
-            {
-                batches.incrementAndGet();
-                if (!gainedThisBatch.isEmpty())
-                {
-                    groupCommit(sequence);
-                }
-                batchStart = -1;
+                // Caught here, not by FailEventHandler: an escaping exception makes the BatchEventProcessor
+                // release the earlier events of the batch before their group commit.
+                event.error = ex;
             }
         }
 
         private boolean containsIdentity(final DirtyBitmap bitmap)
         {
-            for (final DirtyBitmap b : gainedThisBatch)
+            for (final DirtyBitmap b : gained)
             {
                 if (b == bitmap)
                 {
@@ -336,38 +361,53 @@ public final class WriteRing implements AutoCloseable
             return false;
         }
 
-        private void groupCommit(final long endSequence)
+        /**
+         * Forces the pages that gained bits since the last group commit (durable mode; nothing gained in lazy mode).
+         *
+         * @return {@code null}, or the failure every data request marked since the last group commit must fail with.
+         */
+        IOException groupCommit()
         {
+            if (gained.isEmpty())
+            {
+                return null;
+            }
             try
             {
                 long pages = 0;
-                for (final DirtyBitmap bitmap : gainedThisBatch)
+                for (final DirtyBitmap bitmap : gained)
                 {
                     pages += bitmap.force();
                 }
                 forcedPages.addAndGet(pages);
                 groupCommits.incrementAndGet();
+                return null;
             }
-            catch (final RuntimeException ex)
+            catch (final RuntimeException | Error ex)
             {
-                // Bits that may not be durable must not let their data through: fail the whole batch.
-                final IOException failure = new IOException("durable mode: forcing bitmap pages failed", ex);
-                for (long s = batchStart; s <= endSequence; s++)
-                {
-                    final RingEvent event = ring.get(s);
-                    if (event.kind.changesData() && event.error == null)
-                    {
-                        event.error = failure;
-                    }
-                }
+                return new IOException("durable mode: forcing bitmap pages failed", ex);
             }
             finally
             {
-                gainedThisBatch.clear();
+                gained.clear();
             }
         }
 
-        private void runControl(final ControlRequest request, final long sequence)
+        /** Runs a transaction or a task at {@code sequence}, its cut, and completes its result. */
+        void runControl(final ControlRequest request, final long sequence)
+        {
+            try
+            {
+                runControlOrThrow(request, sequence);
+            }
+            catch (final Throwable ex)
+            {
+                // As FailEventHandler would: the ring keeps going, the caller learns of the bug.
+                request.result.completeExceptionally(ex);
+            }
+        }
+
+        private void runControlOrThrow(final ControlRequest request, final long sequence)
         {
             if (request.task != null)
             {
@@ -530,7 +570,216 @@ public final class WriteRing implements AutoCloseable
         }
     }
 
-    /** Calls the interceptors of jobs and fleecing views before data reaches the store. */
+    /**
+     * Calls the interceptors stamped on a data request; a failure is attached to the request, which is then not
+     * written.
+     */
+    private static void intercept(final RingEvent event)
+    {
+        if (event.error != null || event.interceptors.length == 0 || !event.kind.changesData())
+        {
+            return;
+        }
+        for (final WriteInterceptor interceptor : event.interceptors)
+        {
+            try
+            {
+                interceptor.beforeWrite(event.offset, event.length);
+            }
+            catch (final IOException | RuntimeException ex)
+            {
+                event.error = ex instanceof IOException ? ex
+                    : new IOException("copy-before-write failed at offset " + event.offset, ex);
+                return;
+            }
+        }
+    }
+
+    /**
+     * Issues a request's store call unless it failed earlier, frees its slot's references and completes it; only a
+     * throwing completion callback can make this throw.
+     */
+    private void writeAndComplete(final RingEvent event, final long sequence)
+    {
+        Throwable error = event.error;
+        if (error == null)
+        {
+            try
+            {
+                switch (event.kind)
+                {
+                    case WRITE -> store.write(event.offset, event.payload);
+                    case WRITE_ZEROES -> store.writeZeroes(event.offset, event.length, event.mayUnmap);
+                    case DISCARD -> store.discard(event.offset, event.length);
+                    case FLUSH -> store.flush();
+                    default -> throw new IllegalStateException("unexpected " + event.kind);
+                }
+                if (event.fua && event.kind != RequestKind.FLUSH)
+                {
+                    store.flush();
+                }
+            }
+            catch (final Throwable ex)
+            {
+                // An Error from the store too: the request must complete, with it.
+                error = ex;
+            }
+        }
+        final IoCompletion completion = event.completion;
+        event.clear();
+        if (completion != null)
+        {
+            completion.complete(sequence, error);
+        }
+    }
+
+    /**
+     * The fused pipeline's only handler: marks each request as it arrives and, at the end of each batch, before a
+     * control request and every {@value #DRAIN_BOUND} requests, group-commits, intercepts, writes and completes the
+     * pending ones in ring order.
+     *
+     * <p>Pending slots stay valid without copying: this is the ring's only consumer, so producers may reuse a slot
+     * only once its sequence is published, which the BatchEventProcessor does after the batch's last event returned
+     * (or {@link #drain} earlier, for the requests it completed).
+     */
+    private final class FusedHandler implements EventHandler<RingEvent>
+    {
+        private final Marker marker = new Marker();
+        private Sequence progress;
+        private long firstPending = -1;
+
+        @Override
+        public void setSequenceCallback(final Sequence sequenceCallback)
+        {
+            progress = sequenceCallback;
+        }
+
+        @Override
+        public void onStart()
+        {
+            marker.start();
+        }
+
+        @Override
+        public void onEvent(final RingEvent event, final long sequence, final boolean endOfBatch)
+        {
+            assert marker.sameThread() : "fused handler accessed by two threads";
+            if (event.kind == RequestKind.CONTROL)
+            {
+                // Every request before the cut is in the store before the cut's actions run, so an action or an
+                // interceptor may wait for writesBeforeCut: no other thread would complete it.
+                drain(sequence - 1);
+                final ControlRequest control = event.control;
+                event.clear();
+                control.writesBeforeCut.complete(null);
+                marker.runControl(control, sequence);
+                return;
+            }
+            if (firstPending < 0)
+            {
+                firstPending = sequence;
+            }
+            if (event.kind.changesData())
+            {
+                marker.mark(event);
+            }
+            if (endOfBatch || sequence - firstPending + 1 >= DRAIN_BOUND)
+            {
+                drain(sequence);
+            }
+        }
+
+        /** Group commit, then copy-before-write, store call and completion of every pending request up to last. */
+        private void drain(final long last)
+        {
+            if (firstPending < 0)
+            {
+                return;
+            }
+            final long first = firstPending;
+            firstPending = -1;
+            batches.incrementAndGet();
+            final IOException forceFailure = marker.groupCommit();
+            for (long s = first; s <= last; s++)
+            {
+                final RingEvent event = ring.get(s);
+                try
+                {
+                    if (forceFailure != null && event.kind.changesData() && event.error == null)
+                    {
+                        // Bits that may not be durable must not let their data through.
+                        event.error = forceFailure;
+                    }
+                    intercept(event);
+                }
+                catch (final Throwable ex)
+                {
+                    event.error = ex;
+                }
+                try
+                {
+                    writeAndComplete(event, s);
+                }
+                catch (final Throwable ex)
+                {
+                    // Only the completion callback threw: its request is complete, the others must still be.
+                }
+            }
+            // Lets producers reuse the slots now rather than at the end of a long batch.
+            progress.set(last);
+        }
+    }
+
+    /** The staged pipeline's mark handler: bits, control actions, group commit at the end of each batch. */
+    private final class MarkHandler implements EventHandler<RingEvent>
+    {
+        private final Marker marker = new Marker();
+        private long batchStart = -1;
+
+        @Override
+        public void onStart()
+        {
+            marker.start();
+        }
+
+        @Override
+        public void onEvent(final RingEvent event, final long sequence, final boolean endOfBatch)
+        {
+            assert marker.sameThread() : "mark handler accessed by two threads";
+            if (batchStart < 0)
+            {
+                batchStart = sequence;
+            }
+            if (event.kind.changesData())
+            {
+                marker.mark(event);
+            }
+            else if (event.kind == RequestKind.CONTROL)
+            {
+                marker.runControl(event.control, sequence);
+            }
+            if (endOfBatch)
+            {
+                batches.incrementAndGet();
+                final IOException failure = marker.groupCommit();
+                if (failure != null)
+                {
+                    // Nothing of the batch is visible downstream yet: fail every data request of it.
+                    for (long s = batchStart; s <= sequence; s++)
+                    {
+                        final RingEvent e = ring.get(s);
+                        if (e.kind.changesData() && e.error == null)
+                        {
+                            e.error = failure;
+                        }
+                    }
+                }
+                batchStart = -1;
+            }
+        }
+    }
+
+    /** The staged pipeline's copy-before-write handler: calls the interceptors stamped on each request. */
     private static final class CopyBeforeWriteHandler implements EventHandler<RingEvent>
     {
         private Sequence progress;
@@ -551,23 +800,11 @@ public final class WriteRing implements AutoCloseable
             // Release everything before this request to the write thread first: an interceptor may wait for
             // CutContext.writesBeforeCutDone(), which the write thread completes only once it gets there.
             progress.set(sequence - 1);
-            for (final WriteInterceptor interceptor : event.interceptors)
-            {
-                try
-                {
-                    interceptor.beforeWrite(event.offset, event.length);
-                }
-                catch (final IOException | RuntimeException ex)
-                {
-                    event.error = ex instanceof IOException ? ex
-                        : new IOException("copy-before-write failed at offset " + event.offset, ex);
-                    return;
-                }
-            }
+            intercept(event);
         }
     }
 
-    /** Issues store calls in ring order and completes requests. */
+    /** The staged pipeline's write handler: store calls in ring order, completions, the end of each cut's drain. */
     private final class WriteHandler implements EventHandler<RingEvent>
     {
         @Override
@@ -575,45 +812,20 @@ public final class WriteRing implements AutoCloseable
         {
             if (event.kind == RequestKind.CONTROL)
             {
-                event.control.writesBeforeCut.complete(null);
+                final ControlRequest control = event.control;
                 event.clear();
+                control.writesBeforeCut.complete(null);
                 return;
             }
-            Throwable error = event.error;
-            if (error == null)
-            {
-                try
-                {
-                    switch (event.kind)
-                    {
-                        case WRITE -> store.write(event.offset, event.payload);
-                        case WRITE_ZEROES -> store.writeZeroes(event.offset, event.length, event.mayUnmap);
-                        case DISCARD -> store.discard(event.offset, event.length);
-                        case FLUSH -> store.flush();
-                        default -> throw new IllegalStateException("unexpected " + event.kind);
-                    }
-                    if (event.fua && event.kind != RequestKind.FLUSH)
-                    {
-                        store.flush();
-                    }
-                }
-                catch (final IOException | RuntimeException ex)
-                {
-                    error = ex;
-                }
-            }
-            final IoCompletion completion = event.completion;
-            event.clear();
-            if (completion != null)
-            {
-                completion.complete(sequence, error);
-            }
+            writeAndComplete(event, sequence);
         }
     }
 
     /**
      * A handler bug must not stall the ring nor let a failed request's data through: the event carries the error
-     * on, so later handlers skip it and the write handler completes the request with it.
+     * on, so later handlers skip it and the write handler completes the request with it. The mark step and the
+     * fused handler catch their failures themselves (an escaping exception would release their slots early), so
+     * this is the staged copy-before-write and write handlers' last resort.
      */
     private static final class FailEventHandler implements ExceptionHandler<RingEvent>
     {
