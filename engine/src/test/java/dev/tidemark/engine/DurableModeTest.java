@@ -21,45 +21,41 @@ import java.util.SplittableRandom;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.atomic.AtomicInteger;
-import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
-import org.junit.jupiter.params.Parameter;
-import org.junit.jupiter.params.ParameterizedClass;
+import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.EnumSource;
 
 /**
  * I5's write path: group commit once per batch, and no data write before its bits are set (and forced); under both
  * pipelines.
  */
-@ParameterizedClass
-@EnumSource(Pipeline.class)
 class DurableModeTest
 {
-    @Parameter
-    Pipeline pipeline;
-
     private static final int SIZE = 16 << 20;
     private static final long G = 65536;
 
     @TempDir
     Path dir;
 
-    @Test
-    void durableModeForcesOncePerBatchBeforeAnyWriteOfTheBatch()
+    @ParameterizedTest
+    @EnumSource(Pipeline.class)
+    void durableModeForcesOncePerBatchBeforeAnyWriteOfTheBatch(final Pipeline pipeline)
     {
         final long seed = System.nanoTime();
-        assertTimeoutPreemptively(Duration.ofSeconds(60), () -> run(seed, true), () -> "seed " + seed);
+        assertTimeoutPreemptively(Duration.ofSeconds(60), () -> run(pipeline, seed, true), () -> "seed " + seed);
     }
 
-    @Test
-    void lazyModeNeverForcesButStillMarksBeforeWriting()
+    @ParameterizedTest
+    @EnumSource(Pipeline.class)
+    void lazyModeNeverForcesButStillMarksBeforeWriting(final Pipeline pipeline)
     {
         final long seed = System.nanoTime();
-        assertTimeoutPreemptively(Duration.ofSeconds(60), () -> run(seed, false), () -> "seed " + seed);
+        assertTimeoutPreemptively(Duration.ofSeconds(60), () -> run(pipeline, seed, false), () -> "seed " + seed);
     }
 
-    @Test
-    void aFailedForceFailsEveryWriteOfItsBatchAndWritesNoneOfThem() throws Exception
+    @ParameterizedTest
+    @EnumSource(Pipeline.class)
+    void aFailedForceFailsEveryWriteOfItsBatchAndWritesNoneOfThem(final Pipeline pipeline) throws Exception
     {
         final SpyFiles files = new SpyFiles();
         final HeapStore store = new HeapStore(SIZE);
@@ -89,8 +85,9 @@ class DurableModeTest
         }
     }
 
-    @Test
-    void aHandlerBugFailsOnlyItsRequestAndTheRingGoesOn() throws Exception
+    @ParameterizedTest
+    @EnumSource(Pipeline.class)
+    void aHandlerBugFailsOnlyItsRequestAndTheRingGoesOn(final Pipeline pipeline) throws Exception
     {
         final SpyFiles files = new SpyFiles();
         final HeapStore store = new HeapStore(SIZE);
@@ -119,7 +116,7 @@ class DurableModeTest
         }
     }
 
-    private void run(final long seed, final boolean durable) throws Exception
+    private void run(final Pipeline pipeline, final long seed, final boolean durable) throws Exception
     {
         final SpyFiles files = new SpyFiles();
         final HeapStore store = new HeapStore(SIZE);

@@ -20,23 +20,16 @@ import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicReference;
-import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
-import org.junit.jupiter.params.Parameter;
-import org.junit.jupiter.params.ParameterizedClass;
+import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.EnumSource;
 
 /**
  * I1 and I2 under load: many writers, bitmaps rotated and cleared by transactions at random moments, and a model
  * replayed in ring order that must equal every bitmap exactly; under both pipelines.
  */
-@ParameterizedClass
-@EnumSource(Pipeline.class)
 class RingInvariantsTest
 {
-    @Parameter
-    Pipeline pipeline;
-
     private static final int DISK = 32 << 20;
     private static final long GRANULARITY = 4096;
     private static final int CHUNKS = (int) (DISK / GRANULARITY);
@@ -49,23 +42,25 @@ class RingInvariantsTest
     {
     }
 
-    @Test
-    void everyWriteIsDirtyInExactlyTheBitmapsRecordingAtItsPlaceInTheRing()
+    @ParameterizedTest
+    @EnumSource(Pipeline.class)
+    void everyWriteIsDirtyInExactlyTheBitmapsRecordingAtItsPlaceInTheRing(final Pipeline pipeline)
     {
         final long seed = System.nanoTime();
-        assertTimeoutPreemptively(Duration.ofSeconds(60), () -> runScenario(seed, 4, 6000, false),
+        assertTimeoutPreemptively(Duration.ofSeconds(60), () -> runScenario(pipeline, seed, 4, 6000, false),
             () -> "seed " + seed);
     }
 
-    @Test
-    void persistentBitmapsInDurableModeKeepTheSameInvariant()
+    @ParameterizedTest
+    @EnumSource(Pipeline.class)
+    void persistentBitmapsInDurableModeKeepTheSameInvariant(final Pipeline pipeline)
     {
         final long seed = System.nanoTime();
-        assertTimeoutPreemptively(Duration.ofSeconds(60), () -> runScenario(seed, 3, 3000, true),
+        assertTimeoutPreemptively(Duration.ofSeconds(60), () -> runScenario(pipeline, seed, 3, 3000, true),
             () -> "seed " + seed);
     }
 
-    private void runScenario(final long seed, final int writers, final int writesEach, final boolean durable)
+    private void runScenario(final Pipeline pipeline, final long seed, final int writers, final int writesEach, final boolean durable)
         throws Exception
     {
         final HeapStore store = new HeapStore(DISK);
@@ -77,6 +72,8 @@ class RingInvariantsTest
             assertThat(disk.ring().pipeline()).isEqualTo(pipeline);
             long cut = disk.transaction(BitmapActions.add("g0", GRANULARITY, durable, false));
             log.add(new Step(cut, 0, 0, List.of("add g0")));
+            assertThat(disk.ring().markThread().getName())
+                .isEqualTo(pipeline == Pipeline.FUSED ? "tidemark-disk0-ring" : "tidemark-disk0-mark");
             final CountDownLatch start = new CountDownLatch(1);
             final AtomicBoolean writing = new AtomicBoolean(true);
             final List<Thread> threads = new ArrayList<>();

@@ -17,23 +17,15 @@ import java.util.Map;
 import java.util.concurrent.atomic.AtomicReference;
 import java.util.stream.Collectors;
 import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeEach;
-import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
-import org.junit.jupiter.params.Parameter;
-import org.junit.jupiter.params.ParameterizedClass;
+import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.EnumSource;
 
 /** I2 all-or-nothing, QEMU rollback per action, successors, and the journal's view of them; under both pipelines. */
 @Timeout(30)
-@ParameterizedClass
-@EnumSource(Pipeline.class)
 class TransactionTest
 {
-    @Parameter
-    Pipeline pipeline;
-
     private static final long G = 65536;
 
     @TempDir
@@ -41,8 +33,7 @@ class TransactionTest
 
     private TrackedDisk disk;
 
-    @BeforeEach
-    void open() throws IOException
+    private void open(final Pipeline pipeline) throws IOException
     {
         disk = TrackedDisk.open(DiskOptions.of(new HeapStore(4 << 20), dir.resolve("bm")).withPipeline(pipeline));
     }
@@ -50,7 +41,10 @@ class TransactionTest
     @AfterEach
     void close() throws IOException
     {
-        disk.close();
+        if (disk != null)
+        {
+            disk.close();
+        }
     }
 
     private void write(final long offset, final int length) throws IOException
@@ -69,9 +63,11 @@ class TransactionTest
             info -> info + " " + disk.bitmaps().sha256(info.name())));
     }
 
-    @Test
-    void oneInvalidActionChangesNothingAnywhere() throws IOException
+    @ParameterizedTest
+    @EnumSource(Pipeline.class)
+    void oneInvalidActionChangesNothingAnywhere(final Pipeline pipeline) throws IOException
     {
+        open(pipeline);
         disk.transaction(BitmapActions.add("a", G, true, false), BitmapActions.add("b", G, true, false),
             BitmapActions.add("c", G, false, true), BitmapActions.add("t", G, true, false));
         write(0, 4096);
@@ -109,9 +105,11 @@ class TransactionTest
         assertThat(disk.bitmaps().query("b").count()).isEqualTo(3 * G);
     }
 
-    @Test
-    void actionsSeeEarlierActionsOfTheSameTransactionAndCommitTogether() throws IOException
+    @ParameterizedTest
+    @EnumSource(Pipeline.class)
+    void actionsSeeEarlierActionsOfTheSameTransactionAndCommitTogether(final Pipeline pipeline) throws IOException
     {
+        open(pipeline);
         disk.transaction(BitmapActions.add("a"));
         write(0, 10);
         disk.transaction(BitmapActions.add("b"), BitmapActions.merge("b", List.of("a")), BitmapActions.clear("a"),
@@ -123,9 +121,11 @@ class TransactionTest
         assertThat(disk.bitmaps().query("a").granularity()).isEqualTo(512);
     }
 
-    @Test
-    void successorTakesWritesAfterItsCutAndAbdicatesOrIsReclaimed() throws IOException
+    @ParameterizedTest
+    @EnumSource(Pipeline.class)
+    void successorTakesWritesAfterItsCutAndAbdicatesOrIsReclaimed(final Pipeline pipeline) throws IOException
     {
+        open(pipeline);
         disk.transaction(BitmapActions.add("p", G, true, false), BitmapActions.add("q", G, false, false));
         write(0, 1);
         final Successor[] successors = new Successor[2];
@@ -152,9 +152,11 @@ class TransactionTest
         }
     }
 
-    @Test
-    void interceptorSeesExactlyTheWritesAfterItsCutAndCanFailThem() throws Exception
+    @ParameterizedTest
+    @EnumSource(Pipeline.class)
+    void interceptorSeesExactlyTheWritesAfterItsCutAndCanFailThem(final Pipeline pipeline) throws Exception
     {
+        open(pipeline);
         write(0, 10);
         final List<Long> seen = new ArrayList<>();
         final AtomicReference<java.util.concurrent.CompletableFuture<Void>> before = new AtomicReference<>();
@@ -193,9 +195,11 @@ class TransactionTest
         assertThat(seen).containsExactly(100L, 200L, 999L);
     }
 
-    @Test
-    void interceptorMayWaitForTheWritesBeforeItsCutEvenInTheSameBatch() throws Exception
+    @ParameterizedTest
+    @EnumSource(Pipeline.class)
+    void interceptorMayWaitForTheWritesBeforeItsCutEvenInTheSameBatch(final Pipeline pipeline) throws Exception
     {
+        open(pipeline);
         final List<java.util.concurrent.CompletableFuture<Void>> all = new ArrayList<>();
         for (int round = 0; round < 20; round++)
         {
