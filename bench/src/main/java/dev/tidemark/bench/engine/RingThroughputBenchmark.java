@@ -3,6 +3,7 @@ package dev.tidemark.bench.engine;
 import com.lmax.disruptor.YieldingWaitStrategy;
 import dev.tidemark.engine.DiskOptions;
 import dev.tidemark.engine.IoCompletion;
+import dev.tidemark.engine.Pipeline;
 import dev.tidemark.engine.RequestKind;
 import dev.tidemark.engine.TrackedDisk;
 import dev.tidemark.engine.registry.BitmapActions;
@@ -26,8 +27,8 @@ import org.openjdk.jmh.annotations.Threads;
 
 /**
  * Tracked 4 KiB writes per second through the write ring into a null store, with 0, 1 or 4 recording bitmaps
- * (64 KiB granularity, 64 GiB disk, random offsets), from 1 or 2 producer threads; JMH confines each thread's
- * state to it.
+ * (64 KiB granularity, 64 GiB disk, random offsets), from 1 or 2 producer threads, through the fused (one ring
+ * thread) or the staged (three) pipeline; JMH confines each thread's state to it.
  *
  * <p>Producers publish without waiting for completion (as the NBD server does); the ring's capacity gives the
  * back-pressure, so the rate is the ring's sustained rate.
@@ -50,6 +51,10 @@ public class RingThroughputBenchmark
         @Param({"default", "yielding"})
         String wait;
 
+        /** The ring's pipeline: {@link Pipeline#FUSED} or {@link Pipeline#STAGED}. */
+        @Param({"fused", "staged"})
+        String pipeline;
+
         TrackedDisk disk;
         Path directory;
 
@@ -57,7 +62,8 @@ public class RingThroughputBenchmark
         public void open() throws IOException
         {
             directory = Files.createTempDirectory("tidemark-ring-bench");
-            DiskOptions options = DiskOptions.of(new NullStore(DISK), directory).withRingSize(8192);
+            DiskOptions options = DiskOptions.of(new NullStore(DISK), directory).withRingSize(8192)
+                .withPipeline(Pipeline.valueOf(pipeline.toUpperCase(java.util.Locale.ROOT)));
             if ("yielding".equals(wait))
             {
                 options = options.withWaitStrategy(YieldingWaitStrategy::new);

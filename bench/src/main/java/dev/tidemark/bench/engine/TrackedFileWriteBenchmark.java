@@ -2,6 +2,7 @@ package dev.tidemark.bench.engine;
 
 import dev.tidemark.engine.DiskOptions;
 import dev.tidemark.engine.IoCompletion;
+import dev.tidemark.engine.Pipeline;
 import dev.tidemark.engine.RequestKind;
 import dev.tidemark.engine.TrackedDisk;
 import dev.tidemark.engine.registry.BitmapActions;
@@ -22,6 +23,7 @@ import org.openjdk.jmh.annotations.BenchmarkMode;
 import org.openjdk.jmh.annotations.Level;
 import org.openjdk.jmh.annotations.Mode;
 import org.openjdk.jmh.annotations.OutputTimeUnit;
+import org.openjdk.jmh.annotations.Param;
 import org.openjdk.jmh.annotations.Scope;
 import org.openjdk.jmh.annotations.Setup;
 import org.openjdk.jmh.annotations.State;
@@ -30,7 +32,7 @@ import org.openjdk.jmh.annotations.Threads;
 
 /**
  * 4 KiB random writes to a 1 GiB raw file in /dev/shm: through a {@link TrackedDisk} with one recording bitmap
- * (synchronous, and pipelined with a window per thread), against plain synchronous {@link FileChannel}
+ * (synchronous, and pipelined with a window per thread; fused or staged ring pipeline), against plain synchronous {@link FileChannel}
  * positional writes, from the same two threads; JMH confines each thread's state to it.
  */
 @BenchmarkMode(Mode.Throughput)
@@ -46,6 +48,10 @@ public class TrackedFileWriteBenchmark
     @State(Scope.Benchmark)
     public static class Files2
     {
+        /** The ring's pipeline: {@link Pipeline#FUSED} or {@link Pipeline#STAGED}. */
+        @Param({"fused", "staged"})
+        String pipeline;
+
         Path directory;
         TrackedDisk disk;
         FileChannel plain;
@@ -56,7 +62,8 @@ public class TrackedFileWriteBenchmark
             directory = Files.createTempDirectory(Path.of("/dev/shm"), "tidemark-bench");
             final Path image = directory.resolve("tracked.raw");
             disk = TrackedDisk.open(DiskOptions.of(RawFileStore.create(image, SIZE),
-                DiskOptions.bitmapDirectoryFor(image)));
+                DiskOptions.bitmapDirectoryFor(image)).withPipeline(Pipeline.valueOf(pipeline.toUpperCase(
+                java.util.Locale.ROOT))));
             disk.transaction(BitmapActions.add("b0"));
             final Path other = directory.resolve("plain.raw");
             plain = FileChannel.open(other, StandardOpenOption.CREATE_NEW, StandardOpenOption.READ,

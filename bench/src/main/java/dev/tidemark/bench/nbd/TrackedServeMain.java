@@ -1,6 +1,7 @@
 package dev.tidemark.bench.nbd;
 
 import dev.tidemark.engine.DiskOptions;
+import dev.tidemark.engine.Pipeline;
 import dev.tidemark.engine.TrackedDisk;
 import dev.tidemark.engine.export.ExportAddress;
 import dev.tidemark.engine.export.ExportManager;
@@ -18,7 +19,8 @@ import java.util.concurrent.CountDownLatch;
  * <p>Usage: {@code TrackedServeMain FILE SOCKET BITMAPS [EXPORT_NAME]}: opens the file as a {@link TrackedDisk}
  * (bitmap directory beside it), adds {@code BITMAPS} recording bitmaps of 64 KiB granularity (not persistent, as
  * the ones the comparison adds to qemu-storage-daemon), and exports it writable. Prints {@code ready} when listening.
- * With {@code -Dtidemark.bench.wait=blocking} the ring's threads block instead of spinning first.
+ * With {@code -Dtidemark.bench.wait=blocking} the ring's threads block instead of spinning first; with
+ * {@code -Dtidemark.bench.pipeline=fused|staged} the ring runs that pipeline (default: the engine's).
  */
 public final class TrackedServeMain
 {
@@ -45,6 +47,11 @@ public final class TrackedServeMain
         {
             // On a small, shared machine the ring's spinning threads compete with the client for the cores.
             options = options.withWaitStrategy(com.lmax.disruptor.BlockingWaitStrategy::new);
+        }
+        final String pipeline = System.getProperty("tidemark.bench.pipeline");
+        if (pipeline != null)
+        {
+            options = options.withPipeline(Pipeline.valueOf(pipeline.toUpperCase(java.util.Locale.ROOT)));
         }
         final TrackedDisk disk = TrackedDisk.open(options);
         for (int i = 0; i < bitmaps; i++)

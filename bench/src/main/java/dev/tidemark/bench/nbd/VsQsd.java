@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.tidemark.cli.JvmFlags;
 import dev.tidemark.engine.DiskOptions;
+import dev.tidemark.engine.Pipeline;
 import dev.tidemark.engine.TrackedDisk;
 import dev.tidemark.engine.export.ExportAddress;
 import dev.tidemark.engine.export.ExportManager;
@@ -42,8 +43,9 @@ import java.util.concurrent.TimeUnit;
 /**
  * The NBD and qcow2 comparison with qemu-storage-daemon in one command; main thread only.
  *
- * <p>Usage: {@code VsQsd [--dir /dev/shm] [--size-mib 2048] [--runtime 5] [--runs 3] [--wait phased|blocking]}
- * ({@code --wait}: the tracked server's ring wait strategy, the engine's default or Disruptor's blocking one). On one raw image filled
+ * <p>Usage: {@code VsQsd [--dir /dev/shm] [--size-mib 2048] [--runtime 5] [--runs 3] [--wait phased|blocking]
+ * [--pipeline fused|staged]} ({@code --wait}: the tracked server's ring wait strategy, the engine's default or
+ * Disruptor's blocking one; {@code --pipeline}: the tracked disk's ring pipeline, default fused). On one raw image filled
  * with non-zero data, alternating QSD and Tidemark run after run:
  * <ol>
  *   <li>for 0, 1 and 4 recording bitmaps (QSD: {@code block-dirty-bitmap-add} on its QMP monitor; Tidemark: the
@@ -69,12 +71,15 @@ public final class VsQsd
     private final int runtime;
     private final int runs;
     private final String wait;
+    private final Pipeline pipeline;
     private final Map<String, List<double[]>> results = new LinkedHashMap<>();
     private final Map<String, Boolean> higherIsBetter = new LinkedHashMap<>();
 
-    private VsQsd(final Path work, final long size, final int runtime, final int runs, final String wait)
+    private VsQsd(final Path work, final long size, final int runtime, final int runs, final String wait,
+        final Pipeline pipeline)
     {
         this.wait = wait;
+        this.pipeline = pipeline;
         this.work = work;
         this.size = size;
         this.runtime = runtime;
@@ -90,7 +95,8 @@ public final class VsQsd
         if (System.getProperty(CHILD_PROPERTY) == null)
         {
             // The engine's libraries need the project's JVM flags: run again with them, so one command suffices.
-            final List<String> command = javaCommandWith("-D" + CHILD_PROPERTY + "=true", VsQsd.class.getName());
+            final List<String> command = javaCommandWith(List.of("-D" + CHILD_PROPERTY + "=true"),
+                VsQsd.class.getName());
             command.addAll(List.of(args));
             System.exit(new ProcessBuilder(command).inheritIO().start().waitFor());
         }
@@ -99,6 +105,7 @@ public final class VsQsd
         int runtime = 5;
         int runs = 3;
         String wait = "phased";
+        Pipeline pipeline = Pipeline.FUSED;
         for (int i = 0; i < args.length; i++)
         {
             switch (args[i])
@@ -108,11 +115,12 @@ public final class VsQsd
                 case "--runtime" -> runtime = Integer.parseInt(args[++i]);
                 case "--runs" -> runs = Integer.parseInt(args[++i]);
                 case "--wait" -> wait = args[++i];
+                case "--pipeline" -> pipeline = Pipeline.valueOf(args[++i].toUpperCase(Locale.ROOT));
                 default -> throw new IllegalArgumentException("unknown argument '" + args[i] + "'; see the class comment");
             }
         }
         final Path work = Files.createTempDirectory(dir, "vsqsd");
-        final VsQsd bench = new VsQsd(work, sizeMib << 20, runtime, runs, wait);
+        final VsQsd bench = new VsQsd(work, sizeMib << 20, runtime, runs, wait, pipeline);
         try
         {
             bench.run();
@@ -153,7 +161,8 @@ public final class VsQsd
             {
                 qmp.execute("block-dirty-bitmap-add", args("node", "file0", "name", "b" + i, "granularity", GRANULARITY));
             }
-            ours = start(work.resolve("tidemark.log"), ourSocket, javaCommandWith("-Dtidemark.bench.wait=" + wait,
+            ours = start(work.resolve("tidemark.log"), ourSocket, javaCommandWith(List.of("-Dtidemark.bench.wait=" + wait,
+                "-Dtidemark.bench.pipeline=" + pipeline.name().toLowerCase(Locale.ROOT)),
                 TrackedServeMain.class.getName(), ourImage.toString(), ourSocket.toString(), String.valueOf(bitmaps)));
             final String qsdUri = uri(qsdSocket);
             final String ourUri = uri(ourSocket);
@@ -210,7 +219,7 @@ public final class VsQsd
         final JobManager jobs = new JobManager();
         try (QmpClient qmp = QmpClient.connectUnix(qmpSocket);
             TrackedDisk disk = TrackedDisk.open(DiskOptions.of(RawFileStore.open(ourImage),
-                work.resolve("tidemark.raw.bitmaps")).withName("disk"));
+                work.resolve("tidemark.raw.bitmaps")).withName("disk").withPipeline(pipeline));
             NbdClient qsdClient = NbdClient.builder().unix(qsdSocket).exportName(EXPORT).connect())
         {
             qmp.setTimeout(Duration.ofMinutes(5));
@@ -433,19 +442,16 @@ public final class VsQsd
 
     private static List<String> javaCommand(final String mainClass, final String... arguments)
     {
-        return javaCommandWith(null, mainClass, arguments);
+        return javaCommandWith(List.of(), mainClass, arguments);
     }
 
-    private static List<String> javaCommandWith(final String property, final String mainClass,
+    private static List<String> javaCommandWith(final List<String> properties, final String mainClass,
         final String... arguments)
     {
         final List<String> command = new ArrayList<>();
         command.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
         command.addAll(JvmFlags.forThisJava());
-        if (property != null)
-        {
-            command.add(property);
-        }
+        command.addAll(properties);
         command.add("-cp");
         command.add(System.getProperty("java.class.path"));
         command.add(mainClass);
