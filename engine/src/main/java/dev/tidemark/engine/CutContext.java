@@ -38,8 +38,9 @@ public interface CutContext
     void removeInterceptor(WriteInterceptor interceptor);
 
     /**
-     * @return a future completed (on the ring's write thread) once every request sequenced before the cut has
-     *         reached the store; never wait for it on the mark thread.
+     * @return a future completed once every request sequenced before the cut has reached the store (fused: on the
+     *         ring thread, before the cut's actions run; staged: on the write thread); never wait for it on the mark
+     *         thread, which under the staged pipeline would wait for itself.
      */
     CompletableFuture<Void> writesBeforeCutDone();
 

@@ -1,8 +1,8 @@
 package dev.tidemark.engine;
 
 /**
- * Receives the outcome of a request submitted to the write ring; called once, on the ring's write thread, so it
- * must return quickly and must not wait for the ring.
+ * Receives the outcome of a request submitted to the write ring; called once, on the ring thread that writes (the
+ * only ring thread when fused, which then also marks), so it must return quickly and must not wait for the ring.
  */
 @FunctionalInterface
 public interface IoCompletion

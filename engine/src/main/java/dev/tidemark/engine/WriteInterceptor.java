@@ -4,7 +4,8 @@ import java.io.IOException;
 
 /**
  * Sees every data-changing guest request after its registration cut, before the data reaches the store; called
- * only on the ring's copy-before-write thread, one call at a time, in ring order.
+ * only on the ring thread that runs copy-before-write (the ring thread when fused, {@code -cbw} when staged), one
+ * call at a time, in ring order.
  *
  * <p>Registered and removed through {@link CutContext#addInterceptor} / {@link CutContext#removeInterceptor}, so
  * the set of requests an interceptor sees is exact: those sequenced after the cut of its registration and not

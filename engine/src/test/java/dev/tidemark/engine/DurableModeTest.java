@@ -230,7 +230,7 @@ class DurableModeTest
 
     /**
      * Counts forces, makes them slow (so batches form), and tracks which chunks' bits were forced; marked on the
-     * mark thread, read by the write thread (hence the monitor).
+     * mark thread, read by the thread that writes (the same one when fused; hence the monitor).
      */
     private static final class SpyBitmap implements DirtyBitmap
     {

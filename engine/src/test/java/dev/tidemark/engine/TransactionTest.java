@@ -14,6 +14,9 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicReference;
 import java.util.stream.Collectors;
 import org.junit.jupiter.api.AfterEach;
@@ -193,6 +196,77 @@ class TransactionTest
         assertThatThrownBy(() -> write(999, 1)).isInstanceOf(IOException.class).hasMessageContaining("target full");
         disk.flush();
         assertThat(seen).containsExactly(100L, 200L, 999L);
+    }
+
+    @ParameterizedTest
+    @EnumSource(Pipeline.class)
+    void writesBeforeTheCutAreCompleteWhenItsFutureCompletesAndFusedBeforeItsActionsRun(final Pipeline pipeline)
+        throws Exception
+    {
+        final HeapStore store = new HeapStore(4 << 20);
+        disk = TrackedDisk.open(DiskOptions.of(store, dir.resolve("bm")).withPipeline(pipeline));
+        final CountDownLatch entered = new CountDownLatch(1);
+        final CountDownLatch gate = new CountDownLatch(1);
+        final AtomicInteger stored = new AtomicInteger();
+        store.hook((offset, length) ->
+        {
+            if (offset == 0)
+            {
+                // Holds the ring in the first write's store call so the others and the cut form one batch.
+                entered.countDown();
+                try
+                {
+                    gate.await();
+                }
+                catch (final InterruptedException ex)
+                {
+                    throw new IOException(ex);
+                }
+            }
+            stored.incrementAndGet();
+        });
+        final AtomicInteger completed = new AtomicInteger();
+        final int writes = 100;
+        for (int i = 0; i < writes; i++)
+        {
+            disk.submit(RequestKind.WRITE, i * 4096L, 512, ByteBuffer.allocate(512), false, false,
+                (sequence, error) -> completed.incrementAndGet());
+            if (i == 0)
+            {
+                entered.await();
+            }
+        }
+        final AtomicInteger completedWhenActionRan = new AtomicInteger(-1);
+        final AtomicReference<CompletableFuture<int[]>> atCutDone = new AtomicReference<>();
+        final CompletableFuture<Long> cut = disk.transactionAsync(List.of(new ControlAction()
+        {
+            @Override
+            public void prepare(final CutContext ctx)
+            {
+                completedWhenActionRan.set(completed.get());
+                // Runs on the thread that completes the future, at that moment.
+                atCutDone.set(ctx.writesBeforeCutDone().thenApply(v -> new int[] {completed.get(), stored.get()}));
+            }
+
+            @Override
+            public void commit(final CutContext ctx)
+            {
+            }
+
+            @Override
+            public void abort(final CutContext ctx)
+            {
+            }
+        }));
+        gate.countDown();
+        cut.get();
+        assertThat(atCutDone.get().get()).as("completed and stored when writesBeforeCutDone completed")
+            .containsExactly(writes, writes);
+        if (pipeline == Pipeline.FUSED)
+        {
+            assertThat(completedWhenActionRan.get()).as("fused: writes before the cut done before its actions")
+                .isEqualTo(writes);
+        }
     }
 
     @ParameterizedTest

@@ -19,7 +19,7 @@ import java.util.Set;
 
 /**
  * An NBD export of a {@link TrackedDisk}; safe for concurrent calls from every connection's reader thread, and
- * completes modifying requests on the ring's write thread.
+ * completes modifying requests on the ring thread that writes (see {@link dev.tidemark.engine.Pipeline}).
  *
  * <p>Writes, write-zeroes and trims enter the disk's write ring like any guest write, so they are marked in every
  * recording bitmap before they complete; the NBD reply is sent from the ring's completion. FUA travels with the

@@ -25,7 +25,8 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
 
 /**
  * A read-only point-in-time view of a disk (image fleecing, {@code sync: none}); reads are safe from any number of
- * threads, the copy-before-write side runs on the ring's copy-before-write thread.
+ * threads, the copy-before-write side runs on the ring thread that runs copy-before-write (see
+ * {@link dev.tidemark.engine.Pipeline}).
  *
  * <p>The view is taken at a cut ({@link #openAction} in a transaction, or {@link #open}). From that cut its
  * interceptor copies the old data of every chunk a guest write is about to change, once per chunk, into a
@@ -430,7 +431,7 @@ public final class FleecingView implements BlockStore
         disk.emit("__dev.tidemark_FLEECING_BROKEN", data);
     }
 
-    /** Copies old data before guest writes; called on the ring's copy-before-write thread only. */
+    /** Copies old data before guest writes; called on the ring's copy-before-write thread only (see Pipeline). */
     private final class Interceptor implements WriteInterceptor
     {
         private ByteBuffer buffer;

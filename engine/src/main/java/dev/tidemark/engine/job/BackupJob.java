@@ -21,7 +21,7 @@ import java.util.concurrent.TimeoutException;
 /**
  * A {@code blockdev-backup} job: copies the disk as it was at its cut to a target store; the public methods are
  * safe from any thread, the copy runs on the job's worker thread and, for chunks a guest is about to overwrite,
- * on the ring's copy-before-write thread.
+ * on the ring thread that runs copy-before-write (see {@link dev.tidemark.engine.Pipeline}).
  *
  * <p><b>Point in time (I3).</b> The job is created at a cut by {@link BackupStartAction}. From that cut its
  * {@link WriteInterceptor} sees every guest write before the data reaches the store. A {@link ChunkClaims} map
@@ -449,7 +449,7 @@ public final class BackupJob extends Job
 
     // ------------------------------------------------------------------------------------------ copy-before-write
 
-    /** Preserves old data before guest writes; runs on the ring's copy-before-write thread only. */
+    /** Preserves old data before guest writes; runs on the ring's copy-before-write thread only (see Pipeline). */
     private final class Interceptor implements WriteInterceptor
     {
         private ByteBuffer buffer;

@@ -4,7 +4,7 @@ import java.util.concurrent.atomic.AtomicLongArray;
 
 /**
  * Per-chunk copy state of one point-in-time copy (a backup job or a fleecing view); safe for concurrent use by the
- * copying pump, the ring's copy-before-write thread and readers.
+ * copying pump, the ring thread that runs copy-before-write and readers.
  *
  * <p>Each chunk is in one of four states: not needed (nothing to preserve), needed (old data must still be
  * preserved), claimed (one thread is copying it now) and done (preserved). {@link #tryClaim} moves a needed chunk

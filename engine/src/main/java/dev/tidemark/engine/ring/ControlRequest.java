@@ -6,8 +6,9 @@ import java.util.concurrent.CompletableFuture;
 
 /**
  * A transaction (or a mark-thread task) travelling through the ring; created by the submitting thread, then
- * used by the mark thread (which completes {@link #result}) and the write thread (which completes
- * {@link #writesBeforeCut}).
+ * used by the mark thread (which completes {@link #result}) and the thread that writes (which completes
+ * {@link #writesBeforeCut}: the same ring thread when fused, before it runs the control; the write thread when
+ * staged).
  */
 final class ControlRequest
 {

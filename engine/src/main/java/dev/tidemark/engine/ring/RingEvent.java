@@ -7,7 +7,8 @@ import java.nio.ByteBuffer;
 
 /**
  * One pre-allocated slot of the write ring; written by the publishing thread before publication, then by each
- * handler in turn (the ring's sequence barriers order those accesses), never by two threads at once.
+ * handler in turn (one handler when fused; the ring's sequence barriers order those accesses), never by two threads
+ * at once.
  */
 final class RingEvent
 {

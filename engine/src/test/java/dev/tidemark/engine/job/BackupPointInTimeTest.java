@@ -1,16 +1,17 @@
 package dev.tidemark.engine.job;
 
 import dev.tidemark.engine.DiskOptions;
+import dev.tidemark.engine.Pipeline;
 import dev.tidemark.engine.TrackedDisk;
 import dev.tidemark.engine.fleece.FleecingOptions;
 import dev.tidemark.engine.fleece.FleecingView;
 import dev.tidemark.engine.registry.BitmapActions;
 import dev.tidemark.io.RawFileStore;
 import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeEach;
-import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
 
 import java.nio.ByteBuffer;
 import java.nio.file.Path;
@@ -20,7 +21,10 @@ import java.util.concurrent.atomic.AtomicReference;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-/** I3: backups and fleecing views taken under concurrent writes equal the disk at their cut, byte for byte. */
+/**
+ * I3: backups and fleecing views taken under concurrent writes equal the disk at their cut, byte for byte; under both
+ * ring pipelines.
+ */
 @Timeout(90)
 class BackupPointInTimeTest
 {
@@ -35,19 +39,21 @@ class BackupPointInTimeTest
     private TrackedDisk disk;
     private byte[] base;
 
-    @BeforeEach
-    void open() throws Exception
+    private void open(final Pipeline pipeline) throws Exception
     {
         final RawFileStore store = RawFileStore.create(dir.resolve("disk.raw"), SIZE);
         base = Workload.fill(store, seed);
-        disk = TrackedDisk.open(DiskOptions.of(store, dir.resolve("bitmaps")).withName("vda"));
+        disk = TrackedDisk.open(DiskOptions.of(store, dir.resolve("bitmaps")).withName("vda").withPipeline(pipeline));
         disk.addListener(events);
     }
 
     @AfterEach
     void close() throws Exception
     {
-        disk.close();
+        if (disk != null)
+        {
+            disk.close();
+        }
     }
 
     private RawFileStore target(final String name) throws Exception
@@ -61,9 +67,11 @@ class BackupPointInTimeTest
             && events.briefFor(job.id()).contains(job.id() + ":null"), 60_000, "job " + job.id() + " to finish (seed " + seed + ")");
     }
 
-    @Test
-    void fullAndTopBackupsUnderLoadEqualTheDiskAtTheirCut() throws Exception
+    @ParameterizedTest
+    @EnumSource(Pipeline.class)
+    void fullAndTopBackupsUnderLoadEqualTheDiskAtTheirCut(final Pipeline pipeline) throws Exception
     {
+        open(pipeline);
         final Workload load = new Workload(disk, base, seed, 4, 128 << 10);
         try (RawFileStore full = target("full.raw");
             RawFileStore top = target("top.raw"))
@@ -92,9 +100,11 @@ class BackupPointInTimeTest
         }
     }
 
-    @Test
-    void incrementalChainUnderLoadRestoresTheDiskAtEachCut() throws Exception
+    @ParameterizedTest
+    @EnumSource(Pipeline.class)
+    void incrementalChainUnderLoadRestoresTheDiskAtEachCut(final Pipeline pipeline) throws Exception
     {
+        open(pipeline);
         final Workload load = new Workload(disk, base, seed, 4, 64 << 10);
         try (RawFileStore full = target("full.raw"))
         {
@@ -157,9 +167,11 @@ class BackupPointInTimeTest
         }
     }
 
-    @Test
-    void fleecingViewUnderLoadReadsTheDiskAtItsCut() throws Exception
+    @ParameterizedTest
+    @EnumSource(Pipeline.class)
+    void fleecingViewUnderLoadReadsTheDiskAtItsCut(final Pipeline pipeline) throws Exception
     {
+        open(pipeline);
         final Workload load = new Workload(disk, base, seed, 3, 64 << 10);
         try
         {
