@@ -70,6 +70,19 @@ public final class RawFileStore implements BlockStore
     private volatile boolean zeroRangeSupported;
     private volatile boolean seekDataSupported;
     private boolean closed;
+    /**
+     * The last data extent SEEK_HOLE reported, so that walking a long allocated region run by run costs one scan:
+     * on tmpfs SEEK_HOLE walks the page cache up to the next hole, so a backup of a fully written image asking
+     * for each 1 MiB run scanned to the end of the file every time. Writes only add data, so the extent stays true
+     * until a hole is punched, which clears it.
+     */
+    private volatile DataExtent knownData;
+    private final java.util.concurrent.atomic.AtomicLong punches = new java.util.concurrent.atomic.AtomicLong();
+
+    /** An allocated byte range [start, end) as lseek last reported it. */
+    private record DataExtent(long start, long end)
+    {
+    }
 
     private RawFileStore(
         final Path path,
@@ -384,7 +397,24 @@ public final class RawFileStore implements BlockStore
         try
         {
             ensureOpen();
-            LinuxFiles.fallocate(nativeFd, mode, offset, length);
+            final boolean punch = (mode & LinuxFiles.FALLOC_FL_PUNCH_HOLE) != 0;
+            if (punch)
+            {
+                punches.incrementAndGet();
+                knownData = null;
+            }
+            try
+            {
+                LinuxFiles.fallocate(nativeFd, mode, offset, length);
+            }
+            finally
+            {
+                if (punch)
+                {
+                    punches.incrementAndGet();
+                    knownData = null;
+                }
+            }
             return true;
         }
         catch (final LastErrorException ex)
@@ -445,7 +475,9 @@ public final class RawFileStore implements BlockStore
         try
         {
             ensureOpen();
-            walkExtents(offset, end, sink);
+            final Coalescing coalescing = new Coalescing(sink);
+            walkExtents(offset, end, coalescing);
+            coalescing.finish();
         }
         catch (final LastErrorException ex)
         {
@@ -469,6 +501,18 @@ public final class RawFileStore implements BlockStore
         long position = offset;
         while (position < end)
         {
+            final DataExtent known = knownData;
+            if (known != null && position >= known.start() && position < known.end())
+            {
+                final long knownEnd = Math.min(known.end(), end);
+                if (!sink.accept(position, knownEnd - position, true, false))
+                {
+                    return;
+                }
+                position = knownEnd;
+                continue;
+            }
+            final long punchesBefore = punches.get();
             final long data = LinuxFiles.lseek(nativeFd, position, LinuxFiles.SEEK_DATA);
             if (data < 0 || data >= end)
             {
@@ -480,6 +524,15 @@ public final class RawFileStore implements BlockStore
                 return;
             }
             final long hole = LinuxFiles.lseek(nativeFd, data, LinuxFiles.SEEK_HOLE);
+            if (hole > data && punches.get() == punchesBefore)
+            {
+                knownData = new DataExtent(data, hole);
+                if (punches.get() != punchesBefore)
+                {
+                    // A hole was punched meanwhile: the extent may already be stale.
+                    knownData = null;
+                }
+            }
             // A file truncated behind our back: the rest reads as zeroes.
             final long dataEnd = hole < 0 ? end : Math.min(hole, end);
             if (!sink.accept(data, dataEnd - data, true, false))
@@ -487,6 +540,54 @@ public final class RawFileStore implements BlockStore
                 return;
             }
             position = dataEnd;
+        }
+    }
+
+    /**
+     * Joins adjacent extents of the same kind before they reach the caller; confined to one walk's thread. A
+     * cached data extent followed by data written after it was cached would otherwise arrive as two extents.
+     */
+    private static final class Coalescing implements AllocationSink
+    {
+        private final AllocationSink out;
+        private long start = -1;
+        private long length;
+        private boolean allocated;
+        private boolean zero;
+        private boolean stopped;
+
+        Coalescing(final AllocationSink out)
+        {
+            this.out = out;
+        }
+
+        @Override
+        public boolean accept(final long offset, final long extentLength, final boolean isAllocated,
+            final boolean isZero)
+        {
+            if (start >= 0 && isAllocated == allocated && isZero == zero && start + length == offset)
+            {
+                length += extentLength;
+                return true;
+            }
+            if (start >= 0 && !out.accept(start, length, allocated, zero))
+            {
+                stopped = true;
+                return false;
+            }
+            start = offset;
+            length = extentLength;
+            allocated = isAllocated;
+            zero = isZero;
+            return true;
+        }
+
+        void finish()
+        {
+            if (start >= 0 && !stopped)
+            {
+                out.accept(start, length, allocated, zero);
+            }
         }
     }
 

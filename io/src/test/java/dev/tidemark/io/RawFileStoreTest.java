@@ -73,6 +73,37 @@ class RawFileStoreTest
     }
 
     @Test
+    void runByRunWalksOfADataRegionStayExactAcrossLaterWritesAndPunchedHoles() throws IOException
+    {
+        try (RawFileStore store = RawFileStore.create(dir.resolve("runs.raw"), 8 * MIB))
+        {
+            final byte[] data = new byte[4 * MIB];
+            Arrays.fill(data, (byte)0x33);
+            store.write(0, direct(data));
+            // A backup asks run by run; the first answer is remembered for the rest of the region.
+            for (int run = 0; run < 4; run++)
+            {
+                assertThat(extents(store, (long)run * MIB, MIB)).containsExactly(
+                    new Extent((long)run * MIB, MIB, true, false));
+            }
+            // Data written after the region was remembered joins it in one extent.
+            store.write(4 * MIB, direct(new byte[] {1, 2, 3}));
+            assertThat(extents(store, 0, 8 * MIB)).containsExactly(
+                new Extent(0, 4 * MIB + 4 * KIB, true, false),
+                new Extent(4 * MIB + 4 * KIB, 4 * MIB - 4 * KIB, false, true));
+            // A hole punched inside the remembered region shows at once.
+            assertThat(extents(store, 0, MIB)).containsExactly(new Extent(0, MIB, true, false));
+            store.discard(MIB, MIB);
+            assertThat(extents(store, MIB, MIB)).containsExactly(new Extent(MIB, MIB, false, true));
+            assertThat(extents(store, 0, 8 * MIB)).containsExactly(
+                new Extent(0, MIB, true, false),
+                new Extent(MIB, MIB, false, true),
+                new Extent(2 * MIB, 2 * MIB + 4 * KIB, true, false),
+                new Extent(4 * MIB + 4 * KIB, 4 * MIB - 4 * KIB, false, true));
+        }
+    }
+
+    @Test
     void writesShowAsDataExtentsAndDiscardPunchesThemOut() throws IOException
     {
         try (RawFileStore store = RawFileStore.create(dir.resolve("a.raw"), 4 * MIB))
