@@ -1,6 +1,6 @@
 package dev.tidemark.bench;
 
-import dev.tidemark.cli.JvmFlags;
+import dev.tidemark.engine.JvmFlags;
 import org.openjdk.jmh.runner.Runner;
 import org.openjdk.jmh.runner.RunnerException;
 import org.openjdk.jmh.runner.options.CommandLineOptionException;

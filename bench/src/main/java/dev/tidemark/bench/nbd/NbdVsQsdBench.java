@@ -2,7 +2,7 @@ package dev.tidemark.bench.nbd;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import dev.tidemark.cli.JvmFlags;
+import dev.tidemark.engine.JvmFlags;
 
 import java.io.File;
 import java.io.IOException;

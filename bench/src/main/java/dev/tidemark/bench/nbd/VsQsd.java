@@ -3,7 +3,7 @@ package dev.tidemark.bench.nbd;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import dev.tidemark.cli.JvmFlags;
+import dev.tidemark.engine.JvmFlags;
 import dev.tidemark.engine.DiskOptions;
 import dev.tidemark.engine.Pipeline;
 import dev.tidemark.engine.TrackedDisk;
