@@ -69,6 +69,7 @@ public final class RawFileStore implements BlockStore
     private volatile boolean punchHoleSupported;
     private volatile boolean zeroRangeSupported;
     private volatile boolean seekDataSupported;
+    private volatile boolean kernelCopySupported = true;
     private boolean closed;
     /**
      * The last data extent SEEK_HOLE reported, so that walking a long allocated region run by run costs one scan:
@@ -223,6 +224,7 @@ public final class RawFileStore implements BlockStore
         punchHoleSupported = false;
         zeroRangeSupported = false;
         seekDataSupported = false;
+        kernelCopySupported = false;
     }
 
     /** @return the file this store reads and writes. */
@@ -453,6 +455,78 @@ public final class RawFileStore implements BlockStore
             writeFully(position, zeroes);
             position += n;
         }
+    }
+
+    /**
+     * Copies {@code length} bytes of this store at {@code srcOffset} to {@code dst} at {@code dstOffset} with the
+     * kernel's {@code copy_file_range} (one copy, page cache to page cache, no user-space buffer). Holes in the source
+     * range are copied as zeroes; callers that want holes kept walk {@link #forEachAllocationExtent} first.
+     *
+     * <p>The kernel copy is an optimisation, never the only way: the method returns how many bytes it copied, from
+     * {@code srcOffset} on, and stops early (without throwing) when the kernel refuses (no native binding, O_DIRECT
+     * on either side, a file system or kernel without the call, an I/O error, the source ending early). The caller
+     * copies the rest with reads and writes, which report errors on the side they happen.
+     *
+     * @return bytes copied, {@code 0 <= n <= length}.
+     * @throws IllegalArgumentException if a range lies outside its store.
+     * @throws IllegalStateException if {@code dst} is read-only.
+     */
+    public long copyTo(final long srcOffset, final RawFileStore dst, final long dstOffset, final long length)
+    {
+        checkRange(srcOffset, length);
+        dst.checkRange(dstOffset, length);
+        if (dst.readOnly)
+        {
+            throw new IllegalStateException("store " + dst.path + " is read-only");
+        }
+        if (length == 0 || nativeFd < 0 || dst.nativeFd < 0 || direct || dst.direct || !kernelCopySupported
+            || !dst.kernelCopySupported)
+        {
+            return 0;
+        }
+        final ReentrantReadWriteLock.ReadLock srcLock = nativeLock.readLock();
+        final ReentrantReadWriteLock.ReadLock dstLock = dst.nativeLock.readLock();
+        srcLock.lock();
+        dstLock.lock();
+        try
+        {
+            if (closed || dst.closed)
+            {
+                return 0;
+            }
+            long done = 0;
+            while (done < length)
+            {
+                final long n = LinuxFiles.copyFileRange(nativeFd, srcOffset + done, dst.nativeFd, dstOffset + done,
+                    length - done);
+                if (n <= 0)
+                {
+                    return done;
+                }
+                done += n;
+            }
+            return done;
+        }
+        catch (final LastErrorException ex)
+        {
+            if (LinuxFiles.isUnsupported(ex.getErrorCode()))
+            {
+                // Refused for this pair of files (another file system, an old kernel): ask no more.
+                kernelCopySupported = false;
+            }
+            return 0;
+        }
+        finally
+        {
+            dstLock.unlock();
+            srcLock.unlock();
+        }
+    }
+
+    /** @return whether {@link #copyTo} may still use the kernel's copy for this store. */
+    public boolean kernelCopySupported()
+    {
+        return nativeFd >= 0 && !direct && kernelCopySupported;
     }
 
     @Override

@@ -1,0 +1,180 @@
+package dev.tidemark.engine.job;
+
+import dev.tidemark.engine.DiskOptions;
+import dev.tidemark.engine.TrackedDisk;
+import dev.tidemark.engine.registry.BitmapActions;
+import dev.tidemark.io.RawFileStore;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.nio.ByteBuffer;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.SplittableRandom;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+/**
+ * The kernel-copy pump ({@code copy_file_range} between raw files): it copies exactly the ranges it should, keeps
+ * the source's holes as holes (and zeroes whatever the target held there), and a failed kernel-path backup loses no
+ * bit (I4). Point in time under load (I3) for this path is {@link BackupPointInTimeTest}, whose raw targets take it.
+ */
+@Timeout(60)
+class KernelCopyBackupTest
+{
+    private static final int SIZE = 8 << 20;
+    private static final int CHUNK = 64 << 10;
+
+    @TempDir
+    Path dir;
+
+    private final long seed = System.nanoTime();
+    private final EventLog events = new EventLog();
+    private final JobManager manager = new JobManager();
+    private TrackedDisk disk;
+
+    @AfterEach
+    void close() throws Exception
+    {
+        if (disk != null)
+        {
+            disk.close();
+        }
+    }
+
+    private void awaitGone(final Job job)
+    {
+        EventLog.await(() -> job.status() == JobStatus.NULL
+            && events.briefFor(job.id()).contains(job.id() + ":null"), 30_000, "job " + job.id() + " to finish");
+    }
+
+    /** Writes distinct random bytes at {@code [offset, offset + length)} and into {@code expected}. */
+    private static void put(final RawFileStore store, final byte[] expected, final SplittableRandom random,
+        final long offset, final int length) throws Exception
+    {
+        final byte[] data = new byte[length];
+        for (int i = 0; i < length; i++)
+        {
+            data[i] = (byte)(1 + random.nextInt(255));
+        }
+        System.arraycopy(data, 0, expected, (int)offset, length);
+        store.write(offset, ByteBuffer.wrap(data));
+    }
+
+    private static List<long[]> holes(final RawFileStore store) throws Exception
+    {
+        final List<long[]> holes = new ArrayList<>();
+        store.forEachAllocationExtent(0, store.size(), (off, len, allocated, zero) ->
+        {
+            if (!allocated)
+            {
+                holes.add(new long[] {off, len});
+            }
+            return true;
+        });
+        return holes;
+    }
+
+    @Test
+    void fullBackupCopiesEachDataRangeToItsPlaceAndZeroesTheHoles() throws Exception
+    {
+        final SplittableRandom random = new SplittableRandom(seed);
+        final RawFileStore store = RawFileStore.create(dir.resolve("disk.raw"), SIZE);
+        final byte[] expected = new byte[SIZE];
+        // Data that starts and ends inside chunks and copy runs, one range across a run boundary, the last page.
+        put(store, expected, random, 4096, 8192);
+        put(store, expected, random, CHUNK + 12288, 3 * CHUNK);
+        put(store, expected, random, (256 << 10) - 4096, 8192);
+        put(store, expected, random, (3 << 20) + 20480, 200 << 10);
+        put(store, expected, random, SIZE - 4096, 4096);
+        final List<long[]> sourceHoles = holes(store);
+        assertThat(sourceHoles).as("the source must have holes for this test to mean anything").hasSizeGreaterThan(3);
+        disk = TrackedDisk.open(DiskOptions.of(store, dir.resolve("bitmaps")).withName("vda"));
+        disk.addListener(events);
+
+        try (RawFileStore target = RawFileStore.create(dir.resolve("full.raw"), SIZE))
+        {
+            // Garbage everywhere: a hole the pump skipped instead of zeroing would show it.
+            final ByteBuffer garbage = ByteBuffer.allocateDirect(1 << 20);
+            while (garbage.hasRemaining())
+            {
+                garbage.put((byte)0xEE);
+            }
+            for (long at = 0; at < SIZE; at += 1 << 20)
+            {
+                target.write(at, garbage.clear());
+            }
+            final BackupStartAction start = new BackupStartAction(manager,
+                BackupOptions.of("vda", SyncMode.FULL).withJobId("full").withMaxRunBytes(256 << 10), target, null);
+            disk.transaction(start);
+            awaitGone(start.job());
+            assertThat(events.last("full", "BLOCK_JOB_COMPLETED").data()).doesNotContainKey("error");
+            assertThat(start.job().usesKernelCopy()).isEqualTo(BackupJob.COPY_METHOD == BackupJob.CopyMethod.KERNEL
+                && store.kernelCopySupported());
+            Workload.assertSameContent(expected, Workload.read(target), "full backup (seed " + seed + ")");
+            final List<long[]> targetHoles = holes(target);
+            for (final long[] hole : sourceHoles)
+            {
+                assertThat(targetHoles).as("source hole [%d, +%d) stays a hole in the target", hole[0], hole[1])
+                    .anySatisfy(h -> assertThat(h[0] <= hole[0] && h[0] + h[1] >= hole[0] + hole[1]).isTrue());
+            }
+        }
+    }
+
+    @Test
+    void incrementalCopiesOnlyTheDirtyChunksAndAFailedOneLosesNoBit() throws Exception
+    {
+        final SplittableRandom random = new SplittableRandom(seed);
+        final RawFileStore store = RawFileStore.create(dir.resolve("disk.raw"), SIZE);
+        final byte[] base = Workload.fill(store, seed);
+        disk = TrackedDisk.open(DiskOptions.of(store, dir.resolve("bitmaps")).withName("vda"));
+        disk.addListener(events);
+        disk.transaction(BitmapActions.add("b0"));
+        final byte[] expected = new byte[SIZE];
+        final boolean[] dirty = new boolean[SIZE / CHUNK];
+        for (int i = 0; i < 40; i++)
+        {
+            final int chunk = random.nextInt(SIZE / CHUNK);
+            final int within = random.nextInt(CHUNK / 4096) * 4096;
+            final int length = 4096 * (1 + random.nextInt(Math.min(8, (CHUNK - within) / 4096)));
+            final byte[] data = new byte[length];
+            random.nextBytes(data);
+            disk.write((long)chunk * CHUNK + within, ByteBuffer.wrap(data), false);
+            System.arraycopy(data, 0, base, chunk * CHUNK + within, length);
+            dirty[chunk] = true;
+        }
+        for (int c = 0; c < dirty.length; c++)
+        {
+            if (dirty[c])
+            {
+                System.arraycopy(base, c * CHUNK, expected, c * CHUNK, CHUNK);
+            }
+        }
+        final long dirtyCount = disk.bitmaps().query("b0").count();
+
+        // A closed target: the kernel copy refuses, the buffer path reports the target error, the job fails.
+        final RawFileStore closed = RawFileStore.create(dir.resolve("closed.raw"), SIZE);
+        closed.close();
+        final BackupStartAction failing = new BackupStartAction(manager, BackupOptions.of("vda", SyncMode.INCREMENTAL)
+            .withJobId("failing").withBitmap("b0", BitmapMode.ON_SUCCESS), closed, null);
+        disk.transaction(failing);
+        awaitGone(failing.job());
+        assertThat(events.last("failing", "BLOCK_JOB_COMPLETED").data()).containsKey("error");
+        assertThat(disk.bitmaps().query("b0").count()).as("bits after the failed backup").isEqualTo(dirtyCount);
+
+        try (RawFileStore target = RawFileStore.create(dir.resolve("inc.raw"), SIZE))
+        {
+            final BackupStartAction start = new BackupStartAction(manager, BackupOptions.of("vda", SyncMode.INCREMENTAL)
+                .withJobId("inc").withBitmap("b0", BitmapMode.ON_SUCCESS).withMaxRunBytes(128 << 10), target, null);
+            disk.transaction(start);
+            awaitGone(start.job());
+            assertThat(events.last("inc", "BLOCK_JOB_COMPLETED").data()).doesNotContainKey("error");
+            // Clean chunks stay zero in the fresh target: nothing outside the dirty chunks was copied.
+            Workload.assertSameContent(expected, Workload.read(target), "incremental (seed " + seed + ")");
+            assertThat(disk.bitmaps().query("b0").count()).isZero();
+        }
+    }
+}
