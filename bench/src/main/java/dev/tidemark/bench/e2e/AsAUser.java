@@ -160,7 +160,9 @@ public final class AsAUser
     {
         QSD("qemu-storage-daemon"),
         TIDEMARK("tidemark serve"),
-        NBDKIT("nbdkit file");
+        TIDEMARK_BUFFER("tidemark serve, buffer copy"),
+        NBDKIT("nbdkit file"),
+        TRANSFER_TO("FileChannel.transferTo");
 
         final String label;
 
@@ -245,20 +247,24 @@ public final class AsAUser
                     "type=nbd,id=exp0,node-name=d0,name=" + EXPORT + ",writable=on" + (qsdIothread ? ",iothread=io0" : ""),
                     "--chardev", "socket,id=m0,path=" + qmpSocket + ",server=on,wait=off", "--monitor", "chardev=m0"));
             }
-            case TIDEMARK ->
+            case TIDEMARK, TIDEMARK_BUFFER ->
             {
                 // Fresh persistent bitmaps per start: the previous run's would reload and clash with the adds.
                 deleteTree(work.resolve("bitmaps"));
                 command.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
                 command.addAll(JvmFlags.forThisJava());
                 command.addAll(tidemarkOptions);
+                if (side == Side.TIDEMARK_BUFFER)
+                {
+                    command.add("-Dtidemark.backup.copy=buffer");
+                }
                 command.addAll(List.of("-jar", jar.toString(), "serve"));
                 addBlockdevs(command, images);
                 command.addAll(List.of("--bitmap-root", work.resolve("bitmaps").toString(), "--nbd-server", nbdAddress,
                     "--export", "type=nbd,id=exp0,node-name=d0,name=" + EXPORT + ",writable=on",
                     "--qmp-socket", qmpSocket.toString()));
             }
-            default -> throw new IllegalStateException();
+            default -> throw new IllegalArgumentException(side + " is not a server");
         }
         final Path log = work.resolve(id + ".log");
         final Process process = new ProcessBuilder(command).redirectErrorStream(true).redirectOutput(log.toFile())
@@ -329,7 +335,7 @@ public final class AsAUser
         for (int i = 0; i < count; i++)
         {
             server.qmp.execute("block-dirty-bitmap-add", args("node", node, "name", "b" + i, "granularity",
-                GRANULARITY, "persistent", server.side == Side.TIDEMARK));
+                GRANULARITY, "persistent", server.side != Side.QSD));
         }
     }
 
@@ -370,7 +376,7 @@ public final class AsAUser
             }
         }
         print("writes: " + bitmaps + " recording bitmaps on the tracked servers (nbdkit: none), " + (size >> 20)
-            + " MiB raw image, fio " + runtime + " s + 1 s ramp per figure", true);
+            + " MiB raw image, fio " + runtime + " s + 1 s ramp per figure");
     }
 
     /** @return {IOPS, mean completion latency in µs}. */
@@ -390,7 +396,7 @@ public final class AsAUser
         final Path image = work.resolve("image.raw");
         fill(image, size);
         final Path nbdTargetImage = work.resolve("remote.raw");
-        final List<Side> sides = new ArrayList<>(List.of(Side.QSD, Side.TIDEMARK));
+        final List<Side> sides = new ArrayList<>(List.of(Side.QSD, Side.TIDEMARK, Side.TIDEMARK_BUFFER));
         for (int run = 0; run < runs; run++)
         {
             // The kernel's own copy of the same bytes to a fresh file, in this run: the ceiling.
@@ -405,7 +411,7 @@ public final class AsAUser
                     done += in.transferTo(done, size - done, out);
                 }
             }
-            record("full backup to raw (GB/s)", Side.NBDKIT, size / ((System.nanoTime() - start) / 1e9) / 1e9);
+            record("full backup to raw (GB/s)", Side.TRANSFER_TO, size / ((System.nanoTime() - start) / 1e9) / 1e9);
             Files.delete(copy);
             for (final Side side : sides)
             {
@@ -427,7 +433,7 @@ public final class AsAUser
                     for (final int percent : new int[] {1, 10, 50})
                     {
                         server.qmp.execute("block-dirty-bitmap-add", args("node", "d0", "name", "inc", "granularity",
-                            GRANULARITY, "persistent", side == Side.TIDEMARK));
+                            GRANULARITY, "persistent", side != Side.QSD));
                         dirty(server, percent * 1000L + run, percent);
                         record("incremental " + percent + " % dirty to qcow2 (s)", side,
                             backup(server, "incremental", "inc", true));
@@ -438,7 +444,8 @@ public final class AsAUser
             Collections.rotate(sides, 1);
         }
         print("backup: " + (size >> 20) + " MiB of random data in " + work.getParent()
-            + ", QMP blockdev-backup to BLOCK_JOB_COMPLETED; the nbdkit column is FileChannel.transferTo", false);
+            + ", QMP blockdev-backup to BLOCK_JOB_COMPLETED; tidemark serve with the kernel copy (default) and with"
+            + " -Dtidemark.backup.copy=buffer; FileChannel.transferTo of the image to a fresh file as the ceiling");
     }
 
     /** Runs one {@code blockdev-backup} into a fresh target; @return seconds from the command to the event. */
@@ -552,6 +559,8 @@ public final class AsAUser
                 try (Server server = start(side, List.of(image), false))
                 {
                     addBitmaps(server, "d0", 1);
+                    // Warm-up (JIT, page cache) so that the first measured figure is not the handicapped one.
+                    fio(server.uri, "4k", 16);
                     final double without = fio(server.uri, "4k", 16)[0];
                     final Path fleece = work.resolve("fleece.qcow2");
                     Files.deleteIfExists(fleece);
@@ -572,7 +581,7 @@ public final class AsAUser
             Collections.rotate(sides, 1);
         }
         print("fleece: QEMU 7.2 flow (qcow2 node backed by the disk, blockdev-backup sync=none, NBD export), "
-            + (size >> 20) + " MiB, unix socket", true);
+            + (size >> 20) + " MiB, unix socket");
     }
 
     // -------------------------------------------------------------------------------------------- memory
@@ -605,7 +614,7 @@ public final class AsAUser
                             for (int b = 0; b < 2; b++)
                             {
                                 server.qmp.execute("block-dirty-bitmap-add", args("node", "d" + i, "name", "b" + b,
-                                    "granularity", GRANULARITY, "persistent", side == Side.TIDEMARK));
+                                    "granularity", GRANULARITY, "persistent", side != Side.QSD));
                             }
                         }
                         Thread.sleep(1000);
@@ -619,7 +628,7 @@ public final class AsAUser
                 Files.delete(image);
             }
         }
-        print("memory: VmRSS of the daemon after adding the disks and bitmaps", false);
+        print("memory: VmRSS of the daemon after adding the disks and bitmaps");
     }
 
     private static double rssMib(final Process process) throws IOException
@@ -647,30 +656,60 @@ public final class AsAUser
         System.err.printf(Locale.ROOT, "%s | %s: %.3f%n", row, side.label, value);
     }
 
-    /** Prints the table: medians per side, Tidemark's ratio against each peer (above 1 = Tidemark ahead). */
-    private void print(final String title, final boolean hasNbdkit)
+    /** Prints the table: medians per side, Tidemark's ratio against each other side (above 1 = Tidemark ahead). */
+    private void print(final String title)
     {
+        final List<Side> present = new ArrayList<>();
+        for (final Side side : Side.values())
+        {
+            for (final Map<String, List<Double>> row : results.values())
+            {
+                if (row.containsKey(side.name()) && !present.contains(side))
+                {
+                    present.add(side);
+                }
+            }
+        }
         System.out.println();
         System.out.println("### " + title + "; medians of " + runs + " runs, sides alternating");
         System.out.println();
-        final String third = hasNbdkit ? "nbdkit file" : "transferTo / —";
-        System.out.println("| load | qemu-storage-daemon | tidemark serve | " + third
-            + " | Tidemark / QSD | Tidemark / third | runs QSD; Tidemark; third |");
-        System.out.println("|---|---:|---:|---:|---:|---:|---|");
+        final StringBuilder header = new StringBuilder("| load |");
+        final StringBuilder rule = new StringBuilder("|---|");
+        for (final Side side : present)
+        {
+            header.append(' ').append(side.label).append(" |");
+            rule.append("---:|");
+        }
+        for (final Side side : present)
+        {
+            if (side != Side.TIDEMARK)
+            {
+                header.append(" Tidemark / ").append(side.label).append(" |");
+                rule.append("---:|");
+            }
+        }
+        System.out.println(header.append(" runs (").append(present.size()).append(" sides, in column order) |"));
+        System.out.println(rule.append("---|"));
         for (final String row : order)
         {
             final Map<String, List<Double>> sides = results.get(row);
             final boolean lowerBetter = row.contains("latency") || row.contains("(s)") || row.contains("RSS");
-            final double q = median(sides.get(Side.QSD.name()));
-            final double t = median(sides.get(Side.TIDEMARK.name()));
-            final double n = median(sides.get(Side.NBDKIT.name()));
+            final StringBuilder line = new StringBuilder("| ").append(row).append(" |");
+            final double ours = median(sides.get(Side.TIDEMARK.name()));
             final StringBuilder all = new StringBuilder();
-            for (final Side side : Side.values())
+            for (final Side side : present)
             {
+                line.append(' ').append(format(median(sides.get(side.name())))).append(" |");
                 all.append(all.length() == 0 ? "" : "; ").append(list(sides.get(side.name())));
             }
-            System.out.printf(Locale.ROOT, "| %s | %s | %s | %s | %s | %s | %s |%n", row, format(q), format(t),
-                format(n), ratio(t, q, lowerBetter), ratio(t, n, lowerBetter), all);
+            for (final Side side : present)
+            {
+                if (side != Side.TIDEMARK)
+                {
+                    line.append(' ').append(ratio(ours, median(sides.get(side.name())), lowerBetter)).append(" |");
+                }
+            }
+            System.out.println(line.append(' ').append(all).append(" |"));
         }
         results.clear();
         order.clear();
