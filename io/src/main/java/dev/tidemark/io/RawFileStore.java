@@ -479,25 +479,81 @@ public final class RawFileStore implements BlockStore
         {
             throw new IllegalStateException("store " + dst.path + " is read-only");
         }
-        if (length == 0 || nativeFd < 0 || dst.nativeFd < 0 || direct || dst.direct || !kernelCopySupported
-            || !dst.kernelCopySupported)
+        if (length == 0 || dst.nativeFd < 0 || dst.direct || !dst.kernelCopySupported)
+        {
+            return 0;
+        }
+        final ReentrantReadWriteLock.ReadLock dstLock = dst.nativeLock.readLock();
+        dstLock.lock();
+        try
+        {
+            if (dst.closed)
+            {
+                return 0;
+            }
+            final long copied = kernelCopy(srcOffset, dst.nativeFd, dstOffset, length);
+            if (copied < 0)
+            {
+                dst.kernelCopySupported = false;
+                return 0;
+            }
+            return copied;
+        }
+        finally
+        {
+            dstLock.unlock();
+        }
+    }
+
+    /**
+     * As {@link #copyTo(long, RawFileStore, long, long)}, into a file that is not a raw store (a qcow2 image's host
+     * clusters); the target has no size, so only this store's range is checked.
+     *
+     * @return bytes copied, {@code 0 <= n <= length}.
+     */
+    public long copyTo(final long srcOffset, final KernelCopyTarget dst, final long dstOffset, final long length)
+    {
+        checkRange(srcOffset, length);
+        if (dstOffset < 0)
+        {
+            throw new IllegalArgumentException("negative target offset " + dstOffset);
+        }
+        synchronized (dst)
+        {
+            final int fd = dst.fd();
+            if (length == 0 || fd < 0)
+            {
+                return 0;
+            }
+            final long copied = kernelCopy(srcOffset, fd, dstOffset, length);
+            if (copied < 0)
+            {
+                dst.refuse();
+                return 0;
+            }
+            return copied;
+        }
+    }
+
+    /** @return bytes copied, or -1 when the kernel refuses this pair of files for good. */
+    private long kernelCopy(final long srcOffset, final int dstFd, final long dstOffset, final long length)
+    {
+        if (nativeFd < 0 || direct || !kernelCopySupported)
         {
             return 0;
         }
         final ReentrantReadWriteLock.ReadLock srcLock = nativeLock.readLock();
-        final ReentrantReadWriteLock.ReadLock dstLock = dst.nativeLock.readLock();
         srcLock.lock();
-        dstLock.lock();
         try
         {
-            if (closed || dst.closed)
+            if (closed)
             {
                 return 0;
             }
             long done = 0;
             while (done < length)
             {
-                final long n = LinuxFiles.copyFileRange(nativeFd, srcOffset + done, dst.nativeFd, dstOffset + done,
+                final long n = LinuxFiles.copyFileRange(nativeFd, srcOffset + done, dstFd, dstOffset + done,
                     length - done);
                 if (n <= 0)
                 {
@@ -509,16 +565,12 @@ public final class RawFileStore implements BlockStore
         }
         catch (final LastErrorException ex)
         {
-            if (LinuxFiles.isUnsupported(ex.getErrorCode()))
-            {
-                // Refused for this pair of files (another file system, an old kernel): ask no more.
-                kernelCopySupported = false;
-            }
-            return 0;
+            // Refused for this pair of files (another file system, an old kernel): the caller asks no more. Any
+            // other error: the caller's buffered copy meets it again and reports it on its side.
+            return LinuxFiles.isUnsupported(ex.getErrorCode()) ? -1 : 0;
         }
         finally
         {
-            dstLock.unlock();
             srcLock.unlock();
         }
     }

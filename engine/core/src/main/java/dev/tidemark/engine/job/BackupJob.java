@@ -11,6 +11,7 @@ import dev.tidemark.engine.registry.Successor;
 import dev.tidemark.io.AlignedBufferPool;
 import dev.tidemark.io.BlockStore;
 import dev.tidemark.io.RawFileStore;
+import dev.tidemark.io.qcow2.Qcow2Writer;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -45,12 +46,13 @@ import java.util.concurrent.TimeoutException;
  * and {@code top} the parent is first set to the whole disk) and reclaims on any outcome; {@code never} always
  * reclaims.
  *
- * <p><b>How bytes move.</b> Between two raw files the copy is the kernel's own ({@code copy_file_range}: one copy,
- * page cache to page cache); a {@code full} backup then keeps holes by asking the source's allocation
- * ({@code SEEK_DATA}) instead of comparing every byte with zero, so an allocated all-zero range is copied as data.
- * Every other pair (qcow2 and NBD targets, wrapped stores) reads into a pooled, aligned direct buffer and writes
- * from it, with no heap copy. Whatever the kernel does not copy (it refused, failed or met an early end of the
- * source) is copied through the buffer, which reports errors on the side they happen. {@link #COPY_METHOD} picks.
+ * <p><b>How bytes move.</b> From a raw file to a raw file, or into a qcow2 image's host clusters (whole clusters),
+ * the copy is the kernel's own ({@code copy_file_range}: one copy, page cache to page cache); a {@code full} backup
+ * then keeps holes by asking the source's allocation ({@code SEEK_DATA}) instead of comparing every byte with zero,
+ * so an allocated all-zero range is copied as data. Every other pair (NBD targets, wrapped stores, partial qcow2
+ * clusters) reads into a pooled, aligned direct buffer and writes from it, with no heap copy. Whatever the kernel
+ * does not copy (it refused, failed or met an early end of the source) goes through the buffer, which reports
+ * errors on the side they happen. {@link #COPY_METHOD} picks.
  *
  * <p><b>Copy-before-write failures.</b> If the interceptor cannot preserve a chunk (the target failed), the backup
  * can no longer be a point in time: the job is broken (it fails with the cause) and the guest write proceeds.
@@ -92,6 +94,7 @@ public final class BackupJob extends Job
     private final Object parentLock = new Object();
     private final RawFileStore kernelSource;
     private final RawFileStore kernelTarget;
+    private final Qcow2Writer kernelQcow2;
     private volatile IOException cbwFailure;
     private volatile boolean cutReached;
     private boolean parentSealed;
@@ -110,15 +113,16 @@ public final class BackupJob extends Job
         this.successor = successor;
         this.bitmapMode = bitmapMode;
         this.writesBeforeCut = writesBeforeCut;
-        final boolean kernel = COPY_METHOD == CopyMethod.KERNEL && source instanceof RawFileStore
-            && target instanceof RawFileStore && ((RawFileStore)source).kernelCopySupported()
-            && ((RawFileStore)target).kernelCopySupported();
-        this.kernelSource = kernel ? (RawFileStore)source : null;
-        this.kernelTarget = kernel ? (RawFileStore)target : null;
+        final boolean kernelSourceOk = COPY_METHOD == CopyMethod.KERNEL && source instanceof RawFileStore
+            && ((RawFileStore)source).kernelCopySupported();
+        this.kernelTarget = kernelSourceOk && target instanceof RawFileStore raw && raw.kernelCopySupported()
+            ? raw : null;
+        this.kernelQcow2 = kernelSourceOk && target instanceof Qcow2Writer qcow2 ? qcow2 : null;
+        this.kernelSource = kernelTarget != null || kernelQcow2 != null ? (RawFileStore)source : null;
         setTotalProgress(totalBytes);
     }
 
-    /** @return whether this job copies with the kernel's {@code copy_file_range} (raw file to raw file). */
+    /** @return whether this job copies with the kernel's {@code copy_file_range} (raw file to raw file or qcow2). */
     public boolean usesKernelCopy()
     {
         return kernelSource != null;
@@ -439,7 +443,22 @@ public final class BackupJob extends Job
 
     private void kernelCopy(final long offset, final long length, final ByteBuffer buffer) throws CopyFailure
     {
-        final long copied = kernelSource.copyTo(offset, kernelTarget, offset, length);
+        final long copied;
+        if (kernelTarget != null)
+        {
+            copied = kernelSource.copyTo(offset, kernelTarget, offset, length);
+        }
+        else
+        {
+            try
+            {
+                copied = kernelQcow2.copyFrom(kernelSource, offset, length);
+            }
+            catch (final IOException ex)
+            {
+                throw new CopyFailure(false, ex);
+            }
+        }
         if (copied < length)
         {
             copyThroughBuffer(offset + copied, length - copied, buffer, false);

@@ -177,4 +177,53 @@ class KernelCopyBackupTest
             assertThat(disk.bitmaps().query("b0").count()).isZero();
         }
     }
+
+    @Test
+    void fullAndIncrementalBackupsIntoQcow2ThroughTheKernelReadBackAsTheDisk() throws Exception
+    {
+        final SplittableRandom random = new SplittableRandom(seed);
+        final RawFileStore store = RawFileStore.create(dir.resolve("disk.raw"), SIZE);
+        final byte[] expected = new byte[SIZE];
+        put(store, expected, random, 4096, 8192);
+        put(store, expected, random, CHUNK + 12288, 5 * CHUNK);
+        put(store, expected, random, (5 << 20) + 20480, 300 << 10);
+        disk = TrackedDisk.open(DiskOptions.of(store, dir.resolve("bitmaps")).withName("vda"));
+        disk.addListener(events);
+        final Path fullImage = dir.resolve("full.qcow2");
+        try (dev.tidemark.io.qcow2.Qcow2Writer target = Qcow2Targets.full(fullImage, SIZE, CHUNK))
+        {
+            final BackupStartAction start = new BackupStartAction(manager,
+                BackupOptions.of("vda", SyncMode.FULL).withJobId("full"), target, null);
+            disk.transaction(List.of(BitmapActions.add("b0"), start));
+            awaitGone(start.job());
+            assertThat(events.last("full", "BLOCK_JOB_COMPLETED").data()).doesNotContainKey("error");
+            assertThat(start.job().usesKernelCopy()).isEqualTo(BackupJob.COPY_METHOD == BackupJob.CopyMethod.KERNEL
+                && store.kernelCopySupported());
+        }
+        try (dev.tidemark.io.qcow2.Qcow2Reader back = dev.tidemark.io.qcow2.Qcow2Reader.open(fullImage))
+        {
+            Workload.assertSameContent(expected, Workload.read(back), "full qcow2 backup (seed " + seed + ")");
+        }
+        for (int i = 0; i < 30; i++)
+        {
+            final long at = (long)random.nextInt(SIZE / 4096) * 4096;
+            final byte[] data = new byte[4096];
+            random.nextBytes(data);
+            disk.write(at, ByteBuffer.wrap(data), false);
+            System.arraycopy(data, 0, expected, (int)at, 4096);
+        }
+        final Path incImage = dir.resolve("inc.qcow2");
+        try (dev.tidemark.io.qcow2.Qcow2Writer target = Qcow2Targets.incremental(incImage, SIZE, CHUNK, fullImage))
+        {
+            final BackupStartAction start = new BackupStartAction(manager, BackupOptions.of("vda",
+                SyncMode.INCREMENTAL).withJobId("inc").withBitmap("b0", BitmapMode.ON_SUCCESS), target, null);
+            disk.transaction(start);
+            awaitGone(start.job());
+            assertThat(events.last("inc", "BLOCK_JOB_COMPLETED").data()).doesNotContainKey("error");
+        }
+        try (dev.tidemark.io.qcow2.Qcow2Reader back = dev.tidemark.io.qcow2.Qcow2Reader.open(incImage))
+        {
+            Workload.assertSameContent(expected, Workload.read(back), "full + incremental qcow2 (seed " + seed + ")");
+        }
+    }
 }
