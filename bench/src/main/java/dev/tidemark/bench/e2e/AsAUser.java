@@ -35,7 +35,8 @@ import java.util.concurrent.TimeUnit;
  * {@code persistent: true}, so they are mapped files as in production), {@code qemu-storage-daemon} with an iothread
  * for its export with {@code --qsd-iothread} (QEMU 7.2 as Debian 12 ships it aborts on the first NBD client that
  * disconnects from such an export: {@code nbd_blockdev_client_closed: Assertion `qemu_in_main_thread() && nbd_server'
- * failed}, so the default is the main loop; the iothread object is created either way), and {@code nbdkit file} (untracked, C: the machine's limit). Each run
+ * failed}, so the default is the main loop; the iothread object is created either way), and {@code nbdkit file}
+ * (untracked, C: the machine's limit). Each run
  * visits the sides in a rotated order, so no side is always first; every figure is a median of {@code --runs} runs
  * (at least 5 by default) and every ratio comes from the same run.
  *
@@ -128,7 +129,8 @@ public final class AsAUser
         }
         if (!Files.isRegularFile(jar))
         {
-            throw new IllegalArgumentException(jar + " is missing: mvn -B -q -pl engine/app -am package -Dmaven.test.skip");
+            throw new IllegalArgumentException(jar + " is missing: mvn -B -q -pl engine/app -am package "
+                + "-Dmaven.test.skip");
         }
         final Path work = Files.createTempDirectory(dir, "asauser-");
         final AsAUser bench = new AsAUser(work, sizeMib << 20, runs, runtime, bitmaps, jar.toAbsolutePath(),
@@ -244,7 +246,8 @@ public final class AsAUser
                 command.addAll(List.of("qemu-storage-daemon", "--object", "iothread,id=io0"));
                 addBlockdevs(command, images);
                 command.addAll(List.of("--nbd-server", nbdAddress, "--export",
-                    "type=nbd,id=exp0,node-name=d0,name=" + EXPORT + ",writable=on" + (qsdIothread ? ",iothread=io0" : ""),
+                    "type=nbd,id=exp0,node-name=d0,name=" + EXPORT + ",writable=on"
+                        + (qsdIothread ? ",iothread=io0" : ""),
                     "--chardev", "socket,id=m0,path=" + qmpSocket + ",server=on,wait=off", "--monitor", "chardev=m0"));
             }
             case TIDEMARK, TIDEMARK_BUFFER ->

@@ -52,7 +52,7 @@ import java.util.concurrent.TimeoutException;
  * so an allocated all-zero range is copied as data. Every other pair (NBD targets, wrapped stores, partial qcow2
  * clusters) reads into a pooled, aligned direct buffer and writes from it, with no heap copy. Whatever the kernel
  * does not copy (it refused, failed or met an early end of the source) goes through the buffer, which reports
- * errors on the side they happen. {@link #COPY_METHOD} picks.
+ * errors on the side they happen. {@link BackupOptions#copyMethod()} picks.
  *
  * <p><b>Copy-before-write failures.</b> If the interceptor cannot preserve a chunk (the target failed), the backup
  * can no longer be a point in time: the job is broken (it fails with the cause) and the guest write proceeds.
@@ -61,22 +61,6 @@ public final class BackupJob extends Job
 {
     private static final long CANCELLED = -1;
     private static final long RETRY = -2;
-
-    /** Which copy the pump and copy-before-write use; chosen by measurement (docs/benchmarks.md, backup pump). */
-    public enum CopyMethod
-    {
-        /** The kernel's {@code copy_file_range} when source and target are raw files, the buffer otherwise. */
-        KERNEL,
-        /** Always positional reads into a pooled direct buffer and writes from it. */
-        BUFFER
-    }
-
-    /**
-     * The copy method of every backup job, from the system property {@code tidemark.backup.copy}
-     * ({@code kernel} or {@code buffer}); {@code kernel} by default.
-     */
-    public static final CopyMethod COPY_METHOD =
-        "buffer".equals(System.getProperty("tidemark.backup.copy")) ? CopyMethod.BUFFER : CopyMethod.KERNEL;
 
     // Shared by every job of the process: a job holds one buffer while pumping, copy-before-write one per copy.
     private static final AlignedBufferPool POOL = new AlignedBufferPool(4096, 4096, 4 << 20, 8);
@@ -113,7 +97,7 @@ public final class BackupJob extends Job
         this.successor = successor;
         this.bitmapMode = bitmapMode;
         this.writesBeforeCut = writesBeforeCut;
-        final boolean kernelSourceOk = COPY_METHOD == CopyMethod.KERNEL && source instanceof RawFileStore
+        final boolean kernelSourceOk = options.copyMethod() == CopyMethod.KERNEL && source instanceof RawFileStore
             && ((RawFileStore)source).kernelCopySupported();
         this.kernelTarget = kernelSourceOk && target instanceof RawFileStore raw && raw.kernelCopySupported()
             ? raw : null;

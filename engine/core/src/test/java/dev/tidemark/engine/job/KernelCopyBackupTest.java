@@ -5,9 +5,10 @@ import dev.tidemark.engine.TrackedDisk;
 import dev.tidemark.engine.registry.BitmapActions;
 import dev.tidemark.io.RawFileStore;
 import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
 
 import java.nio.ByteBuffer;
 import java.nio.file.Path;
@@ -18,9 +19,10 @@ import java.util.SplittableRandom;
 import static org.assertj.core.api.Assertions.assertThat;
 
 /**
- * The kernel-copy pump ({@code copy_file_range} between raw files): it copies exactly the ranges it should, keeps
- * the source's holes as holes (and zeroes whatever the target held there), and a failed kernel-path backup loses no
- * bit (I4). Point in time under load (I3) for this path is {@link BackupPointInTimeTest}, whose raw targets take it.
+ * Both copy methods of the pump (the kernel's {@code copy_file_range} into raw files and qcow2 clusters, and the
+ * pooled buffer): each copies exactly the ranges it should, keeps the source's holes as holes (and zeroes whatever
+ * the target held there), and a failed backup loses no bit (I4). Point in time under load (I3) for the kernel path is
+ * {@link BackupPointInTimeTest}, whose raw targets take it by default.
  */
 @Timeout(60)
 class KernelCopyBackupTest
@@ -78,8 +80,9 @@ class KernelCopyBackupTest
         return holes;
     }
 
-    @Test
-    void fullBackupCopiesEachDataRangeToItsPlaceAndZeroesTheHoles() throws Exception
+    @ParameterizedTest
+    @EnumSource(CopyMethod.class)
+    void fullBackupCopiesEachDataRangeToItsPlaceAndZeroesTheHoles(final CopyMethod method) throws Exception
     {
         final SplittableRandom random = new SplittableRandom(seed);
         final RawFileStore store = RawFileStore.create(dir.resolve("disk.raw"), SIZE);
@@ -108,24 +111,34 @@ class KernelCopyBackupTest
                 target.write(at, garbage.clear());
             }
             final BackupStartAction start = new BackupStartAction(manager,
-                BackupOptions.of("vda", SyncMode.FULL).withJobId("full").withMaxRunBytes(256 << 10), target, null);
+                BackupOptions.of("vda", SyncMode.FULL).withJobId("full").withMaxRunBytes(256 << 10).withCopyMethod(method),
+                target, null);
             disk.transaction(start);
             awaitGone(start.job());
             assertThat(events.last("full", "BLOCK_JOB_COMPLETED").data()).doesNotContainKey("error");
-            assertThat(start.job().usesKernelCopy()).isEqualTo(BackupJob.COPY_METHOD == BackupJob.CopyMethod.KERNEL
+            assertThat(start.job().usesKernelCopy()).isEqualTo(method == CopyMethod.KERNEL
                 && store.kernelCopySupported());
             Workload.assertSameContent(expected, Workload.read(target), "full backup (seed " + seed + ")");
             final List<long[]> targetHoles = holes(target);
+            // The kernel path keeps holes as the source reports them; the buffer path where a whole copy piece
+            // (256 KiB here) reads as zeroes.
+            final long grain = method == CopyMethod.KERNEL ? 1 : 256 << 10;
             for (final long[] hole : sourceHoles)
             {
-                assertThat(targetHoles).as("source hole [%d, +%d) stays a hole in the target", hole[0], hole[1])
-                    .anySatisfy(h -> assertThat(h[0] <= hole[0] && h[0] + h[1] >= hole[0] + hole[1]).isTrue());
+                final long from = (hole[0] + grain - 1) / grain * grain;
+                final long to = (hole[0] + hole[1]) / grain * grain;
+                if (to > from)
+                {
+                    assertThat(targetHoles).as("source hole [%d, %d) stays a hole in the target", from, to)
+                        .anySatisfy(h -> assertThat(h[0] <= from && h[0] + h[1] >= to).isTrue());
+                }
             }
         }
     }
 
-    @Test
-    void incrementalCopiesOnlyTheDirtyChunksAndAFailedOneLosesNoBit() throws Exception
+    @ParameterizedTest
+    @EnumSource(CopyMethod.class)
+    void incrementalCopiesOnlyTheDirtyChunksAndAFailedOneLosesNoBit(final CopyMethod method) throws Exception
     {
         final SplittableRandom random = new SplittableRandom(seed);
         final RawFileStore store = RawFileStore.create(dir.resolve("disk.raw"), SIZE);
@@ -159,7 +172,7 @@ class KernelCopyBackupTest
         final RawFileStore closed = RawFileStore.create(dir.resolve("closed.raw"), SIZE);
         closed.close();
         final BackupStartAction failing = new BackupStartAction(manager, BackupOptions.of("vda", SyncMode.INCREMENTAL)
-            .withJobId("failing").withBitmap("b0", BitmapMode.ON_SUCCESS), closed, null);
+            .withJobId("failing").withBitmap("b0", BitmapMode.ON_SUCCESS).withCopyMethod(method), closed, null);
         disk.transaction(failing);
         awaitGone(failing.job());
         assertThat(events.last("failing", "BLOCK_JOB_COMPLETED").data()).containsKey("error");
@@ -168,7 +181,8 @@ class KernelCopyBackupTest
         try (RawFileStore target = RawFileStore.create(dir.resolve("inc.raw"), SIZE))
         {
             final BackupStartAction start = new BackupStartAction(manager, BackupOptions.of("vda", SyncMode.INCREMENTAL)
-                .withJobId("inc").withBitmap("b0", BitmapMode.ON_SUCCESS).withMaxRunBytes(128 << 10), target, null);
+                .withJobId("inc").withBitmap("b0", BitmapMode.ON_SUCCESS).withMaxRunBytes(128 << 10)
+                .withCopyMethod(method), target, null);
             disk.transaction(start);
             awaitGone(start.job());
             assertThat(events.last("inc", "BLOCK_JOB_COMPLETED").data()).doesNotContainKey("error");
@@ -178,8 +192,9 @@ class KernelCopyBackupTest
         }
     }
 
-    @Test
-    void fullAndIncrementalBackupsIntoQcow2ThroughTheKernelReadBackAsTheDisk() throws Exception
+    @ParameterizedTest
+    @EnumSource(CopyMethod.class)
+    void fullAndIncrementalBackupsIntoQcow2ThroughTheKernelReadBackAsTheDisk(final CopyMethod method) throws Exception
     {
         final SplittableRandom random = new SplittableRandom(seed);
         final RawFileStore store = RawFileStore.create(dir.resolve("disk.raw"), SIZE);
@@ -193,11 +208,11 @@ class KernelCopyBackupTest
         try (dev.tidemark.io.qcow2.Qcow2Writer target = Qcow2Targets.full(fullImage, SIZE, CHUNK))
         {
             final BackupStartAction start = new BackupStartAction(manager,
-                BackupOptions.of("vda", SyncMode.FULL).withJobId("full"), target, null);
+                BackupOptions.of("vda", SyncMode.FULL).withJobId("full").withCopyMethod(method), target, null);
             disk.transaction(List.of(BitmapActions.add("b0"), start));
             awaitGone(start.job());
             assertThat(events.last("full", "BLOCK_JOB_COMPLETED").data()).doesNotContainKey("error");
-            assertThat(start.job().usesKernelCopy()).isEqualTo(BackupJob.COPY_METHOD == BackupJob.CopyMethod.KERNEL
+            assertThat(start.job().usesKernelCopy()).isEqualTo(method == CopyMethod.KERNEL
                 && store.kernelCopySupported());
         }
         try (dev.tidemark.io.qcow2.Qcow2Reader back = dev.tidemark.io.qcow2.Qcow2Reader.open(fullImage))
@@ -216,7 +231,8 @@ class KernelCopyBackupTest
         try (dev.tidemark.io.qcow2.Qcow2Writer target = Qcow2Targets.incremental(incImage, SIZE, CHUNK, fullImage))
         {
             final BackupStartAction start = new BackupStartAction(manager, BackupOptions.of("vda",
-                SyncMode.INCREMENTAL).withJobId("inc").withBitmap("b0", BitmapMode.ON_SUCCESS), target, null);
+                SyncMode.INCREMENTAL).withJobId("inc").withBitmap("b0", BitmapMode.ON_SUCCESS).withCopyMethod(method),
+                target, null);
             disk.transaction(start);
             awaitGone(start.job());
             assertThat(events.last("inc", "BLOCK_JOB_COMPLETED").data()).doesNotContainKey("error");
