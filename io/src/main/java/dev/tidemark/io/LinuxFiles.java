@@ -4,7 +4,8 @@ import com.sun.jna.LastErrorException;
 import com.sun.jna.Library;
 import com.sun.jna.Native;
 import com.sun.jna.Platform;
-import com.sun.jna.ptr.LongByReference;
+import com.sun.jna.Memory;
+import com.sun.jna.Pointer;
 
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
@@ -39,6 +40,8 @@ final class LinuxFiles
     static final int EOPNOTSUPP = 95;
 
     private static final LibC LIBC = load();
+    // Two loff_t per copying thread, reused: a fresh LongByReference per call is a malloc, a free and a cleaner.
+    private static final ThreadLocal<Memory> OFFSETS = ThreadLocal.withInitial(() -> new Memory(16));
 
     private LinuxFiles()
     {
@@ -55,7 +58,7 @@ final class LinuxFiles
 
         int close(int fd) throws LastErrorException;
 
-        long copy_file_range(int fdIn, LongByReference offIn, int fdOut, LongByReference offOut, long len, int flags)
+        long copy_file_range(int fdIn, Pointer offIn, int fdOut, Pointer offOut, long len, int flags)
             throws LastErrorException;
     }
 
@@ -169,13 +172,15 @@ final class LinuxFiles
      */
     static long copyFileRange(final int fdIn, final long offIn, final int fdOut, final long offOut, final long length)
     {
-        final LongByReference in = new LongByReference(offIn);
-        final LongByReference out = new LongByReference(offOut);
+        final Memory offsets = OFFSETS.get();
         while (true)
         {
+            // Set before every attempt: the kernel advances them, and a call interrupted by EINTR copied nothing.
+            offsets.setLong(0, offIn);
+            offsets.setLong(8, offOut);
             try
             {
-                return LIBC.copy_file_range(fdIn, in, fdOut, out, length, 0);
+                return LIBC.copy_file_range(fdIn, offsets.share(0), fdOut, offsets.share(8), length, 0);
             }
             catch (final LastErrorException ex)
             {
