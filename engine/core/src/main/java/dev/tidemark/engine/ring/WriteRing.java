@@ -224,7 +224,23 @@ public final class WriteRing implements AutoCloseable
      */
     public CompletableFuture<Long> submitTransaction(final List<ControlAction> actions)
     {
-        return publishControl(new ControlRequest(List.copyOf(actions), null));
+        return publishControl(new ControlRequest(List.copyOf(actions), null, null));
+    }
+
+    /**
+     * Publishes this disk's part of a transaction over several disks; its actions run when every member's ring
+     * reached its part ({@link JointCut}). Publish every member's part before waiting for any result, and publish
+     * the parts of two joint transactions in the same order on every ring they share (the caller serialises), or
+     * two rings could each wait at a different transaction for the other.
+     *
+     * @param actions this disk's actions, in order.
+     * @param joint the meeting point shared by every member's part.
+     * @return completes with this disk's cut sequence once every member committed, or with the first failure of
+     *         any member.
+     */
+    public CompletableFuture<Long> submitJointTransaction(final List<ControlAction> actions, final JointCut joint)
+    {
+        return publishControl(new ControlRequest(List.copyOf(actions), null, joint));
     }
 
     /**
@@ -235,7 +251,7 @@ public final class WriteRing implements AutoCloseable
      */
     public CompletableFuture<Long> submitTask(final Runnable task)
     {
-        return publishControl(new ControlRequest(List.of(), task));
+        return publishControl(new ControlRequest(List.of(), task, null));
     }
 
     private CompletableFuture<Long> publishControl(final ControlRequest request)
@@ -424,20 +440,38 @@ public final class WriteRing implements AutoCloseable
             }
             final Cut cut = new Cut(sequence, request);
             final List<ControlAction> prepared = new ArrayList<>();
+            final JointCut joint = request.joint;
             synchronized (registry)
             {
                 journal.beginGroup();
-                try
+                Throwable failure = null;
+                // A joint transaction's rings all stop here until the last one arrives: that instant is the cut.
+                if (joint != null && !joint.arrive(diskName))
                 {
-                    for (final ControlAction action : request.actions)
+                    failure = joint.failure();
+                }
+                else
+                {
+                    try
                     {
-                        action.prepare(cut);
-                        prepared.add(action);
+                        for (final ControlAction action : request.actions)
+                        {
+                            action.prepare(cut);
+                            prepared.add(action);
+                        }
+                    }
+                    catch (final RuntimeException | Error ex)
+                    {
+                        // An Error too: the journal group and the registry must not stay half-prepared.
+                        failure = ex;
+                    }
+                    if (joint != null && !joint.vote(failure))
+                    {
+                        failure = joint.failure();
                     }
                 }
-                catch (final RuntimeException | Error ex)
+                if (failure != null)
                 {
-                    // An Error too: the journal group and the registry must not stay half-prepared.
                     for (int i = prepared.size() - 1; i >= 0; i--)
                     {
                         try
@@ -446,13 +480,16 @@ public final class WriteRing implements AutoCloseable
                         }
                         catch (final RuntimeException abortFailure)
                         {
-                            ex.addSuppressed(abortFailure);
+                            if (failure != abortFailure)
+                            {
+                                failure.addSuppressed(abortFailure);
+                            }
                         }
                     }
                     interceptors = cut.interceptorsBefore;
                     journal.abortGroup();
                     registry.computeRecordersAfterChange();
-                    request.result.completeExceptionally(ex);
+                    request.result.completeExceptionally(failure);
                     return;
                 }
                 journal.commitGroup(sequence);
