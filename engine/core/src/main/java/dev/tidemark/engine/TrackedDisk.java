@@ -392,7 +392,7 @@ public final class TrackedDisk implements AutoCloseable
             {
                 try
                 {
-                    parts.add(entry.getKey().ring.submitJointTransaction(entry.getValue(), joint));
+                    parts.add(entry.getKey().ring.submitJointTransaction(entry.getValue(), joint, parts.size()));
                 }
                 catch (final RuntimeException ex)
                 {

@@ -26,6 +26,8 @@ public final class JointCut
     private int voted;
     private boolean aborted;
     private Throwable failure;
+    // Which member's prepare failed: the first member's failure wins, as QEMU reports the first failing action.
+    private int failedMember = Integer.MAX_VALUE;
 
     /**
      * @param members how many disks take part.
@@ -96,14 +98,16 @@ public final class JointCut
     /**
      * Reports the outcome of this member's prepare and waits for every member's.
      *
+     * @param member this member's index in the transaction's order of disks.
      * @param prepareFailure this member's failure, or {@code null}.
      * @return {@code true} when every member prepared: all commit; {@code false}: all abort.
      */
-    synchronized boolean vote(final Throwable prepareFailure)
+    synchronized boolean vote(final int member, final Throwable prepareFailure)
     {
-        if (prepareFailure != null && failure == null)
+        if (prepareFailure != null && member < failedMember)
         {
             failure = prepareFailure;
+            failedMember = member;
         }
         voted++;
         if (voted == members)

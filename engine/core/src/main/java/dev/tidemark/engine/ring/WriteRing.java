@@ -224,7 +224,7 @@ public final class WriteRing implements AutoCloseable
      */
     public CompletableFuture<Long> submitTransaction(final List<ControlAction> actions)
     {
-        return publishControl(new ControlRequest(List.copyOf(actions), null, null));
+        return publishControl(new ControlRequest(List.copyOf(actions), null, null, 0));
     }
 
     /**
@@ -235,12 +235,14 @@ public final class WriteRing implements AutoCloseable
      *
      * @param actions this disk's actions, in order.
      * @param joint the meeting point shared by every member's part.
-     * @return completes with this disk's cut sequence once every member committed, or with the first failure of
-     *         any member.
+     * @param member this disk's index in the transaction's order of disks (the first member's failure is reported).
+     * @return completes with this disk's cut sequence once every member committed, or with the failure of the first
+     *         member that failed.
      */
-    public CompletableFuture<Long> submitJointTransaction(final List<ControlAction> actions, final JointCut joint)
+    public CompletableFuture<Long> submitJointTransaction(final List<ControlAction> actions, final JointCut joint,
+        final int member)
     {
-        return publishControl(new ControlRequest(List.copyOf(actions), null, joint));
+        return publishControl(new ControlRequest(List.copyOf(actions), null, joint, member));
     }
 
     /**
@@ -251,7 +253,7 @@ public final class WriteRing implements AutoCloseable
      */
     public CompletableFuture<Long> submitTask(final Runnable task)
     {
-        return publishControl(new ControlRequest(List.of(), task, null));
+        return publishControl(new ControlRequest(List.of(), task, null, 0));
     }
 
     private CompletableFuture<Long> publishControl(final ControlRequest request)
@@ -465,7 +467,7 @@ public final class WriteRing implements AutoCloseable
                         // An Error too: the journal group and the registry must not stay half-prepared.
                         failure = ex;
                     }
-                    if (joint != null && !joint.vote(failure))
+                    if (joint != null && !joint.vote(request.jointMember, failure))
                     {
                         failure = joint.failure();
                     }
