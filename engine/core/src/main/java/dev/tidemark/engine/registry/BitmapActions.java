@@ -245,6 +245,9 @@ public final class BitmapActions
                 for (final String source : names)
                 {
                     final BitmapRegistry.Entry from = registry.lookup(source);
+                    // As qemu-storage-daemon 7.2: a busy source is refused. A job's frozen bitmap lacks the writes
+                    // its successor holds since the job started, so merging it would lose them.
+                    BitmapRegistry.checkBusy(from);
                     BitmapRegistry.checkInconsistent(from);
                     if (from.bitmap.diskSize() != found.bitmap.diskSize())
                     {
