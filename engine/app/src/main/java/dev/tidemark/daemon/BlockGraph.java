@@ -115,7 +115,7 @@ final class BlockGraph implements AutoCloseable
         final BlockNode node = nodes.get(name);
         if (node == null)
         {
-            throw new EngineException(EngineException.ErrorClass.GenericError,
+            throw new EngineException(EngineException.Reason.GENERIC,
                 "Cannot find device='" + name + "' nor node-name='" + name + "'");
         }
         return node;
@@ -414,7 +414,7 @@ final class BlockGraph implements AutoCloseable
         }
         if (!readOnly && file.readOnly)
         {
-            throw EngineException.generic("Block node is read-only");
+            throw new EngineException(EngineException.Reason.READ_ONLY, "Block node is read-only");
         }
         return new BlockNode(name, "raw", readOnly, null, file, null, implicit, null, null);
     }
@@ -460,7 +460,7 @@ final class BlockGraph implements AutoCloseable
         if (!readOnly && node.store.isReadOnly())
         {
             closeQuietly(node.store);
-            throw EngineException.generic("Block node is read-only");
+            throw new EngineException(EngineException.Reason.READ_ONLY, "Block node is read-only");
         }
         return node;
     }

@@ -390,7 +390,7 @@ public final class BitmapRegistry
         }
         catch (final IOException ex)
         {
-            throw new EngineException(EngineException.ErrorClass.GenericError,
+            throw new EngineException(EngineException.Reason.GENERIC,
                 "Cannot create a successor for bitmap '" + name + "': " + ex.getMessage(), ex);
         }
         final Successor successor = new Successor(name, entry.bitmap, bits, fileId);
@@ -577,7 +577,7 @@ public final class BitmapRegistry
         }
         catch (final IOException ex)
         {
-            throw new EngineException(EngineException.ErrorClass.GenericError,
+            throw new EngineException(EngineException.Reason.GENERIC,
                 "Cannot create bitmap '" + name + "': " + ex.getMessage(), ex);
         }
         final Entry entry = new Entry(name, bitmap, persistent, fileId);
