@@ -2,9 +2,9 @@ package dev.tidemark.daemon;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
+import dev.tidemark.engine.JvmFlags;
 import java.io.File;
 import java.io.IOException;
-import java.lang.management.ManagementFactory;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -122,15 +122,7 @@ class DaemonEndToEndTest
     /** {@code java <this JVM's flags> -cp <test classpath> TidemarkMain ARGS}. */
     static List<String> javaCommand(final String... args)
     {
-        final List<String> command = new ArrayList<>();
-        command.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
-        command.addAll(ManagementFactory.getRuntimeMXBean().getInputArguments().stream()
-            .filter(a -> !a.startsWith("-agentlib") && !a.startsWith("-javaagent") && !a.contains(" ")).toList());
-        command.add("-cp");
-        command.add(System.getProperty("java.class.path"));
-        command.add(TidemarkMain.class.getName());
-        command.addAll(List.of(args));
-        return command;
+        return JvmFlags.javaCommand(TidemarkMain.class.getName(), List.of(), args);
     }
 
     static Path require(final String name)
