@@ -3,7 +3,7 @@ package dev.tidemark.daemon;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import dev.tidemark.engine.JvmFlags;
-import java.io.File;
+import dev.tidemark.io.testing.ExternalTools;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -127,14 +127,6 @@ class DaemonEndToEndTest
 
     static Path require(final String name)
     {
-        for (final String dir : System.getenv().getOrDefault("PATH", "").split(File.pathSeparator))
-        {
-            final Path candidate = Path.of(dir, name);
-            if (Files.isExecutable(candidate))
-            {
-                return candidate;
-            }
-        }
-        throw new AssertionError("required tool '" + name + "' is not installed (install it: see .ci/test)");
+        return Path.of(ExternalTools.require(name));
     }
 }
