@@ -17,8 +17,6 @@ import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicReference;
-import java.util.logging.Level;
-import java.util.logging.Logger;
 
 /**
  * The Tidemark daemon: a QMP server whose commands drive a {@link BlockGraph}; safe for concurrent use by any
@@ -30,7 +28,7 @@ import java.util.logging.Logger;
  */
 public final class Daemon implements AutoCloseable
 {
-    private static final Logger LOG = Logger.getLogger(Daemon.class.getName());
+    private static final System.Logger LOG = System.getLogger(Daemon.class.getName());
 
     private final QmpServer server;
     private final BlockGraph graph;
@@ -155,7 +153,7 @@ public final class Daemon implements AutoCloseable
         }
         catch (final Exception ex)
         {
-            LOG.log(Level.WARNING, "closing disks on the dispatcher failed; closing them here", ex);
+            LOG.log(System.Logger.Level.WARNING, "closing disks on the dispatcher failed; closing them here", ex);
             graph.close();
         }
         finally
@@ -179,7 +177,7 @@ public final class Daemon implements AutoCloseable
         }
         catch (final Exception ex)
         {
-            LOG.log(Level.WARNING, "daemon did not stop cleanly", ex);
+            LOG.log(System.Logger.Level.WARNING, "daemon did not stop cleanly", ex);
         }
     }
 

@@ -282,7 +282,7 @@ public final class TrackedDisk implements AutoCloseable
             checkRange(kind, offset, length);
             if (store.isReadOnly())
             {
-                throw EngineException.generic("Disk '" + name + "' is read-only");
+                throw new EngineException(EngineException.Reason.READ_ONLY, "Disk '" + name + "' is read-only");
             }
             if (kind == RequestKind.WRITE && (data == null || data.remaining() != length))
             {
@@ -318,13 +318,13 @@ public final class TrackedDisk implements AutoCloseable
         final String what = kind == null ? "read" : kind.name().toLowerCase(java.util.Locale.ROOT).replace('_', '-');
         if (offset < 0 || length < 0 || offset > size || length > size - offset)
         {
-            throw EngineException.generic("Disk '" + name + "': " + what + " at offset " + offset + " length "
-                + length + " is outside the disk (" + size + " bytes)");
+            throw new EngineException(EngineException.Reason.INVALID_REQUEST, "Disk '" + name + "': " + what
+                + " at offset " + offset + " length " + length + " is outside the disk (" + size + " bytes)");
         }
         if (alignment > 1 && ((offset | length) & (alignment - 1)) != 0)
         {
-            throw EngineException.generic("Disk '" + name + "': " + what + " at offset " + offset + " length "
-                + length + " is not aligned to " + alignment + " bytes");
+            throw new EngineException(EngineException.Reason.INVALID_REQUEST, "Disk '" + name + "': " + what
+                + " at offset " + offset + " length " + length + " is not aligned to " + alignment + " bytes");
         }
     }
 

@@ -7,6 +7,7 @@ import dev.tidemark.engine.journal.Journal;
 import dev.tidemark.engine.registry.BitmapActions;
 import dev.tidemark.engine.registry.BitmapInfo;
 import dev.tidemark.engine.registry.Successor;
+import dev.tidemark.io.testing.HeapStore;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.file.Files;

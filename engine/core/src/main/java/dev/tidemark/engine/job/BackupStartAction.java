@@ -146,7 +146,7 @@ public final class BackupStartAction implements ControlAction
         }
         if (target.isReadOnly())
         {
-            throw EngineException.generic("Block node is read-only");
+            throw new EngineException(EngineException.Reason.READ_ONLY, "Block node is read-only");
         }
         final String id = options.effectiveJobId();
         manager.reserve(id);

@@ -1,6 +1,7 @@
 package dev.tidemark.engine.registry;
 
 import dev.tidemark.bitmap.BitmapError;
+import dev.tidemark.bitmap.BitmapFileDescriptor;
 import dev.tidemark.bitmap.BitmapFileException;
 import dev.tidemark.bitmap.BitmapView;
 import dev.tidemark.bitmap.DirtyBitmap;
@@ -43,12 +44,6 @@ import java.util.concurrent.TimeUnit;
  */
 public final class BitmapRegistry
 {
-    /** Longest name QEMU accepts, in bytes of UTF-8. */
-    public static final int MAX_NAME_BYTES = 1023;
-    /** Smallest granularity. */
-    public static final long MIN_GRANULARITY = 512;
-    /** Largest granularity (QEMU's uint32 limit, a power of two). */
-    public static final long MAX_GRANULARITY = 1L << 31;
     /** QEMU's default for a format without clusters (raw). */
     public static final long DEFAULT_GRANULARITY = 65536;
 
@@ -465,7 +460,7 @@ public final class BitmapRegistry
         }
         catch (final IOException ex)
         {
-            throw new EngineException(EngineException.ErrorClass.GenericError,
+            throw new EngineException(EngineException.Reason.GENERIC,
                 "Cannot create a successor for bitmap '" + name + "': " + ex.getMessage(), ex);
         }
         final Successor successor = new Successor(name, entry.bitmap, bits, fileId);
@@ -601,7 +596,7 @@ public final class BitmapRegistry
         {
             throw EngineException.generic("Bitmap name cannot be empty");
         }
-        if (name.getBytes(StandardCharsets.UTF_8).length > MAX_NAME_BYTES)
+        if (name.getBytes(StandardCharsets.UTF_8).length > BitmapFileDescriptor.MAX_NAME_BYTES)
         {
             throw EngineException.generic("Bitmap name too long: " + name);
         }
@@ -609,7 +604,8 @@ public final class BitmapRegistry
 
     static void checkGranularity(final long granularity)
     {
-        if (granularity < MIN_GRANULARITY || granularity > MAX_GRANULARITY || Long.bitCount(granularity) != 1)
+        if (granularity < BitmapFileDescriptor.MIN_GRANULARITY || granularity > BitmapFileDescriptor.MAX_GRANULARITY
+            || Long.bitCount(granularity) != 1)
         {
             throw EngineException.generic("Granularity must be power of 2 and at least 512");
         }
@@ -644,7 +640,7 @@ public final class BitmapRegistry
         }
         catch (final IOException ex)
         {
-            throw new EngineException(EngineException.ErrorClass.GenericError,
+            throw new EngineException(EngineException.Reason.GENERIC,
                 "Cannot create bitmap '" + name + "': " + ex.getMessage(), ex);
         }
         final Entry entry = new Entry(name, bitmap, persistent, fileId);
