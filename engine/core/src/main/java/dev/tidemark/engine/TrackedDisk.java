@@ -17,6 +17,7 @@ import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.UUID;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
@@ -381,7 +382,12 @@ public final class TrackedDisk implements AutoCloseable
             cuts.put(only.getKey(), only.getKey().transaction(only.getValue()));
             return cuts;
         }
-        final JointCut joint = new JointCut(Math.max(1, actionsByDisk.size()), JOINT_ARRIVAL_TIMEOUT_SECONDS,
+        final List<Path> journals = new ArrayList<>();
+        for (final TrackedDisk disk : actionsByDisk.keySet())
+        {
+            journals.add(disk.journal.file());
+        }
+        final JointCut joint = new JointCut(UUID.randomUUID().toString(), journals, JOINT_ARRIVAL_TIMEOUT_SECONDS,
             TimeUnit.SECONDS);
         final List<CompletableFuture<Long>> parts = new ArrayList<>();
         // One publication order for every joint transaction: two of them sharing rings in opposite orders would

@@ -110,6 +110,14 @@ class JointTransactionTest
             assertThat(disks.get(d).bitmaps().query("daily").recording()).isTrue();
             assertThat(journalBitmaps(d)).containsKey("daily");
         }
+        // Each journal names the one transaction it shares with the others, and only the committed one.
+        final var joints = Journal.inspect(dir.resolve("bm0").resolve(Journal.FILE_NAME)).committedJoints();
+        assertThat(joints).hasSize(1);
+        for (int d = 1; d < DISKS; d++)
+        {
+            assertThat(Journal.inspect(dir.resolve("bm" + d).resolve(Journal.FILE_NAME)).committedJoints())
+                .isEqualTo(joints);
+        }
     }
 
     @Test

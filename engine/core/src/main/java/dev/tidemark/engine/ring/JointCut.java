@@ -1,5 +1,7 @@
 package dev.tidemark.engine.ring;
 
+import java.nio.file.Path;
+import java.util.List;
 import java.util.concurrent.TimeUnit;
 
 /**
@@ -15,12 +17,19 @@ import java.util.concurrent.TimeUnit;
  * own ring thread (registry mutators belong to the mark thread) and {@link #vote}s; everyone commits if nobody
  * failed, and everyone aborts otherwise. Rings are held for the prepare and commit only, which run in memory.
  *
+ * <p>On disk, each member's journal group carries a {@code JOINT_CUT} record with the transaction's id and every
+ * member's journal, forced (durable mode) before the member votes; a member commits only after every member voted.
+ * So if a crash leaves one member's group without its commit record while another member committed, the first
+ * member's replay finds the commit in the other's journal and commits too: every disk is before the cut or after it.
+ *
  * <p>A member that does not arrive within {@code arrivalTimeout} (its ring is stuck behind a store call that does
  * not return) aborts the transaction for everyone: no ring waits forever for another.
  */
 public final class JointCut
 {
     private final int members;
+    private final String id;
+    private final List<Path> journals;
     private final long arrivalTimeoutNanos;
     private int arrived;
     private int voted;
@@ -30,18 +39,33 @@ public final class JointCut
     private int failedMember = Integer.MAX_VALUE;
 
     /**
-     * @param members how many disks take part.
+     * @param id the transaction's id, unique among the transactions these disks' journals remember.
+     * @param journals every member disk's journal file, in the order of the members.
      * @param arrivalTimeout how long an arrived member waits for the others before the transaction aborts.
      * @param unit the unit of {@code arrivalTimeout}.
      */
-    public JointCut(final int members, final long arrivalTimeout, final TimeUnit unit)
+    public JointCut(final String id, final List<Path> journals, final long arrivalTimeout, final TimeUnit unit)
     {
-        if (members < 1)
+        if (journals.isEmpty())
         {
-            throw new IllegalArgumentException("a joint cut needs at least one member, not " + members);
+            throw new IllegalArgumentException("a joint cut needs at least one member");
         }
-        this.members = members;
+        this.id = id;
+        this.journals = List.copyOf(journals);
+        this.members = journals.size();
         this.arrivalTimeoutNanos = unit.toNanos(arrivalTimeout);
+    }
+
+    /** @return the transaction's id, recorded in every member's journal group. */
+    public String id()
+    {
+        return id;
+    }
+
+    /** @return every member's journal file. */
+    public List<Path> journals()
+    {
+        return journals;
     }
 
     /** @return how many disks take part. */

@@ -17,6 +17,7 @@ import dev.tidemark.engine.RequestKind;
 import dev.tidemark.engine.TrackedDisk;
 import dev.tidemark.engine.WriteInterceptor;
 import dev.tidemark.engine.journal.Journal;
+import dev.tidemark.engine.journal.JournalRecord;
 import dev.tidemark.engine.registry.BitmapRegistry;
 import dev.tidemark.io.BlockStore;
 import java.io.IOException;
@@ -466,6 +467,19 @@ public final class WriteRing implements AutoCloseable
                     {
                         // An Error too: the journal group and the registry must not stay half-prepared.
                         failure = ex;
+                    }
+                    if (joint != null && failure == null)
+                    {
+                        try
+                        {
+                            // The members' journals name each other: a member whose commit a crash cut off asks.
+                            journal.append(JournalRecord.jointCut(joint.id(), joint.journals()));
+                            journal.forceGroupIfDurable();
+                        }
+                        catch (final RuntimeException ex)
+                        {
+                            failure = ex;
+                        }
                     }
                     if (joint != null && !joint.vote(request.jointMember, failure))
                     {
