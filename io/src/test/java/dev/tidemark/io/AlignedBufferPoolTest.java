@@ -1,5 +1,6 @@
 package dev.tidemark.io;
 
+import dev.tidemark.io.testing.Workers;
 import org.agrona.BufferUtil;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -7,10 +8,7 @@ import org.junit.jupiter.api.Timeout;
 import java.nio.ByteBuffer;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.SplittableRandom;
-import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
-import java.util.concurrent.atomic.AtomicReference;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
@@ -87,54 +85,28 @@ class AlignedBufferPoolTest
         final long seed = System.nanoTime();
         final AlignedBufferPool pool = new AlignedBufferPool(4096, 4096, 256 * 1024, 4);
         final int threads = 8;
-        final AtomicReference<Throwable> failure = new AtomicReference<>();
-        final CountDownLatch start = new CountDownLatch(1);
-        final List<Thread> workers = new ArrayList<>();
-        for (int t = 0; t < threads; t++)
+        Workers.run(threads, seed, (t, random) ->
         {
             final byte mark = (byte)(t + 1);
-            final SplittableRandom random = new SplittableRandom(seed + t);
-            final Thread worker = new Thread(() ->
+            for (int i = 0; i < 5000; i++)
             {
-                try
+                final ByteBuffer buffer = pool.acquire(1 + random.nextInt(256 * 1024));
+                final int limit = buffer.limit();
+                for (int j = 0; j < limit; j += 512)
                 {
-                    start.await();
-                    for (int i = 0; i < 5000; i++)
+                    buffer.put(j, mark);
+                }
+                Thread.onSpinWait();
+                for (int j = 0; j < limit; j += 512)
+                {
+                    if (buffer.get(j) != mark)
                     {
-                        final ByteBuffer buffer = pool.acquire(1 + random.nextInt(256 * 1024));
-                        final int limit = buffer.limit();
-                        for (int j = 0; j < limit; j += 512)
-                        {
-                            buffer.put(j, mark);
-                        }
-                        Thread.onSpinWait();
-                        for (int j = 0; j < limit; j += 512)
-                        {
-                            if (buffer.get(j) != mark)
-                            {
-                                throw new AssertionError("buffer shared between threads at byte " + j);
-                            }
-                        }
-                        pool.release(buffer);
+                        throw new AssertionError("buffer shared between threads at byte " + j);
                     }
                 }
-                catch (final Throwable ex)
-                {
-                    failure.compareAndSet(null, ex);
-                }
-            });
-            workers.add(worker);
-            worker.start();
-        }
-        start.countDown();
-        for (final Thread worker : workers)
-        {
-            worker.join();
-        }
-        if (failure.get() != null)
-        {
-            throw new AssertionError("seed " + seed, failure.get());
-        }
+                pool.release(buffer);
+            }
+        });
         assertThat(pool.outstanding()).isZero();
         assertThat(pool.idle()).isLessThanOrEqualTo(4 * 7);
     }

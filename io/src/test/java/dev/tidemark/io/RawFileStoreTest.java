@@ -1,5 +1,6 @@
 package dev.tidemark.io;
 
+import dev.tidemark.io.testing.Workers;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
@@ -15,9 +16,7 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.SplittableRandom;
-import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
-import java.util.concurrent.atomic.AtomicReference;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
@@ -330,57 +329,31 @@ class RawFileStoreTest
         final byte[] model = new byte[size];
         try (RawFileStore store = RawFileStore.create(dir.resolve("c.raw"), size))
         {
-            final AtomicReference<Throwable> failure = new AtomicReference<>();
-            final CountDownLatch start = new CountDownLatch(1);
-            final List<Thread> workers = new ArrayList<>();
-            for (int t = 0; t < threads; t++)
+            Workers.run(threads, seed, (t, random) ->
             {
                 final int index = t;
-                final SplittableRandom random = new SplittableRandom(seed + t);
-                final Thread worker = new Thread(() ->
+                for (int op = 0; op < 300; op++)
                 {
-                    try
+                    final int offset = index * slice + random.nextInt(slice);
+                    final int length = random.nextInt(Math.min(index * slice + slice - offset, 96 * KIB)) + 1;
+                    if (random.nextInt(5) == 0)
                     {
-                        start.await();
-                        for (int op = 0; op < 300; op++)
+                        store.writeZeroes(offset, length, random.nextBoolean());
+                        synchronized (model)
                         {
-                            final int offset = index * slice + random.nextInt(slice);
-                            final int length = random.nextInt(Math.min(index * slice + slice - offset, 96 * KIB)) + 1;
-                            if (random.nextInt(5) == 0)
-                            {
-                                store.writeZeroes(offset, length, random.nextBoolean());
-                                synchronized (model)
-                                {
-                                    Arrays.fill(model, offset, offset + length, (byte)0);
-                                }
-                                continue;
-                            }
-                            final byte[] data = new byte[length];
-                            random.nextBytes(data);
-                            store.write(offset, direct(data));
-                            synchronized (model)
-                            {
-                                System.arraycopy(data, 0, model, offset, length);
-                            }
+                            Arrays.fill(model, offset, offset + length, (byte)0);
                         }
+                        continue;
                     }
-                    catch (final Throwable ex)
+                    final byte[] data = new byte[length];
+                    random.nextBytes(data);
+                    store.write(offset, direct(data));
+                    synchronized (model)
                     {
-                        failure.compareAndSet(null, ex);
+                        System.arraycopy(data, 0, model, offset, length);
                     }
-                });
-                workers.add(worker);
-                worker.start();
-            }
-            start.countDown();
-            for (final Thread worker : workers)
-            {
-                worker.join();
-            }
-            if (failure.get() != null)
-            {
-                throw new AssertionError("seed " + seed, failure.get());
-            }
+                }
+            });
             store.flush();
             synchronized (model)
             {

@@ -155,16 +155,8 @@ public final class NbdVsQsdBench
             }
             return command;
         }
-        final List<String> command = new ArrayList<>();
-        command.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
-        command.addAll(JvmFlags.forThisJava());
-        command.add("-cp");
-        command.add(System.getProperty("java.class.path"));
-        command.add(NbdServeMain.class.getName());
-        command.add(image.toString());
-        command.add(socket.toString());
-        command.add(EXPORT);
-        return command;
+        return JvmFlags.javaCommand(NbdServeMain.class.getName(), List.of(), image.toString(), socket.toString(),
+            EXPORT);
     }
 
     /** Writes non-zero data everywhere so that neither server can skip holes. */

@@ -454,15 +454,7 @@ public final class VsQsd
     private static List<String> javaCommandWith(final List<String> properties, final String mainClass,
         final String... arguments)
     {
-        final List<String> command = new ArrayList<>();
-        command.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
-        command.addAll(JvmFlags.forThisJava());
-        command.addAll(properties);
-        command.add("-cp");
-        command.add(System.getProperty("java.class.path"));
-        command.add(mainClass);
-        command.addAll(List.of(arguments));
-        return command;
+        return JvmFlags.javaCommand(mainClass, properties, arguments);
     }
 
     private static Process start(final Path log, final Path socket, final List<String> command) throws Exception

@@ -206,7 +206,7 @@ final class ServeCommand implements Callable<Integer>
         }
         final Thread hook = new Thread(daemon::close, "tidemark-sigterm");
         Runtime.getRuntime().addShutdownHook(hook);
-        Logger.getLogger("dev.tidemark").info(() -> "event=ready " + daemon.summary());
+        System.getLogger("dev.tidemark").log(System.Logger.Level.INFO, () -> "event=ready " + daemon.summary());
         daemon.terminated().join();
         try
         {
@@ -458,7 +458,10 @@ final class ServeCommand implements Callable<Integer>
         return true;
     }
 
-    /** Structured, quiet logging: WARNING by default, INFO with --verbose; one key=value line per record. */
+    /**
+     * Chooses the backend of the System.Logger API the modules log through: java.util.logging, its default, set up
+     * for structured, quiet output: WARNING by default, INFO with --verbose; one key=value line per record.
+     */
     static void configureLogging(final boolean verbose)
     {
         final Logger root = Logger.getLogger("");

@@ -31,8 +31,6 @@ import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.logging.Level;
-import java.util.logging.Logger;
 import java.util.regex.Pattern;
 
 /**
@@ -47,7 +45,7 @@ import java.util.regex.Pattern;
  */
 final class BlockGraph implements AutoCloseable
 {
-    private static final Logger LOG = Logger.getLogger(BlockGraph.class.getName());
+    private static final System.Logger LOG = System.getLogger(BlockGraph.class.getName());
     private static final Pattern NODE_NAME = Pattern.compile("[A-Za-z][A-Za-z0-9._-]*");
     private static final int MAX_NODE_NAME = 31;
 
@@ -115,7 +113,7 @@ final class BlockGraph implements AutoCloseable
         final BlockNode node = nodes.get(name);
         if (node == null)
         {
-            throw new EngineException(EngineException.ErrorClass.GenericError,
+            throw new EngineException(EngineException.Reason.GENERIC,
                 "Cannot find device='" + name + "' nor node-name='" + name + "'");
         }
         return node;
@@ -220,7 +218,7 @@ final class BlockGraph implements AutoCloseable
             node.disk = disk;
             for (final String message : disk.openMessages())
             {
-                LOG.info(() -> "disk " + node.name + ": " + message);
+                LOG.log(System.Logger.Level.INFO, () -> "disk " + node.name + ": " + message);
             }
         }
         catch (final IOException ex)
@@ -414,7 +412,7 @@ final class BlockGraph implements AutoCloseable
         }
         if (!readOnly && file.readOnly)
         {
-            throw EngineException.generic("Block node is read-only");
+            throw new EngineException(EngineException.Reason.READ_ONLY, "Block node is read-only");
         }
         return new BlockNode(name, "raw", readOnly, null, file, null, implicit, null, null);
     }
@@ -460,7 +458,7 @@ final class BlockGraph implements AutoCloseable
         if (!readOnly && node.store.isReadOnly())
         {
             closeQuietly(node.store);
-            throw EngineException.generic("Block node is read-only");
+            throw new EngineException(EngineException.Reason.READ_ONLY, "Block node is read-only");
         }
         return node;
     }
@@ -708,7 +706,7 @@ final class BlockGraph implements AutoCloseable
             }
             catch (final IOException ex)
             {
-                LOG.log(Level.FINE, "size of " + node.filename, ex);
+                LOG.log(System.Logger.Level.DEBUG, "size of " + node.filename, ex);
             }
         }
         final BlockStore own = node.store instanceof FaultyStore faulty ? faulty.delegate() : node.store;
@@ -810,7 +808,7 @@ final class BlockGraph implements AutoCloseable
             }
             catch (final RuntimeException ex)
             {
-                LOG.log(Level.FINE, "cancel " + job.id() + " at shutdown", ex);
+                LOG.log(System.Logger.Level.DEBUG, "cancel " + job.id() + " at shutdown", ex);
             }
         }
         for (final Job job : jobs.jobs())
@@ -831,7 +829,7 @@ final class BlockGraph implements AutoCloseable
         }
         catch (final RuntimeException ex)
         {
-            LOG.log(Level.WARNING, "stopping the NBD server", ex);
+            LOG.log(System.Logger.Level.WARNING, "stopping the NBD server", ex);
         }
         final List<BlockNode> all = new ArrayList<>(nodes.values());
         for (int i = all.size() - 1; i >= 0; i--)
@@ -857,7 +855,7 @@ final class BlockGraph implements AutoCloseable
         }
         catch (final Exception ex)
         {
-            LOG.log(Level.WARNING, "closing " + closeable, ex);
+            LOG.log(System.Logger.Level.WARNING, "closing " + closeable, ex);
         }
     }
 

@@ -17,8 +17,6 @@ import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicReference;
-import java.util.logging.Level;
-import java.util.logging.Logger;
 
 /**
  * The Tidemark daemon: a QMP server whose commands drive a {@link BlockGraph}; safe for concurrent use by any
@@ -30,7 +28,7 @@ import java.util.logging.Logger;
  */
 public final class Daemon implements AutoCloseable
 {
-    private static final Logger LOG = Logger.getLogger(Daemon.class.getName());
+    private static final System.Logger LOG = System.getLogger(Daemon.class.getName());
 
     private final QmpServer server;
     private final BlockGraph graph;
@@ -75,6 +73,12 @@ public final class Daemon implements AutoCloseable
         final Daemon daemon = new Daemon(server, graph);
         self.set(daemon);
         return daemon;
+    }
+
+    /** @return the block graph, for tests in this package that write through a node's tracked disk. */
+    BlockGraph graph()
+    {
+        return graph;
     }
 
     /** @return the QMP server. */
@@ -149,7 +153,7 @@ public final class Daemon implements AutoCloseable
         }
         catch (final Exception ex)
         {
-            LOG.log(Level.WARNING, "closing disks on the dispatcher failed; closing them here", ex);
+            LOG.log(System.Logger.Level.WARNING, "closing disks on the dispatcher failed; closing them here", ex);
             graph.close();
         }
         finally
@@ -173,7 +177,7 @@ public final class Daemon implements AutoCloseable
         }
         catch (final Exception ex)
         {
-            LOG.log(Level.WARNING, "daemon did not stop cleanly", ex);
+            LOG.log(System.Logger.Level.WARNING, "daemon did not stop cleanly", ex);
         }
     }
 

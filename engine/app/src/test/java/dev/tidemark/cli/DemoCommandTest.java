@@ -2,13 +2,12 @@ package dev.tidemark.cli;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
+import dev.tidemark.engine.JvmFlags;
 import java.io.File;
 import java.io.IOException;
-import java.lang.management.ManagementFactory;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
 
@@ -67,14 +66,7 @@ class DemoCommandTest
 
     private static Result runDemo(final String path, final String... args) throws IOException, InterruptedException
     {
-        final List<String> command = new ArrayList<>();
-        command.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
-        command.addAll(ManagementFactory.getRuntimeMXBean().getInputArguments().stream()
-            .filter(a -> !a.startsWith("-agentlib") && !a.startsWith("-javaagent")).toList());
-        command.add("-cp");
-        command.add(System.getProperty("java.class.path"));
-        command.add(TidemarkMain.class.getName());
-        command.add("demo");
+        final List<String> command = JvmFlags.javaCommand(TidemarkMain.class.getName(), List.of(), "demo");
         command.addAll(List.of(args));
         final ProcessBuilder pb = new ProcessBuilder(command);
         pb.environment().put("PATH", path);

@@ -2,9 +2,9 @@ package dev.tidemark.daemon;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import java.io.File;
+import dev.tidemark.engine.JvmFlags;
+import dev.tidemark.io.testing.ExternalTools;
 import java.io.IOException;
-import java.lang.management.ManagementFactory;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -122,27 +122,11 @@ class DaemonEndToEndTest
     /** {@code java <this JVM's flags> -cp <test classpath> TidemarkMain ARGS}. */
     static List<String> javaCommand(final String... args)
     {
-        final List<String> command = new ArrayList<>();
-        command.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
-        command.addAll(ManagementFactory.getRuntimeMXBean().getInputArguments().stream()
-            .filter(a -> !a.startsWith("-agentlib") && !a.startsWith("-javaagent") && !a.contains(" ")).toList());
-        command.add("-cp");
-        command.add(System.getProperty("java.class.path"));
-        command.add(TidemarkMain.class.getName());
-        command.addAll(List.of(args));
-        return command;
+        return JvmFlags.javaCommand(TidemarkMain.class.getName(), List.of(), args);
     }
 
     static Path require(final String name)
     {
-        for (final String dir : System.getenv().getOrDefault("PATH", "").split(File.pathSeparator))
-        {
-            final Path candidate = Path.of(dir, name);
-            if (Files.isExecutable(candidate))
-            {
-                return candidate;
-            }
-        }
-        throw new AssertionError("required tool '" + name + "' is not installed (install it: see .ci/test)");
+        return Path.of(ExternalTools.require(name));
     }
 }

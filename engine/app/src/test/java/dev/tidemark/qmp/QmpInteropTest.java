@@ -2,6 +2,7 @@ package dev.tidemark.qmp;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
+import dev.tidemark.io.testing.ExternalTools;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -200,7 +201,7 @@ class QmpInteropTest
 
     private static Process startQsd(final Path socket) throws Exception
     {
-        final Path qsd = ExternalTools.require("qemu-storage-daemon");
+        final Path qsd = Path.of(ExternalTools.require("qemu-storage-daemon"));
         final Process process = new ProcessBuilder(qsd.toString(),
             "--chardev", "socket,id=m0,path=" + socket + ",server=on,wait=off", "--monitor", "chardev=m0")
             .redirectErrorStream(true)
@@ -221,7 +222,7 @@ class QmpInteropTest
 
     private static String runPython(final Path socket) throws Exception
     {
-        final Path python = ExternalTools.require("python3");
+        final Path python = Path.of(ExternalTools.require("python3"));
         final Path script = Files.createTempFile("qmp_client_check", ".py");
         try
         {

@@ -3,6 +3,8 @@ package dev.tidemark.engine;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.UncheckedIOException;
+import java.lang.management.ManagementFactory;
+import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.List;
@@ -12,7 +14,8 @@ import java.util.Properties;
  * The JVM flags Tidemark's libraries need, as the root pom defines them; stateless and thread-safe.
  *
  * <p>The build filters them into {@code jvm-flags.properties}; child JVMs (JMH forks, torture
- * children) take them from here so that the flags are written down once.
+ * children, test children) take them from here so that the flags are written down once, and
+ * {@link #javaCommand} is the one place that builds a child JVM's command line.
  */
 public final class JvmFlags
 {
@@ -51,6 +54,39 @@ public final class JvmFlags
     public static List<String> forThisJava()
     {
         return forJava(Runtime.version().feature());
+    }
+
+    /**
+     * A command line for a child JVM that runs this JVM's classes: {@code java} of this JVM, the flags for it, this
+     * JVM's other options (not debug agents, nor options with whitespace, which a command joined into one shell line
+     * could not carry), {@code jvmOptions}, this classpath, {@code mainClass} and {@code arguments}.
+     *
+     * @param mainClass the class whose {@code main} the child runs.
+     * @param jvmOptions further options for the child (heap size, system properties), after this JVM's.
+     * @param arguments the child's program arguments.
+     * @return the command, modifiable.
+     */
+    public static List<String> javaCommand(final String mainClass, final List<String> jvmOptions,
+        final String... arguments)
+    {
+        final List<String> command = new ArrayList<>();
+        command.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
+        final List<String> flags = forThisJava();
+        command.addAll(flags);
+        for (final String option : ManagementFactory.getRuntimeMXBean().getInputArguments())
+        {
+            if (!flags.contains(option) && !option.startsWith("-agentlib") && !option.startsWith("-javaagent")
+                && !option.startsWith("-Xrunjdwp") && option.chars().noneMatch(Character::isWhitespace))
+            {
+                command.add(option);
+            }
+        }
+        command.addAll(jvmOptions);
+        command.add("-cp");
+        command.add(System.getProperty("java.class.path"));
+        command.add(mainClass);
+        command.addAll(List.of(arguments));
+        return command;
     }
 
     private static List<String> split(final String value)

@@ -5,6 +5,7 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import dev.tidemark.engine.registry.BitmapActions;
 import dev.tidemark.engine.registry.BitmapInfo;
+import dev.tidemark.io.testing.HeapStore;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.file.Path;

@@ -10,6 +10,7 @@ import dev.tidemark.bitmap.ExtentConsumer;
 import dev.tidemark.engine.registry.BitmapActions;
 import dev.tidemark.engine.registry.BitmapFiles;
 import dev.tidemark.engine.registry.MappedBitmapFiles;
+import dev.tidemark.io.testing.HeapStore;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.file.Path;

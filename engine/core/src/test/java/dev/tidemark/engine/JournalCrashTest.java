@@ -8,7 +8,6 @@ import dev.tidemark.engine.registry.BitmapInfo;
 import dev.tidemark.io.RawFileStore;
 import java.io.BufferedReader;
 import java.io.InputStreamReader;
-import java.lang.management.ManagementFactory;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -50,20 +49,8 @@ class JournalCrashTest
         for (int cycle = 0; cycle < CYCLES; cycle++)
         {
             final int killAfter = 5 + random.nextInt(120);
-            final List<String> command = new ArrayList<>();
-            command.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
-            for (final String argument : ManagementFactory.getRuntimeMXBean().getInputArguments())
-            {
-                if (!argument.startsWith("-agentlib:jdwp"))
-                {
-                    command.add(argument);
-                }
-            }
-            command.add("-cp");
-            command.add(System.getProperty("java.class.path"));
-            command.add(JournalCrashChild.class.getName());
-            command.add(image.toString());
-            command.add(Long.toString(random.nextLong()));
+            final List<String> command = JvmFlags.javaCommand(JournalCrashChild.class.getName(), List.of(),
+                image.toString(), Long.toString(random.nextLong()));
             final Process child = new ProcessBuilder(command).redirectErrorStream(true).start();
             String lastAck = null;
             String pendingTry = null;

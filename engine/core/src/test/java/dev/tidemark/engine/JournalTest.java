@@ -7,6 +7,7 @@ import dev.tidemark.engine.journal.Journal;
 import dev.tidemark.engine.journal.JournalRecord;
 import dev.tidemark.engine.registry.BitmapActions;
 import dev.tidemark.engine.registry.BitmapInfo;
+import dev.tidemark.io.testing.HeapStore;
 import java.io.IOException;
 import java.io.RandomAccessFile;
 import java.nio.ByteBuffer;
@@ -185,6 +186,40 @@ class JournalTest
         {
             assertThat(disk.bitmaps().query("bitmap-0").recording()).isTrue();
         }
+    }
+
+    @Test
+    void longRecordsAcrossMappingChunksReplayFromTheMappingAndByInspection() throws IOException
+    {
+        // Bodies of 128 bytes and more take a two-byte length; 2500 records of changing sizes, some with
+        // characters of two and three UTF-8 bytes, cross several 64 KiB mapping chunks at many offsets.
+        final int records = 2500;
+        java.nio.file.Files.createDirectories(dir.resolve("bm"));
+        try (Journal journal = Journal.open(dir.resolve("bm")))
+        {
+            for (int i = 0; i < records; i++)
+            {
+                journal.append(JournalRecord.jobOutcome("job" + i, detail(i)));
+            }
+        }
+        final Journal.Replay inspected = Journal.inspect(journalFile());
+        assertThat(inspected.messages()).isEmpty();
+        assertThat(inspected.jobs()).hasSize(records);
+        for (int i = 0; i < records; i += 97)
+        {
+            assertThat(inspected.jobs().get("job" + i)).isEqualTo(detail(i));
+        }
+        try (Journal journal = Journal.open(dir.resolve("bm")))
+        {
+            assertThat(journal.replay().messages()).isEmpty();
+            assertThat(journal.replay().jobs()).isEqualTo(inspected.jobs());
+            assertThat(journal.replay().validLength()).isEqualTo(inspected.validLength());
+        }
+    }
+
+    private static String detail(final int i)
+    {
+        return "x".repeat(100 + i % 300) + (i % 3 == 0 ? "é€" : "");
     }
 
     private static void joinQuietly(final Thread thread)

@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertTimeoutPreemptively;
 
 import dev.tidemark.bitmap.BitmapView;
 import dev.tidemark.engine.registry.BitmapActions;
+import dev.tidemark.io.testing.HeapStore;
 import java.nio.ByteBuffer;
 import java.nio.file.Path;
 import java.time.Duration;

@@ -1,6 +1,7 @@
 package dev.tidemark.io.nbd;
 
 import dev.tidemark.io.BlockStore;
+import dev.tidemark.io.IoReason;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -188,52 +189,6 @@ public final class BlockStoreExport implements NbdExport
 
     private static int errorOf(final Exception ex)
     {
-        if (ex instanceof IllegalArgumentException)
-        {
-            return NbdProtocol.EINVAL;
-        }
-        final String message = String.valueOf(ex.getMessage());
-        if (message.contains("No space left") || message.contains("Disk quota"))
-        {
-            return NbdProtocol.ENOSPC;
-        }
-        return NbdProtocol.EIO;
-    }
-
-    /** {@code base:allocation} from the store's allocation walk; as thread-safe as the store. */
-    private static final class AllocationContext implements MetaContext
-    {
-        private final BlockStore store;
-
-        AllocationContext(final BlockStore store)
-        {
-            this.store = store;
-        }
-
-        @Override
-        public String name()
-        {
-            return BASE_ALLOCATION;
-        }
-
-        @Override
-        public void blockStatus(final long offset, final long length, final ExtentSink sink) throws IOException
-        {
-            final long end = offset + length;
-            final long[] cursor = {offset};
-            store.forEachAllocationExtent(offset, length, (extentOffset, extentLength, allocated, zero) ->
-            {
-                // Stores may report whole extents that start before the request: clip to it.
-                final long to = Math.min(end, extentOffset + extentLength);
-                if (to <= cursor[0])
-                {
-                    return true;
-                }
-                final long clipped = to - cursor[0];
-                cursor[0] = to;
-                final int flags = (allocated ? 0 : NbdProtocol.STATE_HOLE) | (zero ? NbdProtocol.STATE_ZERO : 0);
-                return sink.extent(clipped, flags) && to < end;
-            });
-        }
+        return NbdProtocol.errorOf(IoReason.of(ex));
     }
 }

@@ -1,12 +1,16 @@
 package dev.tidemark.io.nbd;
 
+import dev.tidemark.io.IoReason;
 import java.io.IOException;
 
 /**
  * An NBD failure: an error reply from the server, a failed handshake or a broken connection; immutable,
  * safe to share between threads.
+ *
+ * <p>Its {@link #ioReason()} follows from the server's error value, so a full or read-only target is told apart
+ * from other failures by type, not by text.
  */
-public class NbdException extends IOException
+public class NbdException extends IOException implements IoReason.Carrier
 {
     private static final long serialVersionUID = 1L;
 
@@ -36,5 +40,12 @@ public class NbdException extends IOException
     public int error()
     {
         return error;
+    }
+
+    /** @return the reason the server's error value stands for; {@link IoReason#IO_ERROR} for other failures. */
+    @Override
+    public IoReason ioReason()
+    {
+        return NbdProtocol.reasonOf(error);
     }
 }

@@ -1,5 +1,7 @@
 package dev.tidemark.io.nbd;
 
+import dev.tidemark.io.IoReason;
+
 /**
  * NBD wire constants (magics, options, reply types, flags, commands, error values); immutable, safe
  * from any thread.
@@ -183,6 +185,38 @@ public final class NbdProtocol
 
     private NbdProtocol()
     {
+    }
+
+    /**
+     * @param reason why a request failed.
+     * @return the NBD error value a server replies with.
+     */
+    public static int errorOf(final IoReason reason)
+    {
+        return switch (reason)
+        {
+            case INVALID_ARGUMENT -> EINVAL;
+            case READ_ONLY -> EPERM;
+            case NO_SPACE -> ENOSPC;
+            case NOT_SUPPORTED -> ENOTSUP;
+            case IO_ERROR -> EIO;
+        };
+    }
+
+    /**
+     * @param error an NBD error value from a server's reply.
+     * @return the reason it stands for; {@link IoReason#IO_ERROR} for values without one of their own.
+     */
+    public static IoReason reasonOf(final int error)
+    {
+        switch (error)
+        {
+            case EINVAL: return IoReason.INVALID_ARGUMENT;
+            case EPERM: return IoReason.READ_ONLY;
+            case ENOSPC: return IoReason.NO_SPACE;
+            case ENOTSUP: return IoReason.NOT_SUPPORTED;
+            default: return IoReason.IO_ERROR;
+        }
     }
 
     /**

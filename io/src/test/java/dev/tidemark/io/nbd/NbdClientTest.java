@@ -1,5 +1,6 @@
 package dev.tidemark.io.nbd;
 
+import dev.tidemark.io.testing.ExternalTools;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
@@ -100,9 +101,9 @@ class NbdClientTest
 
     private Process startQemuNbd(final String format, final Path image, final Path socket, final Path log) throws Exception
     {
-        final Process process = Tools.start(log, "qemu-nbd", "-f", format, "-t", "-e", "4", "-x", "disk",
+        final Process process = ExternalTools.start(log, "qemu-nbd", "-f", format, "-t", "-e", "4", "-x", "disk",
             "--socket=" + socket, image.toString());
-        Tools.awaitSocket(socket, process, log);
+        ExternalTools.awaitSocket(socket, process, log);
         return process;
     }
 
@@ -129,7 +130,7 @@ class NbdClientTest
             }
             final Path expected = dir.resolve("expected.raw");
             Files.write(expected, model);
-            Tools.run(60, "qemu-img", "compare", "-f", "raw", "-F", "raw", expected.toString(), image.toString());
+            ExternalTools.run(60, "qemu-img", "compare", "-f", "raw", "-F", "raw", expected.toString(), image.toString());
         }
         finally
         {
@@ -142,7 +143,7 @@ class NbdClientTest
     void writesToQemuNbdQcow2MatchQemuImgCompare() throws Exception
     {
         final Path image = dir.resolve("disk.qcow2");
-        Tools.run(30, "qemu-img", "create", "-q", "-f", "qcow2", image.toString(), String.valueOf(SIZE));
+        ExternalTools.run(30, "qemu-img", "create", "-q", "-f", "qcow2", image.toString(), String.valueOf(SIZE));
         final Path socket = dir.resolve("qq.sock");
         final Process qemuNbd = startQemuNbd("qcow2", image, socket, dir.resolve("qemu-nbd.log"));
         final byte[] model;
@@ -168,8 +169,8 @@ class NbdClientTest
         }
         final Path expected = dir.resolve("expected.raw");
         Files.write(expected, model);
-        Tools.run(60, "qemu-img", "check", image.toString());
-        Tools.run(60, "qemu-img", "compare", "-f", "raw", "-F", "qcow2", expected.toString(), image.toString());
+        ExternalTools.run(60, "qemu-img", "check", image.toString());
+        ExternalTools.run(60, "qemu-img", "compare", "-f", "raw", "-F", "qcow2", expected.toString(), image.toString());
     }
 
     @Test
@@ -177,10 +178,10 @@ class NbdClientTest
     {
         final Path socket = dir.resolve("kit.sock");
         final Path log = dir.resolve("nbdkit.log");
-        final Process nbdkit = Tools.start(log, "nbdkit", "-f", "-U", socket.toString(), "memory", String.valueOf(SIZE));
+        final Process nbdkit = ExternalTools.start(log, "nbdkit", "-f", "-U", socket.toString(), "memory", String.valueOf(SIZE));
         try
         {
-            Tools.awaitSocket(socket, nbdkit, log);
+            ExternalTools.awaitSocket(socket, nbdkit, log);
             final byte[] model;
             try (NbdClient client = NbdClient.builder().unix(socket).connect())
             {
@@ -189,7 +190,7 @@ class NbdClientTest
             }
             final Path expected = dir.resolve("expected.raw");
             Files.write(expected, model);
-            Tools.run(60, "qemu-img", "compare", "-f", "raw", "-F", "raw", expected.toString(),
+            ExternalTools.run(60, "qemu-img", "compare", "-f", "raw", "-F", "raw", expected.toString(),
                 "nbd+unix:///?socket=" + socket);
         }
         finally
@@ -256,8 +257,8 @@ class NbdClientTest
     {
         final Path socket = dir.resolve("kill.sock");
         final Path log = dir.resolve("kill.log");
-        final Process nbdkit = Tools.start(log, "nbdkit", "-f", "-U", socket.toString(), "memory", String.valueOf(SIZE));
-        Tools.awaitSocket(socket, nbdkit, log);
+        final Process nbdkit = ExternalTools.start(log, "nbdkit", "-f", "-U", socket.toString(), "memory", String.valueOf(SIZE));
+        ExternalTools.awaitSocket(socket, nbdkit, log);
         try (NbdClient client = NbdClient.builder().unix(socket).replyTimeout(Duration.ofSeconds(20)).connect())
         {
             final AtomicReference<Throwable> failure = new AtomicReference<>();
@@ -339,12 +340,12 @@ class NbdClientTest
         final Path socket = dir.resolve("bs.sock");
         final Path log = dir.resolve("bs.log");
         // error policy: nbdkit fails any request that breaks the advertised constraints.
-        final Process nbdkit = Tools.start(log, "nbdkit", "-f", "-U", socket.toString(), "--filter=blocksize-policy",
+        final Process nbdkit = ExternalTools.start(log, "nbdkit", "-f", "-U", socket.toString(), "--filter=blocksize-policy",
             "--filter=nozero", "memory", String.valueOf(SIZE), "blocksize-minimum=4096", "blocksize-preferred=65536",
             "blocksize-maximum=1048576", "blocksize-error-policy=error");
         try
         {
-            Tools.awaitSocket(socket, nbdkit, log);
+            ExternalTools.awaitSocket(socket, nbdkit, log);
             final byte[] model;
             try (NbdClient client = NbdClient.builder().unix(socket).connect())
             {
@@ -357,7 +358,7 @@ class NbdClientTest
             }
             final Path expected = dir.resolve("expected.raw");
             Files.write(expected, model);
-            Tools.run(60, "qemu-img", "compare", "-f", "raw", "-F", "raw", expected.toString(),
+            ExternalTools.run(60, "qemu-img", "compare", "-f", "raw", "-F", "raw", expected.toString(),
                 "nbd+unix:///?socket=" + socket);
         }
         finally

@@ -1,5 +1,6 @@
 package dev.tidemark.io.nbd;
 
+import dev.tidemark.io.testing.HeapStore;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
@@ -36,7 +37,7 @@ class NbdFuzzTest
     private static final int TIMEOUT_MILLIS = 5000;
 
     private final byte[] model = new byte[SIZE];
-    private MemoryStore store;
+    private HeapStore store;
     private InetSocketAddress address;
     private final int[] kinds = new int[5];
     private final Map<String, Integer> outcomes = new java.util.TreeMap<>();
@@ -48,7 +49,7 @@ class NbdFuzzTest
         final long seed = Long.getLong("tidemark.nbd.fuzzSeed", System.nanoTime());
         final SplittableRandom random = new SplittableRandom(seed);
         random.nextBytes(model);
-        store = new MemoryStore(model, false);
+        store = new HeapStore(model, false);
         final byte[] roBytes = new byte[64 * 1024];
         random.nextBytes(roBytes);
         final ExecutorService completer = Executors.newFixedThreadPool(2);
@@ -58,7 +59,7 @@ class NbdFuzzTest
         {
             server.addExport(new RecordingExport(new BlockStoreExport("w", store), new BitSetBitmap(4096, SIZE), "fz",
                 completer));
-            server.addExport(new BlockStoreExport("r", "", new MemoryStore(roBytes, true), true, List.of()));
+            server.addExport(new BlockStoreExport("r", "", new HeapStore(roBytes, true), true, List.of()));
             address = server.listenTcp(0);
             try (NbdClient control = NbdClient.builder().tcp("127.0.0.1", address.getPort()).exportName("w")
                 .connections(1).replyTimeout(java.time.Duration.ofSeconds(10)).connect())

@@ -1,6 +1,7 @@
 package dev.tidemark.io.nbd;
 
 import dev.tidemark.io.RawFileStore;
+import dev.tidemark.io.testing.ExternalTools;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -153,7 +154,7 @@ class NbdServerInteropTest
     {
         for (final String uri : List.of(unixUri("ro"), tcpUri("ro")))
         {
-            final String out = Tools.run(30, "qemu-img", "info", uri);
+            final String out = ExternalTools.run(30, "qemu-img", "info", uri);
             assertThat(out).as(uri).contains("(" + SIZE + " bytes)").contains("file format: raw");
         }
     }
@@ -165,7 +166,7 @@ class NbdServerInteropTest
         for (final String uri : List.of(unixUri("ro"), tcpUri("ro")))
         {
             final Path out = dir.resolve("convert-" + uri.hashCode() + ".raw");
-            Tools.run(60, "qemu-img", "convert", "-f", "raw", "-O", "raw", uri, out.toString());
+            ExternalTools.run(60, "qemu-img", "convert", "-f", "raw", "-O", "raw", uri, out.toString());
             assertThat(Files.readAllBytes(out)).as(uri).isEqualTo(expected);
         }
     }
@@ -174,8 +175,8 @@ class NbdServerInteropTest
     void qemuImgConvertIntoWritableExport() throws Exception
     {
         // -n keeps the target; qemu-img first tries to zero it fast (WRITE_ZEROES + FAST_ZERO), then writes data.
-        Tools.run(60, "qemu-img", "convert", "-n", "-f", "raw", "-O", "raw", image.toString(), unixUri("rw"));
-        Tools.run(60, "qemu-img", "compare", "-f", "raw", "-F", "raw", image.toString(), tcpUri("rw"));
+        ExternalTools.run(60, "qemu-img", "convert", "-n", "-f", "raw", "-O", "raw", image.toString(), unixUri("rw"));
+        ExternalTools.run(60, "qemu-img", "compare", "-f", "raw", "-F", "raw", image.toString(), tcpUri("rw"));
         final ByteBuffer back = ByteBuffer.allocate((int)SIZE);
         rwStore.read(0, back);
         assertThat(back.array()).isEqualTo(Files.readAllBytes(image));
@@ -184,21 +185,21 @@ class NbdServerInteropTest
     @Test
     void qemuImgCompareAgainstExpectedBytes() throws Exception
     {
-        Tools.run(60, "qemu-img", "compare", "-f", "raw", "-F", "raw", image.toString(), unixUri("ro"));
+        ExternalTools.run(60, "qemu-img", "compare", "-f", "raw", "-F", "raw", image.toString(), unixUri("ro"));
         final Path different = dir.resolve("different.raw");
         final byte[] bytes = Files.readAllBytes(image);
         bytes[(int)(SIZE / 2 + 17)] ^= 0x5a;
         Files.write(different, bytes);
-        final Tools.Result result = Tools.runAllowingFailure(60, "qemu-img", "compare", "-f", "raw", "-F", "raw",
+        final ExternalTools.Result result = ExternalTools.runAllowingFailure(60, "qemu-img", "compare", "-f", "raw", "-F", "raw",
             different.toString(), tcpUri("ro"));
-        assertThat(result.exit).as(result.out + result.err).isEqualTo(1);
-        assertThat(result.out).contains("Content mismatch at offset " + (SIZE / 2));
+        assertThat(result.exit()).as(result.out() + result.err()).isEqualTo(1);
+        assertThat(result.out()).contains("Content mismatch at offset " + (SIZE / 2));
     }
 
     @Test
     void nbdinfoListShowsExportsAndContexts() throws Exception
     {
-        final String out = Tools.run(30, "nbdinfo", "--list", "nbd://127.0.0.1:" + tcp.getPort());
+        final String out = ExternalTools.run(30, "nbdinfo", "--list", "nbd://127.0.0.1:" + tcp.getPort());
         assertThat(out).contains("export=\"ro\"").contains("export=\"rw\"").contains("export=\"rec\"")
             .contains("read-only test image").contains("base:allocation").contains("qemu:dirty-bitmap:bm")
             .contains("export-size: " + SIZE);
@@ -207,7 +208,7 @@ class NbdServerInteropTest
     @Test
     void nbdinfoMapShowsAllocation() throws Exception
     {
-        final List<long[]> printed = parseMap(Tools.run(30, "nbdinfo", "--map", unixUri("ro")));
+        final List<long[]> printed = parseMap(ExternalTools.run(30, "nbdinfo", "--map", unixUri("ro")));
         final List<long[]> expected = new ArrayList<>();
         roStore.forEachAllocationExtent(0, SIZE, (offset, length, allocated, zero) ->
         {
@@ -229,7 +230,7 @@ class NbdServerInteropTest
     @Test
     void nbdinfoMapDirtyBitmapEqualsTheBitSet() throws Exception
     {
-        final List<long[]> printed = parseMap(Tools.run(30, "nbdinfo", "--map=qemu:dirty-bitmap:bm", unixUri("ro")));
+        final List<long[]> printed = parseMap(ExternalTools.run(30, "nbdinfo", "--map=qemu:dirty-bitmap:bm", unixUri("ro")));
         final BitSet seen = new BitSet();
         long next = 0;
         for (final long[] extent : printed)
@@ -251,7 +252,7 @@ class NbdServerInteropTest
     @Test
     void qemuImgMapWithXDirtyBitmapShowsDirtyAsNoData() throws Exception
     {
-        final String out = Tools.run(30, "qemu-img", "map", "--output=json", "--image-opts",
+        final String out = ExternalTools.run(30, "qemu-img", "map", "--output=json", "--image-opts",
             "driver=nbd,server.type=unix,server.path=" + socket + ",export=ro,x-dirty-bitmap=qemu:dirty-bitmap:bm");
         final Matcher m = Pattern.compile("\"start\":\\s*(\\d+),\\s*\"length\":\\s*(\\d+),.*?\"zero\":\\s*(true|false),"
             + "\\s*\"data\":\\s*(true|false)").matcher(out);
@@ -304,7 +305,7 @@ class NbdServerInteropTest
             server.addExport(export);
             final Path out = dir.resolve("nbdcopy-out.raw");
             final long before = server.acceptedConnections();
-            Tools.run(60, "nbdcopy", "--connections=4", "--threads=4", unixUri("bigro"), out.toString());
+            ExternalTools.run(60, "nbdcopy", "--connections=4", "--threads=4", unixUri("bigro"), out.toString());
             assertThat(Files.mismatch(out, source)).isEqualTo(-1L);
             // nbdcopy opens several connections only when the server offers CAN_MULTI_CONN. Which of them
             // carries the reads is nbdcopy's scheduling (one worker may take every segment), so it is not asserted;
@@ -331,7 +332,7 @@ class NbdServerInteropTest
                 new BitSetBitmap(GRANULARITY, BIG), "x", completer);
             server.addExport(export);
             final long before = server.acceptedConnections();
-            Tools.run(60, "nbdcopy", "--connections=4", "--threads=4", "--flush", source.toString(), unixUri("bigrw"));
+            ExternalTools.run(60, "nbdcopy", "--connections=4", "--threads=4", "--flush", source.toString(), unixUri("bigrw"));
             assertThat(Files.mismatch(target, source)).isEqualTo(-1L);
             assertThat(server.acceptedConnections() - before).as("connections nbdcopy opened").isEqualTo(4);
             assertThat(export.readerThreads).as("connections that carried writes").isNotEmpty();
@@ -414,7 +415,7 @@ class NbdServerInteropTest
             "o.opt_abort()",
             "");
         final Map<String, String> lines = new TreeMap<>();
-        for (final String line : Tools.run(60, "nbdsh", "-c", script).split("\n"))
+        for (final String line : ExternalTools.run(60, "nbdsh", "-c", script).split("\n"))
         {
             final int space = line.indexOf(' ');
             if (space > 0)
@@ -447,7 +448,7 @@ class NbdServerInteropTest
     void fioRandomWritesAreAllRecorded() throws Exception
     {
         final Path log = dir.resolve("fio.iolog");
-        Tools.run(120, "fio", "--name=rec", "--ioengine=nbd", "--uri=" + unixUri("rec"), "--rw=randwrite",
+        ExternalTools.run(120, "fio", "--name=rec", "--ioengine=nbd", "--uri=" + unixUri("rec"), "--rw=randwrite",
             "--bs=4k", "--iodepth=16", "--size=" + SIZE, "--io_size=4m", "--verify=crc32c", "--do_verify=1",
             "--randseed=1234", "--verify_state_save=0", "--write_iolog=" + log);
         int writes = 0;

@@ -1,5 +1,6 @@
 package dev.tidemark.io.nbd;
 
+import dev.tidemark.io.testing.HeapStore;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
@@ -35,7 +36,7 @@ class NbdServerTest
     /** An export whose writes complete, on a thread of their own, only when the test opens the gate; thread-safe. */
     private static final class GatedExport implements NbdExport
     {
-        final MemoryStore store = new MemoryStore(new byte[1 << 20], false);
+        final HeapStore store = new HeapStore(new byte[1 << 20], false);
         final BlockStoreExport inner = new BlockStoreExport("gated", store);
         final CountDownLatch entered = new CountDownLatch(1);
         final CountDownLatch gate = new CountDownLatch(1);
@@ -115,8 +116,8 @@ class NbdServerTest
         try (NbdServer server = new NbdServer())
         {
             server.addExport(gated);
-            server.addExport(new BlockStoreExport("other", new MemoryStore(new byte[65536], false)));
-            assertThatThrownBy(() -> server.addExport(new BlockStoreExport("other", new MemoryStore(new byte[1], false))))
+            server.addExport(new BlockStoreExport("other", new HeapStore(new byte[65536], false)));
+            assertThatThrownBy(() -> server.addExport(new BlockStoreExport("other", new HeapStore(new byte[1], false))))
                 .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("already exists");
             final Path socket = server.listenUnix(dir.resolve("s.sock"));
             try (NbdClient client = NbdClient.builder().unix(socket).exportName("gated").connections(1).connect();
@@ -160,7 +161,7 @@ class NbdServerTest
     {
         try (NbdServer server = new NbdServer(2, Duration.ofMillis(300)))
         {
-            server.addExport(new BlockStoreExport("x", new MemoryStore(new byte[4096], false)));
+            server.addExport(new BlockStoreExport("x", new HeapStore(new byte[4096], false)));
             final InetSocketAddress address = server.listenTcp(0);
             assertThat(address.getAddress().isLoopbackAddress()).isTrue();
             try (RawNbd idle = new RawNbd(address, 5000))
@@ -199,7 +200,7 @@ class NbdServerTest
     {
         final long seed = System.nanoTime();
         final int size = 8 << 20;
-        final MemoryStore store = new MemoryStore(new byte[size], false);
+        final HeapStore store = new HeapStore(new byte[size], false);
         final BitSetBitmap recorded = new BitSetBitmap(4096, size);
         final ScheduledExecutorService delays = Executors.newScheduledThreadPool(3);
         final ExecutorService completer = Executors.newFixedThreadPool(4);
@@ -270,7 +271,7 @@ class NbdServerTest
     void flushOnOneConnectionCoversWritesCompletedOnAll() throws Exception
     {
         final List<String> events = java.util.Collections.synchronizedList(new ArrayList<>());
-        final MemoryStore memory = new MemoryStore(new byte[1 << 20], false);
+        final HeapStore memory = new HeapStore(new byte[1 << 20], false);
         final dev.tidemark.io.BlockStore tracking = new dev.tidemark.io.BlockStore()
         {
             private final Set<Long> unflushed = java.util.concurrent.ConcurrentHashMap.newKeySet();
@@ -294,7 +295,7 @@ class NbdServerTest
             }
 
             @Override
-            public void write(final long offset, final ByteBuffer src)
+            public void write(final long offset, final ByteBuffer src) throws IOException
             {
                 memory.write(offset, src);
                 unflushed.add(offset);
@@ -308,13 +309,13 @@ class NbdServerTest
             }
 
             @Override
-            public void discard(final long offset, final long length)
+            public void discard(final long offset, final long length) throws IOException
             {
                 memory.discard(offset, length);
             }
 
             @Override
-            public void writeZeroes(final long offset, final long length, final boolean mayUnmap)
+            public void writeZeroes(final long offset, final long length, final boolean mayUnmap) throws IOException
             {
                 memory.writeZeroes(offset, length, mayUnmap);
             }
@@ -352,7 +353,7 @@ class NbdServerTest
     void servesWritesAndReadsOfThe32MiBMaximum() throws Exception
     {
         final int max = NbdProtocol.MAX_PAYLOAD;
-        final MemoryStore store = new MemoryStore(new byte[max + 4096], false);
+        final HeapStore store = new HeapStore(new byte[max + 4096], false);
         try (NbdServer server = new NbdServer())
         {
             server.addExport(new BlockStoreExport("big", store));
@@ -383,7 +384,7 @@ class NbdServerTest
         assertThatThrownBy(() -> new DirtyBitmapContext("", (o, l, v) -> { })).isInstanceOf(IllegalArgumentException.class);
         try (NbdServer server = new NbdServer())
         {
-            assertThatThrownBy(() -> server.addExport(new BlockStoreExport("n".repeat(4097), new MemoryStore(new byte[1], false))))
+            assertThatThrownBy(() -> server.addExport(new BlockStoreExport("n".repeat(4097), new HeapStore(new byte[1], false))))
                 .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("4096");
         }
     }

@@ -1,5 +1,6 @@
 package dev.tidemark.io.qcow2;
 
+import dev.tidemark.io.testing.Workers;
 import dev.tidemark.io.BlockStore;
 import dev.tidemark.io.RawFileStore;
 import org.junit.jupiter.api.Test;
@@ -17,9 +18,7 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.SplittableRandom;
-import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
-import java.util.concurrent.atomic.AtomicReference;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
@@ -320,52 +319,26 @@ class Qcow2WriterTest
         final Path image = dir.resolve("c.qcow2");
         try (Qcow2Writer writer = Qcow2Writer.create(image, size, Qcow2Writer.Options.defaults().withClusterSize(cluster)))
         {
-            final AtomicReference<Throwable> failure = new AtomicReference<>();
-            final CountDownLatch start = new CountDownLatch(1);
-            final List<Thread> workers = new ArrayList<>();
-            for (int t = 0; t < threads; t++)
+            Workers.run(threads, seed, (t, random) ->
             {
                 final int base = t * slice;
-                final SplittableRandom random = new SplittableRandom(seed + t);
-                final Thread worker = new Thread(() ->
+                for (int op = 0; op < 200; op++)
                 {
-                    try
+                    final int offset = base + random.nextInt(slice);
+                    final int length = 1 + random.nextInt(Math.min(base + slice - offset, 3 * cluster));
+                    final byte[] data = new byte[length];
+                    random.nextBytes(data);
+                    writer.write(offset, direct(data, 0, length));
+                    synchronized (model)
                     {
-                        start.await();
-                        for (int op = 0; op < 200; op++)
-                        {
-                            final int offset = base + random.nextInt(slice);
-                            final int length = 1 + random.nextInt(Math.min(base + slice - offset, 3 * cluster));
-                            final byte[] data = new byte[length];
-                            random.nextBytes(data);
-                            writer.write(offset, direct(data, 0, length));
-                            synchronized (model)
-                            {
-                                System.arraycopy(data, 0, model, offset, length);
-                            }
-                            if (op % 50 == 0)
-                            {
-                                writer.flush();
-                            }
-                        }
+                        System.arraycopy(data, 0, model, offset, length);
                     }
-                    catch (final Throwable ex)
+                    if (op % 50 == 0)
                     {
-                        failure.compareAndSet(null, ex);
+                        writer.flush();
                     }
-                });
-                workers.add(worker);
-                worker.start();
-            }
-            start.countDown();
-            for (final Thread worker : workers)
-            {
-                worker.join();
-            }
-            if (failure.get() != null)
-            {
-                throw new AssertionError("seed " + seed, failure.get());
-            }
+                }
+            });
         }
         synchronized (model)
         {

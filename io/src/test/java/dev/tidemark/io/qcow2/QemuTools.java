@@ -1,13 +1,11 @@
 package dev.tidemark.io.qcow2;
 
-import java.io.File;
+import dev.tidemark.io.testing.ExternalTools;
 import java.io.IOException;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.concurrent.TimeUnit;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
@@ -37,45 +35,14 @@ final class QemuTools
     {
     }
 
-    static Path require(final String tool)
-    {
-        final String pathVariable = System.getenv().getOrDefault("PATH", "");
-        for (final String dir : pathVariable.split(File.pathSeparator))
-        {
-            final Path candidate = Path.of(dir, tool);
-            if (Files.isExecutable(candidate))
-            {
-                return candidate;
-            }
-        }
-        throw new AssertionError("required tool '" + tool + "' is not installed (not on PATH " + pathVariable
-            + "); install qemu-utils");
-    }
-
+    /** Runs a tool (found by {@link ExternalTools}) for at most 60 s, whatever its exit status. */
     static Result run(final String tool, final String... args) throws IOException, InterruptedException
     {
         final List<String> command = new ArrayList<>();
-        command.add(require(tool).toString());
+        command.add(tool);
         command.addAll(List.of(args));
-        final Path out = Files.createTempFile("qemu-tool", ".out");
-        final Path err = Files.createTempFile("qemu-tool", ".err");
-        try
-        {
-            final Process process = new ProcessBuilder(command).redirectOutput(out.toFile())
-                .redirectError(err.toFile()).start();
-            if (!process.waitFor(60, TimeUnit.SECONDS))
-            {
-                process.destroyForcibly();
-                throw new AssertionError("timed out after 60 s: " + command);
-            }
-            return new Result(process.exitValue(), Files.readString(out, StandardCharsets.UTF_8),
-                Files.readString(err, StandardCharsets.UTF_8));
-        }
-        finally
-        {
-            Files.deleteIfExists(out);
-            Files.deleteIfExists(err);
-        }
+        final ExternalTools.Result result = ExternalTools.runAllowingFailure(60, command.toArray(String[]::new));
+        return new Result(result.exit(), result.out(), result.err());
     }
 
     /** Runs a tool and asserts exit 0. */

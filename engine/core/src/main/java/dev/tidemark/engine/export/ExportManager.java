@@ -125,7 +125,7 @@ public final class ExportManager implements AutoCloseable
         {
             closeQuietly(started);
             address = null;
-            throw new EngineException(EngineException.ErrorClass.GenericError,
+            throw new EngineException(EngineException.Reason.GENERIC,
                 "Failed to bind socket to " + where + ": " + ex.getMessage(), ex);
         }
         server = started;
@@ -255,7 +255,7 @@ public final class ExportManager implements AutoCloseable
             {
                 throw engine;
             }
-            throw new EngineException(EngineException.ErrorClass.GenericError, String.valueOf(ex.getMessage()), ex);
+            throw new EngineException(EngineException.Reason.GENERIC, String.valueOf(ex.getMessage()), ex);
         }
         final Entry entry = new Entry(request, exportName, taken);
         exports.put(request.id(), entry);

@@ -1,11 +1,10 @@
 package dev.tidemark.engine.export;
 
-import dev.tidemark.engine.EngineException;
 import dev.tidemark.engine.IoCompletion;
 import dev.tidemark.engine.RequestKind;
 import dev.tidemark.engine.TrackedDisk;
-import dev.tidemark.engine.job.OnError;
-import dev.tidemark.io.BlockStore;
+import dev.tidemark.io.IoReason;
+import dev.tidemark.io.nbd.AllocationContext;
 import dev.tidemark.io.nbd.MetaContext;
 import dev.tidemark.io.nbd.NbdCompletion;
 import dev.tidemark.io.nbd.NbdExport;
@@ -169,62 +168,6 @@ public final class TrackedDiskExport implements NbdExport
 
     static int errorOf(final Throwable error)
     {
-        if (error instanceof IOException io && OnError.isNoSpace(io))
-        {
-            return NbdProtocol.ENOSPC;
-        }
-        if (error instanceof IllegalArgumentException)
-        {
-            return NbdProtocol.EINVAL;
-        }
-        if (error instanceof EngineException engine)
-        {
-            final String message = String.valueOf(engine.getMessage());
-            if (message.contains("read-only"))
-            {
-                return NbdProtocol.EPERM;
-            }
-            return message.contains("not aligned") || message.contains("outside the disk") ? NbdProtocol.EINVAL
-                : NbdProtocol.EIO;
-        }
-        return NbdProtocol.EIO;
-    }
-
-    /** {@code base:allocation} from the disk's store; as thread-safe as the store. */
-    static final class AllocationContext implements MetaContext
-    {
-        private final BlockStore store;
-
-        AllocationContext(final BlockStore store)
-        {
-            this.store = store;
-        }
-
-        @Override
-        public String name()
-        {
-            return BASE_ALLOCATION;
-        }
-
-        @Override
-        public void blockStatus(final long offset, final long length, final dev.tidemark.io.nbd.ExtentSink sink)
-            throws IOException
-        {
-            final long end = offset + length;
-            final long[] cursor = {offset};
-            store.forEachAllocationExtent(offset, length, (extentOffset, extentLength, allocated, zero) ->
-            {
-                // Stores may report whole extents that start before the request: clip to it.
-                final long to = Math.min(end, extentOffset + extentLength);
-                if (to <= cursor[0])
-                {
-                    return true;
-                }
-                final long clipped = to - cursor[0];
-                cursor[0] = to;
-                final int flags = (allocated ? 0 : NbdProtocol.STATE_HOLE) | (zero ? NbdProtocol.STATE_ZERO : 0);
-                return sink.extent(clipped, flags) && to < end;
-            });
-        }
+        return NbdProtocol.errorOf(IoReason.of(error));
     }
 }

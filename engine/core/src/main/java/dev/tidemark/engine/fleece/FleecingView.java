@@ -6,8 +6,9 @@ import dev.tidemark.engine.EngineException;
 import dev.tidemark.engine.TrackedDisk;
 import dev.tidemark.engine.WriteInterceptor;
 import dev.tidemark.engine.job.ChunkClaims;
-import dev.tidemark.engine.job.OnError;
 import dev.tidemark.io.BlockStore;
+import dev.tidemark.io.BlockStoreException;
+import dev.tidemark.io.IoReason;
 import dev.tidemark.io.RawFileStore;
 
 import java.io.IOException;
@@ -320,7 +321,7 @@ public final class FleecingView implements BlockStore
     @Override
     public void write(final long offset, final ByteBuffer src) throws IOException
     {
-        throw new IOException("fleecing view of '" + disk.name() + "' is read-only");
+        throw new BlockStoreException(IoReason.READ_ONLY, "fleecing view of '" + disk.name() + "' is read-only");
     }
 
     @Override
@@ -332,13 +333,13 @@ public final class FleecingView implements BlockStore
     @Override
     public void discard(final long offset, final long length) throws IOException
     {
-        throw new IOException("fleecing view of '" + disk.name() + "' is read-only");
+        throw new BlockStoreException(IoReason.READ_ONLY, "fleecing view of '" + disk.name() + "' is read-only");
     }
 
     @Override
     public void writeZeroes(final long offset, final long length, final boolean mayUnmap) throws IOException
     {
-        throw new IOException("fleecing view of '" + disk.name() + "' is read-only");
+        throw new BlockStoreException(IoReason.READ_ONLY, "fleecing view of '" + disk.name() + "' is read-only");
     }
 
     @Override
@@ -515,8 +516,8 @@ public final class FleecingView implements BlockStore
             if (options.onCbwError() == OnCbwError.BREAK_GUEST_WRITE)
             {
                 guestWritesRefused.incrementAndGet();
-                throw new OnError.NoSpaceException("No space left on device: fleecing view of '" + disk.name()
-                    + "': " + reason);
+                throw new BlockStoreException(IoReason.NO_SPACE, "No space left on device: fleecing view of '"
+                    + disk.name() + "': " + reason);
             }
             breakView(reason);
             return false;

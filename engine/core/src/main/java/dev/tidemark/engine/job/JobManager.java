@@ -163,7 +163,7 @@ public final class JobManager
             final Job job = jobs.get(id);
             if (job == null)
             {
-                throw new EngineException(EngineException.ErrorClass.DeviceNotActive, "Job '" + id + "' not found");
+                throw new EngineException(EngineException.Reason.JOB_NOT_FOUND, "Job '" + id + "' not found");
             }
             return job;
         }
@@ -181,7 +181,7 @@ public final class JobManager
             final Job job = jobs.get(id);
             if (job == null)
             {
-                throw new EngineException(EngineException.ErrorClass.DeviceNotActive,
+                throw new EngineException(EngineException.Reason.JOB_NOT_FOUND,
                     "Block job '" + id + "' not found");
             }
             return job;

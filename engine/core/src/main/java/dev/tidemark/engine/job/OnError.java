@@ -1,5 +1,6 @@
 package dev.tidemark.engine.job;
 
+import dev.tidemark.io.IoReason;
 import java.io.IOException;
 import java.util.Locale;
 
@@ -83,24 +84,10 @@ public enum OnError
 
     /**
      * @param error a failure.
-     * @return whether it reports a full device (the JDK gives no errno, so the OS message is matched).
+     * @return whether it reports a full device ({@link IoReason#NO_SPACE}).
      */
     public static boolean isNoSpace(final IOException error)
     {
-        final String message = error.getMessage();
-        return error instanceof NoSpaceException
-            || message != null && message.contains("No space left on device");
-    }
-
-    /** An I/O error that means the device or space is full (ENOSPC). */
-    public static final class NoSpaceException extends IOException
-    {
-        private static final long serialVersionUID = 1L;
-
-        /** @param message what ran out of space. */
-        public NoSpaceException(final String message)
-        {
-            super(message);
-        }
+        return IoReason.of(error) == IoReason.NO_SPACE;
     }
 }

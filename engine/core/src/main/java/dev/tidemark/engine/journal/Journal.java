@@ -14,7 +14,9 @@ import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.zip.CRC32C;
+import net.openhft.chronicle.bytes.AppendableUtil;
 import net.openhft.chronicle.bytes.Bytes;
+import net.openhft.chronicle.bytes.BytesUtil;
 import net.openhft.chronicle.bytes.MappedBytes;
 import net.openhft.chronicle.bytes.SyncMode;
 
@@ -43,6 +45,8 @@ public final class Journal implements AutoCloseable
     private static final int GROUPED = 0x80;
     private static final long CHUNK_SIZE = 64 << 10;
     private static final long COMPACT_THRESHOLD = 1 << 20;
+    /** Committed joint transaction ids a compaction keeps. */
+    private static final int KEPT_JOINTS = 256;
 
     /**
      * Sees the journal file after every force; the seam the power-loss simulation (tests) uses to learn what reached
@@ -53,8 +57,6 @@ public final class Journal implements AutoCloseable
     private final Path file;
     private final MappedBytes bytes;
     private final Replay replay;
-    private final Bytes<?> body = scratch();
-    private final Bytes<?> record = scratch();
     private long end;
     private long lastCut;
     private Thread groupOwner;
@@ -70,8 +72,8 @@ public final class Journal implements AutoCloseable
     }
 
     /**
-     * Opens or creates the journal in {@code directory}, replays it, truncates a bad tail, compacts it when it
-     * grew large, and appends an {@link Type#OPENED} record.
+     * Opens or creates the journal in {@code directory}, replays it from the mapping, truncates a bad tail,
+     * compacts it when it grew large, and appends an {@link Type#OPENED} record.
      *
      * @param directory the disk's bitmap directory.
      * @return the open journal; its replay is {@link #replay()}.
@@ -80,36 +82,51 @@ public final class Journal implements AutoCloseable
     public static Journal open(final Path directory) throws IOException
     {
         final Path file = directory.resolve(FILE_NAME);
-        final byte[] content = Files.exists(file) ? Files.readAllBytes(file) : new byte[0];
-        Replay replay = replayBytes(file, content);
+        MappedBytes mapped = map(file);
+        long fileLength = Files.size(file);
+        Replay replay = replayMapped(file, mapped, fileLength, true);
         long end = replay.validLength;
         if (end > COMPACT_THRESHOLD)
         {
-            final byte[] snapshot = encodeSnapshot(replay);
             final Path temporary = directory.resolve(FILE_NAME + ".new");
-            Files.write(temporary, snapshot);
+            Files.deleteIfExists(temporary);
+            final long compactedLength;
+            final MappedBytes snapshot = map(temporary);
+            try
+            {
+                compactedLength = encodeSnapshot(replay, snapshot);
+                // Durable before the rename makes it the journal.
+                snapshot.sync();
+            }
+            finally
+            {
+                snapshot.close();
+            }
+            mapped.close();
             Files.move(temporary, file, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
             final List<String> messages = new ArrayList<>(replay.messages);
-            messages.add("journal " + file + ": compacted " + end + " bytes to " + snapshot.length);
+            messages.add("journal " + file + ": compacted " + end + " bytes to " + compactedLength);
             final Replay compacted = new Replay(replay.bitmaps, replay.jobs, messages, replay.cleanClose, replay.opens,
-                snapshot.length, replay.inconsistentByTail);
+                compactedLength, replay.inconsistentByTail);
             compacted.imageFingerprint = replay.imageFingerprint;
             compacted.outOfBandChanges.addAll(replay.outOfBandChanges);
+            compacted.committedJoints.addAll(replay.committedJoints);
             replay = compacted;
-            end = snapshot.length;
+            end = compactedLength;
+            mapped = map(file);
+            fileLength = Files.size(file);
         }
-        final MappedBytes mapped = MappedBytes.mappedBytes(file.toFile(), CHUNK_SIZE);
-        mapped.singleThreadedCheckDisabled(true);
-        // Chronicle's default sync mode is ASYNC: msync(MS_ASYNC), which Linux treats as a no-op, so a "forced"
-        // commit would not be durable at all. SYNC waits for the pages to reach storage.
-        mapped.mappedFile().syncMode(SyncMode.SYNC);
-        final long fileLength = Files.size(file);
         if (fileLength > end)
         {
             // Zero the torn or uncommitted tail so that the next append cannot be mistaken for its continuation.
             mapped.zeroOut(end, fileLength);
         }
         final Journal journal = new Journal(file, mapped, replay, end);
+        if (replay.tailCommittedByPeer && replay.validLength == end)
+        {
+            // Seal the group another member committed, so that this journal answers for itself from now on.
+            journal.write(JournalRecord.marker(Type.TXN_COMMIT, 0), true);
+        }
         for (final JournalRecord kept : replay.standaloneInDroppedTail)
         {
             // Job records that landed inside the dropped tail stand alone; keep them.
@@ -121,6 +138,26 @@ public final class Journal implements AutoCloseable
         mapped.sync();
         syncObserver.accept(file);
         return journal;
+    }
+
+    /** Maps {@code file} for reading and appending, creating it when absent. */
+    private static MappedBytes map(final Path file) throws IOException
+    {
+        final MappedBytes mapped = MappedBytes.mappedBytes(file.toFile(), CHUNK_SIZE);
+        mapped.singleThreadedCheckDisabled(true);
+        // Chronicle's default sync mode is ASYNC: msync(MS_ASYNC), which Linux treats as a no-op, so a "forced"
+        // commit would not be durable at all. SYNC waits for the pages to reach storage.
+        mapped.mappedFile().syncMode(SyncMode.SYNC);
+        return mapped;
+    }
+
+    /** Replays the first {@code length} bytes of a mapping; the file on disk may be longer than the mapping. */
+    private static Replay replayMapped(final Path file, final MappedBytes mapped, final long length,
+        final boolean consultPeers)
+    {
+        // Reads stop at readLimit instead of faulting past the end of the file.
+        mapped.readLimit(length);
+        return replay(file, mapped, length, consultPeers);
     }
 
     /** @return what replay on open found. */
@@ -197,6 +234,20 @@ public final class Journal implements AutoCloseable
         }
     }
 
+    /**
+     * Forces the open group's records to storage in durable mode ({@link #syncOnCommit(boolean)}), before this disk
+     * votes in a transaction over several disks: another member may commit as soon as every member voted.
+     */
+    public synchronized void forceGroupIfDurable()
+    {
+        checkOwner();
+        if (syncOnCommit)
+        {
+            bytes.sync();
+            syncObserver.accept(file);
+        }
+    }
+
     /** Marks the open group rolled back. */
     public synchronized void abortGroup()
     {
@@ -220,14 +271,6 @@ public final class Journal implements AutoCloseable
         bytes.close();
     }
 
-    /** Encoding buffers, used under the journal's monitor by whichever thread appends (see the class comment). */
-    private static Bytes<?> scratch()
-    {
-        final Bytes<?> bytes = Bytes.allocateElasticOnHeap(256);
-        bytes.singleThreadedCheckDisabled(true);
-        return bytes;
-    }
-
     private void checkOwner()
     {
         if (groupOwner != Thread.currentThread())
@@ -247,7 +290,7 @@ public final class Journal implements AutoCloseable
         {
             throw new IllegalStateException("journal " + file + " is closed");
         }
-        final byte[] encoded = encode(journalRecord, grouped, lastCut, body, record);
+        final long recordEnd = encode(bytes, end, journalRecord, grouped, lastCut);
         if (journalRecord.type() == Type.TXN_COMMIT)
         {
             lastCut = journalRecord.cut();
@@ -256,17 +299,57 @@ public final class Journal implements AutoCloseable
         {
             lastCut = 0;
         }
-        bytes.writePosition(end);
-        bytes.write(encoded);
-        end += encoded.length;
+        end = recordEnd;
     }
 
     // Layout of one record: type (1 byte, 0x80 set when grouped), body length (stop bit), body, CRC32C (4 bytes
-    // little-endian) over everything before it. A zero type byte ends the journal.
-    private static byte[] encode(final JournalRecord r, final boolean grouped, final long lastCut,
-        final Bytes<?> body, final Bytes<?> record)
+    // in Chronicle's little-endian order) over everything before it. A zero type byte ends the journal.
+    // Encodes in place at offset at of out and returns the offset after the record. The body's length is computed
+    // first because the length precedes the body and a mapping cannot move bytes across its chunks.
+    private static long encode(final Bytes<?> out, final long at, final JournalRecord r, final boolean grouped,
+        final long lastCut)
     {
-        body.clear();
+        final long bodyLength = bodyLength(r, lastCut);
+        out.writePosition(at);
+        out.writeUnsignedByte(r.type().code() | (grouped ? GROUPED : 0));
+        out.writeStopBit(bodyLength);
+        final long bodyStart = out.writePosition();
+        writeBody(out, r, lastCut);
+        final long crcAt = out.writePosition();
+        if (crcAt - bodyStart != bodyLength)
+        {
+            throw new IllegalStateException(r.type() + " body took " + (crcAt - bodyStart) + " bytes, not "
+                + bodyLength);
+        }
+        out.writeInt(crc32c(out, at, crcAt));
+        return crcAt + 4;
+    }
+
+    private static long bodyLength(final JournalRecord r, final long lastCut)
+    {
+        return switch (r.type())
+        {
+            case BITMAP_ADDED -> utf8Length(r.subject()) + BytesUtil.stopBitLength(r.fileId()) + 2;
+            case BITMAP_REMOVED, BITS_CHANGING -> utf8Length(r.subject());
+            case BITMAP_FLAGS, SUCCESSOR_RESOLVED -> utf8Length(r.subject()) + 1;
+            case SUCCESSOR_CREATED -> utf8Length(r.subject()) + BytesUtil.stopBitLength(r.fileId());
+            case TXN_COMMIT -> BytesUtil.stopBitLength(r.cut() - lastCut);
+            case OPENED -> BytesUtil.stopBitLength(r.cut());
+            case JOB_STARTED, JOB_OUTCOME, JOINT_CUT -> utf8Length(r.subject()) + utf8Length(r.detail());
+            case IMAGE_FINGERPRINT, OUT_OF_BAND_CHANGE -> utf8Length(r.detail());
+            case TXN_ABORT, CLEAN_CLOSE -> 0;
+        };
+    }
+
+    /** @return the bytes {@link Bytes#writeUtf8(CharSequence)} writes: a stop-bit length, then the UTF-8. */
+    private static long utf8Length(final String text)
+    {
+        final long length = AppendableUtil.findUtf8Length(text);
+        return BytesUtil.stopBitLength(length) + length;
+    }
+
+    private static void writeBody(final Bytes<?> body, final JournalRecord r, final long lastCut)
+    {
         switch (r.type())
         {
             case BITMAP_ADDED ->
@@ -289,7 +372,7 @@ public final class Journal implements AutoCloseable
             }
             case TXN_COMMIT -> body.writeStopBit(r.cut() - lastCut);
             case OPENED -> body.writeStopBit(r.cut());
-            case JOB_STARTED, JOB_OUTCOME ->
+            case JOB_STARTED, JOB_OUTCOME, JOINT_CUT ->
             {
                 body.writeUtf8(r.subject());
                 body.writeUtf8(r.detail());
@@ -301,58 +384,85 @@ public final class Journal implements AutoCloseable
             }
             default -> throw new IllegalStateException("unknown record type " + r.type());
         }
-        final byte[] bodyBytes = body.toByteArray();
-        record.clear();
-        record.writeUnsignedByte(r.type().code() | (grouped ? GROUPED : 0));
-        record.writeStopBit(bodyBytes.length);
-        record.write(bodyBytes);
-        final byte[] head = record.toByteArray();
-        final CRC32C crc = new CRC32C();
-        crc.update(head);
-        final byte[] out = new byte[head.length + 4];
-        System.arraycopy(head, 0, out, 0, head.length);
-        final int value = (int) crc.getValue();
-        out[head.length] = (byte) value;
-        out[head.length + 1] = (byte) (value >>> 8);
-        out[head.length + 2] = (byte) (value >>> 16);
-        out[head.length + 3] = (byte) (value >>> 24);
-        return out;
     }
 
-    private static byte[] encodeSnapshot(final Replay replay)
+    /** CRC32C of {@code [from, to)} read in place. */
+    private static int crc32c(final Bytes<?> in, final long from, final long to)
     {
-        final Bytes<?> body = scratch();
-        final Bytes<?> record = scratch();
-        final java.io.ByteArrayOutputStream out = new java.io.ByteArrayOutputStream();
+        final CRC32C crc = new CRC32C();
+        for (long offset = from; offset < to; offset++)
+        {
+            crc.update(in.readUnsignedByte(offset));
+        }
+        return (int) crc.getValue();
+    }
+
+    /** Writes the records that rebuild {@code replay} at offset 0 of {@code out}; returns their length. */
+    private static long encodeSnapshot(final Replay replay, final Bytes<?> out)
+    {
+        long at = 0;
         for (final BitmapState state : replay.bitmaps.values())
         {
-            out.writeBytes(encode(JournalRecord.bitmapAdded(state.name(), state.fileId(), state.granularity(),
-                state.flags()), true, 0, body, record));
+            at = encode(out, at, JournalRecord.bitmapAdded(state.name(), state.fileId(), state.granularity(),
+                state.flags()), true, 0);
             if (state.successorFileId() != 0)
             {
-                out.writeBytes(encode(JournalRecord.successorCreated(state.name(), state.successorFileId()), true, 0,
-                    body, record));
+                at = encode(out, at, JournalRecord.successorCreated(state.name(), state.successorFileId()), true, 0);
             }
         }
-        out.writeBytes(encode(JournalRecord.marker(Type.TXN_COMMIT, 0), true, 0, body, record));
+        // The newest joint transactions stay answerable: a member that crashed before its commit asks for them.
+        final List<String> joints = new ArrayList<>(replay.committedJoints);
+        for (final String id : joints.subList(Math.max(0, joints.size() - KEPT_JOINTS), joints.size()))
+        {
+            at = encode(out, at, new JournalRecord(Type.JOINT_CUT, id, 0, 0, 0, 0, ""), true, 0);
+        }
+        at = encode(out, at, JournalRecord.marker(Type.TXN_COMMIT, 0), true, 0);
         for (final Map.Entry<String, String> job : replay.jobs.entrySet())
         {
-            out.writeBytes(encode(JournalRecord.jobOutcome(job.getKey(), job.getValue()), false, 0, body, record));
+            at = encode(out, at, JournalRecord.jobOutcome(job.getKey(), job.getValue()), false, 0);
         }
         for (final String change : replay.outOfBandChanges)
         {
-            out.writeBytes(encode(JournalRecord.outOfBandChange(change), false, 0, body, record));
+            at = encode(out, at, JournalRecord.outOfBandChange(change), false, 0);
         }
         if (replay.cleanClose)
         {
             if (replay.imageFingerprint != null)
             {
-                out.writeBytes(encode(JournalRecord.imageFingerprint(replay.imageFingerprint), false, 0, body,
-                    record));
+                at = encode(out, at, JournalRecord.imageFingerprint(replay.imageFingerprint), false, 0);
             }
-            out.writeBytes(encode(JournalRecord.marker(Type.CLEAN_CLOSE, 0), false, 0, body, record));
+            at = encode(out, at, JournalRecord.marker(Type.CLEAN_CLOSE, 0), false, 0);
         }
-        return out.toByteArray();
+        return at;
+    }
+
+    /**
+     * @return the journal of another member of {@code joint}'s transaction that committed it, or {@code null}. Each
+     *         member commits only after every member prepared (its records are appended, and forced in durable
+     *         mode), so one commit anywhere means the transaction committed.
+     */
+    private static Path peerThatCommitted(final Path file, final JournalRecord joint)
+    {
+        for (final String member : joint.detail().split("\n"))
+        {
+            final Path peer = Path.of(member);
+            if (member.isEmpty() || peer.equals(file.toAbsolutePath()) || !Files.exists(peer))
+            {
+                continue;
+            }
+            try
+            {
+                if (inspect(peer, false).committedJoints.contains(joint.subject()))
+                {
+                    return peer;
+                }
+            }
+            catch (final RuntimeException ex)
+            {
+                // An unreadable peer says nothing; another member may still answer.
+            }
+        }
+        return null;
     }
 
     /**
@@ -364,13 +474,19 @@ public final class Journal implements AutoCloseable
      */
     public static Replay replayBytes(final Path file, final byte[] content)
     {
+        return replay(file, Bytes.wrapForRead(content), content.length, true);
+    }
+
+    /** Replays records in place from offset 0 of {@code in} up to {@code limit}, without copying them. */
+    private static Replay replay(final Path file, final Bytes<?> in, final long limit, final boolean consultPeers)
+    {
+        final Set<String> committedJoints = new LinkedHashSet<>();
         final Map<String, BitmapState> bitmaps = new LinkedHashMap<>();
         final Map<String, String> jobs = new LinkedHashMap<>();
         final List<String> messages = new ArrayList<>();
         final List<JournalRecord> pending = new ArrayList<>();
         final Set<String> inconsistentByTail = new LinkedHashSet<>();
         final List<JournalRecord> standaloneSinceGroup = new ArrayList<>();
-        final Bytes<byte[]> in = Bytes.wrapForRead(content);
         boolean cleanClose = false;
         String fingerprint = null;
         final List<String> outOfBand = new ArrayList<>();
@@ -378,9 +494,9 @@ public final class Journal implements AutoCloseable
         long lastCut = 0;
         long position = 0;
         long groupStart = -1;
-        while (position < content.length)
+        while (position < limit)
         {
-            final int typeByte = content[(int) position] & 0xFF;
+            final int typeByte = in.readUnsignedByte(position);
             if (typeByte == 0)
             {
                 break;
@@ -392,15 +508,14 @@ public final class Journal implements AutoCloseable
                 in.readPosition(position + 1);
                 final long bodyLength = in.readStopBit();
                 final long bodyStart = in.readPosition();
-                if (bodyLength < 0 || bodyStart + bodyLength + 4 > content.length)
+                if (bodyLength < 0 || bodyStart + bodyLength + 4 > limit)
                 {
                     throw new IllegalStateException("record length " + bodyLength + " runs past the end");
                 }
-                final CRC32C crc = new CRC32C();
-                crc.update(content, (int) position, (int) (bodyStart + bodyLength - position));
+                final int computed = crc32c(in, position, bodyStart + bodyLength);
                 in.readPosition(bodyStart + bodyLength);
                 final int stored = in.readInt();
-                if (stored != (int) crc.getValue())
+                if (stored != computed)
                 {
                     throw new IllegalStateException("CRC32C mismatch");
                 }
@@ -420,7 +535,7 @@ public final class Journal implements AutoCloseable
             catch (final RuntimeException ex)
             {
                 messages.add("journal " + file + ": record at offset " + position + " is torn or garbled ("
-                    + ex.getMessage() + "); truncating the journal there, " + (content.length - position)
+                    + ex.getMessage() + "); truncating the journal there, " + (limit - position)
                     + " bytes dropped");
                 break;
             }
@@ -431,6 +546,10 @@ public final class Journal implements AutoCloseable
                 {
                     for (final JournalRecord r : pending)
                     {
+                        if (r.type() == Type.JOINT_CUT)
+                        {
+                            committedJoints.add(r.subject());
+                        }
                         apply(bitmaps, r);
                     }
                     pending.clear();
@@ -482,6 +601,23 @@ public final class Journal implements AutoCloseable
             position = next;
         }
         long validLength = position;
+        boolean tailCommittedByPeer = false;
+        final JournalRecord joint = pending.stream().filter(r -> r.type() == Type.JOINT_CUT).findFirst().orElse(null);
+        final Path peer = joint != null && consultPeers ? peerThatCommitted(file, joint) : null;
+        if (peer != null)
+        {
+            // Another disk of the same transaction committed it, so every member had prepared: this one commits too.
+            for (final JournalRecord r : pending)
+            {
+                apply(bitmaps, r);
+            }
+            committedJoints.add(joint.subject());
+            messages.add("journal " + file + ": a transaction over several disks (" + joint.subject()
+                + ") had no commit record here but " + peer + " committed it; committed here too");
+            pending.clear();
+            standaloneSinceGroup.clear();
+            tailCommittedByPeer = true;
+        }
         if (!pending.isEmpty())
         {
             for (final JournalRecord r : pending)
@@ -509,12 +645,14 @@ public final class Journal implements AutoCloseable
         }
         final Replay result = new Replay(bitmaps, jobs, messages, cleanClose, opens, validLength, inconsistentByTail);
         result.standaloneInDroppedTail.addAll(standaloneSinceGroup);
+        result.committedJoints.addAll(committedJoints);
+        result.tailCommittedByPeer = tailCommittedByPeer;
         result.imageFingerprint = cleanClose ? fingerprint : null;
         result.outOfBandChanges.addAll(outOfBand);
         return result;
     }
 
-    private static JournalRecord decode(final Type type, final Bytes<byte[]> in, final long lastCut)
+    private static JournalRecord decode(final Type type, final Bytes<?> in, final long lastCut)
     {
         return switch (type)
         {
@@ -540,11 +678,12 @@ public final class Journal implements AutoCloseable
             case JOB_OUTCOME -> JournalRecord.jobOutcome(readName(in), readName(in));
             case IMAGE_FINGERPRINT -> JournalRecord.imageFingerprint(readName(in));
             case OUT_OF_BAND_CHANGE -> JournalRecord.outOfBandChange(readName(in));
+            case JOINT_CUT -> new JournalRecord(Type.JOINT_CUT, readName(in), 0, 0, 0, 0, readName(in));
             case TXN_ABORT, CLEAN_CLOSE -> JournalRecord.marker(type, 0);
         };
     }
 
-    private static String readName(final Bytes<byte[]> in)
+    private static String readName(final Bytes<?> in)
     {
         final String value = in.readUtf8();
         if (value == null)
@@ -618,6 +757,9 @@ public final class Journal implements AutoCloseable
         private final Set<String> inconsistentByTail;
         private final List<JournalRecord> standaloneInDroppedTail = new ArrayList<>();
         private final List<String> outOfBandChanges = new ArrayList<>();
+        // Ids of the joint transactions this journal committed, oldest first; other members' replays ask for them.
+        private final Set<String> committedJoints = new LinkedHashSet<>();
+        private boolean tailCommittedByPeer;
         private String imageFingerprint;
 
         Replay(final Map<String, BitmapState> bitmaps, final Map<String, String> jobs, final List<String> messages,
@@ -681,6 +823,12 @@ public final class Journal implements AutoCloseable
             return validLength;
         }
 
+        /** @return ids of the transactions over several disks this journal committed (the newest, after compaction). */
+        public Set<String> committedJoints()
+        {
+            return Collections.unmodifiableSet(committedJoints);
+        }
+
         /** @return bitmaps whose bits an uncommitted transaction may have changed. */
         public Set<String> inconsistentByTail()
         {
@@ -689,16 +837,36 @@ public final class Journal implements AutoCloseable
     }
 
     /**
-     * Reads a journal file without opening it for append; for tools.
+     * Reads a journal file without opening it for append, in place from a read-only mapping; for tools.
      *
      * @param file the journal file.
      * @return its replay.
      */
     public static Replay inspect(final Path file)
     {
+        return inspect(file, true);
+    }
+
+    /** @param consultPeers whether an uncommitted joint transaction at the tail asks the other members' journals. */
+    private static Replay inspect(final Path file, final boolean consultPeers)
+    {
         try
         {
-            return replayBytes(file, Files.readAllBytes(file));
+            // The length first: the owner may append meanwhile, and a read past the mapped file's end faults.
+            final long length = Files.size(file);
+            if (length == 0)
+            {
+                return replayBytes(file, new byte[0]);
+            }
+            final MappedBytes mapped = MappedBytes.readOnly(file.toFile());
+            try
+            {
+                return replayMapped(file, mapped, length, consultPeers);
+            }
+            finally
+            {
+                mapped.close();
+            }
         }
         catch (final IOException ex)
         {

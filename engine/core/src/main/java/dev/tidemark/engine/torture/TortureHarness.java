@@ -2,6 +2,7 @@ package dev.tidemark.engine.torture;
 
 import dev.tidemark.bitmap.BitmapView;
 import dev.tidemark.engine.DiskOptions;
+import dev.tidemark.engine.JvmFlags;
 import dev.tidemark.engine.TrackedDisk;
 import dev.tidemark.engine.job.BackupJob;
 import dev.tidemark.engine.job.BackupOptions;
@@ -22,7 +23,6 @@ import java.io.BufferedReader;
 import java.io.IOException;
 import java.io.InputStreamReader;
 import java.io.PrintStream;
-import java.lang.management.ManagementFactory;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -298,19 +298,10 @@ public final class TortureHarness
     {
         final boolean durable = random.nextBoolean();
         final long firstCut = cut + 1;
-        final List<String> command = new ArrayList<>();
-        command.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
-        for (final String argument : ManagementFactory.getRuntimeMXBean().getInputArguments())
-        {
-            if (!argument.startsWith("-agentlib:jdwp") && !argument.startsWith("-javaagent"))
-            {
-                command.add(argument);
-            }
-        }
-        command.addAll(List.of("-Xmx256m", "-cp", System.getProperty("java.class.path"), TortureChild.class.getName(),
+        final List<String> command = JvmFlags.javaCommand(TortureChild.class.getName(), List.of("-Xmx256m"),
             image.toString(), settings.work().toString(), Long.toString(random.nextLong()), Long.toString(firstCut),
             Boolean.toString(durable), rotation, chainTop.toString(),
-            Boolean.toString(settings.chained() && layers.size() < 60), Integer.toString(settings.writers())));
+            Boolean.toString(settings.chained() && layers.size() < 60), Integer.toString(settings.writers()));
         final Process child = new ProcessBuilder(command).redirectErrorStream(true).start();
         final ChildLog log = new ChildLog();
         final Thread reader = new Thread(() -> read(child, log), "torture-reader");

@@ -6,6 +6,7 @@ import dev.tidemark.engine.DiskOptions;
 import dev.tidemark.engine.TrackedDisk;
 import dev.tidemark.engine.registry.BitmapActions;
 import dev.tidemark.io.RawFileStore;
+import dev.tidemark.io.testing.ExternalTools;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.file.Files;

@@ -6,6 +6,7 @@ import dev.tidemark.engine.EngineException;
 import dev.tidemark.engine.TrackedDisk;
 import dev.tidemark.engine.registry.BitmapActions;
 import dev.tidemark.io.RawFileStore;
+import dev.tidemark.io.testing.FaultyStore;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;

@@ -4,10 +4,10 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import dev.tidemark.engine.DiskOptions;
 import dev.tidemark.engine.TrackedDisk;
-import dev.tidemark.engine.export.ExternalTools;
 import dev.tidemark.engine.registry.BitmapActions;
 import dev.tidemark.io.RawFileStore;
 import dev.tidemark.io.nbd.NbdClient;
+import dev.tidemark.io.testing.ExternalTools;
 import java.nio.ByteBuffer;
 import java.nio.file.Files;
 import java.nio.file.Path;

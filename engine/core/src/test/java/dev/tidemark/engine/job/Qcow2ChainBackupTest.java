@@ -5,10 +5,10 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import dev.tidemark.engine.DiskOptions;
 import dev.tidemark.engine.TrackedDisk;
-import dev.tidemark.engine.export.ExternalTools;
 import dev.tidemark.engine.registry.BitmapActions;
 import dev.tidemark.io.RawFileStore;
 import dev.tidemark.io.qcow2.Qcow2Writer;
+import dev.tidemark.io.testing.ExternalTools;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;

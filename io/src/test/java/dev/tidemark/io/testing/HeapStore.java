@@ -1,44 +1,75 @@
-package dev.tidemark.engine;
+package dev.tidemark.io.testing;
 
 import dev.tidemark.io.BlockStore;
 import java.io.IOException;
 import java.nio.ByteBuffer;
+import java.util.Arrays;
 
 /**
- * A block store in a heap array for tests; safe for concurrent use (every call holds the monitor), with a hook
- * that runs before each data-changing call on the calling thread.
+ * A block store in a heap array for tests; safe for concurrent use (every data access holds the monitor), with a
+ * hook that runs before each data-changing call on the calling thread, outside the monitor.
  */
-class HeapStore implements BlockStore
+public final class HeapStore implements BlockStore
 {
     /** Runs before a data-changing store call; may throw to fail it. */
     @FunctionalInterface
-    interface BeforeChange
+    public interface BeforeChange
     {
+        /**
+         * @param offset where the change starts.
+         * @param length how many bytes it changes.
+         * @throws IOException to fail the call.
+         */
         void before(long offset, long length) throws IOException;
     }
 
     private final byte[] data;
+    private final boolean readOnly;
     private volatile BeforeChange hook = (offset, length) -> { };
     private volatile int flushes;
 
-    HeapStore(final int size)
+    /** @param size bytes, all zero. */
+    public HeapStore(final int size)
     {
-        data = new byte[size];
+        this(new byte[size], false);
     }
 
-    void hook(final BeforeChange value)
+    /**
+     * @param initial the content, copied.
+     * @param readOnly whether the store says it is read-only (writes still work: callers must refuse them).
+     */
+    public HeapStore(final byte[] initial, final boolean readOnly)
+    {
+        this.data = initial.clone();
+        this.readOnly = readOnly;
+    }
+
+    /** @param value runs before each later data-changing call. */
+    public void hook(final BeforeChange value)
     {
         hook = value;
     }
 
-    int flushes()
+    /** @return how many flushes the store saw. */
+    public int flushes()
     {
         return flushes;
     }
 
-    synchronized byte[] snapshot()
+    /** @return a copy of the whole content. */
+    public synchronized byte[] snapshot()
     {
         return data.clone();
+    }
+
+    /**
+     * @param from first byte.
+     * @param to end, exclusive.
+     * @return a copy of that part of the content.
+     */
+    public synchronized byte[] copy(final int from, final int to)
+    {
+        return Arrays.copyOfRange(data, from, to);
     }
 
     @Override
@@ -50,7 +81,7 @@ class HeapStore implements BlockStore
     @Override
     public boolean isReadOnly()
     {
-        return false;
+        return readOnly;
     }
 
     @Override
@@ -90,7 +121,7 @@ class HeapStore implements BlockStore
         hook.before(offset, length);
         synchronized (this)
         {
-            java.util.Arrays.fill(data, (int) offset, (int) (offset + length), (byte) 0);
+            Arrays.fill(data, (int) offset, (int) (offset + length), (byte) 0);
         }
     }
 
@@ -98,7 +129,10 @@ class HeapStore implements BlockStore
     public void forEachAllocationExtent(final long offset, final long length, final AllocationSink sink)
     {
         check(offset, length);
-        sink.accept(offset, length, true, false);
+        if (length > 0)
+        {
+            sink.accept(offset, length, true, false);
+        }
     }
 
     @Override
@@ -109,9 +143,9 @@ class HeapStore implements BlockStore
 
     private void check(final long offset, final long length)
     {
-        if (offset < 0 || length < 0 || offset + length > data.length)
+        if (offset < 0 || length < 0 || offset > data.length || length > data.length - offset)
         {
-            throw new IllegalArgumentException("range " + offset + "+" + length + " outside " + data.length);
+            throw new IllegalArgumentException("range [" + offset + ", +" + length + ") outside " + data.length);
         }
     }
 }

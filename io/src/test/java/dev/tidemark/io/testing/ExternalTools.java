@@ -1,4 +1,4 @@
-package dev.tidemark.io.nbd;
+package dev.tidemark.io.testing;
 
 import java.io.File;
 import java.io.IOException;
@@ -9,15 +9,22 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
 
-/** Runs the real QEMU/libnbd/fio programs from tests; stateless, safe from any thread. */
-final class Tools
+/**
+ * Runs the real QEMU, libnbd, nbdkit and fio programs from the tests of every module; stateless, safe from any
+ * thread. A missing program fails the test that needs it (no skips).
+ */
+public final class ExternalTools
 {
-    private Tools()
+    private ExternalTools()
     {
     }
 
-    /** @throws AssertionError naming the tool when it is not on the PATH. */
-    static String require(final String tool)
+    /**
+     * @param tool a program name.
+     * @return its path.
+     * @throws AssertionError naming the tool when it is not installed.
+     */
+    public static String require(final String tool)
     {
         for (final String dir : searchPath().split(File.pathSeparator))
         {
@@ -28,14 +35,15 @@ final class Tools
             }
         }
         throw new AssertionError("required tool '" + tool + "' is not installed (install qemu-utils, "
-            + "qemu-system-common, libnbd-bin, nbdkit, fio)");
+            + "qemu-system-common, libnbd-bin, python3-libnbd, nbdkit, fio)");
     }
 
     /**
      * The PATH for tools: the distribution's directories first, so that nbdsh's {@code python3} is the
      * one with the {@code nbd} module even when a private Python (pyenv) comes first in the caller's PATH.
      */
-    static String searchPath()
+    /** @return the PATH the tools run with. */
+    public static String searchPath()
     {
         return "/usr/bin:/bin:/usr/sbin:/sbin" + File.pathSeparator + System.getenv().getOrDefault("PATH", "");
     }
@@ -63,23 +71,27 @@ final class Tools
         }
     }
 
-    /** Result of one run. */
-    static final class Result
+    /**
+     * The outcome of one run; immutable.
+     *
+     * @param exit the exit status.
+     * @param out standard output.
+     * @param err standard error.
+     */
+    public record Result(int exit, String out, String err)
     {
-        final int exit;
-        final String out;
-        final String err;
-
-        Result(final int exit, final String out, final String err)
-        {
-            this.exit = exit;
-            this.out = out;
-            this.err = err;
-        }
     }
 
-    /** Runs a tool and fails unless it exits 0 within the timeout; returns stdout. */
-    static String run(final long timeoutSeconds, final String... command) throws IOException, InterruptedException
+    /**
+     * Runs a tool and fails unless it exits 0 within the timeout.
+     *
+     * @param timeoutSeconds how long it may run.
+     * @param command the program and its arguments.
+     * @return its standard output.
+     * @throws IOException if it cannot be started.
+     * @throws InterruptedException if interrupted while waiting.
+     */
+    public static String run(final long timeoutSeconds, final String... command) throws IOException, InterruptedException
     {
         final Result result = runAllowingFailure(timeoutSeconds, command);
         if (result.exit != 0)
@@ -90,7 +102,16 @@ final class Tools
         return result.out;
     }
 
-    static Result runAllowingFailure(final long timeoutSeconds, final String... command)
+    /**
+     * Runs a tool within the timeout, whatever its exit status.
+     *
+     * @param timeoutSeconds how long it may run.
+     * @param command the program and its arguments.
+     * @return its exit status and output.
+     * @throws IOException if it cannot be started.
+     * @throws InterruptedException if interrupted while waiting.
+     */
+    public static Result runAllowingFailure(final long timeoutSeconds, final String... command)
         throws IOException, InterruptedException
     {
         final List<String> argv = new ArrayList<>(List.of(command));
@@ -117,8 +138,15 @@ final class Tools
         }
     }
 
-    /** Starts a long-running tool (a server); the caller destroys it. */
-    static Process start(final Path log, final String... command) throws IOException
+    /**
+     * Starts a long-running tool (a server) with its output in {@code log}; the caller destroys it.
+     *
+     * @param log where its output goes.
+     * @param command the program and its arguments.
+     * @return the process.
+     * @throws IOException if it cannot be started.
+     */
+    public static Process start(final Path log, final String... command) throws IOException
     {
         final List<String> argv = new ArrayList<>(List.of(command));
         argv.set(0, require(command[0]));
@@ -126,8 +154,15 @@ final class Tools
             .redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null"))).start();
     }
 
-    /** Waits until a Unix socket accepts connections (the file appears before the server listens). */
-    static void awaitSocket(final Path socket, final Process process, final Path log) throws Exception
+    /**
+     * Waits until a Unix socket accepts connections (the file appears before the server listens).
+     *
+     * @param socket the server's socket.
+     * @param process the server.
+     * @param log its output, quoted when it fails.
+     * @throws Exception if it exits or the socket does not answer within 20 s.
+     */
+    public static void awaitSocket(final Path socket, final Process process, final Path log) throws Exception
     {
         final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
         while (!accepts(socket))
@@ -138,9 +173,51 @@ final class Tools
             }
             if (System.nanoTime() > deadline)
             {
+                process.destroyForcibly();
                 throw new AssertionError("server socket " + socket + " did not appear: " + Files.readString(log));
             }
             Thread.sleep(20);
         }
+    }
+
+    /**
+     * Starts a server process listening on {@code socket} and waits until it accepts connections.
+     *
+     * @param socket the socket it listens on.
+     * @param log where its output goes.
+     * @param command the program and its arguments.
+     * @return the process; the caller stops it.
+     * @throws Exception if it cannot start or does not listen.
+     */
+    public static Process startServer(final Path socket, final Path log, final String... command) throws Exception
+    {
+        final Process process = start(log, command);
+        awaitSocket(socket, process, log);
+        return process;
+    }
+
+    /**
+     * Stops a server process and waits for it.
+     *
+     * @param process the server.
+     * @throws InterruptedException if interrupted while waiting.
+     */
+    public static void stop(final Process process) throws InterruptedException
+    {
+        process.destroy();
+        if (!process.waitFor(10, TimeUnit.SECONDS))
+        {
+            process.destroyForcibly().waitFor();
+        }
+    }
+
+    /**
+     * @param exportName the export.
+     * @param socket the server's socket.
+     * @return {@code nbd+unix:///NAME?socket=PATH}.
+     */
+    public static String uri(final String exportName, final Path socket)
+    {
+        return "nbd+unix:///" + exportName + "?socket=" + socket;
     }
 }

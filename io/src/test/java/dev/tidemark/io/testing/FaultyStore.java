@@ -1,13 +1,17 @@
-package dev.tidemark.engine.job;
+package dev.tidemark.io.testing;
 
 import dev.tidemark.io.BlockStore;
-
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.util.concurrent.atomic.AtomicLong;
 
-/** A store that fails its n-th data-changing call and every one after; safe for concurrent use. */
-final class FaultyStore implements BlockStore
+/**
+ * A store that fails its n-th data-changing call and every one after, or its next reads; safe for concurrent use.
+ *
+ * <p>The daemon ships a store of its own for its test command ({@code dev.tidemark.daemon.FaultyStore}, flipped by
+ * {@code __dev.tidemark_x-inject-error}); this one is for tests, which count calls.
+ */
+public final class FaultyStore implements BlockStore
 {
     private final BlockStore delegate;
     private final AtomicLong changes = new AtomicLong();
@@ -15,25 +19,29 @@ final class FaultyStore implements BlockStore
     private volatile String message = "Input/output error";
     private final java.util.concurrent.atomic.AtomicInteger readFailures = new java.util.concurrent.atomic.AtomicInteger();
 
-    FaultyStore(final BlockStore delegate)
+    public FaultyStore(final BlockStore delegate)
     {
         this.delegate = delegate;
     }
 
-    /** @param nth the first failing call (1-based), counted from now. @param text the error text. */
-    void failFrom(final long nth, final String text)
+    /**
+     * @param nth the first failing call (1-based), counted from now.
+     * @param text the error text.
+     */
+    public void failFrom(final long nth, final String text)
     {
         message = text;
         failFrom = changes.get() + nth;
     }
 
     /** @param count how many of the next reads fail. */
-    void failReads(final int count)
+    public void failReads(final int count)
     {
         readFailures.set(count);
     }
 
-    void heal()
+    /** Ends the failures. */
+    public void heal()
     {
         failFrom = Long.MAX_VALUE;
     }
