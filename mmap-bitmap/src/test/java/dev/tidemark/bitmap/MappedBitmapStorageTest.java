@@ -61,7 +61,8 @@ class MappedBitmapStorageTest
                 final int at = (int)(BitmapFileDescriptor.HEADER_LENGTH + chunk / 8);
                 assertThat((file[at] >> (chunk % 8)) & 1).as("chunk %d", chunk).isEqualTo(model.get((int)chunk) ? 1 : 0);
             }
-            for (int at = (int)(BitmapFileDescriptor.HEADER_LENGTH + words * 8); at < file.length; at++)
+            // Up to the end of the data area; the summary area follows it (format 1.1).
+            for (int at = (int)(BitmapFileDescriptor.HEADER_LENGTH + words * 8); at < BitmapFileDescriptor.dataEnd(chunks); at++)
             {
                 assertThat(file[at]).isZero();
             }
