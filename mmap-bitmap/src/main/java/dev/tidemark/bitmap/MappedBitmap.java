@@ -401,16 +401,23 @@ public final class MappedBitmap implements DirtyBitmap
         try
         {
             bitmap.mapRegions();
-            bitmap.allocateLevels();
             final int flags = bitmap.header.getInt(BitmapFileDescriptor.FLAGS_OFFSET, ByteOrder.LITTLE_ENDIAN);
             // A new file is all zero. A clean close left an exact summary, which every open for writing
             // disowns (below) before a bit can change; anything else is rebuilt from the data.
             final boolean summaryOnDisk = BitmapFileDescriptor.hasSummary(bitmap.header) &&
                 (flags & BitmapFileDescriptor.FLAG_IN_USE) == 0 &&
                 channel.size() >= BitmapFileDescriptor.fileLength(bitmap.chunkCount);
-            if (summaryOnDisk && state != OpenState.CREATED)
+            if (summaryOnDisk && state != OpenState.CREATED && !readOnly)
             {
-                bitmap.loadSummary();
+                bitmap.mapSummaryPrivate();
+            }
+            else
+            {
+                bitmap.allocateLevels();
+                if (summaryOnDisk && state != OpenState.CREATED)
+                {
+                    bitmap.loadSummary();
+                }
             }
             rebuild = state != OpenState.CREATED && !summaryOnDisk;
             bitmap.durable = (flags & BitmapFileDescriptor.FLAG_DURABLE) != 0;
@@ -1332,6 +1339,7 @@ public final class MappedBitmap implements DirtyBitmap
             // Zero the dropped chunks first so that the words kept, and a later regrowth, start clean.
             clearChunks(newChunks, chunkCount - 1);
         }
+        detachLevelsFromFile();
         final long oldChunks = chunkCount;
         final ByteBuffer[] oldBuffers = regionBuffers;
         final UnsafeBuffer[] oldRegions = regions;
@@ -1372,17 +1380,15 @@ public final class MappedBitmap implements DirtyBitmap
                 pageSink.forceHeader();
             }
             unmapRegions();
-            if (shrinking)
-            {
-                channel.truncate(BitmapFileDescriptor.fileLength(newChunks));
-            }
-            else if (newDataEnd > oldDataEnd)
+            if (newDataEnd > oldDataEnd)
             {
                 // Drop the old summary area first: its bytes must not turn into data words. The header still
                 // names the old geometry (and no summary) until the file is long enough for the new one.
                 channel.truncate(oldDataEnd);
-                writeFully(channel, ByteBuffer.allocate(1), BitmapFileDescriptor.fileLength(newChunks) - 1);
+                writeFully(channel, ByteBuffer.allocate(1), newDataEnd - 1);
             }
+            // The summary area is rewritten by the clean close; stale words must not survive in it.
+            channel.truncate(newDataEnd);
             channel.force(true);
             setGeometry(newDiskSize);
             mapRegions();
@@ -1717,6 +1723,44 @@ public final class MappedBitmap implements DirtyBitmap
         }
     }
 
+    /**
+     * Makes the stored summary the live levels without reading it: a private (copy-on-write) mapping of the
+     * summary area, so opening costs two {@code mmap} calls; pages are read when first touched and copied
+     * when first changed. The file's summary area itself is not written until {@link #writeSummary}.
+     */
+    private void mapSummaryPrivate() throws IOException
+    {
+        level1Words = BitmapFileDescriptor.level1Words(chunkCount);
+        level2Words = BitmapFileDescriptor.level2Words(chunkCount);
+        final long offset = BitmapFileDescriptor.summaryOffset(chunkCount);
+        final long level2At = BitmapFileDescriptor.level2OffsetInSummary(chunkCount);
+        final long level2Bytes = BitmapFileDescriptor.summaryAreaLength(chunkCount) - level2At;
+        level1Mapping = channel.map(FileChannel.MapMode.PRIVATE, offset, level2At);
+        level2Mapping = channel.map(FileChannel.MapMode.PRIVATE, offset + level2At, level2Bytes);
+        level1 = new UnsafeBuffer(level1Mapping);
+        level2 = new UnsafeBuffer(level2Mapping);
+    }
+
+    /**
+     * Moves levels that are private mappings of the file into scratch memory (copying only what level 2
+     * names), so that the file may be truncated under them; for resize.
+     */
+    private void detachLevelsFromFile()
+    {
+        if (levelScratch != null || level1Mapping == null)
+        {
+            return;
+        }
+        final UnsafeBuffer oldLevel1 = level1;
+        final UnsafeBuffer oldLevel2 = level2;
+        final MappedByteBuffer oldLevel1Mapping = level1Mapping;
+        final MappedByteBuffer oldLevel2Mapping = level2Mapping;
+        allocateLevels();
+        copySummary(oldLevel1, oldLevel2, level2Words);
+        ScratchFile.unmap(oldLevel1Mapping);
+        ScratchFile.unmap(oldLevel2Mapping);
+    }
+
     private void releaseLevels()
     {
         if (level1 != null)
@@ -1777,9 +1821,10 @@ public final class MappedBitmap implements DirtyBitmap
     }
 
     /**
-     * Writes levels 1 and 2 into the summary area and forces it, for a clean close: every level-2 word,
-     * and the level-1 words level 2 names (the only ones a load reads). A word already equal on disk is not
-     * written, so a sparse summary stays sparse.
+     * Writes levels 1 and 2 into the summary area and forces it, for a clean close: every level-2 word, and
+     * the level-1 words the new or the stored level 2 names, so that in the file a non-zero level-1 word
+     * always has its level-2 bit (what a private mapping on the next open relies on). A word already equal
+     * on disk is not written, so a sparse summary stays sparse.
      */
     private void writeSummary() throws IOException
     {
@@ -1799,11 +1844,14 @@ public final class MappedBitmap implements DirtyBitmap
             {
                 final long bits2 = level2.getLong((int)(level2Word << 3));
                 final int index2 = (int)(level2At + (level2Word << 3));
-                if (stored.getLong(index2) != bits2)
+                final long storedBits2 = stored.getLong(index2);
+                if (storedBits2 != bits2)
                 {
                     stored.putLong(index2, bits2);
                 }
-                long pending = bits2;
+                // Also the words the file's level 2 named: they must not stay behind, non-zero but unnamed,
+                // to be read back by a later private mapping.
+                long pending = bits2 | storedBits2;
                 while (pending != 0)
                 {
                     final long level1Word = (level2Word << 6) + Long.numberOfTrailingZeros(pending);
