@@ -2,7 +2,6 @@ package dev.tidemark.bitmap;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.security.MessageDigest;
 import java.util.ArrayList;
@@ -41,11 +40,9 @@ class BigBitmapTest
         final TreeSet<Long> modelA = new TreeSet<>();
         final TreeSet<Long> modelB = new TreeSet<>();
         // tmpfs when there is one: a first write to a page of a sparse file on a disk file system allocates
-        // a block, which is the disk's cost, not the bitmap's.
-        final Path shm = Path.of("/dev/shm");
-        final Path dir = Files.isDirectory(shm) && Files.isWritable(shm) ?
-            Files.createTempDirectory(shm, "tidemark-big-") : systemTemp;
-        final Path file = dir.resolve("big.tmbm");
+        // a block, and a close msyncs, which is the disk's cost, not the bitmap's.
+        final TmpfsDir dir = TmpfsDir.create(systemTemp);
+        final Path file = dir.path().resolve("big.tmbm");
         // Class loading and first-call costs are not what is timed below.
         MappedBitmap.createAnonymous("warm-up", 1L << 30, GRANULARITY).close();
         try (MappedBitmap a = timed(timings, "createAnonymous a", 200,
@@ -109,11 +106,7 @@ class BigBitmapTest
         finally
         {
             System.out.println("BigBitmapTest (" + why + "): " + timings);
-            Files.deleteIfExists(file);
-            if (!dir.equals(systemTemp))
-            {
-                Files.delete(dir);
-            }
+            dir.close();
         }
     }
 
