@@ -1933,6 +1933,7 @@ public final class MappedBitmap implements DirtyBitmap
                         final long level1Word = (firstWord + group) >>> 6;
                         orBitsVolatile(level1, level1Word, mask);
                         setBitIfClearVolatile(level2, level1Word);
+                        dropStaleRebuiltBits(level1Word, mask);
                     }
                 }
                 if (rebuildProgress != null)
@@ -1946,6 +1947,38 @@ public final class MappedBitmap implements DirtyBitmap
         {
             // The summary stays "all set": every walk stays correct, only slower.
             System.err.println("tidemark: summary rebuild of bitmap '" + name + "' stopped: " + ex);
+        }
+    }
+
+    /**
+     * A clear may have zeroed a word between the rebuild's read and its OR: drop such bits again the way a
+     * clearer does (clear, then re-read the data and restore if a marker slipped in), so that the rebuilt
+     * summary is exact. Readers ignore the summary until the rebuild ends, so no seqlock is needed here.
+     */
+    private void dropStaleRebuiltBits(final long level1Word, final long mask)
+    {
+        long pending = mask;
+        while (pending != 0)
+        {
+            final long word = (level1Word << 6) + Long.numberOfTrailingZeros(pending);
+            pending &= pending - 1;
+            if (dataWordVolatile(word) == 0)
+            {
+                clearBitVolatile(level1, word);
+                if (dataWordVolatile(word) != 0)
+                {
+                    setBitIfClearVolatile(level1, word);
+                }
+            }
+        }
+        final int index1 = (int)(level1Word << 3);
+        if (level1.getLongVolatile(index1) == 0)
+        {
+            clearBitVolatile(level2, level1Word);
+            if (level1.getLongVolatile(index1) != 0)
+            {
+                setBitIfClearVolatile(level2, level1Word);
+            }
         }
     }
 
