@@ -125,6 +125,8 @@ public final class MappedBitmap implements DirtyBitmap
     private ScratchFile levelScratch;
     private MappedByteBuffer level1Mapping;
     private MappedByteBuffer level2Mapping;
+    /** The summary area, mapped only while a clean close writes it (see {@link MappedPageSink}). */
+    private MappedByteBuffer summaryMapping;
     /** False while a background rebuild runs: readers then treat every summary bit as set. */
     private volatile boolean summaryComplete = true;
     private volatile boolean stopRebuild;
@@ -1837,6 +1839,7 @@ public final class MappedBitmap implements DirtyBitmap
             writeFully(channel, ByteBuffer.allocate(1), offset + length - 1);
         }
         final MappedByteBuffer mapping = channel.map(FileChannel.MapMode.READ_WRITE, offset, length);
+        summaryMapping = mapping;
         try
         {
             final UnsafeBuffer stored = new UnsafeBuffer(mapping);
@@ -1864,10 +1867,12 @@ public final class MappedBitmap implements DirtyBitmap
                     }
                 }
             }
-            mapping.force();
+            // Through the page sink, so that a power-loss simulator knows the summary is durable.
+            pageSink.forceData(offset, length);
         }
         finally
         {
+            summaryMapping = null;
             IoUtil.unmap(mapping);
         }
     }
@@ -2110,6 +2115,12 @@ public final class MappedBitmap implements DirtyBitmap
         @Override
         public void forceData(final long fileOffset, final long length)
         {
+            final MappedByteBuffer summary = summaryMapping;
+            if (summary != null && fileOffset >= BitmapFileDescriptor.summaryOffset(chunkCount))
+            {
+                summary.force((int)(fileOffset - BitmapFileDescriptor.summaryOffset(chunkCount)), (int)length);
+                return;
+            }
             long offset = fileOffset - BitmapFileDescriptor.HEADER_LENGTH;
             long remaining = length;
             while (remaining > 0)

@@ -122,7 +122,14 @@ class MappedBitmapStorageTest
             bitmap.mark(chunksPerPage * 512 * 19, 512);
             assertThat(bitmap.force()).isEqualTo(1);
             assertThat(forced).extracting(r -> r[0]).containsExactly(4096L + 19 * 4096);
+            forced.clear();
+            headerForces[0] = 0;
         }
+        // A clean close forces the summary area through the sink, before the header that vouches for it.
+        final long chunks = 20 * chunksPerPage;
+        assertThat(forced).extracting(r -> r[0] + "+" + r[1]).containsExactly(
+            BitmapFileDescriptor.summaryOffset(chunks) + "+" + BitmapFileDescriptor.summaryAreaLength(chunks));
+        assertThat(headerForces[0]).isEqualTo(1);
     }
 
     @Test
