@@ -28,19 +28,26 @@ import org.agrona.IoUtil;
 import org.agrona.concurrent.UnsafeBuffer;
 
 /**
- * A dirty bitmap in off-heap memory: {@link #mark} and every reader are safe for any number of threads;
- * clear, clear-all and merge may run from one controlling thread at a time concurrently with them;
- * resize, force, durable-mode changes and close belong to the controlling thread with no marker running
- * for resize and close.
+ * A dirty bitmap in off-heap memory: {@link #mark}, {@link #merge} and every reader are safe for any number
+ * of threads; clear and clear-all may run from one controlling thread at a time concurrently with them;
+ * resize, force, durable-mode changes and close belong to the controlling thread, with no marker or merger
+ * running for resize and close.
  *
  * <h2>Levels</h2>
  * The bits live in three levels. Level 0 is the data: one bit per chunk in 64-bit words, exactly QEMU's
  * level-0 array, so that its SHA-256 equals {@code x-debug-block-dirty-bitmap-sha256}. For a persistent
- * bitmap level 0 is the data area of the mapped file; for an anonymous one it is direct memory. Level 1
- * has one bit per level-0 word ("this word may be non-zero"), level 2 one bit per level-1 word. Levels 1
- * and 2 are never written to the file: they are rebuilt by one scan on open, which costs a read of the
- * data area (about 30 ms for 128 MiB) and removes a whole class of "summary disagrees with data" states
- * from the format.
+ * bitmap level 0 is the data area of the mapped file; for an anonymous one it is lazily zeroed memory (a
+ * deleted sparse scratch file, see {@link ScratchFile}; small ones use direct memory). Level 1 has one bit
+ * per level-0 word ("this word may be non-zero"), level 2 one bit per level-1 word; they live in lazily
+ * zeroed memory too, so a 64 TiB disk at 4 KiB costs virtual address space up front and resident memory
+ * only for the pages that hold dirty bits.
+ *
+ * <p>A clean close stores levels 1 and 2 in the file's summary area (format 1.1) and records that in the
+ * header; every open for writing erases that record before a bit can change. Opening a file whose summary
+ * is on record maps it copy-on-write, so the open costs two {@code mmap} calls whatever the disk size. Any
+ * other open (after a crash, of a 1.0 file) starts a background thread that rebuilds the summary from the
+ * data; until it ends, readers treat every summary bit as set (correct, just slower) and markers are not
+ * held up at all (see {@link #isSummaryComplete()}, {@link #awaitSummary()}).
  *
  * <p>Level 0 may be larger than the 2 GiB one mapping can hold, so it is split into regions of a
  * power-of-two size (1 GiB by default); word {@code w} lives in region {@code w >>> regionWordShift}.
@@ -48,16 +55,20 @@ import org.agrona.concurrent.UnsafeBuffer;
  * <h2>Cost</h2>
  * Marking touches one level-0 word per 64 chunks written plus one word in each summary level. Finding
  * the next dirty chunk reads level 2 flat (1/4096 of level 0), then only the level-1 and level-0 words
- * whose summary bit is set, so walks, counts, merges and clear-all cost time in proportion to the dirty
- * words, not to the disk. Finding the next clean chunk scans level 0 word by word, which is in proportion
- * to the dirty run it skips.
+ * whose summary bit is set, so walks, counts, merges, clears and clear-all cost time in proportion to the
+ * dirty words, not to the disk. Finding the next clean chunk scans level 0 word by word, which is in
+ * proportion to the dirty run it skips. {@link #sha256()} hashes every data byte (QEMU's digest), but
+ * feeds pieces the summary knows to be zero from a constant array instead of touching the mapping.
  *
  * <h2>Concurrency</h2>
  * A marker sets the data bits first (read; when every target bit is already set, no write at all;
  * otherwise a compare-and-set loop), then notes the file page as needing a force, then makes sure the
  * level-1 and level-2 bits are set, again read before write. Because the summary bits are checked even
  * when the data bits were already set, a mark that returns has its bit visible to every walk that starts
- * after it, even if another marker set the data bit and has not yet reached the summary.
+ * after it, even if another marker set the data bit and has not yet reached the summary. A merge with the
+ * same granularity walks the source's summary and sets each non-zero source word through exactly this
+ * path, so it is a marker: it may run on any thread, concurrently with marks, reads, other merges and the
+ * one clearer, and no bit set by a concurrent mark is lost.
  *
  * <p>Only the controlling thread clears. When a clear leaves a data word zero it clears the level-1 bit
  * and then re-reads the data word; if a marker slipped a bit in meanwhile, it sets the level-1 bit again
@@ -71,6 +82,10 @@ import org.agrona.concurrent.UnsafeBuffer;
  * number that is odd while the drop runs (a seqlock with one writer); a search for the next dirty chunk
  * that overlapped a drop is repeated. So a mark that returned is found by every search that starts after
  * it, even while the controlling thread clears the same words.
+ *
+ * <p>The background rebuild needs only to find the bits set before it started: a bit set later is put
+ * into the summary by its own marker. It ORs its findings in with CAS and drops again, the clearer's way,
+ * any bit a racing clear made stale, so the rebuilt summary is exact.
  *
  * <p>Reads are not snapshots: a walk racing with markers may or may not report bits set after it
  * started, and never reports as clean a bit whose mark returned before it started.
@@ -590,6 +605,11 @@ public final class MappedBitmap implements DirtyBitmap
     // Clearing and merging (controlling thread, concurrent with markers)
     // ------------------------------------------------------------------------------------------------
 
+    /**
+     * QEMU's reset of a byte range; whole words inside the range are visited only where the summary says
+     * they may be non-zero, so the cost is in proportion to the dirty words in the range. Controlling
+     * thread, concurrently with marks and merges, as {@link #clearAll()}.
+     */
     @Override
     public void clear(final long offset, final long length)
     {
@@ -686,6 +706,12 @@ public final class MappedBitmap implements DirtyBitmap
         }
     }
 
+    /**
+     * Clears every bit, visiting only the words the summary says may be non-zero: time in proportion to the
+     * dirty words, no copy, no allocation. Controlling thread; marks and merges may continue meanwhile (a
+     * bit they set during the clear may or may not survive it; the engine swaps bitmaps at a cut where it
+     * needs an exact one).
+     */
     @Override
     public void clearAll()
     {
@@ -698,6 +724,17 @@ public final class MappedBitmap implements DirtyBitmap
         }
     }
 
+    /**
+     * ORs {@code source} into this bitmap. With the same granularity and a {@code MappedBitmap} source (or
+     * its read-only view) it walks the source's summary and ORs each non-zero source word in with the
+     * marker's compare-and-set path: time in proportion to the source's dirty words, no allocation, and safe
+     * on any thread while other threads mark this bitmap or the source, read either, merge into this bitmap
+     * or clear it (bits the source gains during the merge may or may not be copied). With another
+     * granularity it walks the source's dirty extents and marks each chunk they touch, with the same safety.
+     * Not while this bitmap is being resized or closed.
+     *
+     * @throws BitmapArgumentException if the disk sizes differ; this bitmap is then unchanged.
+     */
     @Override
     public void merge(final BitmapView source)
     {
