@@ -45,42 +45,49 @@ class BigBitmapTest
         final Path file = dir.path().resolve("big.tmbm");
         // Class loading and first-call costs are not what is timed below.
         MappedBitmap.createAnonymous("warm-up", 1L << 30, GRANULARITY).close();
-        try (MappedBitmap a = timed(timings, "createAnonymous a", 200,
-                () -> MappedBitmap.createAnonymous("a", DISK, GRANULARITY));
-            MappedBitmap b = timed(timings, "createAnonymous b", 200,
-                () -> MappedBitmap.createAnonymous("b", DISK, GRANULARITY)))
+        bestOfThree(timings, "createAnonymous", 200, () -> MappedBitmap.createAnonymous("t", DISK, GRANULARITY));
+        try (MappedBitmap a = MappedBitmap.createAnonymous("a", DISK, GRANULARITY);
+            MappedBitmap b = MappedBitmap.createAnonymous("b", DISK, GRANULARITY))
         {
-            timedRun(timings, "mark 10000 scattered ranges", 5_000, () ->
+            timedRun(timings, "mark 10000 scattered ranges", 10_000, () ->
             {
                 markScattered(a, modelA, random, 5_000);
                 markScattered(b, modelB, random, 5_000);
             });
-            // Steps that write to pages never touched before pay a page fault each (about 5000 here, tens of
-            // microseconds each on a loaded machine): their bounds are looser than those of pure walks. An
-            // O(disk) step would touch all 524288 pages of the data.
-            timedRun(timings, "merge b into a", 2_000, () -> a.merge(b.readOnlyView()));
-            timedRun(timings, "merge b into a again", 500, () -> a.merge(b.readOnlyView()));
-            timedRun(timings, "count b", 500, b::dirtyChunkCount);
+            // Steps that touch pages for the first time pay a page fault each (about 10000 here, up to a
+            // hundred microseconds each on the loaded 2-core machine): their bounds are looser than those
+            // of pure walks. An O(disk) step would touch all 524288 pages of the data.
+            timedRun(timings, "merge b into a", 5_000, () -> a.merge(b.readOnlyView()));
+            timedRun(timings, "merge b into a again", 1_000, () -> a.merge(b.readOnlyView()));
+            timedRun(timings, "count b", 1_000, b::dirtyChunkCount);
             final TreeSet<Long> union = new TreeSet<>(modelA);
             union.addAll(modelB);
             assertThat(a.dirtyChunkCount()).as(why).isEqualTo(union.size());
             assertThat(chunksOf(a)).as(why).isEqualTo(union);
 
             final byte[] expectedDigest = qemuSha256(union);
-            final byte[] digest = timed(timings, "sha256 of a", 20_000, a::sha256);
+            final byte[] digest = timed(timings, "sha256 of a", 60_000, a::sha256);
             assertThat(digest).as(why).isEqualTo(expectedDigest);
 
-            try (MappedBitmap persistent = timed(timings, "create 2 GiB-data file", 300,
-                () -> MappedBitmap.create(file, "p", DISK, GRANULARITY)))
+            final Path[] scratchFiles = {file.resolveSibling("t0"), file.resolveSibling("t1"), file.resolveSibling("t2")};
+            final int[] next = {0};
+            bestOfThree(timings, "create 2 GiB-data file", 300,
+                () -> MappedBitmap.create(scratchFiles[next[0]++], "t", DISK, GRANULARITY));
+            for (final Path scratch : scratchFiles)
             {
-                timedRun(timings, "merge a into the file", 2_000, () -> persistent.merge(a));
-                timedRun(timings, "close the file", 2_000, persistent::close);
+                java.nio.file.Files.delete(scratch);
             }
-            try (MappedBitmap reopened = timed(timings, "reopen the clean file", 100, () -> MappedBitmap.open(file)))
+            try (MappedBitmap persistent = MappedBitmap.create(file, "p", DISK, GRANULARITY))
+            {
+                timedRun(timings, "merge a into the file", 5_000, () -> persistent.merge(a));
+                timedRun(timings, "close the file", 5_000, persistent::close);
+            }
+            bestOfThree(timings, "reopen the clean file", 100, () -> MappedBitmap.open(file));
+            try (MappedBitmap reopened = MappedBitmap.open(file))
             {
                 assertThat(reopened.openState()).isEqualTo(OpenState.CLEAN);
                 assertThat(reopened.isSummaryComplete()).as("a clean file's summary is loaded, not rebuilt").isTrue();
-                assertThat(timed(timings, "count the reopened file", 500, reopened::dirtyChunkCount))
+                assertThat(timed(timings, "count the reopened file", 2_000, reopened::dirtyChunkCount))
                     .as(why).isEqualTo(union.size());
                 assertThat(chunksOf(reopened)).as(why).isEqualTo(union);
                 assertThat(reopened.sha256()).as(why).isEqualTo(expectedDigest);
@@ -91,12 +98,26 @@ class BigBitmapTest
                 timedRun(timings, "clear a third of the file", 1_000, () -> reopened.clear(from, length));
                 union.subSet((from + GRANULARITY - 1) / GRANULARITY, (from + length) / GRANULARITY).clear();
                 assertThat(chunksOf(reopened)).as(why).isEqualTo(union);
-                timedRun(timings, "close the file again", 2_000, reopened::close);
+                timedRun(timings, "close the file again", 5_000, reopened::close);
             }
-            try (MappedBitmap reopened = timed(timings, "reopen again", 100, () -> MappedBitmap.open(file)))
+            bestOfThree(timings, "reopen again", 100, () -> MappedBitmap.open(file));
+            try (MappedBitmap reopened = MappedBitmap.open(file))
             {
                 assertThat(chunksOf(reopened)).as(why).isEqualTo(union);
-                assertThat(reopened.checkConsistency()).as(why).isEmpty();
+            }
+            // No summary on record (as after a crash, or a 1.0 file): the open must not wait for the 2 GiB scan,
+            // and marks must not wait for it either.
+            HeaderPatch.patch(file, true, BitmapFileDescriptor::clearSummaryFields);
+            bestOfThree(timings, "open without a stored summary", 100, () -> MappedBitmap.open(file));
+            try (MappedBitmap rebuilding = MappedBitmap.open(file))
+            {
+                final long offset = DISK - 3 * GRANULARITY;
+                timedRun(timings, "mark during the rebuild", 500, () -> rebuilding.mark(offset, 1));
+                union.add(offset / GRANULARITY);
+                timedRun(timings, "background rebuild of 2 GiB", 60_000, rebuilding::awaitSummary);
+                assertThat(rebuilding.isSummaryComplete()).isTrue();
+                assertThat(chunksOf(rebuilding)).as(why).isEqualTo(union);
+                assertThat(rebuilding.checkConsistency()).as(why).isEmpty();
             }
 
             timedRun(timings, "clearAll a", 1_000, a::clearAll);
@@ -179,6 +200,30 @@ class BigBitmapTest
             " ms: does it cost in proportion to the disk? " + timings;
         assertThat(millis).as(message).isLessThanOrEqualTo(limitMillis);
         return result;
+    }
+
+    /**
+     * Times three runs of a cheap step (closing what each returns) and bounds the fastest: a loaded machine
+     * may stall one run for longer than the bound, an O(disk) step is slow every time.
+     */
+    private static void bestOfThree(
+        final List<String> timings, final String what, final long limitMillis, final Step<? extends AutoCloseable> step)
+        throws Exception
+    {
+        long best = Long.MAX_VALUE;
+        for (int i = 0; i < 3; i++)
+        {
+            final long start = System.nanoTime();
+            try (AutoCloseable result = step.run())
+            {
+                best = Math.min(best, TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - start));
+                assertThat(result).isNotNull();
+            }
+        }
+        final long fastest = best;
+        timings.add(what + " " + fastest + " ms (best of 3)");
+        assertThat(fastest).as(() -> what + " took at best " + fastest + " ms, more than " + limitMillis +
+            " ms: does it cost in proportion to the disk? " + timings).isLessThanOrEqualTo(limitMillis);
     }
 
     private static void timedRun(final List<String> timings, final String what, final long limitMillis, final VoidStep step)
