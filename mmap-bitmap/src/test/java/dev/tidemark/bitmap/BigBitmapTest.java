@@ -16,9 +16,10 @@ import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
- * A 64 TiB disk at 4 KiB granularity (2 GiB of data words per bitmap): every step is timed against a
- * generous bound that an O(disk) implementation cannot meet on this data size, and the bits are checked
- * against a sorted-set model (a {@code BitSet} cannot index 2^34 chunks). Runs on the test thread only.
+ * Runs on the test thread only (plus one bitmap's own rebuild thread): a 64 TiB disk at 4 KiB granularity
+ * (2 GiB of data words per bitmap), every step timed against a generous bound that an O(disk)
+ * implementation cannot meet on this data size, the bits checked against a sorted-set model (a
+ * {@code BitSet} cannot index 2^34 chunks).
  */
 class BigBitmapTest
 {

@@ -16,9 +16,9 @@ import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 
 /**
- * Merge off the write thread: one thread marks the destination while another merges sources into it and
- * walks it; afterwards the destination must equal the union of everything marked and merged, checked
- * against {@link BitSet} models. Each test owns its two threads and joins them under a watchdog.
+ * Each test owns two threads and joins them under a watchdog: one marks the destination while the other
+ * merges sources into it and walks it (merge off the write thread); afterwards the destination must equal
+ * the union of everything marked and merged, checked against {@link BitSet} models.
  */
 class MergeWhileMarkingTest
 {

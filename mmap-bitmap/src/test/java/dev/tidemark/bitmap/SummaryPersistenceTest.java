@@ -18,9 +18,9 @@ import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
- * The persisted summary (format 1.1): trusted only after a clean close, rebuilt in the background after a
- * crash-style open without losing the marks that arrive meanwhile, 1.0 files read and upgraded, bad summary
- * fields refused. Runs on the test thread, plus the bitmap's own rebuild thread.
+ * Runs on the test thread, plus the bitmaps' own rebuild threads: the persisted summary (format 1.1) is
+ * trusted only after a clean close, rebuilt in the background after a crash-style open without losing
+ * the marks that arrive meanwhile; 1.0 files are read and upgraded, bad summary fields refused.
  */
 class SummaryPersistenceTest
 {

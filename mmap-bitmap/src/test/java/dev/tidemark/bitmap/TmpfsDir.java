@@ -7,8 +7,9 @@ import java.util.Comparator;
 import java.util.stream.Stream;
 
 /**
- * A fresh temporary directory on tmpfs ({@code /dev/shm}) when there is one, else under a fallback; for
- * tests whose timing must not include a disk's block allocation and msync. Confined to the test thread.
+ * A fresh temporary directory on tmpfs ({@code /dev/shm}) when there is one, else a fallback, confined to
+ * the test thread that made it; for tests whose timing must not include a disk's block allocation and
+ * msync.
  */
 final class TmpfsDir implements AutoCloseable
 {
