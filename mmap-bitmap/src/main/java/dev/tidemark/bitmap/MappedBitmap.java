@@ -145,6 +145,8 @@ public final class MappedBitmap implements DirtyBitmap
     /** False while a background rebuild runs: readers then treat every summary bit as set. */
     private volatile boolean summaryComplete = true;
     private volatile boolean stopRebuild;
+    /** Why the last summary rebuild or summary write failed, or null. */
+    private volatile Exception summaryFailure;
     private Thread rebuilder;
     private final Path scratchDir;
     private final long scratchThreshold;
@@ -1543,6 +1545,16 @@ public final class MappedBitmap implements DirtyBitmap
     }
 
     /**
+     * @return why the last background summary rebuild, or the last clean close's summary write, failed, or
+     *         {@code null}; either failure leaves the bits intact and only costs speed (walks read every
+     *         word until a later open rebuilds).
+     */
+    public Exception summaryFailure()
+    {
+        return summaryFailure;
+    }
+
+    /**
      * Waits until a background summary rebuild has ended; returns at once when none runs. Any thread; marks
      * may continue meanwhile.
      *
@@ -1675,7 +1687,9 @@ public final class MappedBitmap implements DirtyBitmap
                     }
                     catch (final IOException | RuntimeException ex)
                     {
-                        System.err.println("tidemark: bitmap '" + name + "' closes without its summary: " + ex);
+                        // Not an error for the bits: the file closes without a summary on record and the
+                        // next open rebuilds it. The library writes no logs; the cause is kept for callers.
+                        summaryFailure = ex;
                     }
                 }
                 final int flags = header.getInt(BitmapFileDescriptor.FLAGS_OFFSET, ByteOrder.LITTLE_ENDIAN);
@@ -1985,10 +1999,10 @@ public final class MappedBitmap implements DirtyBitmap
             }
             summaryComplete = true;
         }
-        catch (final IOException ex)
+        catch (final IOException | RuntimeException ex)
         {
-            // The summary stays "all set": every walk stays correct, only slower.
-            System.err.println("tidemark: summary rebuild of bitmap '" + name + "' stopped: " + ex);
+            // The summary stays "all set": every walk stays correct, only slower. Callers see the cause.
+            summaryFailure = ex;
         }
     }
 
