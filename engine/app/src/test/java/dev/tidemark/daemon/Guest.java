@@ -60,7 +60,12 @@ final class Guest implements AutoCloseable
             cpio.dir(dir);
         }
         cpio.charDevice("dev/console", 5, 1);
-        cpio.file("bin/busybox", DaemonEndToEndTest.require("busybox"), true);
+        final Path busybox = DaemonEndToEndTest.require("busybox");
+        if (!sharedLibraries(busybox).isEmpty())
+        {
+            throw new AssertionError(busybox + " is dynamically linked: install busybox-static (see .ci/test)");
+        }
+        cpio.file("bin/busybox", busybox, true);
         final Path modules = KERNEL_DIR.resolve("modules");
         final Map<String, Path> found = new HashMap<>();
         try (Stream<Path> walk = Files.walk(modules))
