@@ -106,6 +106,145 @@ class VmGuestTest
         assertPlanResult(plan, "all");
     }
 
+    @Test
+    void aBackupTransactionAndAFleecingReadWhileTheGuestWrites() throws Exception
+    {
+        final GuestPlan plan = new GuestPlan(23, DISK, 140);
+        daemon = serve(true, true);
+        qemuImg("create", "-f", "qcow2", work.resolve("full.qcow2").toString(), String.valueOf(DISK));
+        qemuImg("create", "-f", "qcow2", "-b", work.resolve("full.qcow2").toString(), "-F", "qcow2",
+            work.resolve("inc.qcow2").toString(), String.valueOf(DISK));
+        qemuImg("create", "-f", "qcow2", work.resolve("fleece.qcow2").toString(), String.valueOf(DISK));
+        int okAtCut;
+        try (QmpClient qmp = connect())
+        {
+            qmp.execute("block-dirty-bitmap-add", args("{'node':'d0','name':'all','persistent':true}"));
+            qmp.execute("blockdev-add", args("{'driver':'qcow2','node-name':'tfull','file':{'driver':'file',"
+                + "'filename':'" + work.resolve("full.qcow2") + "'}}"));
+            qmp.execute("transaction", args("{'actions':["
+                + "{'type':'block-dirty-bitmap-add','data':{'node':'d0','name':'b0','persistent':true}},"
+                + "{'type':'blockdev-backup','data':{'device':'d0','target':'tfull','sync':'full','job-id':'jfull'}}]}"));
+            assertJobCompleted(qmp, "jfull");
+            qmp.execute("blockdev-add", args("{'driver':'qcow2','node-name':'tinc','file':{'driver':'file',"
+                + "'filename':'" + work.resolve("inc.qcow2") + "'}}"));
+            qmp.execute("blockdev-add", args("{'driver':'qcow2','node-name':'fl','file':{'driver':'file',"
+                + "'filename':'" + work.resolve("fleece.qcow2") + "'},'backing':'d0'}"));
+
+            try (Guest guest = Guest.boot(work, initramfs(plan), 2, vhostDisk(2, false)))
+            {
+                guest.await("TM-OK 25", 240);
+                // One cut: rotate (b1 starts, b0 is backed up incrementally) and open the fleecing view.
+                qmp.execute("transaction", args("{'actions':["
+                    + "{'type':'block-dirty-bitmap-add','data':{'node':'d0','name':'b1','persistent':true}},"
+                    + "{'type':'blockdev-backup','data':{'device':'d0','target':'tinc','sync':'incremental',"
+                    + "'bitmap':'b0','job-id':'jinc'}},"
+                    + "{'type':'blockdev-backup','data':{'device':'d0','target':'fl','sync':'none','job-id':'jfl'}}]}"));
+                okAtCut = oks(guest.log()).stream().mapToInt(Integer::intValue).max().orElse(-1);
+                qmp.execute("block-export-add", args("{'type':'nbd','id':'fe','node-name':'fl','name':'fleece'}"));
+                final Process read = new ProcessBuilder("qemu-img", "convert", "-f", "raw", "-O", "raw",
+                    "nbd+unix:///fleece?socket=" + work.resolve("nbd.sock"), work.resolve("fleece.raw").toString())
+                    .redirectErrorStream(true).start();
+                final String readOut = new String(read.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+                assertThat(read.waitFor()).as(readOut).isZero();
+                final int okAfterRead = oks(guest.log()).stream().mapToInt(Integer::intValue).max().orElse(-1);
+                assertJobCompleted(qmp, "jinc");
+                qmp.execute("block-export-del", args("{'id':'fe'}"));
+                qmp.awaitEvent("BLOCK_EXPORT_DELETED", Duration.ofSeconds(30));
+                qmp.execute("job-cancel", args("{'id':'jfl'}"));
+                qmp.awaitEvent("BLOCK_JOB_CANCELLED", Duration.ofSeconds(30));
+                guest.await("TM-DONE", 240);
+                guest.awaitExit(30);
+                assertGuestCompleted(plan, guest.log());
+                assertThat(okAfterRead).as("the guest kept writing during the fleecing read").isGreaterThan(okAtCut);
+                assertThat(okAtCut).as("the cut came while the guest wrote").isLessThan(plan.ops.size() - 10);
+            }
+            quit(qmp);
+        }
+        // The restored chain is the disk at the cut, exactly as the fleecing view read it.
+        qemuImg("convert", "-f", "qcow2", "-O", "raw", work.resolve("inc.qcow2").toString(),
+            work.resolve("restored.raw").toString());
+        final byte[] fleece = Files.readAllBytes(work.resolve("fleece.raw"));
+        final byte[] restored = Files.readAllBytes(work.resolve("restored.raw"));
+        assertThat(Arrays.mismatch(restored, fleece)).as("restored chain vs fleecing read").isEqualTo(-1);
+        assertPlanResult(plan, "all");
+        final byte[] image = Files.readAllBytes(work.resolve("disk.raw"));
+        try (TrackedDisk disk = TrackedDisk.openImage(work.resolve("disk.raw")))
+        {
+            for (final String name : List.of("b0", "b1"))
+            {
+                final BitmapView view = disk.bitmaps().view(name);
+                // Every chunk that changed after the cut, and every op that started after it, is dirty.
+                for (int at = 0; at < image.length; at += (int)view.granularity())
+                {
+                    final int end = (int)Math.min(image.length, at + view.granularity());
+                    if (Arrays.mismatch(image, at, end, fleece, at, end) >= 0)
+                    {
+                        assertThat(view.isDirty(at)).as(name + " chunk " + at + " changed after the cut").isTrue();
+                    }
+                }
+                for (final GuestPlan.Op op : plan.ops)
+                {
+                    if (op.index() > okAtCut + 1)
+                    {
+                        assertCovered(view, op.offset(), op.length(), name + " op after the cut " + op);
+                    }
+                }
+            }
+        }
+    }
+
+    @Test
+    void killNineWhileTheGuestWritesThenRestartAndTheGuestFinishes() throws Exception
+    {
+        final GuestPlan plan = new GuestPlan(37, DISK, 120);
+        daemon = serve(true, false);
+        try (QmpClient qmp = connect())
+        {
+            qmp.execute("block-dirty-bitmap-add", args("{'node':'d0','name':'all','persistent':true}"));
+        }
+        try (Guest guest = Guest.boot(work, initramfs(plan), 2, vhostDisk(2, true)))
+        {
+            guest.await("TM-OK 30", 240);
+            daemon.destroyForcibly();
+            assertThat(daemon.waitFor(30, TimeUnit.SECONDS)).isTrue();
+            final int okAtKill = oks(guest.log()).size();
+            daemon = serve(true, false);
+            guest.await("TM-DONE", 240);
+            guest.awaitExit(30);
+            assertGuestCompleted(plan, guest.log());
+            assertThat(okAtKill).as("the kill came while the guest wrote").isLessThan(plan.ops.size() - 10);
+        }
+        try (QmpClient qmp = connect())
+        {
+            quit(qmp);
+        }
+        assertPlanResult(plan, "all");
+    }
+
+    private void assertJobCompleted(final QmpClient qmp, final String id) throws Exception
+    {
+        final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(120);
+        while (System.nanoTime() < deadline)
+        {
+            final JsonNode event = qmp.awaitEvent("BLOCK_JOB_COMPLETED", Duration.ofSeconds(120));
+            if (id.equals(event.path("data").path("device").asText()))
+            {
+                assertThat(event.path("data").has("error")).as(event.toString()).isFalse();
+                return;
+            }
+        }
+        throw new AssertionError("job " + id + " did not complete");
+    }
+
+    private void qemuImg(final String... args) throws Exception
+    {
+        final List<String> cmd = new ArrayList<>(List.of("qemu-img"));
+        cmd.addAll(List.of(args));
+        final Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
+        final String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+        assertThat(p.waitFor()).as(String.join(" ", cmd) + ": " + out).isZero();
+    }
+
     // ------------------------------------------------------------------------------------------ helpers
 
     private List<String> vhostDisk(final int queues, final boolean reconnect)
