@@ -147,7 +147,7 @@ final class GuestMemory
         }
     }
 
-    /** One mapped region. */
+    /** One mapped region; immutable, so safe for any thread while mapped. */
     private static final class Region
     {
         final long gpa;

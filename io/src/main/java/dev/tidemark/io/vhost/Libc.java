@@ -121,48 +121,46 @@ final class Libc
         final Memory msg = new Memory(MSGHDR_SIZE);
         final Memory iov = new Memory(16);
         final Memory control = new Memory(CONTROL_SIZE);
+        msg.clear();
+        control.clear();
+        iov.setPointer(0, buf);
+        iov.setLong(8, length);
+        msg.setPointer(16, iov);
+        msg.setLong(24, 1);
+        msg.setPointer(32, control);
+        msg.setLong(40, CONTROL_SIZE);
+        final long n = retry(() -> recvmsg(fd, msg, MSG_CMSG_CLOEXEC), "recvmsg");
+        int count = 0;
+        final long controlLength = msg.getLong(40);
+        long at = 0;
+        while (at + CMSG_HEADER <= controlLength)
         {
-            msg.clear();
-            control.clear();
-            iov.setPointer(0, buf);
-            iov.setLong(8, length);
-            msg.setPointer(16, iov);
-            msg.setLong(24, 1);
-            msg.setPointer(32, control);
-            msg.setLong(40, CONTROL_SIZE);
-            final long n = retry(() -> recvmsg(fd, msg, MSG_CMSG_CLOEXEC), "recvmsg");
-            int count = 0;
-            final long controlLength = msg.getLong(40);
-            long at = 0;
-            while (at + CMSG_HEADER <= controlLength)
+            final long cmsgLen = control.getLong(at);
+            final int level = control.getInt(at + 8);
+            final int type = control.getInt(at + 12);
+            if (cmsgLen < CMSG_HEADER)
             {
-                final long cmsgLen = control.getLong(at);
-                final int level = control.getInt(at + 8);
-                final int type = control.getInt(at + 12);
-                if (cmsgLen < CMSG_HEADER)
+                break;
+            }
+            if (level == SOL_SOCKET && type == SCM_RIGHTS)
+            {
+                final int n2 = (int)((cmsgLen - CMSG_HEADER) / 4);
+                for (int i = 0; i < n2; i++)
                 {
-                    break;
-                }
-                if (level == SOL_SOCKET && type == SCM_RIGHTS)
-                {
-                    final int n2 = (int)((cmsgLen - CMSG_HEADER) / 4);
-                    for (int i = 0; i < n2; i++)
+                    final int received = control.getInt(at + CMSG_HEADER + 4L * i);
+                    if (count < fds.length)
                     {
-                        final int received = control.getInt(at + CMSG_HEADER + 4L * i);
-                        if (count < fds.length)
-                        {
-                            fds[count++] = received;
-                        }
-                        else
-                        {
-                            closeQuietly(received);
-                        }
+                        fds[count++] = received;
+                    }
+                    else
+                    {
+                        closeQuietly(received);
                     }
                 }
-                at += (cmsgLen + 7) & ~7L;
             }
-            return new long[] {n, count};
+            at += (cmsgLen + 7) & ~7L;
         }
+        return new long[] {n, count};
     }
 
     /** Sends {@code length} bytes of {@code buf} with {@code fds} attached (none when empty). */
@@ -172,36 +170,34 @@ final class Libc
         final Memory msg = new Memory(MSGHDR_SIZE);
         final Memory iov = new Memory(16);
         final Memory control = new Memory(CONTROL_SIZE);
+        msg.clear();
+        control.clear();
+        iov.setPointer(0, buf);
+        iov.setLong(8, length);
+        msg.setPointer(16, iov);
+        msg.setLong(24, 1);
+        if (fds.length > 0)
         {
-            msg.clear();
-            control.clear();
-            iov.setPointer(0, buf);
-            iov.setLong(8, length);
-            msg.setPointer(16, iov);
-            msg.setLong(24, 1);
-            if (fds.length > 0)
+            if (fds.length > MAX_FDS)
             {
-                if (fds.length > MAX_FDS)
-                {
-                    throw new IOException("at most " + MAX_FDS + " descriptors per message");
-                }
-                final long cmsgLen = CMSG_HEADER + 4L * fds.length;
-                control.setLong(0, cmsgLen);
-                control.setInt(8, SOL_SOCKET);
-                control.setInt(12, SCM_RIGHTS);
-                for (int i = 0; i < fds.length; i++)
-                {
-                    control.setInt(CMSG_HEADER + 4L * i, fds[i]);
-                }
-                msg.setPointer(32, control);
-                msg.setLong(40, (cmsgLen + 7) & ~7L);
+                throw new IOException("at most " + MAX_FDS + " descriptors per message");
             }
-            final long sent = retry(() -> sendmsg(fd, msg, MSG_NOSIGNAL), "sendmsg");
-            if (sent < length)
+            final long cmsgLen = CMSG_HEADER + 4L * fds.length;
+            control.setLong(0, cmsgLen);
+            control.setInt(8, SOL_SOCKET);
+            control.setInt(12, SCM_RIGHTS);
+            for (int i = 0; i < fds.length; i++)
             {
-                // Descriptors went with the first byte; the rest is plain data.
-                writeFully(fd, buf.share(sent), length - sent);
+                control.setInt(CMSG_HEADER + 4L * i, fds[i]);
             }
+            msg.setPointer(32, control);
+            msg.setLong(40, (cmsgLen + 7) & ~7L);
+        }
+        final long sent = retry(() -> sendmsg(fd, msg, MSG_NOSIGNAL), "sendmsg");
+        if (sent < length)
+        {
+            // Descriptors went with the first byte; the rest is plain data.
+            writeFully(fd, buf.share(sent), length - sent);
         }
     }
 

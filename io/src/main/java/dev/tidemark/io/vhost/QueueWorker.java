@@ -450,7 +450,7 @@ final class QueueWorker implements Runnable
         return nbdError == NbdProtocol.ENOTSUP ? VhostUser.VIRTIO_BLK_S_UNSUPP : VhostUser.VIRTIO_BLK_S_IOERR;
     }
 
-    /** A request split into parts; completes once every part has, with the first error. */
+    /** A request split into parts, completed from any thread; finishes once every part has, with an error if any. */
     private final class Pending extends AtomicInteger implements NbdCompletion
     {
         private static final long serialVersionUID = 1L;

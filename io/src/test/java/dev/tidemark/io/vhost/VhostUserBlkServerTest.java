@@ -262,7 +262,7 @@ class VhostUserBlkServerTest
         assertThat(state.getInt(4)).isEqualTo(3);
     }
 
-    /** An in-memory export that completes modifying requests on another thread, as a disk's ring does. */
+    /** An in-memory export, safe for concurrent use, that completes modifying requests on another thread (as a disk's ring does). */
     static final class MemoryExport implements NbdExport
     {
         final ByteBuffer data;
