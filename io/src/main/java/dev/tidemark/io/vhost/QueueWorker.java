@@ -130,7 +130,7 @@ final class QueueWorker implements Runnable
                     throw new IOException("read of kick eventfd failed: errno " + ex.getErrorCode(), ex);
                 }
             }
-            if (vq.hasAvail() || stopping)
+            if (!vq.armKick() || stopping)
             {
                 return;
             }

@@ -51,6 +51,8 @@ public final class VhostUser
     public static final int F_PROTOCOL_FEATURES = 30;
     public static final int VIRTIO_F_VERSION_1 = 32;
     public static final int VIRTIO_RING_F_INDIRECT_DESC = 28;
+    /** used_event / avail_event: each side says when it next wants to be notified. */
+    public static final int VIRTIO_RING_F_EVENT_IDX = 29;
 
     public static final int PROTOCOL_F_MQ = 0;
     public static final int PROTOCOL_F_REPLY_ACK = 3;

@@ -75,7 +75,8 @@ public final class VhostUserBlkServer implements AutoCloseable
         final byte[] raw = name.getBytes(StandardCharsets.UTF_8);
         this.serial = java.util.Arrays.copyOf(raw, Math.min(raw.length, VhostUser.VIRTIO_BLK_ID_BYTES));
         long f = bit(VhostUser.VIRTIO_F_VERSION_1) | bit(VhostUser.F_PROTOCOL_FEATURES)
-            | bit(VhostUser.VIRTIO_RING_F_INDIRECT_DESC) | bit(VhostUser.VIRTIO_BLK_F_SEG_MAX)
+            | bit(VhostUser.VIRTIO_RING_F_INDIRECT_DESC) | bit(VhostUser.VIRTIO_RING_F_EVENT_IDX)
+            | bit(VhostUser.VIRTIO_BLK_F_SEG_MAX)
             | bit(VhostUser.VIRTIO_BLK_F_BLK_SIZE) | bit(VhostUser.VIRTIO_BLK_F_TOPOLOGY)
             | bit(VhostUser.VIRTIO_BLK_F_FLUSH) | bit(VhostUser.VIRTIO_BLK_F_MQ);
         if (export.isReadOnly())
@@ -605,7 +606,7 @@ public final class VhostUserBlkServer implements AutoCloseable
                 return;
             }
             final Virtqueue vq = new Virtqueue(index, q.num, memory, q.descUva, q.availUva, q.usedUva, q.base,
-                q.callFd);
+                q.callFd, (ackedFeatures & bit(VhostUser.VIRTIO_RING_F_EVENT_IDX)) != 0);
             q.worker = new QueueWorker("vhost-" + name + "-q" + index, vq, export, q.kickFd, serial, counter);
             q.worker.start();
         }

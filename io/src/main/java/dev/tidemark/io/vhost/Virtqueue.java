@@ -26,6 +26,7 @@ final class Virtqueue
 
     final int index;
     final int size;
+    private final boolean eventIdx;
     private final GuestMemory memory;
     private final ByteBuffer descs;
     private final ByteBuffer avail;
@@ -46,10 +47,11 @@ final class Virtqueue
      * @param base the first available index to serve (SET_VRING_BASE), which is also the used index.
      */
     Virtqueue(final int index, final int size, final GuestMemory memory, final long descUva, final long availUva,
-        final long usedUva, final int base, final int callFd) throws IOException
+        final long usedUva, final int base, final int callFd, final boolean eventIdx) throws IOException
     {
         this.index = index;
         this.size = size;
+        this.eventIdx = eventIdx;
         this.memory = memory;
         this.descs = memory.frontEnd(descUva, 16 * size);
         this.avail = memory.frontEnd(availUva, 6 + 2 * size);
@@ -82,6 +84,22 @@ final class Virtqueue
     boolean hasAvail()
     {
         return ((short)SHORT.getAcquire(avail, 2) & 0xffff) != lastAvail;
+    }
+
+    /**
+     * Before the worker waits for a kick: with {@code VIRTIO_RING_F_EVENT_IDX}, asks the driver to kick when it
+     * publishes the next request (avail_event), then looks again, so a request published meanwhile is not missed.
+     *
+     * @return whether the ring is still empty, so the worker may wait.
+     */
+    boolean armKick()
+    {
+        if (eventIdx)
+        {
+            used.putShort(4 + 8 * size, (short)lastAvail);
+            VarHandle.fullFence();
+        }
+        return !hasAvail();
     }
 
     /** @return the head descriptor of the next available request, or -1 if none. */
@@ -134,6 +152,7 @@ final class Virtqueue
     {
         synchronized (this)
         {
+            final int before = usedIdx;
             boolean published = false;
             final int slot = ticket & (size - 1);
             doneHead[slot] = head;
@@ -152,7 +171,7 @@ final class Virtqueue
             {
                 SHORT.setRelease(used, 2, (short)usedIdx);
                 // Signal inside the monitor: once a drain sees the queue empty, nothing touches the ring any more.
-                signal();
+                signal(before, usedIdx);
                 notifyAll();
             }
         }
@@ -183,11 +202,20 @@ final class Virtqueue
         callFd = fd;
     }
 
-    private void signal()
+    private void signal(final int before, final int after)
     {
-        // The driver may have asked for no interrupts; read its flag after the used index is visible.
+        // The driver's wish (flag or used_event) is read after the used index is visible to it.
         VarHandle.fullFence();
-        if ((avail.getShort(0) & VhostUser.VRING_AVAIL_F_NO_INTERRUPT) != 0)
+        if (eventIdx)
+        {
+            // vring_need_event: interrupt only if used_event lies in [before, after).
+            final int usedEvent = avail.getShort(4 + 2 * size) & 0xffff;
+            if (((after - usedEvent - 1) & 0xffff) >= ((after - before) & 0xffff))
+            {
+                return;
+            }
+        }
+        else if ((avail.getShort(0) & VhostUser.VRING_AVAIL_F_NO_INTERRUPT) != 0)
         {
             return;
         }

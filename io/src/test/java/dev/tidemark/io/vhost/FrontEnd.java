@@ -32,6 +32,7 @@ final class FrontEnd implements AutoCloseable
     final int[] nextAvail;
     final int[] nextDesc;
     final int queues;
+    int signals;
 
     FrontEnd(final int queues) throws IOException
     {
@@ -113,7 +114,14 @@ final class FrontEnd implements AutoCloseable
     /** The whole set-up QEMU does on start, with rings starting at {@code base}. */
     void setUp(final int base) throws IOException
     {
-        final long features = getU64(VhostUser.GET_FEATURES);
+        setUp(base, false);
+    }
+
+    /** As {@link #setUp(int)}, with {@code VIRTIO_RING_F_EVENT_IDX} negotiated or not. */
+    void setUp(final int base, final boolean eventIdx) throws IOException
+    {
+        final long offered = getU64(VhostUser.GET_FEATURES);
+        final long features = eventIdx ? offered : offered & ~(1L << VhostUser.VIRTIO_RING_F_EVENT_IDX);
         final long protocol = getU64(VhostUser.GET_PROTOCOL_FEATURES);
         setU64(VhostUser.SET_PROTOCOL_FEATURES, protocol);
         setU64(VhostUser.SET_FEATURES, features);
@@ -190,6 +198,18 @@ final class FrontEnd implements AutoCloseable
         Libc.write(kick[q], one, 8);
     }
 
+    /** With EVENT_IDX: asks for an interrupt when the used index passes {@code value}. */
+    void usedEvent(final int q, final int value)
+    {
+        guest.putShort((int)avail(q) + 4 + 2 * QUEUE_SIZE, (short)value);
+    }
+
+    /** @return the device's avail_event (EVENT_IDX): the available index it wants a kick for. */
+    int availEvent(final int q)
+    {
+        return guest.getShort((int)used(q) + 4 + 8 * QUEUE_SIZE) & 0xffff;
+    }
+
     int usedIdx(final int q)
     {
         return guest.getShort((int)used(q) + 2) & 0xffff;
@@ -210,6 +230,9 @@ final class FrontEnd implements AutoCloseable
     {
         final long deadline = System.nanoTime() + 10_000_000_000L;
         final Memory counter = new Memory(8);
+        final Memory pollFd = new Memory(8);
+        pollFd.setInt(0, call[q]);
+        pollFd.setShort(4, (short)1);
         while (usedIdx(q) != (target & 0xffff))
         {
             if (System.nanoTime() > deadline)
@@ -218,10 +241,11 @@ final class FrontEnd implements AutoCloseable
             }
             try
             {
-                // The call eventfd is blocking here: it returns once the back end signalled.
-                if (usedIdx(q) != (target & 0xffff))
+                // Wait for the back end's signal, but never for ever: a missing signal fails on the deadline.
+                if (usedIdx(q) != (target & 0xffff) && Libc.poll(pollFd, 1, 100) > 0)
                 {
                     Libc.read(call[q], counter, 8);
+                    signals++;
                 }
             }
             catch (final LastErrorException ex)

@@ -244,6 +244,53 @@ class VhostUserBlkServerTest
     }
 
     @Test
+    void withEventIdxTheBackEndAsksForKicksAndSignalsOnlyWhenAsked() throws Exception
+    {
+        start(1);
+        fe.setUp(0, true);
+        final long base = FrontEnd.DATA;
+        // used_event far ahead: the driver wants no interrupt for the first two requests.
+        fe.usedEvent(0, 100);
+        for (int i = 0; i < 2; i++)
+        {
+            fe.header(base + i * 1024, VhostUser.VIRTIO_BLK_T_OUT, i);
+            fe.publish(0, new FrontEnd.Buf(base + i * 1024, 16, false), new FrontEnd.Buf(base + 8192, 512, false),
+                new FrontEnd.Buf(base + i * 1024 + 64, 1, true));
+        }
+        fe.kick(0);
+        fe.awaitUsed(0, 2);
+        assertThat(fe.signals).isZero();
+        // Idle again, the back end asked to be kicked for the next request.
+        final long deadline = System.nanoTime() + 5_000_000_000L;
+        while (fe.availEvent(0) != 2 && System.nanoTime() < deadline)
+        {
+            Thread.sleep(1);
+        }
+        assertThat(fe.availEvent(0)).isEqualTo(2);
+        // Now the driver wants an interrupt once the used index passes 2.
+        fe.usedEvent(0, 2);
+        fe.header(base, VhostUser.VIRTIO_BLK_T_FLUSH, 0);
+        fe.publish(0, new FrontEnd.Buf(base, 16, false), new FrontEnd.Buf(base + 64, 1, true));
+        fe.kick(0);
+        fe.awaitUsed(0, 3);
+        final long until = System.nanoTime() + 2_000_000_000L;
+        while (fe.signals == 0 && System.nanoTime() < until)
+        {
+            fe.awaitUsed(0, 3);
+            final com.sun.jna.Memory counter = new com.sun.jna.Memory(8);
+            final com.sun.jna.Memory pollFd = new com.sun.jna.Memory(8);
+            pollFd.setInt(0, fe.call[0]);
+            pollFd.setShort(4, (short)1);
+            if (Libc.poll(pollFd, 1, 100) > 0)
+            {
+                Libc.read(fe.call[0], counter, 8);
+                fe.signals++;
+            }
+        }
+        assertThat(fe.signals).isEqualTo(1);
+    }
+
+    @Test
     void getVringBaseStopsTheRingAfterItsRequestsComplete() throws Exception
     {
         start(1);
