@@ -86,6 +86,12 @@ class VmGuestTest
             assertThat(exports.toString()).contains("\"type\":\"vhost-user-blk\"").contains("\"id\":\"v0\"");
             final String log = runGuest(plan, vhostDisk(2, false), 2);
             assertThat(log).contains("TM-START " + DISK / 512 + " 2");
+            // QEMU is gone: the export goes without an NBD server, with QEMU's event.
+            qmp.execute("block-export-del", args("{'id':'v0'}"));
+            assertThat(qmp.awaitEvent("BLOCK_EXPORT_DELETED", Duration.ofSeconds(30)).path("data").path("id")
+                .asText()).isEqualTo("v0");
+            assertThat(qmp.execute("query-block-exports", QmpJson.object())).isEmpty();
+            assertThat(work.resolve("vhost.sock")).doesNotExist();
             quit(qmp);
         }
         assertPlanResult(plan, "all");
