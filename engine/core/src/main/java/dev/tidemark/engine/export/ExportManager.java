@@ -324,8 +324,10 @@ public final class ExportManager implements AutoCloseable
         catch (final IOException | RuntimeException ex)
         {
             vhost.close();
-            throw new EngineException(EngineException.ErrorClass.GenericError,
-                "Failed to bind socket to unix:" + socket + ": " + ex.getMessage(), ex);
+            final EngineException failure = EngineException.generic("Failed to bind socket to unix:" + socket + ": "
+                + ex.getMessage());
+            failure.initCause(ex);
+            throw failure;
         }
         final Entry entry = new Entry(request, request.id(), List.of(), vhost);
         exports.put(request.id(), entry);
