@@ -14,8 +14,9 @@ import org.agrona.concurrent.UnsafeBuffer;
 /**
  * The layout of a bitmap file, every offset in one place; stateless and safe for any number of threads.
  *
- * <p>A bitmap file is a 4 KiB header followed by the data area (QEMU's level-0 word array). All
- * integers are little-endian. {@code docs/bitmap-format.md} documents the same table in prose.
+ * <p>A bitmap file is a 4 KiB header, the data area (QEMU's level-0 word array) and, from format 1.1, the
+ * summary area (levels 1 and 2 as they were at the last clean close). All integers are little-endian.
+ * {@code docs/bitmap-format.md} documents the same table in prose.
  *
  * <pre>
  *   0                   1                   2                   3
@@ -33,7 +34,7 @@ import org.agrona.concurrent.UnsafeBuffer;
  *  +---------------------------------------------------------------+
  *  |  Granularity (u64) | Disk size (u64) | Chunk count (u64)      |  24, 32, 40
  *  |  Data offset (u64) | Data length (u64)                        |  48, 56
- *  |  Summary offset (u64) | Summary length (u64)   (0: rebuilt)   |  64, 72
+ *  |  Summary offset (u64) | Summary length (u64)   (0: none)      |  64, 72
  *  |  Creation time (u64 ms) | Generation (u64) | Open time (ms)   |  80, 88, 96
  *  |  Boot id at open (16 bytes, UUID big-endian halves)           | 104
  *  |  Last clean close time (u64 ms, 0 never)                      | 120
@@ -45,6 +46,11 @@ import org.agrona.concurrent.UnsafeBuffer;
  *  |  Data: max(1, ceil(chunks / 64)) u64 words, chunk i at bit     | 4096
  *  |  (i mod 64) of word i / 64, zero padded to a 4 KiB multiple    |
  *  +---------------------------------------------------------------+
+ *  |  Summary (1.1): level 1, one bit per data word, padded to 4 KiB; | summary offset
+ *  |  then level 2, one bit per level-1 word, padded to 4 KiB.       |
+ *  |  Meaningful only when the summary fields are non-zero, which a  |
+ *  |  clean close sets and every open for writing clears.            |
+ *  +---------------------------------------------------------------+
  * </pre>
  */
 public final class BitmapFileDescriptor
@@ -53,8 +59,12 @@ public final class BitmapFileDescriptor
     public static final long MAGIC;
     /** Major version this code writes and the only one it reads. */
     public static final int VERSION_MAJOR = 1;
-    /** Minor version this code writes; newer minors are read (they only add to reserved room). */
-    public static final int VERSION_MINOR = 0;
+    /**
+     * Minor version this code writes: 1 adds the summary area after the data (1.0 code refuses such a file
+     * with {@code BAD_LAYOUT}); 1.0 files are read, and a clean close rewrites them as 1.1. Newer minors are
+     * read.
+     */
+    public static final int VERSION_MINOR = 1;
 
     /** Length of the header, also where the data area starts. */
     public static final int HEADER_LENGTH = 4096;
@@ -166,7 +176,96 @@ public final class BitmapFileDescriptor
      */
     public static long fileLength(final long chunkCount)
     {
+        return summaryOffset(chunkCount) + summaryAreaLength(chunkCount);
+    }
+
+    /**
+     * @param chunkCount chunks tracked.
+     * @return the length a file must have for its data area alone (format 1.0, or 1.1 while open).
+     */
+    public static long dataEnd(final long chunkCount)
+    {
         return HEADER_LENGTH + dataAreaLength(chunkCount);
+    }
+
+    /**
+     * @param chunkCount chunks tracked.
+     * @return words of level 1: one bit per data word.
+     */
+    public static long level1Words(final long chunkCount)
+    {
+        return (wordCount(chunkCount) + 63) >>> 6;
+    }
+
+    /**
+     * @param chunkCount chunks tracked.
+     * @return words of level 2: one bit per level-1 word.
+     */
+    public static long level2Words(final long chunkCount)
+    {
+        return (level1Words(chunkCount) + 63) >>> 6;
+    }
+
+    /**
+     * @param chunkCount chunks tracked.
+     * @return where the summary area starts in the file: right after the data area.
+     */
+    public static long summaryOffset(final long chunkCount)
+    {
+        return dataEnd(chunkCount);
+    }
+
+    /**
+     * @param chunkCount chunks tracked.
+     * @return bytes of the summary area: level 1 and then level 2, each padded to a whole page.
+     */
+    public static long summaryAreaLength(final long chunkCount)
+    {
+        return level2OffsetInSummary(chunkCount) + align(level2Words(chunkCount) * Long.BYTES, PAGE_SIZE);
+    }
+
+    /**
+     * @param chunkCount chunks tracked.
+     * @return where level 2 starts, relative to the summary offset.
+     */
+    public static long level2OffsetInSummary(final long chunkCount)
+    {
+        return align(level1Words(chunkCount) * Long.BYTES, PAGE_SIZE);
+    }
+
+    /**
+     * Records that the summary area holds levels 1 and 2 exactly as a clean close left them.
+     *
+     * @param header the header buffer.
+     * @param chunkCount chunks tracked.
+     */
+    public static void writeSummaryFields(final UnsafeBuffer header, final long chunkCount)
+    {
+        header.putLong(SUMMARY_OFFSET_OFFSET, summaryOffset(chunkCount), ByteOrder.LITTLE_ENDIAN);
+        header.putLong(SUMMARY_LENGTH_OFFSET, summaryAreaLength(chunkCount), ByteOrder.LITTLE_ENDIAN);
+        header.putShort(VERSION_MINOR_OFFSET, (short)Math.max(VERSION_MINOR,
+            header.getShort(VERSION_MINOR_OFFSET, ByteOrder.LITTLE_ENDIAN) & 0xFFFF), ByteOrder.LITTLE_ENDIAN);
+    }
+
+    /**
+     * Records that the summary area is not to be read (set by every open for writing: from then on the
+     * data may change without the persisted summary following).
+     *
+     * @param header the header buffer.
+     */
+    public static void clearSummaryFields(final UnsafeBuffer header)
+    {
+        header.putLong(SUMMARY_OFFSET_OFFSET, 0, ByteOrder.LITTLE_ENDIAN);
+        header.putLong(SUMMARY_LENGTH_OFFSET, 0, ByteOrder.LITTLE_ENDIAN);
+    }
+
+    /**
+     * @param header a validated header.
+     * @return whether the summary fields say the summary area is meaningful.
+     */
+    public static boolean hasSummary(final UnsafeBuffer header)
+    {
+        return header.getLong(SUMMARY_OFFSET_OFFSET, ByteOrder.LITTLE_ENDIAN) != 0;
     }
 
     /**
@@ -400,11 +499,13 @@ public final class BitmapFileDescriptor
         }
         final long summaryOffset = header.getLong(SUMMARY_OFFSET_OFFSET, ByteOrder.LITTLE_ENDIAN);
         final long summaryLength = header.getLong(SUMMARY_LENGTH_OFFSET, ByteOrder.LITTLE_ENDIAN);
-        if (summaryOffset != 0 || summaryLength != 0)
+        final boolean summaryAbsent = summaryOffset == 0 && summaryLength == 0;
+        if (!summaryAbsent && (summaryOffset != summaryOffset(chunks) || summaryLength != summaryAreaLength(chunks)))
         {
             throw new BitmapFileException(BitmapError.BAD_LAYOUT, file,
-                "summary area at offset " + summaryOffset + " length " + summaryLength +
-                "; format 1.x keeps no summary in the file (both must be 0)");
+                "summary area at offset " + summaryOffset + " length " + summaryLength + " (fields at " +
+                SUMMARY_OFFSET_OFFSET + ", " + SUMMARY_LENGTH_OFFSET + "), expected both 0 or offset " +
+                summaryOffset(chunks) + " length " + summaryAreaLength(chunks));
         }
         final int nameLength = header.getInt(NAME_LENGTH_OFFSET, ByteOrder.LITTLE_ENDIAN);
         if (nameLength < 1 || nameLength > MAX_NAME_BYTES)
@@ -421,7 +522,7 @@ public final class BitmapFileDescriptor
             throw new BitmapFileException(BitmapError.BAD_NAME, file,
                 "name at offset " + NAME_OFFSET + " is not valid UTF-8");
         }
-        final long expectedLength = fileLength(chunks);
+        final long expectedLength = summaryAbsent ? dataEnd(chunks) : fileLength(chunks);
         if (fileLength < expectedLength)
         {
             throw new BitmapFileException(BitmapError.TRUNCATED, file,

@@ -3,9 +3,10 @@ package dev.tidemark.bitmap;
 /**
  * A mutable dirty bitmap: {@link #mark} is lock-free and safe from any number of threads; every other
  * mutator (clear, merge, resize, force, close) must be called from one controlling thread at a time,
- * which may run concurrently with markers and readers.
+ * which may run concurrently with markers and readers. {@code MappedBitmap} relaxes this for
+ * {@link #merge}, which it makes safe from any thread.
  *
- * <p>Implementations keep the bits in off-heap memory: a mapped file for persistent bitmaps, direct
+ * <p>Implementations keep the bits in off-heap memory: a mapped file for persistent bitmaps, lazily zeroed
  * memory for anonymous ones (successors, non-persistent bitmaps).
  */
 public interface DirtyBitmap extends BitmapView, AutoCloseable

@@ -17,7 +17,9 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Objects;
 import java.util.UUID;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.LongConsumer;
 import java.util.function.LongSupplier;
 import java.util.function.UnaryOperator;
 
@@ -26,19 +28,26 @@ import org.agrona.IoUtil;
 import org.agrona.concurrent.UnsafeBuffer;
 
 /**
- * A dirty bitmap in off-heap memory: {@link #mark} and every reader are safe for any number of threads;
- * clear, clear-all and merge may run from one controlling thread at a time concurrently with them;
- * resize, force, durable-mode changes and close belong to the controlling thread with no marker running
- * for resize and close.
+ * A dirty bitmap in off-heap memory: {@link #mark}, {@link #merge} and every reader are safe for any number
+ * of threads; clear and clear-all may run from one controlling thread at a time concurrently with them;
+ * resize, force, durable-mode changes and close belong to the controlling thread, with no marker or merger
+ * running for resize and close.
  *
  * <h2>Levels</h2>
  * The bits live in three levels. Level 0 is the data: one bit per chunk in 64-bit words, exactly QEMU's
  * level-0 array, so that its SHA-256 equals {@code x-debug-block-dirty-bitmap-sha256}. For a persistent
- * bitmap level 0 is the data area of the mapped file; for an anonymous one it is direct memory. Level 1
- * has one bit per level-0 word ("this word may be non-zero"), level 2 one bit per level-1 word. Levels 1
- * and 2 are never written to the file: they are rebuilt by one scan on open, which costs a read of the
- * data area (about 30 ms for 128 MiB) and removes a whole class of "summary disagrees with data" states
- * from the format.
+ * bitmap level 0 is the data area of the mapped file; for an anonymous one it is lazily zeroed memory (a
+ * deleted sparse scratch file, see {@link ScratchFile}; small ones use direct memory). Level 1 has one bit
+ * per level-0 word ("this word may be non-zero"), level 2 one bit per level-1 word; they live in lazily
+ * zeroed memory too, so a 64 TiB disk at 4 KiB costs virtual address space up front and resident memory
+ * only for the pages that hold dirty bits.
+ *
+ * <p>A clean close stores levels 1 and 2 in the file's summary area (format 1.1) and records that in the
+ * header; every open for writing erases that record before a bit can change. Opening a file whose summary
+ * is on record maps it copy-on-write, so the open costs two {@code mmap} calls whatever the disk size. Any
+ * other open (after a crash, of a 1.0 file) starts a background thread that rebuilds the summary from the
+ * data; until it ends, readers treat every summary bit as set (correct, just slower) and markers are not
+ * held up at all (see {@link #isSummaryComplete()}, {@link #awaitSummary()}).
  *
  * <p>Level 0 may be larger than the 2 GiB one mapping can hold, so it is split into regions of a
  * power-of-two size (1 GiB by default); word {@code w} lives in region {@code w >>> regionWordShift}.
@@ -46,16 +55,20 @@ import org.agrona.concurrent.UnsafeBuffer;
  * <h2>Cost</h2>
  * Marking touches one level-0 word per 64 chunks written plus one word in each summary level. Finding
  * the next dirty chunk reads level 2 flat (1/4096 of level 0), then only the level-1 and level-0 words
- * whose summary bit is set, so walks, counts, merges and clear-all cost time in proportion to the dirty
- * words, not to the disk. Finding the next clean chunk scans level 0 word by word, which is in proportion
- * to the dirty run it skips.
+ * whose summary bit is set, so walks, counts, merges, clears and clear-all cost time in proportion to the
+ * dirty words, not to the disk. Finding the next clean chunk scans level 0 word by word, which is in
+ * proportion to the dirty run it skips. {@link #sha256()} hashes every data byte (QEMU's digest), but
+ * feeds pieces the summary knows to be zero from a constant array instead of touching the mapping.
  *
  * <h2>Concurrency</h2>
  * A marker sets the data bits first (read; when every target bit is already set, no write at all;
  * otherwise a compare-and-set loop), then notes the file page as needing a force, then makes sure the
  * level-1 and level-2 bits are set, again read before write. Because the summary bits are checked even
  * when the data bits were already set, a mark that returns has its bit visible to every walk that starts
- * after it, even if another marker set the data bit and has not yet reached the summary.
+ * after it, even if another marker set the data bit and has not yet reached the summary. A merge with the
+ * same granularity walks the source's summary and sets each non-zero source word through exactly this
+ * path, so it is a marker: it may run on any thread, concurrently with marks, reads, other merges and the
+ * one clearer, and no bit set by a concurrent mark is lost.
  *
  * <p>Only the controlling thread clears. When a clear leaves a data word zero it clears the level-1 bit
  * and then re-reads the data word; if a marker slipped a bit in meanwhile, it sets the level-1 bit again
@@ -70,6 +83,10 @@ import org.agrona.concurrent.UnsafeBuffer;
  * that overlapped a drop is repeated. So a mark that returned is found by every search that starts after
  * it, even while the controlling thread clears the same words.
  *
+ * <p>The background rebuild needs only to find the bits set before it started: a bit set later is put
+ * into the summary by its own marker. It ORs its findings in with CAS and drops again, the clearer's way,
+ * any bit a racing clear made stale, so the rebuilt summary is exact.
+ *
  * <p>Reads are not snapshots: a walk racing with markers may or may not report bits set after it
  * started, and never reports as clean a bit whose mark returned before it started.
  */
@@ -78,6 +95,11 @@ public final class MappedBitmap implements DirtyBitmap
     /** Default region size of level 0: 1 GiB, half the largest mapping. */
     static final int DEFAULT_REGION_BYTES = 1 << 30;
     private static final int WORDS_PER_PAGE_SHIFT = 9;
+    /** Levels or anonymous data up to this size live in direct memory; above it in a scratch file. */
+    static final long DEFAULT_SCRATCH_THRESHOLD = 1 << 20;
+    private static final int SHA_PIECE_BYTES = 64 * 64 * Long.BYTES;
+    private static final byte[] ZERO_PIECE = new byte[SHA_PIECE_BYTES];
+    private static final int REBUILD_READ_BYTES = 1 << 20;
 
     static
     {
@@ -112,6 +134,23 @@ public final class MappedBitmap implements DirtyBitmap
     private long level1Words;
     private UnsafeBuffer level2;
     private long level2Words;
+    /** Lazily zeroed backing of an anonymous bitmap's level 0 above the scratch threshold, else null. */
+    private ScratchFile dataScratch;
+    /** Lazily zeroed backing of levels 1 and 2 above the scratch threshold, else null (direct memory). */
+    private ScratchFile levelScratch;
+    private MappedByteBuffer level1Mapping;
+    private MappedByteBuffer level2Mapping;
+    /** The summary area, mapped only while a clean close writes it (see {@link MappedPageSink}). */
+    private MappedByteBuffer summaryMapping;
+    /** False while a background rebuild runs: readers then treat every summary bit as set. */
+    private volatile boolean summaryComplete = true;
+    private volatile boolean stopRebuild;
+    /** Why the last summary rebuild or summary write failed, or null. */
+    private volatile Exception summaryFailure;
+    private Thread rebuilder;
+    private final Path scratchDir;
+    private final long scratchThreshold;
+    private final LongConsumer rebuildProgress;
     private UnsafeBuffer pages;
     private long pageWords;
     private final AtomicLong summaryDropSequence = new AtomicLong();
@@ -133,9 +172,13 @@ public final class MappedBitmap implements DirtyBitmap
         final long diskSize,
         final LongSupplier clock,
         final MappedByteBuffer headerMapping,
-        final OpenState openState)
+        final OpenState openState,
+        final Options options)
     {
         this.file = file;
+        this.scratchDir = options.scratchDir;
+        this.scratchThreshold = options.scratchThreshold;
+        this.rebuildProgress = options.rebuildProgress;
         this.channel = channel;
         this.lock = lock;
         this.readOnly = readOnly;
@@ -160,7 +203,9 @@ public final class MappedBitmap implements DirtyBitmap
     // ------------------------------------------------------------------------------------------------
 
     /**
-     * Creates a bitmap in direct memory, all clean, for successors and non-persistent bitmaps.
+     * Creates a bitmap in lazily zeroed memory, all clean, for successors and non-persistent bitmaps. It costs
+     * about a millisecond whatever its size: the memory (a deleted sparse scratch file, see
+     * {@code docs/bitmap-format.md}, "Memory") is taken page by page as bits are set.
      *
      * @param name 1..1023 bytes of UTF-8.
      * @param diskSize bytes of the tracked disk, {@code >= 0}.
@@ -180,9 +225,17 @@ public final class MappedBitmap implements DirtyBitmap
         BitmapFileDescriptor.encodeName(name);
         final MappedBitmap bitmap = new MappedBitmap(
             null, null, null, false, options.regionBytes, name, granularity, diskSize, options.clock, null,
-            OpenState.ANONYMOUS);
-        bitmap.allocateAnonymousRegions();
-        bitmap.rebuildSummary(false);
+            OpenState.ANONYMOUS, options);
+        try
+        {
+            bitmap.allocateAnonymousRegions();
+            bitmap.allocateLevels();
+        }
+        catch (final RuntimeException ex)
+        {
+            bitmap.unmapAll();
+            throw ex;
+        }
         return bitmap;
     }
 
@@ -361,14 +414,31 @@ public final class MappedBitmap implements DirtyBitmap
             0, BitmapFileDescriptor.HEADER_LENGTH);
         final MappedBitmap bitmap = new MappedBitmap(
             file, channel, lock, readOnly, options.regionBytes, name, granularity, diskSize, options.clock,
-            headerMapping, state);
+            headerMapping, state, options);
         bitmap.pageSink = options.sinkDecorator.apply(bitmap.new MappedPageSink());
+        final boolean rebuild;
         try
         {
             bitmap.mapRegions();
-            // A new file is all zero: no need to read (and fault in) its data area.
-            bitmap.rebuildSummary(state != OpenState.CREATED);
             final int flags = bitmap.header.getInt(BitmapFileDescriptor.FLAGS_OFFSET, ByteOrder.LITTLE_ENDIAN);
+            // A new file is all zero. A clean close left an exact summary, which every open for writing
+            // disowns (below) before a bit can change; anything else is rebuilt from the data.
+            final boolean summaryOnDisk = BitmapFileDescriptor.hasSummary(bitmap.header) &&
+                (flags & BitmapFileDescriptor.FLAG_IN_USE) == 0 &&
+                channel.size() >= BitmapFileDescriptor.fileLength(bitmap.chunkCount);
+            if (summaryOnDisk && state != OpenState.CREATED && !readOnly)
+            {
+                bitmap.mapSummaryPrivate();
+            }
+            else
+            {
+                bitmap.allocateLevels();
+                if (summaryOnDisk && state != OpenState.CREATED)
+                {
+                    bitmap.loadSummary();
+                }
+            }
+            rebuild = state != OpenState.CREATED && !summaryOnDisk;
             bitmap.durable = (flags & BitmapFileDescriptor.FLAG_DURABLE) != 0;
             bitmap.inconsistent = state == OpenState.INCONSISTENT;
             if (!readOnly)
@@ -380,6 +450,10 @@ public final class MappedBitmap implements DirtyBitmap
         {
             bitmap.unmapAll();
             throw ex;
+        }
+        if (rebuild)
+        {
+            bitmap.startRebuild();
         }
         return bitmap;
     }
@@ -397,6 +471,8 @@ public final class MappedBitmap implements DirtyBitmap
             header.getLong(BitmapFileDescriptor.GENERATION_OFFSET, ByteOrder.LITTLE_ENDIAN) + 1,
             ByteOrder.LITTLE_ENDIAN);
         header.putLong(BitmapFileDescriptor.OPEN_TIME_OFFSET, clock.getAsLong(), ByteOrder.LITTLE_ENDIAN);
+        // From now on the data may change without the persisted summary following: disown it.
+        BitmapFileDescriptor.clearSummaryFields(header);
         BitmapFileDescriptor.putBootId(header, bootId);
         BitmapFileDescriptor.sealCrc(header);
         // The in-use mark must reach storage before any bit does, or a power loss could leave set-but-unforced
@@ -531,6 +607,11 @@ public final class MappedBitmap implements DirtyBitmap
     // Clearing and merging (controlling thread, concurrent with markers)
     // ------------------------------------------------------------------------------------------------
 
+    /**
+     * QEMU's reset of a byte range; whole words inside the range are visited only where the summary says
+     * they may be non-zero, so the cost is in proportion to the dirty words in the range. Controlling
+     * thread, concurrently with marks and merges, as {@link #clearAll()}.
+     */
     @Override
     public void clear(final long offset, final long length)
     {
@@ -627,6 +708,12 @@ public final class MappedBitmap implements DirtyBitmap
         }
     }
 
+    /**
+     * Clears every bit, visiting only the words the summary says may be non-zero: time in proportion to the
+     * dirty words, no copy, no allocation. Controlling thread; marks and merges may continue meanwhile (a
+     * bit they set during the clear may or may not survive it; the engine swaps bitmaps at a cut where it
+     * needs an exact one).
+     */
     @Override
     public void clearAll()
     {
@@ -639,6 +726,17 @@ public final class MappedBitmap implements DirtyBitmap
         }
     }
 
+    /**
+     * ORs {@code source} into this bitmap. With the same granularity and a {@code MappedBitmap} source (or
+     * its read-only view) it walks the source's summary and ORs each non-zero source word in with the
+     * marker's compare-and-set path: time in proportion to the source's dirty words, no allocation, and safe
+     * on any thread while other threads mark this bitmap or the source, read either, merge into this bitmap
+     * or clear it (bits the source gains during the merge may or may not be copied). With another
+     * granularity it walks the source's dirty extents and marks each chunk they touch, with the same safety.
+     * Not while this bitmap is being resized or closed.
+     *
+     * @throws BitmapArgumentException if the disk sizes differ; this bitmap is then unchanged.
+     */
     @Override
     public void merge(final BitmapView source)
     {
@@ -852,6 +950,11 @@ public final class MappedBitmap implements DirtyBitmap
         {
             return -1;
         }
+        if (!summaryComplete)
+        {
+            // A rebuild is running: until it ends, every word is a candidate.
+            return fromWord;
+        }
         long level1Word = fromWord >>> 6;
         long bits = level1.getLongVolatile((int)(level1Word << 3)) & (-1L << fromWord);
         while (bits == 0)
@@ -891,6 +994,14 @@ public final class MappedBitmap implements DirtyBitmap
     public long dirtyChunkCount()
     {
         long count = 0;
+        if (!summaryComplete)
+        {
+            for (long word = 0; word < wordCount; word++)
+            {
+                count += Long.bitCount(dataWordPlain(word));
+            }
+            return count;
+        }
         for (long level2Word = 0; level2Word < level2Words; level2Word++)
         {
             long bits2 = level2.getLongVolatile((int)(level2Word << 3));
@@ -928,6 +1039,12 @@ public final class MappedBitmap implements DirtyBitmap
         return dirtyChunkCount() << granularityShift;
     }
 
+    /**
+     * QEMU's digest of the level-0 words, streamed: a 32 KiB piece whose level-2 summary word is zero is
+     * fed from a constant zero array without touching the mapping (so a sparse file stays sparse), any
+     * other piece is copied from the mapping into a 32 KiB array. Safe on any thread while markers run; not
+     * a snapshot.
+     */
     @Override
     public byte[] sha256()
     {
@@ -940,14 +1057,33 @@ public final class MappedBitmap implements DirtyBitmap
         {
             throw new IllegalStateException("every Java platform must provide SHA-256", ex);
         }
-        long remaining = wordCount * Long.BYTES;
-        for (final ByteBuffer region : regionBuffers)
+        final long bytes = wordCount * Long.BYTES;
+        final byte[] piece = new byte[SHA_PIECE_BYTES];
+        final boolean useSummary = summaryComplete;
+        for (long position = 0; position < bytes; position += SHA_PIECE_BYTES)
         {
-            final ByteBuffer slice = region.duplicate();
-            final int take = (int)Math.min(slice.capacity(), remaining);
-            slice.clear().limit(take);
-            digest.update(slice);
-            remaining -= take;
+            final int take = (int)Math.min(SHA_PIECE_BYTES, bytes - position);
+            // One level-2 word covers 64 * 64 data words: exactly one piece.
+            final long sequence = summaryDropSequence.get();
+            final boolean zero = useSummary && (sequence & 1) == 0 &&
+                level2.getLongVolatile((int)((position / SHA_PIECE_BYTES) << 3)) == 0 &&
+                summaryDropSequence.get() == sequence;
+            if (zero)
+            {
+                digest.update(ZERO_PIECE, 0, take);
+                continue;
+            }
+            int done = 0;
+            while (done < take)
+            {
+                final long at = position + done;
+                final UnsafeBuffer region = regions[(int)(at / regionBytes)];
+                final int index = (int)(at % regionBytes);
+                final int length = Math.min(take - done, regionBytes - index);
+                region.getBytes(index, piece, done, length);
+                done += length;
+            }
+            digest.update(piece, 0, take);
         }
         return digest.digest();
     }
@@ -1233,25 +1369,50 @@ public final class MappedBitmap implements DirtyBitmap
             return;
         }
         final long newChunks = BitmapFileDescriptor.chunkCount(newDiskSize, granularity);
-        final long newWords = BitmapFileDescriptor.wordCount(newChunks);
+        if (rebuilder != null)
+        {
+            // The rebuild reads the old geometry: let it finish (the summary then carries over below).
+            joinUninterruptibly(rebuilder);
+            rebuilder = null;
+        }
         if (newChunks < chunkCount)
         {
             // Zero the dropped chunks first so that the words kept, and a later regrowth, start clean.
             clearChunks(newChunks, chunkCount - 1);
         }
+        detachLevelsFromFile();
+        final long oldChunks = chunkCount;
+        final ByteBuffer[] oldBuffers = regionBuffers;
+        final UnsafeBuffer[] oldRegions = regions;
+        final ScratchFile oldDataScratch = dataScratch;
+        final UnsafeBuffer oldLevel1 = level1;
+        final UnsafeBuffer oldLevel2 = level2;
+        final long oldLevel2Words = level2Words;
+        final MappedByteBuffer oldLevel1Mapping = level1Mapping;
+        final MappedByteBuffer oldLevel2Mapping = level2Mapping;
+        final ScratchFile oldLevelScratch = levelScratch;
+        final boolean oldSummaryComplete = summaryComplete;
         if (file == null)
         {
-            final ByteBuffer[] oldBuffers = regionBuffers;
-            final long keptWords = Math.min(wordCount, newWords);
             setGeometry(newDiskSize);
+            dataScratch = null;
             allocateAnonymousRegions();
-            copyWords(oldBuffers, keptWords);
+            copyWords(oldRegions, oldLevel1, oldLevel2, oldLevel2Words, oldSummaryComplete, oldChunks);
+            for (int r = 0; r < oldBuffers.length && oldDataScratch != null; r++)
+            {
+                IoUtil.unmap(oldBuffers[r]);
+            }
+            if (oldDataScratch != null)
+            {
+                oldDataScratch.close();
+            }
         }
         else
         {
             force();
-            final long newLength = BitmapFileDescriptor.fileLength(newChunks);
-            final boolean shrinking = newLength < channel.size();
+            final long oldDataEnd = BitmapFileDescriptor.dataEnd(oldChunks);
+            final long newDataEnd = BitmapFileDescriptor.dataEnd(newChunks);
+            final boolean shrinking = newDataEnd < oldDataEnd;
             if (shrinking)
             {
                 // Header first: a crash between the two steps leaves a file longer than needed, which opens.
@@ -1260,15 +1421,15 @@ public final class MappedBitmap implements DirtyBitmap
                 pageSink.forceHeader();
             }
             unmapRegions();
-            if (shrinking)
+            if (newDataEnd > oldDataEnd)
             {
-                channel.truncate(newLength);
+                // Drop the old summary area first: its bytes must not turn into data words. The header still
+                // names the old geometry (and no summary) until the file is long enough for the new one.
+                channel.truncate(oldDataEnd);
+                writeFully(channel, ByteBuffer.allocate(1), newDataEnd - 1);
             }
-            else if (newLength > channel.size())
-            {
-                // Extend sparsely; never write at an offset that may hold live words (equal lengths).
-                writeFully(channel, ByteBuffer.allocate(1), newLength - 1);
-            }
+            // The summary area is rewritten by the clean close; stale words must not survive in it.
+            channel.truncate(newDataEnd);
             channel.force(true);
             setGeometry(newDiskSize);
             mapRegions();
@@ -1279,7 +1440,56 @@ public final class MappedBitmap implements DirtyBitmap
                 pageSink.forceHeader();
             }
         }
-        rebuildSummary(true);
+        // New levels, carrying over the old summary bits of the words kept (O(dirty), no data scan).
+        level1Mapping = null;
+        level2Mapping = null;
+        levelScratch = null;
+        allocateLevels();
+        if (oldSummaryComplete)
+        {
+            copySummary(oldLevel1, oldLevel2, oldLevel2Words);
+        }
+        ScratchFile.unmap(oldLevel1Mapping);
+        ScratchFile.unmap(oldLevel2Mapping);
+        if (oldLevelScratch != null)
+        {
+            oldLevelScratch.close();
+        }
+        if (!oldSummaryComplete)
+        {
+            // Only a rebuild that could not finish leaves this; try again for the new geometry.
+            startRebuild();
+        }
+    }
+
+    /** Copies the level-1 bits of kept words from old levels into the new ones, setting level 2 to match. */
+    private void copySummary(final UnsafeBuffer oldLevel1, final UnsafeBuffer oldLevel2, final long oldLevel2Words)
+    {
+        for (long level2Word = 0; level2Word < oldLevel2Words; level2Word++)
+        {
+            long bits2 = oldLevel2.getLong((int)(level2Word << 3));
+            while (bits2 != 0)
+            {
+                final long level1Word = (level2Word << 6) + Long.numberOfTrailingZeros(bits2);
+                bits2 &= bits2 - 1;
+                if (level1Word >= level1Words)
+                {
+                    return;
+                }
+                long bits1 = oldLevel1.getLong((int)(level1Word << 3));
+                final long firstWord = level1Word << 6;
+                if (firstWord + 64 > wordCount)
+                {
+                    bits1 &= (1L << (wordCount - firstWord)) - 1;
+                }
+                if (bits1 != 0)
+                {
+                    level1.putLong((int)(level1Word << 3), bits1);
+                    final int index2 = (int)((level1Word >>> 6) << 3);
+                    level2.putLong(index2, level2.getLong(index2) | (1L << level1Word));
+                }
+            }
+        }
     }
 
     private void setGeometry(final long newDiskSize)
@@ -1289,28 +1499,105 @@ public final class MappedBitmap implements DirtyBitmap
         wordCount = BitmapFileDescriptor.wordCount(chunkCount);
     }
 
-    private void copyWords(final ByteBuffer[] from, final long words)
+    /** Copies the non-zero words kept by a resize from old anonymous regions, guided by the old summary. */
+    private void copyWords(
+        final UnsafeBuffer[] from,
+        final UnsafeBuffer oldLevel1,
+        final UnsafeBuffer oldLevel2,
+        final long oldLevel2Words,
+        final boolean oldSummaryComplete,
+        final long oldChunks)
     {
-        final long wordsPerRegion = 1L << regionWordShift;
-        for (long word = 0; word < words; word++)
+        final long keptWords = Math.min(BitmapFileDescriptor.wordCount(oldChunks), wordCount);
+        long word = 0;
+        while (word < keptWords)
         {
-            final long bits = new UnsafeBuffer(from[(int)(word / wordsPerRegion)])
-                .getLong((int)((word % wordsPerRegion) << 3));
+            if (oldSummaryComplete)
+            {
+                final long level1Word = word >>> 6;
+                final boolean level2Set = (level1Word >>> 6) < oldLevel2Words &&
+                    (oldLevel2.getLong((int)((level1Word >>> 6) << 3)) & (1L << level1Word)) != 0;
+                final long bits1 = level2Set ? oldLevel1.getLong((int)(level1Word << 3)) : 0;
+                if ((bits1 & (1L << word)) == 0)
+                {
+                    // Skip to the next word the old summary names (or the next level-1 word).
+                    final long rest = bits1 & (-1L << word);
+                    word = rest == 0 ? (level1Word + 1) << 6 : (level1Word << 6) + Long.numberOfTrailingZeros(rest);
+                    continue;
+                }
+            }
+            final long bits = from[(int)(word >>> regionWordShift)].getLong((int)((word & regionWordMask) << 3));
             if (bits != 0)
             {
                 regions[(int)(word >>> regionWordShift)].putLong((int)((word & regionWordMask) << 3), bits);
             }
+            word++;
         }
     }
 
     /**
+     * @return whether levels 1 and 2 are complete; false while the background rebuild after an untrusted
+     *         open runs (walks, counts, merges and clears are then correct but read every data word).
+     */
+    public boolean isSummaryComplete()
+    {
+        return summaryComplete;
+    }
+
+    /**
+     * @return why the last background summary rebuild, or the last clean close's summary write, failed, or
+     *         {@code null}; either failure leaves the bits intact and only costs speed (walks read every
+     *         word until a later open rebuilds).
+     */
+    public Exception summaryFailure()
+    {
+        return summaryFailure;
+    }
+
+    /**
+     * Waits until a background summary rebuild has ended; returns at once when none runs. Any thread; marks
+     * may continue meanwhile.
+     *
+     * @return whether the summary is complete (false only if the rebuild failed or the bitmap was closed).
+     */
+    public boolean awaitSummary()
+    {
+        final Thread thread = rebuilder;
+        if (thread != null && thread != Thread.currentThread())
+        {
+            joinUninterruptibly(thread);
+        }
+        return summaryComplete;
+    }
+
+    /**
+     * Waits at most {@code timeout} for a background summary rebuild to end.
+     *
+     * @param timeout how long.
+     * @param unit its unit.
+     * @return whether the summary is complete.
+     * @throws InterruptedException if interrupted while waiting.
+     */
+    public boolean awaitSummary(final long timeout, final TimeUnit unit) throws InterruptedException
+    {
+        final Thread thread = rebuilder;
+        if (thread != null)
+        {
+            thread.join(Math.max(1, unit.toMillis(timeout)));
+        }
+        return summaryComplete;
+    }
+
+    /**
      * Checks the structure: bits past the last chunk and padding past the last word are zero, and every
-     * summary bit agrees with the data. Meaningful only while no marker or clearer runs.
+     * summary bit agrees with the data. Waits for a running summary rebuild first. Meaningful only while no
+     * marker or clearer runs; reads every data word.
      *
      * @return the problems found, empty if none.
      */
     public List<String> checkConsistency()
     {
+        awaitSummary();
         final List<String> problems = new ArrayList<>();
         final long tailBits = chunkCount & 63;
         if (chunkCount == 0 && dataWordPlain(0) != 0)
@@ -1370,9 +1657,10 @@ public final class MappedBitmap implements DirtyBitmap
     }
 
     /**
-     * Closes the bitmap. For a writable file: forces every pending page, clears the in-use mark, records the
-     * clean-close time and forces the header, then unmaps and releases the lock. No marker may run
-     * meanwhile. Idempotent.
+     * Closes the bitmap. For a writable file: stops a running summary rebuild, forces every pending page,
+     * writes levels 1 and 2 into the summary area and forces them (cost in proportion to the dirty part plus
+     * a flat level 2), then clears the in-use mark, records the clean-close time and the summary fields and
+     * forces the header; then unmaps and releases the lock. No marker may run meanwhile. Idempotent.
      */
     @Override
     public void close()
@@ -1383,13 +1671,35 @@ public final class MappedBitmap implements DirtyBitmap
         }
         try
         {
+            stopRebuild();
             if (file != null && !readOnly)
             {
                 force();
+                // The summary goes to storage before the header that vouches for it; an unfinished rebuild or
+                // a failed write leaves the summary fields zero, and the next open rebuilds.
+                boolean summaryWritten = false;
+                if (summaryComplete)
+                {
+                    try
+                    {
+                        writeSummary();
+                        summaryWritten = true;
+                    }
+                    catch (final IOException | RuntimeException ex)
+                    {
+                        // Not an error for the bits: the file closes without a summary on record and the
+                        // next open rebuilds it. The library writes no logs; the cause is kept for callers.
+                        summaryFailure = ex;
+                    }
+                }
                 final int flags = header.getInt(BitmapFileDescriptor.FLAGS_OFFSET, ByteOrder.LITTLE_ENDIAN);
                 header.putInt(BitmapFileDescriptor.FLAGS_OFFSET, flags & ~BitmapFileDescriptor.FLAG_IN_USE,
                     ByteOrder.LITTLE_ENDIAN);
                 header.putLong(BitmapFileDescriptor.CLEAN_CLOSE_TIME_OFFSET, clock.getAsLong(), ByteOrder.LITTLE_ENDIAN);
+                if (summaryWritten)
+                {
+                    BitmapFileDescriptor.writeSummaryFields(header, chunkCount);
+                }
                 BitmapFileDescriptor.sealCrc(header);
                 pageSink.forceHeader();
             }
@@ -1426,11 +1736,353 @@ public final class MappedBitmap implements DirtyBitmap
         final int regionCount = (int)((bytes + regionBytes - 1) / regionBytes);
         regionBuffers = new ByteBuffer[regionCount];
         regions = new UnsafeBuffer[regionCount];
+        final long scratchBytes = BitmapFileDescriptor.align(bytes, BitmapFileDescriptor.PAGE_SIZE);
+        if (scratchBytes > scratchThreshold)
+        {
+            dataScratch = ScratchFile.create(scratchBytes, scratchDir);
+        }
         for (int r = 0; r < regionCount; r++)
         {
-            final int length = (int)Math.min(regionBytes, bytes - (long)r * regionBytes);
-            regionBuffers[r] = BufferUtil.allocateDirectAligned(length, 64);
+            final long start = (long)r * regionBytes;
+            final int length = (int)Math.min(regionBytes, bytes - start);
+            regionBuffers[r] = dataScratch != null ? dataScratch.map(start, length) :
+                BufferUtil.allocateDirectAligned(length, 64);
             regions[r] = new UnsafeBuffer(regionBuffers[r]);
+        }
+    }
+
+    /**
+     * Allocates levels 1 and 2 for the current geometry, all zero, in direct memory when small and in a
+     * lazily zeroed scratch file when large (level 1 is 1/64 of the data: 32 MiB for 2 GiB).
+     */
+    private void allocateLevels()
+    {
+        level1Words = BitmapFileDescriptor.level1Words(chunkCount);
+        level2Words = BitmapFileDescriptor.level2Words(chunkCount);
+        final long level1Bytes = BitmapFileDescriptor.align(level1Words * Long.BYTES, BitmapFileDescriptor.PAGE_SIZE);
+        final long level2Bytes = BitmapFileDescriptor.align(level2Words * Long.BYTES, BitmapFileDescriptor.PAGE_SIZE);
+        if (level1Bytes + level2Bytes > scratchThreshold)
+        {
+            levelScratch = ScratchFile.create(level1Bytes + level2Bytes, scratchDir);
+            level1Mapping = levelScratch.map(0, level1Bytes);
+            level2Mapping = levelScratch.map(level1Bytes, level2Bytes);
+            level1 = new UnsafeBuffer(level1Mapping);
+            level2 = new UnsafeBuffer(level2Mapping);
+        }
+        else
+        {
+            level1 = new UnsafeBuffer(BufferUtil.allocateDirectAligned((int)level1Bytes, 64));
+            level2 = new UnsafeBuffer(BufferUtil.allocateDirectAligned((int)level2Bytes, 64));
+        }
+    }
+
+    /**
+     * Makes the stored summary the live levels without reading it: a private (copy-on-write) mapping of the
+     * summary area, so opening costs two {@code mmap} calls; pages are read when first touched and copied
+     * when first changed. The file's summary area itself is not written until {@link #writeSummary}.
+     */
+    private void mapSummaryPrivate() throws IOException
+    {
+        level1Words = BitmapFileDescriptor.level1Words(chunkCount);
+        level2Words = BitmapFileDescriptor.level2Words(chunkCount);
+        final long offset = BitmapFileDescriptor.summaryOffset(chunkCount);
+        final long level2At = BitmapFileDescriptor.level2OffsetInSummary(chunkCount);
+        final long level2Bytes = BitmapFileDescriptor.summaryAreaLength(chunkCount) - level2At;
+        level1Mapping = channel.map(FileChannel.MapMode.PRIVATE, offset, level2At);
+        level2Mapping = channel.map(FileChannel.MapMode.PRIVATE, offset + level2At, level2Bytes);
+        level1 = new UnsafeBuffer(level1Mapping);
+        level2 = new UnsafeBuffer(level2Mapping);
+    }
+
+    /**
+     * Moves levels that are private mappings of the file into scratch memory (copying only what level 2
+     * names), so that the file may be truncated under them; for resize.
+     */
+    private void detachLevelsFromFile()
+    {
+        if (levelScratch != null || level1Mapping == null)
+        {
+            return;
+        }
+        final UnsafeBuffer oldLevel1 = level1;
+        final UnsafeBuffer oldLevel2 = level2;
+        final MappedByteBuffer oldLevel1Mapping = level1Mapping;
+        final MappedByteBuffer oldLevel2Mapping = level2Mapping;
+        allocateLevels();
+        copySummary(oldLevel1, oldLevel2, level2Words);
+        ScratchFile.unmap(oldLevel1Mapping);
+        ScratchFile.unmap(oldLevel2Mapping);
+    }
+
+    private void releaseLevels()
+    {
+        if (level1 != null)
+        {
+            // Empty buffers left behind make a late access fail with a bounds error, not a crash.
+            level1.wrap(new byte[0]);
+            level2.wrap(new byte[0]);
+        }
+        ScratchFile.unmap(level1Mapping);
+        ScratchFile.unmap(level2Mapping);
+        level1Mapping = null;
+        level2Mapping = null;
+        if (levelScratch != null)
+        {
+            levelScratch.close();
+            levelScratch = null;
+        }
+    }
+
+    /**
+     * Loads levels 1 and 2 from the summary area a clean close left: level 2 flat (1/4096 of the data),
+     * then only the level-1 words level 2 names, so the cost is in proportion to the dirty part.
+     */
+    private void loadSummary() throws IOException
+    {
+        final long offset = BitmapFileDescriptor.summaryOffset(chunkCount);
+        final long length = BitmapFileDescriptor.summaryAreaLength(chunkCount);
+        final long level2At = BitmapFileDescriptor.level2OffsetInSummary(chunkCount);
+        final MappedByteBuffer mapping = channel.map(FileChannel.MapMode.READ_ONLY, offset, length);
+        try
+        {
+            final UnsafeBuffer stored = new UnsafeBuffer(mapping);
+            for (long level2Word = 0; level2Word < level2Words; level2Word++)
+            {
+                long bits2 = stored.getLong((int)(level2At + (level2Word << 3)));
+                while (bits2 != 0)
+                {
+                    final long level1Word = (level2Word << 6) + Long.numberOfTrailingZeros(bits2);
+                    bits2 &= bits2 - 1;
+                    if (level1Word >= level1Words)
+                    {
+                        break;
+                    }
+                    final long bits1 = stored.getLong((int)(level1Word << 3));
+                    if (bits1 != 0)
+                    {
+                        level1.putLong((int)(level1Word << 3), bits1);
+                        final int index2 = (int)((level1Word >>> 6) << 3);
+                        level2.putLong(index2, level2.getLong(index2) | (1L << level1Word));
+                    }
+                }
+            }
+        }
+        finally
+        {
+            IoUtil.unmap(mapping);
+        }
+    }
+
+    /**
+     * Writes levels 1 and 2 into the summary area and forces it, for a clean close: every level-2 word, and
+     * the level-1 words the new or the stored level 2 names, so that in the file a non-zero level-1 word
+     * always has its level-2 bit (what a private mapping on the next open relies on). A word already equal
+     * on disk is not written, so a sparse summary stays sparse.
+     */
+    private void writeSummary() throws IOException
+    {
+        final long offset = BitmapFileDescriptor.summaryOffset(chunkCount);
+        final long length = BitmapFileDescriptor.summaryAreaLength(chunkCount);
+        final long level2At = BitmapFileDescriptor.level2OffsetInSummary(chunkCount);
+        if (channel.size() < offset + length)
+        {
+            // A 1.0 file, or one cut short by a resize: extend it sparsely past the data.
+            writeFully(channel, ByteBuffer.allocate(1), offset + length - 1);
+        }
+        final MappedByteBuffer mapping = channel.map(FileChannel.MapMode.READ_WRITE, offset, length);
+        summaryMapping = mapping;
+        try
+        {
+            final UnsafeBuffer stored = new UnsafeBuffer(mapping);
+            for (long level2Word = 0; level2Word < level2Words; level2Word++)
+            {
+                final long bits2 = level2.getLong((int)(level2Word << 3));
+                final int index2 = (int)(level2At + (level2Word << 3));
+                final long storedBits2 = stored.getLong(index2);
+                if (storedBits2 != bits2)
+                {
+                    stored.putLong(index2, bits2);
+                }
+                // Also the words the file's level 2 named: they must not stay behind, non-zero but unnamed,
+                // to be read back by a later private mapping.
+                long pending = bits2 | storedBits2;
+                while (pending != 0)
+                {
+                    final long level1Word = (level2Word << 6) + Long.numberOfTrailingZeros(pending);
+                    pending &= pending - 1;
+                    final int index1 = (int)(level1Word << 3);
+                    final long bits1 = level1.getLong(index1);
+                    if (stored.getLong(index1) != bits1)
+                    {
+                        stored.putLong(index1, bits1);
+                    }
+                }
+            }
+            // Through the page sink, so that a power-loss simulator knows the summary is durable.
+            pageSink.forceData(offset, length);
+        }
+        finally
+        {
+            summaryMapping = null;
+            IoUtil.unmap(mapping);
+        }
+    }
+
+    /**
+     * Starts the background rebuild of levels 1 and 2 from the data. Until it ends, {@link #summaryComplete}
+     * is false and readers treat every summary bit as set (correct, just slower), while markers keep setting
+     * their summary bits as always. The rebuild only has to find the bits set before it started (its start
+     * happens-before every read it makes): a bit set later is put into the summary by its own marker. It
+     * ORs its findings in with CAS, so it never erases a marker's summary bit.
+     */
+    private void startRebuild()
+    {
+        summaryComplete = false;
+        stopRebuild = false;
+        final Thread thread = new Thread(this::rebuildSummary, "tidemark-bitmap-summary-" + name);
+        thread.setDaemon(true);
+        rebuilder = thread;
+        thread.start();
+    }
+
+    private void rebuildSummary()
+    {
+        // pread, not the mapping: reading a hole of a tmpfs file through a mapping allocates the page.
+        final ByteBuffer chunk = ByteBuffer.allocateDirect(REBUILD_READ_BYTES);
+        final UnsafeBuffer words = new UnsafeBuffer(chunk);
+        final long dataBytes = wordCount * Long.BYTES;
+        try
+        {
+            for (long position = 0; position < dataBytes; position += REBUILD_READ_BYTES)
+            {
+                if (stopRebuild)
+                {
+                    return;
+                }
+                final int take = (int)Math.min(REBUILD_READ_BYTES, dataBytes - position);
+                chunk.clear().limit(take);
+                int read = 0;
+                while (read < take)
+                {
+                    final int n = channel.read(chunk, BitmapFileDescriptor.HEADER_LENGTH + position + read);
+                    if (n < 0)
+                    {
+                        throw new IOException("bitmap file ended at " + (position + read) + " during the summary rebuild");
+                    }
+                    read += n;
+                }
+                final long firstWord = position / Long.BYTES;
+                final int wordsRead = take / Long.BYTES;
+                for (int group = 0; group < wordsRead; group += 64)
+                {
+                    long mask = 0;
+                    final int end = Math.min(wordsRead, group + 64);
+                    for (int i = group; i < end; i++)
+                    {
+                        if (words.getLong(i << 3) != 0)
+                        {
+                            mask |= 1L << i;
+                        }
+                    }
+                    if (mask != 0)
+                    {
+                        final long level1Word = (firstWord + group) >>> 6;
+                        orBitsVolatile(level1, level1Word, mask);
+                        setBitIfClearVolatile(level2, level1Word);
+                        dropStaleRebuiltBits(level1Word, mask);
+                    }
+                }
+                if (rebuildProgress != null)
+                {
+                    rebuildProgress.accept(firstWord + wordsRead);
+                }
+            }
+            summaryComplete = true;
+        }
+        catch (final IOException | RuntimeException ex)
+        {
+            // The summary stays "all set": every walk stays correct, only slower. Callers see the cause.
+            summaryFailure = ex;
+        }
+    }
+
+    /**
+     * A clear may have zeroed a word between the rebuild's read and its OR: drop such bits again the way a
+     * clearer does (clear, then re-read the data and restore if a marker slipped in), so that the rebuilt
+     * summary is exact. Readers ignore the summary until the rebuild ends, so no seqlock is needed here.
+     */
+    private void dropStaleRebuiltBits(final long level1Word, final long mask)
+    {
+        long pending = mask;
+        while (pending != 0)
+        {
+            final long word = (level1Word << 6) + Long.numberOfTrailingZeros(pending);
+            pending &= pending - 1;
+            if (dataWordVolatile(word) == 0)
+            {
+                clearBitVolatile(level1, word);
+                if (dataWordVolatile(word) != 0)
+                {
+                    setBitIfClearVolatile(level1, word);
+                }
+            }
+        }
+        final int index1 = (int)(level1Word << 3);
+        if (level1.getLongVolatile(index1) == 0)
+        {
+            clearBitVolatile(level2, level1Word);
+            if (level1.getLongVolatile(index1) != 0)
+            {
+                setBitIfClearVolatile(level2, level1Word);
+            }
+        }
+    }
+
+    private static void orBitsVolatile(final UnsafeBuffer level, final long wordIndex, final long mask)
+    {
+        final int index = (int)(wordIndex << 3);
+        long old = level.getLongVolatile(index);
+        while ((old & mask) != mask)
+        {
+            if (level.compareAndSetLong(index, old, old | mask))
+            {
+                return;
+            }
+            old = level.getLongVolatile(index);
+        }
+    }
+
+    /** Stops a running rebuild and waits for its thread; the summary stays as complete as it was. */
+    private void stopRebuild()
+    {
+        final Thread thread = rebuilder;
+        if (thread == null)
+        {
+            return;
+        }
+        stopRebuild = true;
+        joinUninterruptibly(thread);
+        rebuilder = null;
+    }
+
+    private static void joinUninterruptibly(final Thread thread)
+    {
+        boolean interrupted = false;
+        while (true)
+        {
+            try
+            {
+                thread.join();
+                break;
+            }
+            catch (final InterruptedException ex)
+            {
+                interrupted = true;
+            }
+        }
+        if (interrupted)
+        {
+            Thread.currentThread().interrupt();
         }
     }
 
@@ -1476,13 +2128,18 @@ public final class MappedBitmap implements DirtyBitmap
         for (int r = 0; r < regions.length; r++)
         {
             regions[r].wrap(new byte[0]);
-            if (file != null)
+            if (file != null || dataScratch != null)
             {
                 IoUtil.unmap(regionBuffers[r]);
             }
         }
         regions = null;
         regionBuffers = null;
+        if (dataScratch != null)
+        {
+            dataScratch.close();
+            dataScratch = null;
+        }
     }
 
     private void unmapAll()
@@ -1495,37 +2152,12 @@ public final class MappedBitmap implements DirtyBitmap
             regions = old;
             regionBuffers = new ByteBuffer[0];
         }
+        releaseLevels();
         if (headerMapping != null)
         {
             header.wrap(new byte[BitmapFileDescriptor.HEADER_LENGTH]);
             IoUtil.unmap(headerMapping);
         }
-    }
-
-    /**
-     * Rebuilds levels 1 and 2 from the data by one flat scan, or leaves them empty for data known to be
-     * zero; no other thread may touch the bitmap.
-     */
-    private void rebuildSummary(final boolean scan)
-    {
-        level1Words = (wordCount + 63) >>> 6;
-        level2Words = (level1Words + 63) >>> 6;
-        final UnsafeBuffer newLevel1 = new UnsafeBuffer(
-            BufferUtil.allocateDirectAligned((int)(level1Words * Long.BYTES), 64));
-        final UnsafeBuffer newLevel2 = new UnsafeBuffer(
-            BufferUtil.allocateDirectAligned((int)(level2Words * Long.BYTES), 64));
-        for (long word = 0; scan && word < wordCount; word++)
-        {
-            if (dataWordPlain(word) != 0)
-            {
-                final int index1 = (int)((word >>> 6) << 3);
-                newLevel1.putLong(index1, newLevel1.getLong(index1) | (1L << word));
-                final int index2 = (int)((word >>> 12) << 3);
-                newLevel2.putLong(index2, newLevel2.getLong(index2) | (1L << (word >>> 6)));
-            }
-        }
-        level1 = newLevel1;
-        level2 = newLevel2;
     }
 
     /** Forces data pages through {@link MappedByteBuffer#force(int, int)} on the region mappings. */
@@ -1534,6 +2166,12 @@ public final class MappedBitmap implements DirtyBitmap
         @Override
         public void forceData(final long fileOffset, final long length)
         {
+            final MappedByteBuffer summary = summaryMapping;
+            if (summary != null && fileOffset >= BitmapFileDescriptor.summaryOffset(chunkCount))
+            {
+                summary.force((int)(fileOffset - BitmapFileDescriptor.summaryOffset(chunkCount)), (int)length);
+                return;
+            }
             long offset = fileOffset - BitmapFileDescriptor.HEADER_LENGTH;
             long remaining = length;
             while (remaining > 0)
@@ -1666,13 +2304,39 @@ public final class MappedBitmap implements DirtyBitmap
         }
     }
 
-    /** Test and tool knobs: region size, page-sink decoration, boot id and clock; confined to the caller. */
+    /**
+     * Test and tool knobs: region size, page-sink decoration, boot id, clock, scratch placement and a rebuild
+     * hook; confined to the caller.
+     */
     static final class Options
     {
         int regionBytes = DEFAULT_REGION_BYTES;
         UnaryOperator<PageSink> sinkDecorator = UnaryOperator.identity();
         UUID bootId = BootId.current();
         LongSupplier clock = System::currentTimeMillis;
+        Path scratchDir;
+        long scratchThreshold = DEFAULT_SCRATCH_THRESHOLD;
+        LongConsumer rebuildProgress;
+
+        Options scratchDir(final Path scratchDir)
+        {
+            this.scratchDir = scratchDir;
+            return this;
+        }
+
+        /** Levels and anonymous data larger than this many bytes go to a scratch file; 0 sends all there. */
+        Options scratchThreshold(final long scratchThreshold)
+        {
+            this.scratchThreshold = scratchThreshold;
+            return this;
+        }
+
+        /** Called on the rebuild thread after each 1 MiB of data read, with the words read so far. */
+        Options rebuildProgress(final LongConsumer rebuildProgress)
+        {
+            this.rebuildProgress = rebuildProgress;
+            return this;
+        }
 
         Options regionBytes(final int regionBytes)
         {

@@ -10,7 +10,8 @@ package dev.tidemark.bitmap;
 interface PageSink
 {
     /**
-     * Makes {@code [fileOffset, fileOffset + length)} of the data area durable.
+     * Makes {@code [fileOffset, fileOffset + length)} of the data area durable, or of the summary area while
+     * a clean close writes it (before the header that vouches for it is forced).
      *
      * @param fileOffset a page-aligned offset in the file, at or after the data area's start.
      * @param length a whole number of pages.

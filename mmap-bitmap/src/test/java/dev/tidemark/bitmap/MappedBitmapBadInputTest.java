@@ -105,7 +105,7 @@ class MappedBitmapBadInputTest
     void unknownMajorVersion() throws Exception
     {
         patched("version", true, h -> h.putShort(BitmapFileDescriptor.VERSION_MAJOR_OFFSET, (short)2, ByteOrder.LITTLE_ENDIAN),
-            BitmapError.UNSUPPORTED_VERSION, "2.0", "offset 8");
+            BitmapError.UNSUPPORTED_VERSION, "2." + BitmapFileDescriptor.VERSION_MINOR, "offset 8");
     }
 
     @Test

@@ -2,7 +2,9 @@ package dev.tidemark.bitmap;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
+import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
 import java.security.MessageDigest;
 import java.util.ArrayList;
 import java.util.BitSet;
@@ -66,7 +68,9 @@ class MappedBitmapModelTest
         // A partial last chunk half of the time.
         final long tail = chunks > 0 && random.nextBoolean() ? 1 + random.nextInt((int)granularity - 1) : 0;
         long diskSize = chunks == 0 ? 0 : (tail == 0 ? chunks * granularity : (chunks - 1) * granularity + tail);
-        final MappedBitmap.Options options = new MappedBitmap.Options().regionBytes(SMALL_REGION);
+        // Odd seeds keep every level in scratch files (lazily zeroed mappings), the path of large bitmaps.
+        final MappedBitmap.Options options = new MappedBitmap.Options().regionBytes(SMALL_REGION)
+            .scratchThreshold((seed & 1) != 0 ? 0 : MappedBitmap.DEFAULT_SCRATCH_THRESHOLD);
         final Path file = dir.resolve("model-" + seed + ".tmbm");
         MappedBitmap bitmap = fileBacked ?
             MappedBitmap.create(file, "model", diskSize, granularity, options) :
@@ -145,6 +149,18 @@ class MappedBitmapModelTest
                     bitmap.close();
                     bitmap = MappedBitmap.open(file, false, options);
                     assertThat(bitmap.openState()).isEqualTo(OpenState.CLEAN);
+                }
+                else if (op < 77 && fileBacked)
+                {
+                    // What a killed process leaves (in use, no stored summary); the operations that follow
+                    // run while the summary is rebuilt in the background.
+                    log.add("crash-reopen");
+                    final Path crashed = dir.resolve("crashed-" + seed + ".tmbm");
+                    Files.copy(file, crashed);
+                    bitmap.close();
+                    Files.move(crashed, file, StandardCopyOption.REPLACE_EXISTING);
+                    bitmap = MappedBitmap.open(file, false, options);
+                    assertThat(bitmap.openState()).isEqualTo(OpenState.TRUSTED_SAME_BOOT);
                 }
                 else
                 {

@@ -61,7 +61,8 @@ class MappedBitmapStorageTest
                 final int at = (int)(BitmapFileDescriptor.HEADER_LENGTH + chunk / 8);
                 assertThat((file[at] >> (chunk % 8)) & 1).as("chunk %d", chunk).isEqualTo(model.get((int)chunk) ? 1 : 0);
             }
-            for (int at = (int)(BitmapFileDescriptor.HEADER_LENGTH + words * 8); at < file.length; at++)
+            // Up to the end of the data area; the summary area follows it (format 1.1).
+            for (int at = (int)(BitmapFileDescriptor.HEADER_LENGTH + words * 8); at < BitmapFileDescriptor.dataEnd(chunks); at++)
             {
                 assertThat(file[at]).isZero();
             }
@@ -121,7 +122,14 @@ class MappedBitmapStorageTest
             bitmap.mark(chunksPerPage * 512 * 19, 512);
             assertThat(bitmap.force()).isEqualTo(1);
             assertThat(forced).extracting(r -> r[0]).containsExactly(4096L + 19 * 4096);
+            forced.clear();
+            headerForces[0] = 0;
         }
+        // A clean close forces the summary area through the sink, before the header that vouches for it.
+        final long chunks = 20 * chunksPerPage;
+        assertThat(forced).extracting(r -> r[0] + "+" + r[1]).containsExactly(
+            BitmapFileDescriptor.summaryOffset(chunks) + "+" + BitmapFileDescriptor.summaryAreaLength(chunks));
+        assertThat(headerForces[0]).isEqualTo(1);
     }
 
     @Test

@@ -54,7 +54,7 @@ import java.util.logging.Logger;
 final class ServeCommand implements Callable<Integer>
 {
     private static final Set<String> NUMBER_KEYS = Set.of("granularity", "max-connections", "speed", "offset",
-        "size", "handshake-max-seconds", "reconnect-delay", "open-timeout", "to");
+        "size", "handshake-max-seconds", "reconnect-delay", "open-timeout", "to", "num-queues", "logical-block-size");
 
     @Option(names = "--blockdev", paramLabel = "OPTIONS", description = "Add a block node (as blockdev-add).")
     List<String> blockdevs = new ArrayList<>();
@@ -65,7 +65,8 @@ final class ServeCommand implements Callable<Integer>
 
     @Option(names = "--export", paramLabel = "OPTIONS",
         description = "Add an export (as block-export-add): type=nbd,id=E,node-name=N[,name=X][,writable=on]"
-            + "[,bitmaps=B].")
+            + "[,bitmaps=B], or type=vhost-user-blk,id=E,node-name=N,addr.type=unix,addr.path=SOCK[,writable=on]"
+            + "[,num-queues=Q][,logical-block-size=512].")
     List<String> exports = new ArrayList<>();
 
     @Option(names = "--chardev", paramLabel = "OPTIONS",

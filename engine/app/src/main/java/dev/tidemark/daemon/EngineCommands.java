@@ -727,15 +727,22 @@ public final class EngineCommands
         final Map<String, List<QmpField>> exportVariants = new LinkedHashMap<>();
         exportVariants.put("nbd", List.of(opt("name", QmpType.str()), opt("description", QmpType.str()),
             opt("bitmaps", QmpType.array(bitmapOrStr())), opt("allocation-depth", QmpType.bool())));
+        exportVariants.put("vhost-user-blk", List.of(req("addr", socketAddress()),
+            opt("logical-block-size", QmpType.uint64()), opt("num-queues", QmpType.uint32())));
         r.register("block-export-add", QmpType.union(List.of(
             req("type", QmpType.enumOf("nbd", "vhost-user-blk", "fuse", "vduse-blk")), req("id", QmpType.str()),
             opt("fixed-iothread", QmpType.bool()), opt("iothread", QmpType.str()), req("node-name", QmpType.str()),
             opt("writable", QmpType.bool()), opt("writethrough", QmpType.bool()),
             opt("allow-inactive", QmpType.bool())), "type", exportVariants),
-            "Export a node over NBD.",
+            "Export a node over NBD, or to a VM as a vhost-user-blk device.",
             handler(args ->
             {
                 final String type = args.get("type").asText();
+                if ("vhost-user-blk".equals(type))
+                {
+                    addVhostUserBlk(args);
+                    return empty();
+                }
                 if (!"nbd".equals(type))
                 {
                     throw QmpError.generic("Export type '" + type + "' is not supported by Tidemark");
@@ -767,7 +774,7 @@ public final class EngineCommands
         r.register("block-export-del", remove, "Remove an export; BLOCK_EXPORT_DELETED follows.",
             handler(args ->
             {
-                if (!graph.exports().isRunning())
+                if (!graph.exports().isRunning() && graph.exports().vhostServer(args.get("id").asText()).isEmpty())
                 {
                     throw QmpError.generic("Export '" + args.get("id").asText() + "' is not found");
                 }
@@ -799,6 +806,23 @@ public final class EngineCommands
             }));
     }
 
+    private void addVhostUserBlk(final JsonNode args)
+    {
+        final JsonNode addr = args.get("addr");
+        if (!"unix".equals(addr.get("type").asText()))
+        {
+            throw EngineException.generic("vhost-user-blk exports need a unix socket address (addr.type=unix), not "
+                + addr.get("type").asText());
+        }
+        final long blockSize = args.path("logical-block-size").asLong(512);
+        final long queues = args.path("num-queues").asLong(1);
+        final boolean writable = args.path("writable").asBoolean(false);
+        final ExportNode exportNode = exportNode(args.get("node-name").asText(), writable);
+        graph.exports().addVhostUserBlk(ExportRequest.of(args.get("id").asText(), exportNode).withWritable(writable),
+            Path.of(addr.get("path").asText()), (int)Math.min(Integer.MAX_VALUE, queues),
+            (int)Math.min(Integer.MAX_VALUE, blockSize));
+    }
+
     private void addExport(final String id, final String nodeName, final String name, final String description,
         final boolean writable, final List<BitmapRef> bitmaps)
     {
@@ -806,6 +830,12 @@ public final class EngineCommands
         {
             throw EngineException.generic("NBD server not running");
         }
+        graph.exports().add(ExportRequest.of(id, exportNode(nodeName, writable)).withWritable(writable).withName(name)
+            .withDescription(description).withBitmapRefs(bitmaps));
+    }
+
+    private ExportNode exportNode(final String nodeName, final boolean writable)
+    {
         final BlockNode node = graph.find(nodeName);
         if (node == null)
         {
@@ -829,8 +859,7 @@ public final class EngineCommands
             throw EngineException.generic("Node '" + node.name + "' (" + node.driver + ") cannot be exported:"
                 + " Tidemark exports disks (file, raw nodes) and fleecing nodes (targets of sync=none backups)");
         }
-        graph.exports().add(ExportRequest.of(id, exportNode).withWritable(writable).withName(name)
-            .withDescription(description).withBitmapRefs(bitmaps));
+        return exportNode;
     }
 
     private static ExportAddress address(final String type, final JsonNode data)

@@ -102,18 +102,19 @@ class BadInputTest
     }
 
     @Test
-    void busyBitmapRefusesEverythingButQueriesAndMergingFromIt() throws IOException
+    void busyBitmapRefusesEverythingButQueries() throws IOException
     {
         disk.transaction(BitmapActions.add("b"));
         disk.bitmaps().setBusy("a", true);
         final String busy = "Bitmap 'a' is currently in use by another operation and cannot be used";
+        // Merging from it too, as qemu-storage-daemon 7.2 refuses it (a job's frozen bits lack its successor's).
         for (final var action : List.of(BitmapActions.remove("a"), BitmapActions.clear("a"),
-            BitmapActions.enable("a"), BitmapActions.disable("a"), BitmapActions.merge("a", List.of("b"))))
+            BitmapActions.enable("a"), BitmapActions.disable("a"), BitmapActions.merge("a", List.of("b")),
+            BitmapActions.merge("b", List.of("a"))))
         {
             assertThatThrownBy(() -> disk.transaction(action)).as(action.type()).hasMessage(busy);
         }
         assertThatThrownBy(() -> disk.bitmaps().setBusy("a", true)).hasMessage(busy);
-        disk.transaction(BitmapActions.merge("b", List.of("a")));
         assertThat(disk.bitmaps().query("a").busy()).isTrue();
         disk.bitmaps().setBusy("a", false);
         disk.transaction(BitmapActions.remove("b"));

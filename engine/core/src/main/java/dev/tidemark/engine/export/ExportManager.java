@@ -11,12 +11,14 @@ import dev.tidemark.io.nbd.MetaContext;
 import dev.tidemark.io.nbd.NbdExport;
 import dev.tidemark.io.nbd.NbdProtocol;
 import dev.tidemark.io.nbd.NbdServer;
+import dev.tidemark.io.vhost.VhostUserBlkServer;
 import java.io.IOException;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
 import java.net.SocketAddress;
 import java.net.UnixDomainSocketAddress;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -43,13 +45,20 @@ import java.util.concurrent.TimeoutException;
  * <p>Removal is asynchronous as in QEMU: {@link #remove} marks the export shutting down (its id stays in use, new
  * clients cannot open it), a background thread lets the open connections answer their in-flight requests and
  * close, then releases the bitmaps and emits {@code BLOCK_EXPORT_DELETED {"id"}}.
+ *
+ * <p>A vhost-user-blk export ({@link #addVhostUserBlk}) needs no NBD server: it listens on its own Unix socket for
+ * one QEMU front end, and serves the guest's requests through the same {@link TrackedDiskExport}, so guest writes
+ * take the tracked write path exactly as NBD writes do. It shares the id space, {@link #query} and {@link #remove}
+ * with NBD exports; {@link #stop()} leaves it alone (as {@code nbd-server-stop} does in QEMU).
  */
 public final class ExportManager implements AutoCloseable
 {
     /** QEMU's default {@code max-connections} for {@code nbd-server-start}. */
     public static final int DEFAULT_MAX_CONNECTIONS = 100;
-    /** The only export type. */
+    /** The NBD export type. */
     public static final String TYPE = "nbd";
+    /** The vhost-user-blk export type. */
+    public static final String TYPE_VHOST_USER_BLK = "vhost-user-blk";
 
     private static final long STOP_WAIT_SECONDS = 30;
 
@@ -160,7 +169,10 @@ public final class ExportManager implements AutoCloseable
             requireRunning();
             for (final Entry entry : new ArrayList<>(exports.values()))
             {
-                removals.add(entry.shuttingDown ? entry.deleted : beginRemoval(entry));
+                if (entry.vhost == null)
+                {
+                    removals.add(entry.shuttingDown ? entry.deleted : beginRemoval(entry));
+                }
             }
             stopping = server;
             server = null;
@@ -263,6 +275,76 @@ public final class ExportManager implements AutoCloseable
     }
 
     /**
+     * Adds a vhost-user-blk export ({@code block-export-add} with {@code type: vhost-user-blk}): listens on
+     * {@code socket} for a QEMU front end at once.
+     *
+     * @param request the id, node and writability (name, description and bitmaps do not apply).
+     * @param socket the Unix socket path; a stale socket file there is replaced.
+     * @param numQueues virtqueues offered, 1..256 (one per guest vCPU serves best).
+     * @param logicalBlockSize the guest's logical block size, a power of two 512..65536.
+     * @return the export's record.
+     * @throws EngineException QEMU's error for the first rule broken, or the bind failure; nothing changes then.
+     */
+    public synchronized ExportInfo addVhostUserBlk(final ExportRequest request, final Path socket,
+        final int numQueues, final int logicalBlockSize)
+    {
+        if (!isWellFormedId(request.id()))
+        {
+            throw EngineException.generic("Invalid block export id");
+        }
+        if (exports.containsKey(request.id()))
+        {
+            throw EngineException.generic("Block export id '" + request.id() + "' is already in use");
+        }
+        final ExportNode node = request.node();
+        if (request.writable() && !node.isWritable())
+        {
+            throw EngineException.generic("Cannot export read-only node as writable");
+        }
+        if (numQueues < 1 || numQueues > 256)
+        {
+            throw EngineException.generic("num-queues must be in 1..256, was " + numQueues);
+        }
+        if (logicalBlockSize < 512 || logicalBlockSize > 65536 || Integer.bitCount(logicalBlockSize) != 1)
+        {
+            throw EngineException.generic("Logical block size must be a power of 2 between 512 and 65536, was "
+                + logicalBlockSize);
+        }
+        final NbdExport export = exportOf(node, request.id(), "", !request.writable(), List.of());
+        if (export.size() % logicalBlockSize != 0)
+        {
+            throw EngineException.generic("The node's size (" + export.size()
+                + " bytes) is not a multiple of the logical block size " + logicalBlockSize);
+        }
+        final VhostUserBlkServer vhost = new VhostUserBlkServer(request.id(), export, numQueues, logicalBlockSize);
+        try
+        {
+            vhost.listen(socket);
+        }
+        catch (final IOException | RuntimeException ex)
+        {
+            vhost.close();
+            final EngineException failure = EngineException.generic("Failed to bind socket to unix:" + socket + ": "
+                + ex.getMessage());
+            failure.initCause(ex);
+            throw failure;
+        }
+        final Entry entry = new Entry(request, request.id(), List.of(), vhost);
+        exports.put(request.id(), entry);
+        return entry.info();
+    }
+
+    /**
+     * @param id an export id.
+     * @return the vhost-user-blk server of that export, if it is one.
+     */
+    public synchronized Optional<VhostUserBlkServer> vhostServer(final String id)
+    {
+        final Entry entry = exports.get(id);
+        return Optional.ofNullable(entry == null ? null : entry.vhost);
+    }
+
+    /**
      * Removes an export ({@code block-export-del}); returns before its clients are gone.
      *
      * @param id the export id.
@@ -274,8 +356,20 @@ public final class ExportManager implements AutoCloseable
      */
     public synchronized CompletableFuture<Void> remove(final String id, final RemoveMode mode)
     {
-        requireRunning();
         final Entry entry = exports.get(id);
+        if (entry != null && entry.vhost != null)
+        {
+            if (entry.shuttingDown)
+            {
+                throw EngineException.generic("Export '" + id + "' is already shutting down");
+            }
+            if (mode == RemoveMode.SAFE && entry.vhost.isConnected())
+            {
+                throw EngineException.generic("export '" + id + "' still in use");
+            }
+            return beginRemoval(entry);
+        }
+        requireRunning();
         if (entry == null)
         {
             throw EngineException.generic("Export '" + id + "' is not found");
@@ -328,6 +422,33 @@ public final class ExportManager implements AutoCloseable
     @Override
     public void close()
     {
+        final List<CompletableFuture<Void>> removals = new ArrayList<>();
+        synchronized (this)
+        {
+            for (final Entry entry : new ArrayList<>(exports.values()))
+            {
+                if (entry.vhost != null)
+                {
+                    removals.add(entry.shuttingDown ? entry.deleted : beginRemoval(entry));
+                }
+            }
+        }
+        for (final CompletableFuture<Void> removal : removals)
+        {
+            try
+            {
+                removal.get(STOP_WAIT_SECONDS, TimeUnit.SECONDS);
+            }
+            catch (final InterruptedException ex)
+            {
+                Thread.currentThread().interrupt();
+                break;
+            }
+            catch (final ExecutionException | TimeoutException ex)
+            {
+                // The removal thread releases what it can.
+            }
+        }
         if (isRunning())
         {
             try
@@ -385,7 +506,14 @@ public final class ExportManager implements AutoCloseable
         {
             try
             {
-                owner.removeExport(entry.exportName);
+                if (entry.vhost != null)
+                {
+                    entry.vhost.close();
+                }
+                else
+                {
+                    owner.removeExport(entry.exportName);
+                }
             }
             finally
             {
@@ -404,7 +532,7 @@ public final class ExportManager implements AutoCloseable
                 }
                 entry.deleted.complete(null);
             }
-        }, "nbd-export-remove-" + entry.request.id());
+        }, "export-remove-" + entry.request.id());
         thread.setDaemon(true);
         thread.start();
         return entry.deleted;
@@ -479,19 +607,28 @@ public final class ExportManager implements AutoCloseable
         final ExportRequest request;
         final String exportName;
         final List<BusyBitmap> bitmaps;
+        final VhostUserBlkServer vhost;
         final CompletableFuture<Void> deleted = new CompletableFuture<>();
         boolean shuttingDown;
 
         Entry(final ExportRequest request, final String exportName, final List<BusyBitmap> bitmaps)
         {
+            this(request, exportName, bitmaps, null);
+        }
+
+        Entry(final ExportRequest request, final String exportName, final List<BusyBitmap> bitmaps,
+            final VhostUserBlkServer vhost)
+        {
             this.request = request;
             this.exportName = exportName;
             this.bitmaps = bitmaps;
+            this.vhost = vhost;
         }
 
         ExportInfo info()
         {
-            return new ExportInfo(request.id(), TYPE, request.node().nodeName(), shuttingDown, exportName,
+            return new ExportInfo(request.id(), vhost != null ? TYPE_VHOST_USER_BLK : TYPE, request.node().nodeName(),
+                shuttingDown, exportName,
                 request.writable(), bitmaps.stream().map(BusyBitmap::name).toList());
         }
     }

@@ -247,6 +247,29 @@ class ExportManagerTest
     }
 
     @Test
+    void vhostUserBlkExportsNeedNoNbdServerShareIdsAndAreDeletedWithTheirEvent() throws Exception
+    {
+        final Path sock = dir.resolve("vhost.sock");
+        final ExportInfo info = manager.addVhostUserBlk(ExportRequest.of("v0", ExportNode.disk("d0", disk))
+            .withWritable(true), sock, 2, 512);
+        assertThat(info.type()).isEqualTo("vhost-user-blk");
+        assertThat(sock).exists();
+        assertThat(manager.vhostServer("v0")).isPresent();
+        assertThatThrownBy(() -> manager.addVhostUserBlk(ExportRequest.of("v0", ExportNode.disk("d0", disk)),
+            dir.resolve("other.sock"), 1, 512)).hasMessage("Block export id 'v0' is already in use");
+        assertThatThrownBy(() -> manager.addVhostUserBlk(ExportRequest.of("v1", ExportNode.disk("d0", disk)),
+            dir.resolve("other.sock"), 0, 512)).hasMessageContaining("num-queues");
+        assertThatThrownBy(() -> manager.addVhostUserBlk(ExportRequest.of("v1", ExportNode.disk("d0", disk)),
+            dir.resolve("other.sock"), 1, 1000)).hasMessageContaining("Logical block size");
+        assertThat(manager.query()).extracting(ExportInfo::id).containsExactly("v0");
+        assertThat(manager.isExported("d0")).isTrue();
+        manager.remove("v0", RemoveMode.SAFE).get(30, java.util.concurrent.TimeUnit.SECONDS);
+        assertThat(events).containsExactly("BLOCK_EXPORT_DELETED {id=v0}");
+        assertThat(sock).doesNotExist();
+        assertThat(manager.query()).isEmpty();
+    }
+
+    @Test
     void multiConnIsOfferedUnlessTheServerAllowsOneConnection() throws IOException
     {
         manager.start(ExportAddress.unix(socket()), 0);
