@@ -16,8 +16,9 @@ public enum CopyMethod
 
     /**
      * The default of every job, from the system property {@code tidemark.backup.copy} ({@code kernel} or
-     * {@code buffer}); {@link #KERNEL} when unset.
+     * {@code buffer}); {@link #BUFFER} when unset: in the least loaded comparison (docs/benchmarks.md, "Backups")
+     * the buffer pump was 1.22x the kernel copy to raw targets and level with it to qcow2.
      */
     public static final CopyMethod DEFAULT =
-        "buffer".equals(System.getProperty("tidemark.backup.copy")) ? BUFFER : KERNEL;
+        "kernel".equals(System.getProperty("tidemark.backup.copy")) ? KERNEL : BUFFER;
 }
