@@ -46,11 +46,12 @@ import java.util.concurrent.TimeoutException;
  * and {@code top} the parent is first set to the whole disk) and reclaims on any outcome; {@code never} always
  * reclaims.
  *
- * <p><b>How bytes move.</b> From a raw file to a raw file, or into a qcow2 image's host clusters (whole clusters),
- * the copy is the kernel's own ({@code copy_file_range}: one copy, page cache to page cache); a {@code full} backup
+ * <p><b>How bytes move.</b> With {@link CopyMethod#KERNEL}, from a raw file to a raw file or into a qcow2 image's host
+ * clusters (whole clusters), the copy is the kernel's own ({@code copy_file_range}: one copy); a {@code full} backup
  * then keeps holes by asking the source's allocation ({@code SEEK_DATA}) instead of comparing every byte with zero,
- * so an allocated all-zero range is copied as data. Every other pair (NBD targets, wrapped stores, partial qcow2
- * clusters) reads into a pooled, aligned direct buffer and writes from it, with no heap copy. Whatever the kernel
+ * so an allocated all-zero range is copied as data. Otherwise ({@link CopyMethod#BUFFER}, the default, and NBD
+ * targets, wrapped stores, partial qcow2 clusters) it reads into a pooled, aligned direct buffer and writes from it,
+ * with no heap copy. Whatever the kernel
  * does not copy (it refused, failed or met an early end of the source) goes through the buffer, which reports
  * errors on the side they happen. {@link BackupOptions#copyMethod()} picks.
  *
