@@ -75,6 +75,12 @@ public final class Daemon implements AutoCloseable
         return daemon;
     }
 
+    /** @return the block graph, for tests in this package that write through a node's tracked disk. */
+    BlockGraph graph()
+    {
+        return graph;
+    }
+
     /** @return the QMP server. */
     public QmpServer server()
     {

@@ -39,7 +39,6 @@ import dev.tidemark.qmp.QmpType;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.IdentityHashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -478,12 +477,12 @@ public final class EngineCommands
         return Path.of(System.getProperty("java.io.tmpdir"));
     }
 
-    private JsonNode runBackups(final List<PreparedBackup> backups, final List<ControlAction> actions,
-        final TrackedDisk disk)
+    private JsonNode runBackups(final List<PreparedBackup> backups,
+        final Map<TrackedDisk, List<ControlAction>> actions)
     {
         try
         {
-            disk.transaction(actions);
+            TrackedDisk.transaction(actions);
         }
         catch (final RuntimeException ex)
         {
@@ -500,7 +499,7 @@ public final class EngineCommands
             handler(args ->
             {
                 final PreparedBackup b = prepareBackup(args, null);
-                return runBackups(List.of(b), b.actions, b.disk);
+                return runBackups(List.of(b), Map.of(b.disk, b.actions));
             }));
         r.register("transaction", transaction(),
             "Run bitmap actions and backup starts atomically at one point in the disk's write order.",
@@ -581,12 +580,13 @@ public final class EngineCommands
             }
         }
         final JobTransaction txn = grouped ? new JobTransaction() : null;
-        final List<ControlAction> actions = new ArrayList<>();
+        // Each disk's actions in the order given; the map's order is the order in which disks first appear.
+        final Map<TrackedDisk, List<ControlAction>> actions = new LinkedHashMap<>();
         final List<PreparedBackup> backups = new ArrayList<>();
-        final Map<TrackedDisk, Boolean> disks = new IdentityHashMap<>();
-        final List<String[]> added = new ArrayList<>();
-        final List<String[]> removed = new ArrayList<>();
-        TrackedDisk disk = null;
+        final List<Object[]> added = new ArrayList<>();
+        final List<Object[]> removed = new ArrayList<>();
+        int leadingAborts = 0;
+        TrackedDisk lastDisk = null;
         try
         {
             for (final JsonNode action : list)
@@ -595,47 +595,49 @@ public final class EngineCommands
                 final JsonNode data = action.get("data");
                 if ("abort".equals(type))
                 {
-                    actions.add(BitmapActions.abort());
+                    // Fails at prepare wherever it stands: it goes with the disk of the action before it.
+                    if (lastDisk == null)
+                    {
+                        leadingAborts++;
+                    }
+                    else
+                    {
+                        actions.get(lastDisk).add(BitmapActions.abort());
+                    }
                     continue;
                 }
                 if ("blockdev-backup".equals(type))
                 {
                     final PreparedBackup b = prepareBackup(data, txn);
                     backups.add(b);
-                    actions.addAll(b.actions);
-                    disk = b.disk;
-                    disks.put(b.disk, Boolean.TRUE);
+                    lastDisk = b.disk;
+                    actions.computeIfAbsent(b.disk, d -> new ArrayList<>()).addAll(b.actions);
                     continue;
                 }
                 final BlockNode node = "block-dirty-bitmap-add".equals(type)
                     ? graph.device(data.get("node").asText()) : graph.bitmapNode(data.get("node").asText());
                 final TrackedDisk d = graph.disk(node);
-                disk = d;
-                disks.put(d, Boolean.TRUE);
+                lastDisk = d;
+                final List<ControlAction> mine = actions.computeIfAbsent(d, k -> new ArrayList<>());
                 final String name = data.get("name") == null ? null : data.get("name").asText();
                 switch (type)
                 {
                     case "block-dirty-bitmap-add" ->
                     {
-                        actions.add(bitmapAddAction(data));
-                        added.add(new String[] {name, node.name});
+                        mine.add(bitmapAddAction(data));
+                        added.add(new Object[] {d, name, node.name});
                     }
                     case "block-dirty-bitmap-remove" ->
                     {
-                        actions.add(BitmapActions.remove(name));
-                        removed.add(new String[] {name, node.name});
+                        mine.add(BitmapActions.remove(name));
+                        removed.add(new Object[] {d, name});
                     }
-                    case "block-dirty-bitmap-clear" -> actions.add(BitmapActions.clear(name));
-                    case "block-dirty-bitmap-enable" -> actions.add(BitmapActions.enable(name));
-                    case "block-dirty-bitmap-disable" -> actions.add(BitmapActions.disable(name));
-                    case "block-dirty-bitmap-merge" -> actions.add(mergeAction(node, data));
+                    case "block-dirty-bitmap-clear" -> mine.add(BitmapActions.clear(name));
+                    case "block-dirty-bitmap-enable" -> mine.add(BitmapActions.enable(name));
+                    case "block-dirty-bitmap-disable" -> mine.add(BitmapActions.disable(name));
+                    case "block-dirty-bitmap-merge" -> mine.add(mergeAction(node, data));
                     default -> throw EngineException.generic("Unknown action type '" + type + "'");
                 }
-            }
-            if (disks.size() > 1)
-            {
-                throw EngineException.generic("Tidemark runs a transaction on one disk; these actions name nodes of "
-                    + disks.size() + " disks");
             }
         }
         catch (final RuntimeException | IOException ex)
@@ -643,22 +645,26 @@ public final class EngineCommands
             backups.forEach(PreparedBackup::failed);
             throw ex;
         }
-        if (disk == null)
+        if (actions.isEmpty())
         {
-            if (actions.isEmpty())
+            if (leadingAborts == 0)
             {
                 return empty();
             }
             throw EngineException.generic("Transaction aborted using Abort action");
         }
-        runBackups(backups, actions, disk);
-        for (final String[] a : added)
+        for (int i = 0; i < leadingAborts; i++)
         {
-            graph.noteBitmapNode(disk, a[0], a[1]);
+            actions.values().iterator().next().add(0, BitmapActions.abort());
         }
-        for (final String[] a : removed)
+        runBackups(backups, actions);
+        for (final Object[] a : added)
         {
-            graph.forgetBitmapNode(disk, a[0]);
+            graph.noteBitmapNode((TrackedDisk)a[0], (String)a[1], (String)a[2]);
+        }
+        for (final Object[] r : removed)
+        {
+            graph.forgetBitmapNode((TrackedDisk)r[0], (String)r[1]);
         }
         return empty();
     }

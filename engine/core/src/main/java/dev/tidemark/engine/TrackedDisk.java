@@ -3,6 +3,7 @@ package dev.tidemark.engine;
 import dev.tidemark.engine.journal.Journal;
 import dev.tidemark.engine.journal.JournalRecord;
 import dev.tidemark.engine.registry.BitmapRegistry;
+import dev.tidemark.engine.ring.JointCut;
 import dev.tidemark.engine.ring.WriteRing;
 import dev.tidemark.io.BlockStore;
 import java.io.IOException;
@@ -11,9 +12,13 @@ import java.nio.ByteBuffer;
 import dev.tidemark.io.RawFileStore;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.UUID;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.CopyOnWriteArrayList;
@@ -31,6 +36,10 @@ import java.util.concurrent.ExecutionException;
  */
 public final class TrackedDisk implements AutoCloseable
 {
+    /** How long the disks of a joint transaction wait for each other at its cut before it aborts. */
+    static final long JOINT_ARRIVAL_TIMEOUT_SECONDS = 60;
+    private static final Object JOINT_PUBLICATION_ORDER = new Object();
+
     private final String name;
     private final BlockStore store;
     private final long size;
@@ -351,6 +360,87 @@ public final class TrackedDisk implements AutoCloseable
     public CompletableFuture<Long> transactionAsync(final List<ControlAction> actions)
     {
         return ring.submitTransaction(actions);
+    }
+
+    /**
+     * Applies a transaction over several disks all-or-nothing at one cut that is the same instant on every one of
+     * them (I2), and waits: every write that completed on any of the disks before a write that falls before the cut
+     * was submitted is before the cut too ({@link JointCut} says why). Each disk's actions run on its own ring
+     * thread, in the order given, and every disk's journal records its part in one group; if any action of any disk
+     * fails, nothing of the transaction is left on any disk.
+     *
+     * @param actionsByDisk each disk's actions, in order; the map's iteration order is the order of the disks.
+     * @return each disk's cut sequence.
+     * @throws EngineException the first failing action's error (or why a disk could not take part).
+     */
+    public static Map<TrackedDisk, Long> transaction(final Map<TrackedDisk, List<ControlAction>> actionsByDisk)
+    {
+        final Map<TrackedDisk, Long> cuts = new LinkedHashMap<>();
+        if (actionsByDisk.size() == 1)
+        {
+            final Map.Entry<TrackedDisk, List<ControlAction>> only = actionsByDisk.entrySet().iterator().next();
+            cuts.put(only.getKey(), only.getKey().transaction(only.getValue()));
+            return cuts;
+        }
+        final List<Path> journals = new ArrayList<>();
+        for (final TrackedDisk disk : actionsByDisk.keySet())
+        {
+            journals.add(disk.journal.file());
+        }
+        final JointCut joint = new JointCut(UUID.randomUUID().toString(), journals, JOINT_ARRIVAL_TIMEOUT_SECONDS,
+            TimeUnit.SECONDS);
+        final List<CompletableFuture<Long>> parts = new ArrayList<>();
+        // One publication order for every joint transaction: two of them sharing rings in opposite orders would
+        // each hold a ring the other waits for.
+        synchronized (JOINT_PUBLICATION_ORDER)
+        {
+            for (final Map.Entry<TrackedDisk, List<ControlAction>> entry : actionsByDisk.entrySet())
+            {
+                try
+                {
+                    parts.add(entry.getKey().ring.submitJointTransaction(entry.getValue(), joint, parts.size()));
+                }
+                catch (final RuntimeException ex)
+                {
+                    joint.cancel(ex);
+                    parts.forEach(TrackedDisk::joinQuietly);
+                    throw ex;
+                }
+            }
+        }
+        RuntimeException failure = null;
+        final List<TrackedDisk> disks = new ArrayList<>(actionsByDisk.keySet());
+        for (int i = 0; i < parts.size(); i++)
+        {
+            try
+            {
+                cuts.put(disks.get(i), join(parts.get(i)));
+            }
+            catch (final RuntimeException ex)
+            {
+                if (failure == null)
+                {
+                    failure = ex;
+                }
+            }
+        }
+        if (failure != null)
+        {
+            throw failure;
+        }
+        return cuts;
+    }
+
+    private static void joinQuietly(final CompletableFuture<Long> part)
+    {
+        try
+        {
+            part.join();
+        }
+        catch (final CompletionException ex)
+        {
+            // The caller reports the failure that cancelled the transaction.
+        }
     }
 
     /**

@@ -1,6 +1,8 @@
 package dev.tidemark.engine.job;
 
+import dev.tidemark.bitmap.BitmapView;
 import java.util.concurrent.atomic.AtomicLongArray;
+import java.util.concurrent.atomic.AtomicReferenceArray;
 
 /**
  * Per-chunk copy state of one point-in-time copy (a backup job or a fleecing view); safe for concurrent use by the
@@ -12,22 +14,31 @@ import java.util.concurrent.atomic.AtomicLongArray;
  * threads in {@link #awaitDone}; {@link #release} hands a claim back after a failed copy. {@link #abandon} ends
  * the copy for good (the job failed or the view broke): every waiter returns and nothing more is claimed.
  *
- * <p>The needed set is filled before the copy starts (at the cut, on the mark thread, or before the pump starts)
- * and only shrinks afterwards (through claims), so readers need no lock to consult it.
+ * <p>The needed set is fixed before the copy starts: every chunk ({@link #needAll}), the dirty chunks of a bitmap
+ * that stays frozen while the copy runs ({@link #needDirty}, consulted in place: nothing is walked or copied at the
+ * cut), or chunks named one by one before the copy starts ({@link #need}). So readers need no lock to consult it.
+ *
+ * <p>The per-chunk bits live in pages of {@value #PAGE_WORDS} words allocated on first use: a copy costs memory in
+ * proportion to the chunks it claims, not to the disk (a 64 TiB disk has 2^30 chunks of 64 KiB; three dense bit
+ * arrays of them took 384 MiB, allocated and zeroed at the cut).
  */
 public final class ChunkClaims
 {
     private static final int STRIPES = 64;
+    private static final int PAGE_SHIFT = 10;
+    private static final int PAGE_WORDS = 1 << PAGE_SHIFT;
 
     private final long chunkSize;
     private final int chunkShift;
     private final long diskSize;
     private final long chunkCount;
-    private final AtomicLongArray needed;
-    private final AtomicLongArray claimed;
-    private final AtomicLongArray done;
+    private final SparseBits needed;
+    private final SparseBits claimed;
+    private final SparseBits done;
     private final Object[] stripes = new Object[STRIPES];
     private volatile boolean abandoned;
+    private volatile boolean all;
+    private volatile BitmapView frozen;
 
     /**
      * @param diskSize bytes of the disk.
@@ -47,10 +58,10 @@ public final class ChunkClaims
         this.chunkShift = Long.numberOfTrailingZeros(chunkSize);
         this.diskSize = diskSize;
         this.chunkCount = (diskSize + chunkSize - 1) >>> chunkShift;
-        final int words = Math.toIntExact((chunkCount + 63) >>> 6);
-        this.needed = new AtomicLongArray(words);
-        this.claimed = new AtomicLongArray(words);
-        this.done = new AtomicLongArray(words);
+        final long words = (chunkCount + 63) >>> 6;
+        this.needed = new SparseBits(words);
+        this.claimed = new SparseBits(words);
+        this.done = new SparseBits(words);
         for (int i = 0; i < STRIPES; i++)
         {
             stripes[i] = new Object();
@@ -109,36 +120,62 @@ public final class ChunkClaims
         final long last = chunkOf(offset + length - 1);
         for (long c = first; c <= last; c++)
         {
-            set(needed, c);
+            needed.set(c);
         }
     }
 
-    /** Marks every chunk as needed. */
+    /** Marks every chunk as needed, in O(1). */
     public void needAll()
     {
-        final int words = needed.length();
-        for (int i = 0; i < words; i++)
+        all = true;
+    }
+
+    /**
+     * Makes the needed chunks those that hold a dirty chunk of {@code bitmap}, consulted in place, in O(1).
+     *
+     * @param bitmap a bitmap of this disk's size that nobody changes until the copy ended (a job's frozen parent).
+     */
+    public void needDirty(final BitmapView bitmap)
+    {
+        if (bitmap.diskSize() != diskSize)
         {
-            final long first = (long)i << 6;
-            final long count = Math.min(64, chunkCount - first);
-            needed.set(i, count == 64 ? -1L : (1L << count) - 1);
+            throw new IllegalArgumentException("bitmap of " + bitmap.diskSize() + " bytes for a disk of " + diskSize);
         }
+        frozen = bitmap;
     }
 
     /** @return how many chunks are needed in total (claimed and done ones included). */
     public long neededCount()
     {
-        long n = 0;
-        for (int i = 0; i < needed.length(); i++)
+        if (all)
         {
-            n += Long.bitCount(needed.get(i));
+            return chunkCount;
+        }
+        long n = 0;
+        for (long c = nextNeeded(0); c >= 0; c = nextNeeded(c + 1))
+        {
+            n++;
         }
         return n;
     }
 
-    /** @return bytes of the needed chunks. */
+    /**
+     * @return bytes of the needed chunks; for a frozen bitmap whose granularity is the chunk size, from its count
+     *         of dirty chunks without walking them.
+     */
     public long neededBytes()
     {
+        if (all)
+        {
+            return diskSize;
+        }
+        final BitmapView bitmap = frozen;
+        if (bitmap != null && bitmap.granularity() == chunkSize)
+        {
+            final long bytes = bitmap.dirtyChunkCount() * chunkSize;
+            // The last chunk may be short.
+            return bitmap.isDirty(diskSize - 1) ? bytes - (chunkCount * chunkSize - diskSize) : bytes;
+        }
         long bytes = 0;
         for (long c = nextNeeded(0); c >= 0; c = nextNeeded(c + 1))
         {
@@ -157,18 +194,17 @@ public final class ChunkClaims
         {
             return -1;
         }
-        int word = (int)(from >>> 6);
-        long bits = needed.get(word) & (-1L << (from & 63));
-        while (bits == 0)
+        if (all)
         {
-            word++;
-            if (word >= needed.length())
-            {
-                return -1;
-            }
-            bits = needed.get(word);
+            return from;
         }
-        final long c = ((long)word << 6) + Long.numberOfTrailingZeros(bits);
+        final BitmapView bitmap = frozen;
+        if (bitmap != null)
+        {
+            final long dirty = bitmap.nextDirty(offsetOf(from));
+            return dirty < 0 ? -1 : chunkOf(dirty);
+        }
+        final long c = needed.nextSet(from);
         return c < chunkCount ? c : -1;
     }
 
@@ -178,41 +214,49 @@ public final class ChunkClaims
      */
     public long nextPending(final long from)
     {
-        if (from >= chunkCount)
+        long c = nextNeeded(from);
+        while (c >= 0)
         {
-            return -1;
-        }
-        int word = (int)(from >>> 6);
-        long bits = needed.get(word) & ~done.get(word) & (-1L << (from & 63));
-        while (bits == 0)
-        {
-            word++;
-            if (word >= needed.length())
+            if (!done.get(c))
             {
-                return -1;
+                return c;
             }
-            bits = needed.get(word) & ~done.get(word);
+            c = nextNeeded(all ? done.nextClear(c) : c + 1);
         }
-        final long c = ((long)word << 6) + Long.numberOfTrailingZeros(bits);
-        return c < chunkCount ? c : -1;
+        return -1;
     }
 
     /** @param chunk a chunk. @return whether it must be preserved (in any of the states needed/claimed/done). */
     public boolean isNeeded(final long chunk)
     {
-        return get(needed, chunk);
+        if (chunk < 0 || chunk >= chunkCount)
+        {
+            return false;
+        }
+        if (all)
+        {
+            return true;
+        }
+        final BitmapView bitmap = frozen;
+        if (bitmap != null)
+        {
+            final long start = offsetOf(chunk);
+            final long dirty = bitmap.nextDirty(start);
+            return dirty >= 0 && dirty < start + lengthOf(chunk);
+        }
+        return needed.get(chunk);
     }
 
     /** @param chunk a chunk. @return whether it was preserved. */
     public boolean isDone(final long chunk)
     {
-        return get(done, chunk);
+        return done.get(chunk);
     }
 
     /** @param chunk a chunk. @return whether someone claimed it (it may be done since). */
     public boolean isClaimed(final long chunk)
     {
-        return get(claimed, chunk);
+        return claimed.get(chunk);
     }
 
     /**
@@ -223,30 +267,17 @@ public final class ChunkClaims
      */
     public boolean tryClaim(final long chunk)
     {
-        if (abandoned || !get(needed, chunk))
+        if (abandoned || !isNeeded(chunk))
         {
             return false;
         }
-        final int word = (int)(chunk >>> 6);
-        final long bit = 1L << (chunk & 63);
-        while (true)
-        {
-            final long current = claimed.get(word);
-            if ((current & bit) != 0)
-            {
-                return false;
-            }
-            if (claimed.compareAndSet(word, current, current | bit))
-            {
-                return true;
-            }
-        }
+        return claimed.trySet(chunk);
     }
 
     /** @param chunk a chunk the caller claimed and copied. */
     public void markDone(final long chunk)
     {
-        set(done, chunk);
+        done.set(chunk);
         final Object stripe = stripe(chunk);
         synchronized (stripe)
         {
@@ -257,7 +288,7 @@ public final class ChunkClaims
     /** @param chunk a chunk the caller claimed but could not copy; it becomes claimable again. */
     public void release(final long chunk)
     {
-        clear(claimed, chunk);
+        claimed.clear(chunk);
         final Object stripe = stripe(chunk);
         synchronized (stripe)
         {
@@ -277,12 +308,12 @@ public final class ChunkClaims
         final Object stripe = stripe(chunk);
         synchronized (stripe)
         {
-            while (!get(done, chunk) && get(claimed, chunk) && !abandoned)
+            while (!done.get(chunk) && claimed.get(chunk) && !abandoned)
             {
                 stripe.wait();
             }
         }
-        return get(done, chunk);
+        return done.get(chunk);
     }
 
     /** Ends the copy: nothing more is claimed and every waiter returns. */
@@ -307,40 +338,28 @@ public final class ChunkClaims
     /** @return how many chunks are done. */
     public long doneCount()
     {
-        long n = 0;
-        for (int i = 0; i < done.length(); i++)
-        {
-            n += Long.bitCount(done.get(i));
-        }
-        return n;
+        return done.count();
     }
 
     /**
-     * Walks the done chunks as coalesced byte extents.
+     * Walks the done chunks as coalesced byte extents, in time proportional to the pages that hold any.
      *
      * @param consumer receives {@code (offset, length)}; {@code false} stops.
      */
     public void forEachDoneExtent(final dev.tidemark.bitmap.ExtentConsumer consumer)
     {
-        long c = 0;
-        while (c < chunkCount)
+        long c = done.nextSet(0);
+        while (c >= 0 && c < chunkCount)
         {
-            if (!get(done, c))
-            {
-                c++;
-                continue;
-            }
             final long start = c;
-            while (c < chunkCount && get(done, c))
-            {
-                c++;
-            }
+            c = Math.min(chunkCount, done.nextClear(c));
             final long offset = offsetOf(start);
             final long end = Math.min(diskSize, offsetOf(c));
             if (!consumer.accept(offset, end - offset))
             {
                 return;
             }
+            c = c < chunkCount ? done.nextSet(c) : -1;
         }
     }
 
@@ -349,30 +368,147 @@ public final class ChunkClaims
         return stripes[(int)(chunk & (STRIPES - 1))];
     }
 
-    private static boolean get(final AtomicLongArray bits, final long chunk)
+    /**
+     * Bits in pages of {@value #PAGE_WORDS} words, each allocated (and installed with one CAS) on its first set;
+     * safe for concurrent use; a missing page reads as zeroes.
+     */
+    static final class SparseBits
     {
-        return (bits.get((int)(chunk >>> 6)) & (1L << (chunk & 63))) != 0;
-    }
+        private final long words;
+        private final AtomicReferenceArray<AtomicLongArray> pages;
 
-    private static void set(final AtomicLongArray bits, final long chunk)
-    {
-        final int word = (int)(chunk >>> 6);
-        final long bit = 1L << (chunk & 63);
-        long current = bits.get(word);
-        while ((current & bit) == 0 && !bits.compareAndSet(word, current, current | bit))
+        SparseBits(final long words)
         {
-            current = bits.get(word);
+            this.words = words;
+            this.pages = new AtomicReferenceArray<>(Math.toIntExact((words + PAGE_WORDS - 1) >>> PAGE_SHIFT));
         }
-    }
 
-    private static void clear(final AtomicLongArray bits, final long chunk)
-    {
-        final int word = (int)(chunk >>> 6);
-        final long bit = 1L << (chunk & 63);
-        long current = bits.get(word);
-        while ((current & bit) != 0 && !bits.compareAndSet(word, current, current & ~bit))
+        private long word(final long index)
         {
-            current = bits.get(word);
+            final AtomicLongArray page = pages.get((int)(index >>> PAGE_SHIFT));
+            return page == null ? 0 : page.get((int)(index & (PAGE_WORDS - 1)));
+        }
+
+        private AtomicLongArray pageFor(final long index)
+        {
+            final int p = (int)(index >>> PAGE_SHIFT);
+            final AtomicLongArray page = pages.get(p);
+            if (page != null)
+            {
+                return page;
+            }
+            final AtomicLongArray fresh = new AtomicLongArray(PAGE_WORDS);
+            return pages.compareAndSet(p, null, fresh) ? fresh : pages.get(p);
+        }
+
+        boolean get(final long bit)
+        {
+            return (word(bit >>> 6) & (1L << (bit & 63))) != 0;
+        }
+
+        void set(final long bit)
+        {
+            trySet(bit);
+        }
+
+        /** @return whether this call changed the bit from 0 to 1. */
+        boolean trySet(final long bit)
+        {
+            final AtomicLongArray page = pageFor(bit >>> 6);
+            final int slot = (int)((bit >>> 6) & (PAGE_WORDS - 1));
+            final long mask = 1L << (bit & 63);
+            long current = page.get(slot);
+            while ((current & mask) == 0)
+            {
+                if (page.compareAndSet(slot, current, current | mask))
+                {
+                    return true;
+                }
+                current = page.get(slot);
+            }
+            return false;
+        }
+
+        void clear(final long bit)
+        {
+            final AtomicLongArray page = pages.get((int)(bit >>> 6 >>> PAGE_SHIFT));
+            if (page == null)
+            {
+                return;
+            }
+            final int slot = (int)((bit >>> 6) & (PAGE_WORDS - 1));
+            final long mask = 1L << (bit & 63);
+            long current = page.get(slot);
+            while ((current & mask) != 0 && !page.compareAndSet(slot, current, current & ~mask))
+            {
+                current = page.get(slot);
+            }
+        }
+
+        /** @return the first set bit at or after {@code from}, or -1; skips missing pages whole. */
+        long nextSet(final long from)
+        {
+            long index = from >>> 6;
+            if (index >= words)
+            {
+                return -1;
+            }
+            long bits = word(index) & (-1L << (from & 63));
+            while (bits == 0)
+            {
+                index++;
+                if ((index & (PAGE_WORDS - 1)) == 0)
+                {
+                    while (index < words && pages.get((int)(index >>> PAGE_SHIFT)) == null)
+                    {
+                        index += PAGE_WORDS;
+                    }
+                }
+                if (index >= words)
+                {
+                    return -1;
+                }
+                bits = word(index);
+            }
+            return (index << 6) + Long.numberOfTrailingZeros(bits);
+        }
+
+        /** @return the first clear bit at or after {@code from} (may be past the last bit). */
+        long nextClear(final long from)
+        {
+            long index = from >>> 6;
+            if (index >= words)
+            {
+                return from;
+            }
+            long bits = ~word(index) & (-1L << (from & 63));
+            while (bits == 0)
+            {
+                index++;
+                if (index >= words)
+                {
+                    return index << 6;
+                }
+                bits = ~word(index);
+            }
+            return (index << 6) + Long.numberOfTrailingZeros(bits);
+        }
+
+        long count()
+        {
+            long n = 0;
+            for (int p = 0; p < pages.length(); p++)
+            {
+                final AtomicLongArray page = pages.get(p);
+                if (page != null)
+                {
+                    for (int i = 0; i < PAGE_WORDS; i++)
+                    {
+                        n += Long.bitCount(page.get(i));
+                    }
+                }
+            }
+            return n;
         }
     }
 }

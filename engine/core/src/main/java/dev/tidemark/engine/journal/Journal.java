@@ -45,6 +45,8 @@ public final class Journal implements AutoCloseable
     private static final int GROUPED = 0x80;
     private static final long CHUNK_SIZE = 64 << 10;
     private static final long COMPACT_THRESHOLD = 1 << 20;
+    /** Committed joint transaction ids a compaction keeps. */
+    private static final int KEPT_JOINTS = 256;
 
     /**
      * Sees the journal file after every force; the seam the power-loss simulation (tests) uses to learn what reached
@@ -82,7 +84,7 @@ public final class Journal implements AutoCloseable
         final Path file = directory.resolve(FILE_NAME);
         MappedBytes mapped = map(file);
         long fileLength = Files.size(file);
-        Replay replay = replayMapped(file, mapped, fileLength);
+        Replay replay = replayMapped(file, mapped, fileLength, true);
         long end = replay.validLength;
         if (end > COMPACT_THRESHOLD)
         {
@@ -108,6 +110,7 @@ public final class Journal implements AutoCloseable
                 compactedLength, replay.inconsistentByTail);
             compacted.imageFingerprint = replay.imageFingerprint;
             compacted.outOfBandChanges.addAll(replay.outOfBandChanges);
+            compacted.committedJoints.addAll(replay.committedJoints);
             replay = compacted;
             end = compactedLength;
             mapped = map(file);
@@ -119,6 +122,11 @@ public final class Journal implements AutoCloseable
             mapped.zeroOut(end, fileLength);
         }
         final Journal journal = new Journal(file, mapped, replay, end);
+        if (replay.tailCommittedByPeer && replay.validLength == end)
+        {
+            // Seal the group another member committed, so that this journal answers for itself from now on.
+            journal.write(JournalRecord.marker(Type.TXN_COMMIT, 0), true);
+        }
         for (final JournalRecord kept : replay.standaloneInDroppedTail)
         {
             // Job records that landed inside the dropped tail stand alone; keep them.
@@ -144,11 +152,12 @@ public final class Journal implements AutoCloseable
     }
 
     /** Replays the first {@code length} bytes of a mapping; the file on disk may be longer than the mapping. */
-    private static Replay replayMapped(final Path file, final MappedBytes mapped, final long length)
+    private static Replay replayMapped(final Path file, final MappedBytes mapped, final long length,
+        final boolean consultPeers)
     {
         // Reads stop at readLimit instead of faulting past the end of the file.
         mapped.readLimit(length);
-        return replay(file, mapped, length);
+        return replay(file, mapped, length, consultPeers);
     }
 
     /** @return what replay on open found. */
@@ -218,6 +227,20 @@ public final class Journal implements AutoCloseable
         checkOwner();
         write(JournalRecord.marker(Type.TXN_COMMIT, cut), true);
         groupOwner = null;
+        if (syncOnCommit)
+        {
+            bytes.sync();
+            syncObserver.accept(file);
+        }
+    }
+
+    /**
+     * Forces the open group's records to storage in durable mode ({@link #syncOnCommit(boolean)}), before this disk
+     * votes in a transaction over several disks: another member may commit as soon as every member voted.
+     */
+    public synchronized void forceGroupIfDurable()
+    {
+        checkOwner();
         if (syncOnCommit)
         {
             bytes.sync();
@@ -312,7 +335,7 @@ public final class Journal implements AutoCloseable
             case SUCCESSOR_CREATED -> utf8Length(r.subject()) + BytesUtil.stopBitLength(r.fileId());
             case TXN_COMMIT -> BytesUtil.stopBitLength(r.cut() - lastCut);
             case OPENED -> BytesUtil.stopBitLength(r.cut());
-            case JOB_STARTED, JOB_OUTCOME -> utf8Length(r.subject()) + utf8Length(r.detail());
+            case JOB_STARTED, JOB_OUTCOME, JOINT_CUT -> utf8Length(r.subject()) + utf8Length(r.detail());
             case IMAGE_FINGERPRINT, OUT_OF_BAND_CHANGE -> utf8Length(r.detail());
             case TXN_ABORT, CLEAN_CLOSE -> 0;
         };
@@ -349,7 +372,7 @@ public final class Journal implements AutoCloseable
             }
             case TXN_COMMIT -> body.writeStopBit(r.cut() - lastCut);
             case OPENED -> body.writeStopBit(r.cut());
-            case JOB_STARTED, JOB_OUTCOME ->
+            case JOB_STARTED, JOB_OUTCOME, JOINT_CUT ->
             {
                 body.writeUtf8(r.subject());
                 body.writeUtf8(r.detail());
@@ -387,6 +410,12 @@ public final class Journal implements AutoCloseable
                 at = encode(out, at, JournalRecord.successorCreated(state.name(), state.successorFileId()), true, 0);
             }
         }
+        // The newest joint transactions stay answerable: a member that crashed before its commit asks for them.
+        final List<String> joints = new ArrayList<>(replay.committedJoints);
+        for (final String id : joints.subList(Math.max(0, joints.size() - KEPT_JOINTS), joints.size()))
+        {
+            at = encode(out, at, new JournalRecord(Type.JOINT_CUT, id, 0, 0, 0, 0, ""), true, 0);
+        }
         at = encode(out, at, JournalRecord.marker(Type.TXN_COMMIT, 0), true, 0);
         for (final Map.Entry<String, String> job : replay.jobs.entrySet())
         {
@@ -408,6 +437,35 @@ public final class Journal implements AutoCloseable
     }
 
     /**
+     * @return the journal of another member of {@code joint}'s transaction that committed it, or {@code null}. Each
+     *         member commits only after every member prepared (its records are appended, and forced in durable
+     *         mode), so one commit anywhere means the transaction committed.
+     */
+    private static Path peerThatCommitted(final Path file, final JournalRecord joint)
+    {
+        for (final String member : joint.detail().split("\n"))
+        {
+            final Path peer = Path.of(member);
+            if (member.isEmpty() || peer.equals(file.toAbsolutePath()) || !Files.exists(peer))
+            {
+                continue;
+            }
+            try
+            {
+                if (inspect(peer, false).committedJoints.contains(joint.subject()))
+                {
+                    return peer;
+                }
+            }
+            catch (final RuntimeException ex)
+            {
+                // An unreadable peer says nothing; another member may still answer.
+            }
+        }
+        return null;
+    }
+
+    /**
      * Replays journal bytes without opening the journal; for inspection tools and tests.
      *
      * @param file the file name used in messages.
@@ -416,12 +474,13 @@ public final class Journal implements AutoCloseable
      */
     public static Replay replayBytes(final Path file, final byte[] content)
     {
-        return replay(file, Bytes.wrapForRead(content), content.length);
+        return replay(file, Bytes.wrapForRead(content), content.length, true);
     }
 
     /** Replays records in place from offset 0 of {@code in} up to {@code limit}, without copying them. */
-    private static Replay replay(final Path file, final Bytes<?> in, final long limit)
+    private static Replay replay(final Path file, final Bytes<?> in, final long limit, final boolean consultPeers)
     {
+        final Set<String> committedJoints = new LinkedHashSet<>();
         final Map<String, BitmapState> bitmaps = new LinkedHashMap<>();
         final Map<String, String> jobs = new LinkedHashMap<>();
         final List<String> messages = new ArrayList<>();
@@ -487,6 +546,10 @@ public final class Journal implements AutoCloseable
                 {
                     for (final JournalRecord r : pending)
                     {
+                        if (r.type() == Type.JOINT_CUT)
+                        {
+                            committedJoints.add(r.subject());
+                        }
                         apply(bitmaps, r);
                     }
                     pending.clear();
@@ -538,6 +601,23 @@ public final class Journal implements AutoCloseable
             position = next;
         }
         long validLength = position;
+        boolean tailCommittedByPeer = false;
+        final JournalRecord joint = pending.stream().filter(r -> r.type() == Type.JOINT_CUT).findFirst().orElse(null);
+        final Path peer = joint != null && consultPeers ? peerThatCommitted(file, joint) : null;
+        if (peer != null)
+        {
+            // Another disk of the same transaction committed it, so every member had prepared: this one commits too.
+            for (final JournalRecord r : pending)
+            {
+                apply(bitmaps, r);
+            }
+            committedJoints.add(joint.subject());
+            messages.add("journal " + file + ": a transaction over several disks (" + joint.subject()
+                + ") had no commit record here but " + peer + " committed it; committed here too");
+            pending.clear();
+            standaloneSinceGroup.clear();
+            tailCommittedByPeer = true;
+        }
         if (!pending.isEmpty())
         {
             for (final JournalRecord r : pending)
@@ -565,6 +645,8 @@ public final class Journal implements AutoCloseable
         }
         final Replay result = new Replay(bitmaps, jobs, messages, cleanClose, opens, validLength, inconsistentByTail);
         result.standaloneInDroppedTail.addAll(standaloneSinceGroup);
+        result.committedJoints.addAll(committedJoints);
+        result.tailCommittedByPeer = tailCommittedByPeer;
         result.imageFingerprint = cleanClose ? fingerprint : null;
         result.outOfBandChanges.addAll(outOfBand);
         return result;
@@ -596,6 +678,7 @@ public final class Journal implements AutoCloseable
             case JOB_OUTCOME -> JournalRecord.jobOutcome(readName(in), readName(in));
             case IMAGE_FINGERPRINT -> JournalRecord.imageFingerprint(readName(in));
             case OUT_OF_BAND_CHANGE -> JournalRecord.outOfBandChange(readName(in));
+            case JOINT_CUT -> new JournalRecord(Type.JOINT_CUT, readName(in), 0, 0, 0, 0, readName(in));
             case TXN_ABORT, CLEAN_CLOSE -> JournalRecord.marker(type, 0);
         };
     }
@@ -674,6 +757,9 @@ public final class Journal implements AutoCloseable
         private final Set<String> inconsistentByTail;
         private final List<JournalRecord> standaloneInDroppedTail = new ArrayList<>();
         private final List<String> outOfBandChanges = new ArrayList<>();
+        // Ids of the joint transactions this journal committed, oldest first; other members' replays ask for them.
+        private final Set<String> committedJoints = new LinkedHashSet<>();
+        private boolean tailCommittedByPeer;
         private String imageFingerprint;
 
         Replay(final Map<String, BitmapState> bitmaps, final Map<String, String> jobs, final List<String> messages,
@@ -737,6 +823,12 @@ public final class Journal implements AutoCloseable
             return validLength;
         }
 
+        /** @return ids of the transactions over several disks this journal committed (the newest, after compaction). */
+        public Set<String> committedJoints()
+        {
+            return Collections.unmodifiableSet(committedJoints);
+        }
+
         /** @return bitmaps whose bits an uncommitted transaction may have changed. */
         public Set<String> inconsistentByTail()
         {
@@ -752,6 +844,12 @@ public final class Journal implements AutoCloseable
      */
     public static Replay inspect(final Path file)
     {
+        return inspect(file, true);
+    }
+
+    /** @param consultPeers whether an uncommitted joint transaction at the tail asks the other members' journals. */
+    private static Replay inspect(final Path file, final boolean consultPeers)
+    {
         try
         {
             // The length first: the owner may append meanwhile, and a read past the mapped file's end faults.
@@ -763,7 +861,7 @@ public final class Journal implements AutoCloseable
             final MappedBytes mapped = MappedBytes.readOnly(file.toFile());
             try
             {
-                return replayMapped(file, mapped, length);
+                return replayMapped(file, mapped, length, consultPeers);
             }
             finally
             {

@@ -57,7 +57,13 @@ public record JournalRecord(Type type, String subject, long fileId, long granula
         /** The image's fingerprint at a clean close ({@code detail}); checked at the next open. */
         IMAGE_FINGERPRINT(13),
         /** The image changed while no Tidemark held it; {@code detail} says how; its bitmaps became inconsistent. */
-        OUT_OF_BAND_CHANGE(14);
+        OUT_OF_BAND_CHANGE(14),
+        /**
+         * This group is one disk's part of a transaction over several disks: {@code subject} is the transaction's id,
+         * {@code detail} the journal files of every member, one per line. A crash can leave this group without its
+         * commit record while another member committed; replay then consults the other members (see Journal).
+         */
+        JOINT_CUT(15);
 
         private final int code;
 
@@ -194,6 +200,21 @@ public record JournalRecord(Type type, String subject, long fileId, long granula
     public static JournalRecord outOfBandChange(final String reason)
     {
         return new JournalRecord(Type.OUT_OF_BAND_CHANGE, "", 0, 0, 0, 0, reason);
+    }
+
+    /**
+     * @param id the transaction's id, the same in every member's journal.
+     * @param memberJournals the journal file of every member disk.
+     * @return a {@link Type#JOINT_CUT} record.
+     */
+    public static JournalRecord jointCut(final String id, final java.util.List<java.nio.file.Path> memberJournals)
+    {
+        final StringBuilder detail = new StringBuilder();
+        for (final java.nio.file.Path journal : memberJournals)
+        {
+            detail.append(detail.length() == 0 ? "" : "\n").append(journal.toAbsolutePath());
+        }
+        return new JournalRecord(Type.JOINT_CUT, id, 0, 0, 0, 0, detail.toString());
     }
 
     static JournalRecord marker(final Type type, final long cut)

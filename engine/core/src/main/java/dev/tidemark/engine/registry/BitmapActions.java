@@ -1,11 +1,13 @@
 package dev.tidemark.engine.registry;
 
+import dev.tidemark.bitmap.BitmapView;
 import dev.tidemark.bitmap.DirtyBitmap;
 import dev.tidemark.engine.ControlAction;
 import dev.tidemark.engine.CutContext;
 import dev.tidemark.engine.EngineException;
 import java.util.ArrayList;
 import java.util.List;
+import org.agrona.collections.LongArrayList;
 
 /**
  * The bitmap actions of QMP's {@code transaction} (and of the single bitmap commands, which are one-action
@@ -123,7 +125,7 @@ public final class BitmapActions
         return new ControlAction()
         {
             private BitmapRegistry.Entry entry;
-            private DirtyBitmap backup;
+            private LongArrayList undo;
 
             @Override
             public void prepare(final CutContext ctx)
@@ -133,7 +135,8 @@ public final class BitmapActions
                 BitmapRegistry.checkBusy(found);
                 BitmapRegistry.checkInconsistent(found);
                 registry.journalBitsChanging(found);
-                backup = registry.anonymousCopy(found);
+                // The dirty extents are the undo log: it costs what is dirty, where a copy cost the whole bitmap.
+                undo = dirtyExtents(found.bitmap);
                 found.bitmap.clearAll();
                 entry = found;
             }
@@ -141,15 +144,14 @@ public final class BitmapActions
             @Override
             public void commit(final CutContext ctx)
             {
-                backup.close();
+                undo = null;
             }
 
             @Override
             public void abort(final CutContext ctx)
             {
-                entry.bitmap.clearAll();
-                entry.bitmap.merge(backup);
-                backup.close();
+                restore(entry.bitmap, undo);
+                undo = null;
             }
 
             @Override
@@ -230,7 +232,7 @@ public final class BitmapActions
         return new ControlAction()
         {
             private BitmapRegistry.Entry entry;
-            private DirtyBitmap backup;
+            private LongArrayList undo;
 
             @Override
             public void prepare(final CutContext ctx)
@@ -243,6 +245,9 @@ public final class BitmapActions
                 for (final String source : names)
                 {
                     final BitmapRegistry.Entry from = registry.lookup(source);
+                    // As qemu-storage-daemon 7.2: a busy source is refused. A job's frozen bitmap lacks the writes
+                    // its successor holds since the job started, so merging it would lose them.
+                    BitmapRegistry.checkBusy(from);
                     BitmapRegistry.checkInconsistent(from);
                     if (from.bitmap.diskSize() != found.bitmap.diskSize())
                     {
@@ -253,19 +258,21 @@ public final class BitmapActions
                     bits.add(from.bitmap);
                 }
                 registry.journalBitsChanging(found);
-                backup = registry.anonymousCopy(found);
-                final DirtyBitmap scratch = registry.anonymousCopy(found);
+                // The target's dirty extents before the merge are the undo log (cost: what is dirty).
+                undo = dirtyExtents(found.bitmap);
                 try
                 {
                     for (final DirtyBitmap source : bits)
                     {
-                        scratch.merge(source);
+                        found.bitmap.merge(source);
                     }
-                    found.bitmap.merge(scratch);
                 }
-                finally
+                catch (final RuntimeException ex)
                 {
-                    scratch.close();
+                    // This action is not among the prepared ones yet: undo its partial merge here.
+                    restore(found.bitmap, undo);
+                    undo = null;
+                    throw ex;
                 }
                 entry = found;
             }
@@ -273,15 +280,14 @@ public final class BitmapActions
             @Override
             public void commit(final CutContext ctx)
             {
-                backup.close();
+                undo = null;
             }
 
             @Override
             public void abort(final CutContext ctx)
             {
-                entry.bitmap.clearAll();
-                entry.bitmap.merge(backup);
-                backup.close();
+                restore(entry.bitmap, undo);
+                undo = null;
             }
 
             @Override
@@ -325,5 +331,28 @@ public final class BitmapActions
                 return "abort";
             }
         };
+    }
+
+    /** @return the dirty extents of {@code bitmap} as offset, length pairs. */
+    private static LongArrayList dirtyExtents(final BitmapView bitmap)
+    {
+        final LongArrayList extents = new LongArrayList();
+        bitmap.forEachDirtyExtent(0, bitmap.diskSize(), (offset, length) ->
+        {
+            extents.addLong(offset);
+            extents.addLong(length);
+            return true;
+        });
+        return extents;
+    }
+
+    /** Gives {@code bitmap} back exactly the extents of {@code undo}; runs at the cut, with no write marked since. */
+    private static void restore(final DirtyBitmap bitmap, final LongArrayList undo)
+    {
+        bitmap.clearAll();
+        for (int i = 0; i < undo.size(); i += 2)
+        {
+            bitmap.mark(undo.getLong(i), undo.getLong(i + 1));
+        }
     }
 }

@@ -16,9 +16,13 @@ import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.util.ArrayList;
 import java.util.HexFormat;
+import java.util.IdentityHashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.TimeUnit;
 
 /**
  * A disk's named dirty bitmaps with QEMU's semantics; queries are safe from any thread, every change runs on the
@@ -32,6 +36,11 @@ import java.util.Map;
  * <p>Persistent bitmaps live in files {@code bitmap-<n>.tmbm} in the disk's bitmap directory; the journal says
  * which file is which bitmap. Changes go through {@link BitmapActions} inside transactions; successors
  * ({@link #createSuccessor}, {@link #abdicate}, {@link #reclaim}) are called by job actions at their cut.
+ *
+ * <p>A bitmap that leaves the registry (removed, replaced by its successor, a successor merged back) is retired
+ * on the registry's own thread ({@code tidemark-bitmap-retire}): unmapping 2 GiB and deleting its file must not
+ * happen on the ring thread at the cut. A reader that works on a bitmap outside the monitor (sha256) pins it; a
+ * pinned bitmap is retired only after its last reader unpinned it, so no reader touches unmapped memory.
  */
 public final class BitmapRegistry
 {
@@ -52,6 +61,9 @@ public final class BitmapRegistry
     private volatile Thread markThread;
     private volatile boolean durable;
     private DirtyBitmap[] recorders = NONE;
+    // Bitmaps read outside the monitor, with their reader counts; guarded by the monitor.
+    private final Map<DirtyBitmap, Integer> pinned = new IdentityHashMap<>();
+    private ExecutorService retirement;
 
     /**
      * Loads the persistent bitmaps the journal names, merges back the successors of jobs that were in flight,
@@ -315,9 +327,72 @@ public final class BitmapRegistry
      * @return SHA-256 of its bits as QEMU's {@code x-debug-block-dirty-bitmap-sha256} computes it, lowercase hex.
      * @throws EngineException {@code Dirty bitmap 'B' not found}.
      */
-    public synchronized String sha256(final String name)
+    public String sha256(final String name)
     {
-        return HexFormat.of().formatHex(lookup(name).bitmap.sha256());
+        // Hashed outside the monitor: 2 GiB of bits take seconds, and a transaction (the ring) needs the monitor.
+        // Marks may land meanwhile; the digest is of a state between the call and its return.
+        final DirtyBitmap bitmap;
+        synchronized (this)
+        {
+            bitmap = lookup(name).bitmap;
+            pinned.merge(bitmap, 1, Integer::sum);
+        }
+        try
+        {
+            return HexFormat.of().formatHex(bitmap.sha256());
+        }
+        finally
+        {
+            synchronized (this)
+            {
+                pinned.computeIfPresent(bitmap, (b, n) -> n == 1 ? null : n - 1);
+                notifyAll();
+            }
+        }
+    }
+
+    /**
+     * Closes {@code bitmap} and deletes {@code file} (if not null) on the retirement thread, once nobody reads it;
+     * the caller has already removed it from every entry and from the recorders.
+     */
+    private synchronized void retire(final DirtyBitmap bitmap, final Path file)
+    {
+        if (retirement == null)
+        {
+            retirement = Executors.newSingleThreadExecutor(runnable ->
+            {
+                final Thread thread = new Thread(runnable, "tidemark-bitmap-retire");
+                thread.setDaemon(true);
+                return thread;
+            });
+        }
+        retirement.execute(() ->
+        {
+            synchronized (this)
+            {
+                boolean interrupted = false;
+                while (pinned.containsKey(bitmap))
+                {
+                    try
+                    {
+                        wait();
+                    }
+                    catch (final InterruptedException ex)
+                    {
+                        interrupted = true;
+                    }
+                }
+                if (interrupted)
+                {
+                    Thread.currentThread().interrupt();
+                }
+            }
+            bitmap.close();
+            if (file != null)
+            {
+                deleteQuietly(file);
+            }
+        });
     }
 
     /**
@@ -415,11 +490,7 @@ public final class BitmapRegistry
         entry.successor = null;
         successor.markResolved();
         computeRecorders();
-        old.close();
-        if (entry.persistent)
-        {
-            deleteQuietly(fileOf(oldFileId));
-        }
+        retire(old, entry.persistent ? fileOf(oldFileId) : null);
     }
 
     /**
@@ -444,11 +515,7 @@ public final class BitmapRegistry
         entry.successor = null;
         successor.markResolved();
         computeRecorders();
-        successor.bitmap().close();
-        if (entry.persistent)
-        {
-            deleteQuietly(fileOf(successor.fileId()));
-        }
+        retire(successor.bitmap(), entry.persistent ? fileOf(successor.fileId()) : null);
     }
 
     // ------------------------------------------------------------------------------------------ mark thread
@@ -619,13 +686,10 @@ public final class BitmapRegistry
     /** Closes a detached entry's bitmap and deletes its file (a remove committed). */
     void release(final Entry entry)
     {
-        entry.bitmap.close();
-        if (entry.persistent)
-        {
-            deleteQuietly(fileOf(entry.fileId));
-        }
+        retire(entry.bitmap, entry.persistent ? fileOf(entry.fileId) : null);
     }
 
+    /** Undoes an add: the bitmap was made in this transaction and nobody read it, so it closes here at once. */
     void dropEntry(final Entry entry)
     {
         entries.remove(entry.name);
@@ -669,15 +733,42 @@ public final class BitmapRegistry
         }
     }
 
-    DirtyBitmap anonymousCopy(final Entry entry)
+    /**
+     * Closes every bitmap (clean close of their files) and successor, after the retirement thread finished the
+     * bitmaps it was given; the ring must be stopped.
+     */
+    public void close()
     {
-        final DirtyBitmap copy = files.anonymous(entry.name, diskSize, entry.bitmap.granularity());
-        copy.merge(entry.bitmap);
-        return copy;
+        final ExecutorService retiring;
+        synchronized (this)
+        {
+            retiring = retirement;
+            retirement = null;
+        }
+        if (retiring != null)
+        {
+            retiring.shutdown();
+            boolean interrupted = false;
+            try
+            {
+                while (!retiring.awaitTermination(1, TimeUnit.MINUTES))
+                {
+                    // A reader still pins a retired bitmap (a sha256 of 2 GiB): its files must close cleanly first.
+                }
+            }
+            catch (final InterruptedException ex)
+            {
+                interrupted = true;
+            }
+            if (interrupted)
+            {
+                Thread.currentThread().interrupt();
+            }
+        }
+        closeEntries();
     }
 
-    /** Closes every bitmap (clean close of their files) and successor; the ring must be stopped. */
-    public synchronized void close()
+    private synchronized void closeEntries()
     {
         for (final Entry entry : entries.values())
         {

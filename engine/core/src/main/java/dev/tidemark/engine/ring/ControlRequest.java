@@ -14,12 +14,18 @@ final class ControlRequest
 {
     final List<ControlAction> actions;
     final Runnable task;
+    // The other disks' requests of the same transaction meet here; null for a one-disk transaction or a task.
+    final JointCut joint;
+    final int jointMember;
     final CompletableFuture<Long> result = new CompletableFuture<>();
     final CompletableFuture<Void> writesBeforeCut = new CompletableFuture<>();
 
-    ControlRequest(final List<ControlAction> actions, final Runnable task)
+    ControlRequest(final List<ControlAction> actions, final Runnable task, final JointCut joint,
+        final int jointMember)
     {
         this.actions = actions;
         this.task = task;
+        this.joint = joint;
+        this.jointMember = jointMember;
     }
 }

@@ -17,6 +17,7 @@ import dev.tidemark.engine.RequestKind;
 import dev.tidemark.engine.TrackedDisk;
 import dev.tidemark.engine.WriteInterceptor;
 import dev.tidemark.engine.journal.Journal;
+import dev.tidemark.engine.journal.JournalRecord;
 import dev.tidemark.engine.registry.BitmapRegistry;
 import dev.tidemark.io.BlockStore;
 import java.io.IOException;
@@ -224,7 +225,25 @@ public final class WriteRing implements AutoCloseable
      */
     public CompletableFuture<Long> submitTransaction(final List<ControlAction> actions)
     {
-        return publishControl(new ControlRequest(List.copyOf(actions), null));
+        return publishControl(new ControlRequest(List.copyOf(actions), null, null, 0));
+    }
+
+    /**
+     * Publishes this disk's part of a transaction over several disks; its actions run when every member's ring
+     * reached its part ({@link JointCut}). Publish every member's part before waiting for any result, and publish
+     * the parts of two joint transactions in the same order on every ring they share (the caller serialises), or
+     * two rings could each wait at a different transaction for the other.
+     *
+     * @param actions this disk's actions, in order.
+     * @param joint the meeting point shared by every member's part.
+     * @param member this disk's index in the transaction's order of disks (the first member's failure is reported).
+     * @return completes with this disk's cut sequence once every member committed, or with the failure of the first
+     *         member that failed.
+     */
+    public CompletableFuture<Long> submitJointTransaction(final List<ControlAction> actions, final JointCut joint,
+        final int member)
+    {
+        return publishControl(new ControlRequest(List.copyOf(actions), null, joint, member));
     }
 
     /**
@@ -235,7 +254,7 @@ public final class WriteRing implements AutoCloseable
      */
     public CompletableFuture<Long> submitTask(final Runnable task)
     {
-        return publishControl(new ControlRequest(List.of(), task));
+        return publishControl(new ControlRequest(List.of(), task, null, 0));
     }
 
     private CompletableFuture<Long> publishControl(final ControlRequest request)
@@ -424,20 +443,51 @@ public final class WriteRing implements AutoCloseable
             }
             final Cut cut = new Cut(sequence, request);
             final List<ControlAction> prepared = new ArrayList<>();
+            final JointCut joint = request.joint;
             synchronized (registry)
             {
                 journal.beginGroup();
-                try
+                Throwable failure = null;
+                // A joint transaction's rings all stop here until the last one arrives: that instant is the cut.
+                if (joint != null && !joint.arrive(diskName))
                 {
-                    for (final ControlAction action : request.actions)
+                    failure = joint.failure();
+                }
+                else
+                {
+                    try
                     {
-                        action.prepare(cut);
-                        prepared.add(action);
+                        for (final ControlAction action : request.actions)
+                        {
+                            action.prepare(cut);
+                            prepared.add(action);
+                        }
+                    }
+                    catch (final RuntimeException | Error ex)
+                    {
+                        // An Error too: the journal group and the registry must not stay half-prepared.
+                        failure = ex;
+                    }
+                    if (joint != null && failure == null)
+                    {
+                        try
+                        {
+                            // The members' journals name each other: a member whose commit a crash cut off asks.
+                            journal.append(JournalRecord.jointCut(joint.id(), joint.journals()));
+                            journal.forceGroupIfDurable();
+                        }
+                        catch (final RuntimeException ex)
+                        {
+                            failure = ex;
+                        }
+                    }
+                    if (joint != null && !joint.vote(request.jointMember, failure))
+                    {
+                        failure = joint.failure();
                     }
                 }
-                catch (final RuntimeException | Error ex)
+                if (failure != null)
                 {
-                    // An Error too: the journal group and the registry must not stay half-prepared.
                     for (int i = prepared.size() - 1; i >= 0; i--)
                     {
                         try
@@ -446,13 +496,16 @@ public final class WriteRing implements AutoCloseable
                         }
                         catch (final RuntimeException abortFailure)
                         {
-                            ex.addSuppressed(abortFailure);
+                            if (failure != abortFailure)
+                            {
+                                failure.addSuppressed(abortFailure);
+                            }
                         }
                     }
                     interceptors = cut.interceptorsBefore;
                     journal.abortGroup();
                     registry.computeRecordersAfterChange();
-                    request.result.completeExceptionally(ex);
+                    request.result.completeExceptionally(failure);
                     return;
                 }
                 journal.commitGroup(sequence);

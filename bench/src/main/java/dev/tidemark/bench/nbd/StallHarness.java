@@ -1,0 +1,377 @@
+package dev.tidemark.bench.nbd;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.tidemark.engine.JvmFlags;
+import dev.tidemark.qmp.QmpClient;
+import java.io.File;
+import java.io.IOException;
+import java.io.RandomAccessFile;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
+import java.util.stream.Stream;
+
+/**
+ * Write stalls during control commands, Tidemark against qemu-storage-daemon; a command-line program, one thread.
+ *
+ * <p>Each side serves a 64 TiB sparse raw image (plus two 1 GiB images, for the three-disk transaction) from its
+ * own command line ({@code tidemark serve} with persistent bitmaps, qemu-storage-daemon as packaged; without an
+ * iothread, because Debian's QSD 7.2 with {@code iothread=} on an NBD export aborts on an assertion in
+ * {@code nbd_blockdev_client_closed} when fio's first connection closes), with
+ * two recording bitmaps of 4 KiB granularity (2 GiB each) on the big disk. For every command, a fresh fio run
+ * (nbd engine, 4 KiB random writes, queue depth 1, over a unix socket) writes for 2.5 s, then the command runs over
+ * QMP, then fio writes 1 s more and is stopped: the worst write latency of that fio run is the worst wait a guest
+ * write saw while the command ran. A run with no command gives the baseline. Sides alternate; each figure is the
+ * median over {@code --runs} rounds.
+ *
+ * <pre>java -jar bench/target/benchmarks.jar ... or
+ * java -cp bench/target/benchmarks.jar dev.tidemark.bench.nbd.StallHarness [--dir /dev/shm] [--runs 3]</pre>
+ */
+public final class StallHarness
+{
+    private static final ObjectMapper JSON = new ObjectMapper();
+    private static final long BIG = 64L << 40;
+    private static final long SMALL = 1L << 30;
+    private static final String CHILD_PROPERTY = "tidemark.stall.child";
+    private static final List<String> COMMANDS = List.of("none", "block-dirty-bitmap-clear",
+        "block-dirty-bitmap-merge", "x-debug-block-dirty-bitmap-sha256", "block-dirty-bitmap-add+remove (2 GiB)",
+        "incremental backup start to finish", "transaction over 3 disks");
+
+    private final Path work;
+    private final int runs;
+    private final Map<String, Map<String, List<double[]>>> results = new LinkedHashMap<>();
+    private int targetSerial;
+
+    private StallHarness(final Path work, final int runs)
+    {
+        this.work = work;
+        this.runs = runs;
+    }
+
+    /**
+     * @param args {@code [--dir DIR] [--runs N]}.
+     * @throws Exception when a server or tool fails.
+     */
+    public static void main(final String[] args) throws Exception
+    {
+        if (System.getProperty(CHILD_PROPERTY) == null)
+        {
+            // QmpClient's libraries need nothing, but tidemark serve is started from this JVM's class path with
+            // the project's flags; run again with them so that one command suffices.
+            final List<String> command = new ArrayList<>();
+            command.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
+            command.addAll(JvmFlags.forThisJava());
+            command.add("-D" + CHILD_PROPERTY + "=true");
+            command.add("-cp");
+            command.add(System.getProperty("java.class.path"));
+            command.add(StallHarness.class.getName());
+            command.addAll(List.of(args));
+            System.exit(new ProcessBuilder(command).inheritIO().start().waitFor());
+        }
+        Path dir = Path.of("/dev/shm");
+        int runs = 3;
+        for (int i = 0; i < args.length; i++)
+        {
+            switch (args[i])
+            {
+                case "--dir" -> dir = Path.of(args[++i]);
+                case "--runs" -> runs = Integer.parseInt(args[++i]);
+                default -> throw new IllegalArgumentException("unknown argument '" + args[i] + "'; see the class comment");
+            }
+        }
+        final Path work = Files.createTempDirectory(dir, "stall");
+        try
+        {
+            new StallHarness(work, runs).run();
+        }
+        finally
+        {
+            deleteTree(work);
+        }
+    }
+
+    private void run() throws Exception
+    {
+        for (int round = 0; round < runs; round++)
+        {
+            // Alternate which side goes first.
+            final String[] sides = round % 2 == 0 ? new String[] {"tidemark", "qsd"} : new String[] {"qsd", "tidemark"};
+            for (final String side : sides)
+            {
+                measureSide(side);
+            }
+        }
+        print();
+    }
+
+    private void measureSide(final String side) throws Exception
+    {
+        final Path dir = Files.createDirectories(work.resolve(side));
+        final List<Path> images = List.of(dir.resolve("d0.raw"), dir.resolve("d1.raw"), dir.resolve("d2.raw"));
+        sparse(images.get(0), BIG);
+        sparse(images.get(1), SMALL);
+        sparse(images.get(2), SMALL);
+        final Path nbd = dir.resolve("nbd.sock");
+        final Path qmpSocket = dir.resolve("qmp.sock");
+        final List<String> command = new ArrayList<>();
+        final boolean ours = "tidemark".equals(side);
+        if (ours)
+        {
+            command.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
+            command.addAll(JvmFlags.forThisJava());
+            command.add("-cp");
+            command.add(System.getProperty("java.class.path"));
+            command.add("dev.tidemark.cli.TidemarkMain");
+            command.add("serve");
+        }
+        else
+        {
+            command.add("qemu-storage-daemon");
+        }
+        for (int d = 0; d < images.size(); d++)
+        {
+            command.addAll(List.of("--blockdev", "driver=file,node-name=f" + d + ",filename=" + images.get(d)));
+        }
+        command.addAll(List.of("--nbd-server", "addr.type=unix,addr.path=" + nbd,
+            "--export", "type=nbd,id=e0,node-name=f0,name=e0,writable=on",
+            "--chardev", "socket,id=m0,path=" + qmpSocket + ",server=on,wait=off", "--monitor", "chardev=m0"));
+        final Path log = dir.resolve("server.log");
+        final Process server = new ProcessBuilder(command).redirectErrorStream(true).redirectOutput(log.toFile())
+            .redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null"))).start();
+        try
+        {
+            awaitSocket(server, qmpSocket, log);
+            awaitSocket(server, nbd, log);
+            try (QmpClient qmp = QmpClient.connectUnix(qmpSocket))
+            {
+                qmp.setTimeout(Duration.ofMinutes(5));
+                qmp.negotiate();
+                for (final String name : List.of("b0", "b1"))
+                {
+                    final ObjectNode add = args("node", "f0", "name", name, "granularity", 4096);
+                    if (ours)
+                    {
+                        add.put("persistent", true);
+                    }
+                    qmp.execute("block-dirty-bitmap-add", add);
+                }
+                for (final String name : COMMANDS)
+                {
+                    final double[] figures = measure(qmp, nbd, name, dir);
+                    results.computeIfAbsent(name, k -> new LinkedHashMap<>()).computeIfAbsent(side,
+                        k -> new ArrayList<>()).add(figures);
+                    System.err.printf(Locale.ROOT, "%s %-40s command %8.1f ms, worst write %8.2f ms, %6.0f IOPS%n",
+                        side, name, figures[0], figures[1], figures[2]);
+                }
+                qmp.execute("quit", JSON.createObjectNode());
+            }
+        }
+        finally
+        {
+            server.destroy();
+            if (!server.waitFor(30, TimeUnit.SECONDS))
+            {
+                server.destroyForcibly().waitFor();
+            }
+            deleteTree(dir);
+        }
+    }
+
+    /** @return {command ms, worst write latency ms during the fio run, fio IOPS}. */
+    private double[] measure(final QmpClient qmp, final Path nbd, final String name, final Path dir) throws Exception
+    {
+        final Path out = dir.resolve("fio.json");
+        final Process fio = new ProcessBuilder("fio", "--name=w", "--ioengine=nbd",
+            "--uri=nbd+unix:///e0?socket=" + nbd, "--rw=randwrite", "--bs=4k", "--iodepth=1", "--size=" + BIG,
+            "--norandommap", "--random_generator=tausworthe64", "--time_based", "--runtime=600",
+            "--output-format=json").redirectErrorStream(false)
+            .redirectOutput(out.toFile()).redirectError(ProcessBuilder.Redirect.DISCARD).start();
+        // Writes must be flowing before the command: fio reports each connection in its first second.
+        Thread.sleep(2500);
+        final long start = System.nanoTime();
+        command(qmp, name, dir);
+        final double commandMs = (System.nanoTime() - start) / 1e6;
+        Thread.sleep(1000);
+        new ProcessBuilder("kill", "-INT", Long.toString(fio.pid())).start().waitFor();
+        if (!fio.waitFor(60, TimeUnit.SECONDS))
+        {
+            fio.destroyForcibly();
+            throw new IOException("fio did not stop");
+        }
+        final String json = Files.readString(out, StandardCharsets.UTF_8);
+        final JsonNode write = JSON.readTree(json.substring(json.indexOf('{'))).path("jobs").get(0).path("write");
+        return new double[] {commandMs, write.path("lat_ns").path("max").asDouble() / 1e6, write.path("iops").asDouble()};
+    }
+
+    private void command(final QmpClient qmp, final String name, final Path dir) throws Exception
+    {
+        switch (name)
+        {
+            case "none" ->
+            {
+                // The baseline: fio alone.
+            }
+            case "block-dirty-bitmap-clear" -> qmp.execute("block-dirty-bitmap-clear", args("node", "f0", "name", "b1"));
+            case "block-dirty-bitmap-merge" ->
+            {
+                final ObjectNode merge = args("node", "f0", "target", "b1");
+                merge.putArray("bitmaps").add("b0");
+                qmp.execute("block-dirty-bitmap-merge", merge);
+            }
+            case "x-debug-block-dirty-bitmap-sha256" ->
+                qmp.execute("x-debug-block-dirty-bitmap-sha256", args("node", "f0", "name", "b0"));
+            case "block-dirty-bitmap-add+remove (2 GiB)" ->
+            {
+                qmp.execute("block-dirty-bitmap-add", args("node", "f0", "name", "extra", "granularity", 4096));
+                qmp.execute("block-dirty-bitmap-remove", args("node", "f0", "name", "extra"));
+            }
+            case "incremental backup start to finish" ->
+            {
+                final Path target = dir.resolve("target" + (targetSerial++) + ".qcow2");
+                run("qemu-img", "create", "-f", "qcow2", target.toString(), Long.toString(BIG));
+                final ObjectNode add = args("driver", "qcow2", "node-name", "t0");
+                add.putObject("file").put("driver", "file").put("filename", target.toString());
+                qmp.execute("blockdev-add", add);
+                qmp.drainEvents();
+                qmp.execute("blockdev-backup", args("device", "f0", "target", "t0", "sync", "incremental",
+                    "bitmap", "b0", "job-id", "j0"));
+                qmp.awaitEvent("BLOCK_JOB_COMPLETED", Duration.ofMinutes(5));
+                awaitNoJobs(qmp);
+                qmp.execute("blockdev-del", args("node-name", "t0"));
+                Files.deleteIfExists(target);
+            }
+            case "transaction over 3 disks" ->
+            {
+                final ObjectNode txn = JSON.createObjectNode();
+                final ArrayNode actions = txn.putArray("actions");
+                for (int d = 0; d < 3; d++)
+                {
+                    final ObjectNode action = actions.addObject().put("type", "block-dirty-bitmap-add");
+                    action.set("data", args("node", "f" + d, "name", "chk" + targetSerial, "granularity", 65536));
+                }
+                targetSerial++;
+                qmp.execute("transaction", txn);
+            }
+            default -> throw new IllegalArgumentException(name);
+        }
+    }
+
+    private static void awaitNoJobs(final QmpClient qmp) throws Exception
+    {
+        final long deadline = System.nanoTime() + TimeUnit.MINUTES.toNanos(5);
+        while (!qmp.execute("query-jobs", JSON.createObjectNode()).isEmpty())
+        {
+            if (System.nanoTime() > deadline)
+            {
+                throw new IOException("job did not go away");
+            }
+            Thread.sleep(10);
+        }
+    }
+
+    private void print()
+    {
+        System.out.println("| command | Tidemark worst write (ms) | QSD worst write (ms) | Tidemark command (ms) | QSD command (ms)"
+            + " | Tidemark IOPS | QSD IOPS |");
+        System.out.println("|---|---|---|---|---|---|---|");
+        for (final Map.Entry<String, Map<String, List<double[]>>> entry : results.entrySet())
+        {
+            final List<double[]> ours = entry.getValue().getOrDefault("tidemark", List.of());
+            final List<double[]> qsd = entry.getValue().getOrDefault("qsd", List.of());
+            System.out.printf(Locale.ROOT, "| %s | %.2f | %.2f | %.1f | %.1f | %.0f | %.0f |%n", entry.getKey(),
+                median(ours, 1), median(qsd, 1), median(ours, 0), median(qsd, 0), median(ours, 2), median(qsd, 2));
+        }
+    }
+
+    private static double median(final List<double[]> rows, final int column)
+    {
+        if (rows.isEmpty())
+        {
+            return Double.NaN;
+        }
+        final double[] values = rows.stream().mapToDouble(r -> r[column]).sorted().toArray();
+        final int n = values.length;
+        return n % 2 == 1 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
+    }
+
+    private static ObjectNode args(final Object... pairs)
+    {
+        final ObjectNode node = JSON.createObjectNode();
+        for (int i = 0; i < pairs.length; i += 2)
+        {
+            final String key = (String)pairs[i];
+            final Object value = pairs[i + 1];
+            if (value instanceof Integer n)
+            {
+                node.put(key, n);
+            }
+            else if (value instanceof Long n)
+            {
+                node.put(key, n);
+            }
+            else
+            {
+                node.put(key, String.valueOf(value));
+            }
+        }
+        return node;
+    }
+
+    private static void sparse(final Path image, final long size) throws IOException
+    {
+        try (RandomAccessFile file = new RandomAccessFile(image.toFile(), "rw"))
+        {
+            file.setLength(size);
+        }
+    }
+
+    private static void awaitSocket(final Process server, final Path socket, final Path log) throws Exception
+    {
+        final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+        while (!Files.exists(socket))
+        {
+            if (!server.isAlive() || System.nanoTime() > deadline)
+            {
+                throw new IOException("server did not start: " + Files.readString(log));
+            }
+            Thread.sleep(20);
+        }
+    }
+
+    private static void run(final String... command) throws Exception
+    {
+        final Process process = new ProcessBuilder(command).redirectErrorStream(true)
+            .redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null"))).start();
+        final String output = new String(process.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+        if (process.waitFor() != 0)
+        {
+            throw new IOException(String.join(" ", command) + " failed: " + output);
+        }
+    }
+
+    private static void deleteTree(final Path root) throws IOException
+    {
+        if (!Files.exists(root))
+        {
+            return;
+        }
+        try (Stream<Path> walk = Files.walk(root))
+        {
+            for (final Path p : walk.sorted(Comparator.reverseOrder()).toList())
+            {
+                Files.deleteIfExists(p);
+            }
+        }
+    }
+}

@@ -1,0 +1,256 @@
+package dev.tidemark.daemon;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.tidemark.engine.TrackedDisk;
+import dev.tidemark.qmp.QmpError;
+import dev.tidemark.qmp.QmpJson;
+import java.io.IOException;
+import java.io.RandomAccessFile;
+import java.nio.ByteBuffer;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.List;
+import java.util.SplittableRandom;
+import java.util.concurrent.TimeUnit;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+
+/**
+ * libvirt's checkpoint-and-backup flow over QMP on a VM with three disks: one {@code transaction} adds a checkpoint
+ * bitmap on every disk and starts a full backup of every disk; the next one does the same with incremental backups
+ * from the previous bitmaps; a third backs up all three with {@code completion-mode: grouped}. Every image is checked with qemu-img; a bitmap that
+ * a successful incremental used is empty afterwards, so the jobs' success shows in the bitmaps too.
+ */
+@Timeout(value = 120, unit = TimeUnit.SECONDS)
+class DaemonMultiDiskTest
+{
+    private static final long SIZE = 8L << 20;
+    private static final int DISKS = 3;
+
+    private Path dir;
+    private Daemon daemon;
+    private final long seed = System.nanoTime();
+
+    @BeforeEach
+    void setUp() throws Exception
+    {
+        DaemonEndToEndTest.require("qemu-img");
+        dir = Files.createTempDirectory("tidemark-multi");
+        daemon = Daemon.create(null, false, false);
+        for (int d = 0; d < DISKS; d++)
+        {
+            try (RandomAccessFile f = new RandomAccessFile(dir.resolve("d" + d + ".raw").toFile(), "rw"))
+            {
+                f.setLength(SIZE);
+            }
+            exec("blockdev-add", "{'driver':'file','node-name':'f" + d + "','filename':'" + dir.resolve("d" + d + ".raw")
+                + "'}");
+            exec("blockdev-add", "{'driver':'raw','node-name':'d" + d + "','file':'f" + d + "'}");
+        }
+    }
+
+    @AfterEach
+    void tearDown() throws IOException
+    {
+        daemon.close();
+        try (Stream<Path> walk = Files.walk(dir))
+        {
+            for (final Path p : walk.sorted(Comparator.reverseOrder()).toList())
+            {
+                Files.deleteIfExists(p);
+            }
+        }
+    }
+
+    @Test
+    void checkpointAndBackupOfThreeDisksInOneTransaction() throws Exception
+    {
+        final SplittableRandom random = new SplittableRandom(seed);
+        guestWrites(random, 40);
+        for (int d = 0; d < DISKS; d++)
+        {
+            target("full" + d, null);
+        }
+        exec("transaction", actions("chk1", "full", "full", null));
+        awaitJobs();
+        for (int d = 0; d < DISKS; d++)
+        {
+            exec("blockdev-del", "{'node-name':'tfull" + d + "'}");
+            qemuImg("compare", "-f", "raw", "-F", "qcow2", dir.resolve("d" + d + ".raw").toString(),
+                dir.resolve("full" + d + ".qcow2").toString());
+            assertThat(count("d" + d, "chk1")).isZero();
+        }
+
+        guestWrites(random, 25);
+        for (int d = 0; d < DISKS; d++)
+        {
+            assertThat(count("d" + d, "chk1")).as("seed %d", seed).isPositive();
+            target("inc" + d, dir.resolve("full" + d + ".qcow2"));
+        }
+        exec("transaction", actions("chk2", "inc", "incremental", "chk1"));
+        awaitJobs();
+        for (int d = 0; d < DISKS; d++)
+        {
+            exec("blockdev-del", "{'node-name':'tinc" + d + "'}");
+            qemuImg("check", dir.resolve("inc" + d + ".qcow2").toString());
+            qemuImg("compare", "-f", "raw", "-F", "qcow2", dir.resolve("d" + d + ".raw").toString(),
+                dir.resolve("inc" + d + ".qcow2").toString());
+            assertThat(count("d" + d, "chk1")).as("the incremental's bitmap is cleared on success").isZero();
+            assertThat(count("d" + d, "chk2")).isZero();
+        }
+
+        guestWrites(random, 10);
+        for (int d = 0; d < DISKS; d++)
+        {
+            target("grouped" + d, null);
+        }
+        exec("transaction", actions(null, "grouped", "full", null));
+        awaitJobs();
+        for (int d = 0; d < DISKS; d++)
+        {
+            exec("blockdev-del", "{'node-name':'tgrouped" + d + "'}");
+            qemuImg("compare", "-f", "raw", "-F", "qcow2", dir.resolve("d" + d + ".raw").toString(),
+                dir.resolve("grouped" + d + ".qcow2").toString());
+        }
+    }
+
+    @Test
+    void aFailingActionOnTheThirdDiskLeavesTheOthersUntouched() throws Exception
+    {
+        exec("block-dirty-bitmap-add", "{'node':'d2','name':'chk1'}");
+        final StringBuilder list = new StringBuilder("{'actions':[");
+        for (int d = 0; d < DISKS; d++)
+        {
+            list.append(d == 0 ? "" : ",").append("{'type':'block-dirty-bitmap-add','data':{'node':'d").append(d)
+                .append("','name':'chk1'}}");
+        }
+        list.append("]}");
+        assertThat(error("transaction", list.toString())).isEqualTo("Bitmap already exists: chk1");
+        assertThat(daemon.execute("query-named-block-nodes", QmpJson.object()).findValuesAsText("name"))
+            .containsExactly("chk1");
+        // The same set of nodes twice in one transaction, and an abort after them: nothing is left either.
+        assertThat(error("transaction", "{'actions':[{'type':'block-dirty-bitmap-add','data':{'node':'d0','name':'x'}},"
+            + "{'type':'block-dirty-bitmap-add','data':{'node':'d1','name':'x'}},{'type':'abort','data':{}}]}"))
+            .isEqualTo("Transaction aborted using Abort action");
+        assertThat(daemon.execute("query-named-block-nodes", QmpJson.object()).findValuesAsText("name"))
+            .containsExactly("chk1");
+    }
+
+    /** One transaction for every disk: a checkpoint bitmap (unless null) and a backup into {@code t<prefix><d>}. */
+    private String actions(final String checkpoint, final String targetPrefix, final String sync, final String bitmap)
+    {
+        final StringBuilder list = new StringBuilder("{'actions':[");
+        for (int d = 0; d < DISKS; d++)
+        {
+            if (checkpoint != null)
+            {
+                list.append("{'type':'block-dirty-bitmap-add','data':{'node':'d").append(d)
+                    .append("','name':'").append(checkpoint).append("','persistent':true}},");
+            }
+            list.append("{'type':'blockdev-backup','data':{'device':'d").append(d).append("','target':'t")
+                .append(targetPrefix).append(d).append("','sync':'").append(sync).append("','job-id':'j")
+                .append(targetPrefix).append(d).append("'");
+            if (bitmap != null)
+            {
+                list.append(",'bitmap':'").append(bitmap).append("'");
+            }
+            list.append("}}").append(d == DISKS - 1 ? "" : ",");
+        }
+        // QEMU refuses grouped completion for a bitmap action: only a backups-only transaction is grouped.
+        return list.append(checkpoint == null ? "],'properties':{'completion-mode':'grouped'}}" : "]}").toString();
+    }
+
+    private void target(final String name, final Path backing) throws Exception
+    {
+        final Path image = dir.resolve(name + ".qcow2");
+        if (backing == null)
+        {
+            qemuImg("create", "-f", "qcow2", "-o", "cluster_size=65536", image.toString(), Long.toString(SIZE));
+        }
+        else
+        {
+            qemuImg("create", "-f", "qcow2", "-o", "cluster_size=65536", "-b", backing.toString(), "-F", "qcow2",
+                image.toString(), Long.toString(SIZE));
+        }
+        exec("blockdev-add", "{'driver':'qcow2','node-name':'t" + name + "','backing':null,'file':{'driver':'file',"
+            + "'filename':'" + image + "'}}");
+    }
+
+    private void guestWrites(final SplittableRandom random, final int count) throws IOException
+    {
+        for (int d = 0; d < DISKS; d++)
+        {
+            final TrackedDisk disk = daemon.graph().disk(daemon.graph().device("d" + d));
+            for (int i = 0; i < count; i++)
+            {
+                final byte[] data = new byte[4096];
+                random.nextBytes(data);
+                disk.write(random.nextLong(SIZE / 4096) * 4096, ByteBuffer.wrap(data), false);
+            }
+        }
+    }
+
+    private long count(final String node, final String bitmap) throws Exception
+    {
+        for (final JsonNode n : daemon.execute("query-named-block-nodes", QmpJson.object()))
+        {
+            for (final JsonNode b : n.path("dirty-bitmaps"))
+            {
+                if (n.path("node-name").asText().equals(node) && b.path("name").asText().equals(bitmap))
+                {
+                    return b.path("count").asLong();
+                }
+            }
+        }
+        throw new AssertionError("no bitmap " + bitmap + " on " + node);
+    }
+
+    private void awaitJobs() throws Exception
+    {
+        final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+        while (!daemon.execute("query-jobs", QmpJson.object()).isEmpty())
+        {
+            assertThat(System.nanoTime()).as("jobs finish").isLessThan(deadline);
+            Thread.sleep(20);
+        }
+    }
+
+    private JsonNode exec(final String command, final String singleQuoted) throws Exception
+    {
+        return daemon.execute(command, (ObjectNode)QmpJson.MAPPER.readTree(singleQuoted.replace('\'', '"')));
+    }
+
+    private String error(final String command, final String singleQuoted)
+    {
+        try
+        {
+            exec(command, singleQuoted);
+        }
+        catch (final QmpError ex)
+        {
+            return ex.desc();
+        }
+        catch (final Exception ex)
+        {
+            throw new AssertionError(ex);
+        }
+        throw new AssertionError(command + " " + singleQuoted + " was accepted");
+    }
+
+    private static void qemuImg(final String... args) throws Exception
+    {
+        final List<String> command = new ArrayList<>(List.of("qemu-img"));
+        command.addAll(List.of(args));
+        final Process p = new ProcessBuilder(command).redirectErrorStream(true).start();
+        final String out = new String(p.getInputStream().readAllBytes());
+        assertThat(p.waitFor()).as(String.join(" ", command) + "\n" + out).isZero();
+    }
+}
