@@ -49,14 +49,19 @@ final class JsseTlsChannel implements TlsChannel
         this.netOut = ByteBuffer.allocateDirect(packetSize * RECORDS_PER_WRITE);
     }
 
-    /** Runs the handshake on the calling thread and returns the established channel. */
-    static JsseTlsChannel handshake(final SocketChannel channel, final SSLEngine engine) throws TlsException
+    /**
+     * Runs the handshake on the calling thread and returns the established channel.
+     *
+     * @param requirePeerCertificate refuse a peer that presented no certificate. The engine only <em>wants</em>
+     *                               client certificates, so that this case is told apart from a bad one.
+     */
+    static JsseTlsChannel handshake(final SocketChannel channel, final SSLEngine engine,
+        final boolean requirePeerCertificate) throws TlsException
     {
         final JsseTlsChannel tls = new JsseTlsChannel(channel, engine);
         try
         {
             tls.runHandshake();
-            return tls;
         }
         catch (final SSLException ex)
         {
@@ -67,6 +72,12 @@ final class JsseTlsChannel implements TlsChannel
         {
             throw new TlsException(TlsException.Reason.HANDSHAKE, "TLS handshake failed: " + ex.getMessage(), ex);
         }
+        if (requirePeerCertificate && tls.peerIdentity() == null)
+        {
+            throw new TlsException(TlsException.Reason.PEER_NOT_TRUSTED,
+                "the client presented no certificate this server's CA signed (verify-peer=on)", null);
+        }
+        return tls;
     }
 
     /** A certificate problem shows as a CertificateException somewhere in the cause chain. */

@@ -39,12 +39,14 @@ final class PskTlsChannel implements TlsChannel
     /** Plain bytes handed to the record layer per call: four full records. */
     private static final int CHUNK = 64 * 1024;
 
-    /** TLS 1.3 suites first (GnuTLS clients prefer 1.3), then PSK suites with forward secrecy, then plain PSK. */
+    /**
+     * TLS 1.3 suites first (GnuTLS clients prefer 1.3), then PSK suites with forward secrecy, then plain PSK.
+     * Only SHA-256 suites for 1.3: an external PSK is bound to SHA-256 (GnuTLS's default), and a SHA-384 suite
+     * would derive different keys from it. No ChaCha20: the JCA crypto Bouncy Castle uses here finds no
+     * provider for it on the JDK, and AES-GCM has the JDK's hardware intrinsics anyway.
+     */
     private static final int[] SUITES = {
         CipherSuite.TLS_AES_128_GCM_SHA256,
-        CipherSuite.TLS_AES_256_GCM_SHA384,
-        CipherSuite.TLS_CHACHA20_POLY1305_SHA256,
-        CipherSuite.TLS_ECDHE_PSK_WITH_CHACHA20_POLY1305_SHA256,
         CipherSuite.TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256,
         CipherSuite.TLS_DHE_PSK_WITH_AES_128_GCM_SHA256,
         CipherSuite.TLS_DHE_PSK_WITH_AES_256_GCM_SHA384,

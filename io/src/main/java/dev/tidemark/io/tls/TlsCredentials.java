@@ -246,8 +246,10 @@ public final class TlsCredentials
         }
         final SSLEngine engine = context.createSSLEngine();
         engine.setUseClientMode(false);
-        engine.setNeedClientAuth(verifyPeer);
-        return JsseTlsChannel.handshake(channel, engine);
+        // Want, not need: a client without a certificate then completes the handshake and is refused as
+        // untrusted, instead of failing indistinguishably from garbage.
+        engine.setWantClientAuth(verifyPeer);
+        return JsseTlsChannel.handshake(channel, engine, verifyPeer);
     }
 
     /**
@@ -278,7 +280,7 @@ public final class TlsCredentials
             }
             engine.setSSLParameters(parameters);
         }
-        return JsseTlsChannel.handshake(channel, engine);
+        return JsseTlsChannel.handshake(channel, engine, false);
     }
 
     private static boolean isAddressLiteral(final String host)

@@ -1,5 +1,6 @@
 package dev.tidemark.io.nbd;
 
+import dev.tidemark.io.testing.ExternalTools;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -106,6 +107,6 @@ final class TestPki
         final String[] command = new String[args.length + 1];
         command[0] = "certtool";
         System.arraycopy(args, 0, command, 1, args.length);
-        Tools.run(60, command);
+        ExternalTools.run(60, command);
     }
 }
