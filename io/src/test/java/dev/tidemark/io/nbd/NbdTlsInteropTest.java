@@ -60,14 +60,14 @@ class NbdTlsInteropTest
         Files.write(image, bytes);
         roStore = RawFileStore.open(image, RawFileStore.Option.READ_ONLY);
         rwStore = RawFileStore.create(dir.resolve("rw.raw"), SIZE);
-        x509Server = new NbdServer(16, Duration.ofSeconds(5));
+        x509Server = new NbdServer(16, Duration.ofSeconds(60));
         x509Server.requireTls(TlsCredentials.x509(pki.server, TlsCredentials.Endpoint.SERVER, true),
             TestPki.CLIENT_DN::equals);
         x509Server.setListener((refusal, remote, detail) -> refusals.add(refusal));
         x509Server.addExport(new BlockStoreExport("disk", "test image", roStore, true, java.util.List.of()));
         x509Server.addExport(new BlockStoreExport("rw", rwStore));
         x509Port = x509Server.listenTcp(0).getPort();
-        pskServer = new NbdServer(16, Duration.ofSeconds(5));
+        pskServer = new NbdServer(16, Duration.ofSeconds(60));
         pskServer.requireTls(TlsCredentials.psk(pki.pskServer, TlsCredentials.Endpoint.SERVER, null),
             TestPki.PSK_USER::equals);
         pskServer.setListener((refusal, remote, detail) -> refusals.add(refusal));

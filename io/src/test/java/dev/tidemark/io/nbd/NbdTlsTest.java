@@ -53,13 +53,14 @@ class NbdTlsTest
         pki = TestPki.create(dir);
         content = new byte[SIZE];
         new SplittableRandom(12).nextBytes(content);
-        x509Server = new NbdServer(16, Duration.ofSeconds(2));
+        // A generous timeout: a cold JVM on a loaded machine can take seconds for a TLS handshake.
+        x509Server = new NbdServer(16, Duration.ofSeconds(60));
         x509Server.requireTls(TlsCredentials.x509(pki.server, TlsCredentials.Endpoint.SERVER, true),
             TestPki.CLIENT_DN::equals);
         x509Server.setListener((refusal, remote, detail) -> refusals.add(refusal));
         x509Server.addExport(new BlockStoreExport("disk", new HeapStore(content, false)));
         x509Address = x509Server.listenTcp(0);
-        pskServer = new NbdServer(16, Duration.ofSeconds(2));
+        pskServer = new NbdServer(16, Duration.ofSeconds(60));
         pskServer.requireTls(TlsCredentials.psk(pki.pskServer, TlsCredentials.Endpoint.SERVER, null), null);
         pskServer.setListener((refusal, remote, detail) -> refusals.add(refusal));
         pskServer.addExport(new BlockStoreExport("disk", new HeapStore(content, false)));
@@ -262,15 +263,22 @@ class NbdTlsTest
     @Test
     void clientThatNeverFinishesTheHandshakeIsDroppedAtTheTimeout() throws Exception
     {
-        try (SocketChannel channel = SocketChannel.open(x509Address))
+        try (NbdServer strict = new NbdServer(16, Duration.ofSeconds(2)))
         {
-            startTls(channel);
-            final long started = System.nanoTime();
-            assertThat(readUntilClosed(channel)).isTrue();
-            final long waited = TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - started);
-            assertThat(waited).as("dropped after the 2 s handshake timeout").isBetween(1500L, 8000L);
+            strict.requireTls(TlsCredentials.x509(pki.server, TlsCredentials.Endpoint.SERVER, true), null);
+            strict.setListener((refusal, remote, detail) -> refusals.add(refusal));
+            strict.addExport(new BlockStoreExport("disk", new MemoryStore(content, true)));
+            final InetSocketAddress address = strict.listenTcp(0);
+            try (SocketChannel channel = SocketChannel.open(address))
+            {
+                startTls(channel);
+                final long started = System.nanoTime();
+                assertThat(readUntilClosed(channel)).isTrue();
+                final long waited = TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - started);
+                assertThat(waited).as("dropped after the 2 s handshake timeout").isBetween(1000L, 15000L);
+            }
+            assertThat(nextRefusal()).isEqualTo(NbdRefusal.HANDSHAKE_TIMEOUT);
         }
-        assertThat(nextRefusal()).isEqualTo(NbdRefusal.HANDSHAKE_TIMEOUT);
         assertX509StillServes();
     }
 
