@@ -29,10 +29,10 @@ import java.util.stream.Stream;
 import static org.assertj.core.api.Assertions.assertThat;
 
 /**
- * The daemon's NBD security, in process: {@code object-add} of TLS credentials and authz objects, a TLS-only
- * {@code nbd-server-start} pulled by nbdinfo and qemu-img, push backups to qemu-nbd over x509 and PSK, the
- * clear-text network refusal and its override, and {@code block-export-del} right after a client left.
- * Certificates are made by certtool at test time; methods run on JUnit's thread.
+ * Methods run on JUnit's thread, each with its own in-process daemon: {@code object-add} of TLS credentials and
+ * authz objects, a TLS-only {@code nbd-server-start} pulled by nbdinfo and qemu-img, push backups to qemu-nbd
+ * over x509 and PSK, the clear-text network refusal and its override, and {@code block-export-del} right after
+ * a client left. Certificates are made by certtool at test time.
  */
 @Timeout(value = 180, unit = TimeUnit.SECONDS)
 class DaemonTlsTest

@@ -2,7 +2,6 @@ package dev.tidemark.io.tls;
 
 import java.io.IOException;
 import java.io.InputStream;
-import java.net.InetAddress;
 import java.nio.channels.SocketChannel;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -359,11 +358,5 @@ public final class TlsCredentials
             return KeyFactory.getInstance(algorithm).generatePrivate(new PKCS8EncodedKeySpec(info.getEncoded()));
         }
         throw new TlsException(TlsException.Reason.CREDENTIALS, file + " holds no unencrypted PEM private key", null);
-    }
-
-    /** @return whether {@code address} is a loopback address (the only kind a server may use in clear by default). */
-    public static boolean isLoopback(final InetAddress address)
-    {
-        return address.isLoopbackAddress();
     }
 }

@@ -11,9 +11,9 @@ import java.time.Duration;
 import static org.assertj.core.api.Assertions.assertThat;
 
 /**
- * A client that disconnected no longer holds its export, however soon the question is asked: the race
- * behind {@code block-export-del} refusing with "still in use" right after the last client left. Runs on
- * JUnit's thread.
+ * Runs on JUnit's thread: a client that disconnected no longer holds its export, however soon the question
+ * is asked (the race behind {@code block-export-del} refusing with "still in use" right after the last client
+ * left), while a connected one still does.
  */
 @Timeout(120)
 class NbdExportReleaseTest
