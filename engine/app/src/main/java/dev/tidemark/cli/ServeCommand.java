@@ -8,7 +8,7 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import com.fasterxml.jackson.databind.node.TextNode;
 
 import dev.tidemark.daemon.Daemon;
-import dev.tidemark.engine.export.ExportManager;
+import dev.tidemark.daemon.EngineCommands;
 import dev.tidemark.qmp.QmpError;
 import dev.tidemark.qmp.QmpJson;
 import picocli.CommandLine;
@@ -169,7 +169,7 @@ final class ServeCommand implements Callable<Integer>
                 final ObjectNode start = nbdServerArgs(parseOptions(nbdServer, null));
                 if (nbdInsecure)
                 {
-                    start.put(ExportManager.INSECURE_ARGUMENT, true);
+                    start.put(EngineCommands.NBD_INSECURE, true);
                 }
                 daemon.execute("nbd-server-start", start);
             }

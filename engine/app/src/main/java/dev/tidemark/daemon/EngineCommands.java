@@ -57,6 +57,8 @@ import java.util.Map;
 public final class EngineCommands
 {
     static final String PREFIX = "__dev.tidemark_";
+    /** {@code nbd-server-start}'s argument that allows clear text on a non-loopback address ({@code --nbd-insecure}). */
+    public static final String NBD_INSECURE = ExportManager.INSECURE_ARGUMENT;
 
     private final BlockGraph graph;
 

@@ -267,7 +267,7 @@ class NbdTlsTest
         {
             strict.requireTls(TlsCredentials.x509(pki.server, TlsCredentials.Endpoint.SERVER, true), null);
             strict.setListener((refusal, remote, detail) -> refusals.add(refusal));
-            strict.addExport(new BlockStoreExport("disk", new MemoryStore(content, true)));
+            strict.addExport(new BlockStoreExport("disk", new HeapStore(content, true)));
             final InetSocketAddress address = strict.listenTcp(0);
             try (SocketChannel channel = SocketChannel.open(address))
             {
