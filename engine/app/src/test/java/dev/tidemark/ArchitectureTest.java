@@ -117,7 +117,7 @@ class ArchitectureTest
         assertThat(allowed).containsKeys("dev.tidemark.bitmap", "dev.tidemark.io", "dev.tidemark.engine",
             "dev.tidemark.engine.journal", "dev.tidemark.daemon", "dev.tidemark.cli");
         assertThat(allowed.get("dev.tidemark.bitmap")).isEmpty();
-        assertThat(allowed.get("dev.tidemark.io.nbd")).containsExactly("dev.tidemark.io");
+        assertThat(allowed.get("dev.tidemark.io.nbd")).containsExactly("dev.tidemark.io", "dev.tidemark.io.tls");
         assertThat(allowed.get("dev.tidemark.engine")).doesNotContain("dev.tidemark.daemon", "dev.tidemark.qmp");
     }
 

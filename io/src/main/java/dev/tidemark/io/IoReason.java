@@ -22,7 +22,7 @@ public enum IoReason
     /** Any other failure. */
     IO_ERROR;
 
-    /** A failure that knows its reason; implementations are as thread-safe as their exception. */
+    /** A failure that knows its reason, as thread-safe as the exception that implements it. */
     public interface Carrier
     {
         /** @return why the request failed. */

@@ -69,14 +69,8 @@ public final class StallHarness
         {
             // QmpClient's libraries need nothing, but tidemark serve is started from this JVM's class path with
             // the project's flags; run again with them so that one command suffices.
-            final List<String> command = new ArrayList<>();
-            command.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
-            command.addAll(JvmFlags.forThisJava());
-            command.add("-D" + CHILD_PROPERTY + "=true");
-            command.add("-cp");
-            command.add(System.getProperty("java.class.path"));
-            command.add(StallHarness.class.getName());
-            command.addAll(List.of(args));
+            final List<String> command = JvmFlags.javaCommand(StallHarness.class.getName(),
+                List.of("-D" + CHILD_PROPERTY + "=true"), args);
             System.exit(new ProcessBuilder(command).inheritIO().start().waitFor());
         }
         Path dir = Path.of("/dev/shm");
@@ -128,12 +122,7 @@ public final class StallHarness
         final boolean ours = "tidemark".equals(side);
         if (ours)
         {
-            command.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
-            command.addAll(JvmFlags.forThisJava());
-            command.add("-cp");
-            command.add(System.getProperty("java.class.path"));
-            command.add("dev.tidemark.cli.TidemarkMain");
-            command.add("serve");
+            command.addAll(JvmFlags.javaCommand("dev.tidemark.cli.TidemarkMain", List.of(), "serve"));
         }
         else
         {

@@ -8,6 +8,7 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import com.fasterxml.jackson.databind.node.TextNode;
 
 import dev.tidemark.daemon.Daemon;
+import dev.tidemark.daemon.EngineCommands;
 import dev.tidemark.qmp.QmpError;
 import dev.tidemark.qmp.QmpJson;
 import picocli.CommandLine;
@@ -56,8 +57,19 @@ final class ServeCommand implements Callable<Integer>
     private static final Set<String> NUMBER_KEYS = Set.of("granularity", "max-connections", "speed", "offset",
         "size", "handshake-max-seconds", "reconnect-delay", "open-timeout", "to", "num-queues", "logical-block-size");
 
+    @Option(names = "--object", paramLabel = "OPTIONS",
+        description = "Create an object (as object-add): tls-creds-x509,id=ID,endpoint=server|client,dir=DIR"
+            + "[,verify-peer=on|off] | tls-creds-psk,id=ID,endpoint=...,dir=DIR[,username=U] | "
+            + "authz-simple,id=ID,identity=NAME | authz-list,id=ID,policy=deny,rules.0.match=M,rules.0.policy=allow.")
+    List<String> objects = new ArrayList<>();
+
     @Option(names = "--blockdev", paramLabel = "OPTIONS", description = "Add a block node (as blockdev-add).")
     List<String> blockdevs = new ArrayList<>();
+
+    @Option(names = "--nbd-insecure",
+        description = "Allow --nbd-server to serve in clear text on an address that is not loopback (logged as a"
+            + " warning). Without it such a server needs tls-creds.")
+    boolean nbdInsecure;
 
     @Option(names = "--nbd-server", paramLabel = "OPTIONS",
         description = "Start the NBD server: addr.type=unix,addr.path=P | addr.type=inet,addr.host=H,addr.port=N.")
@@ -144,13 +156,22 @@ final class ServeCommand implements Callable<Integer>
         final Daemon daemon = Daemon.create(bitmapRoot, durable, testCommands);
         try
         {
+            for (final String spec : objects)
+            {
+                daemon.execute("object-add", parseOptions(spec, "qom-type"));
+            }
             for (final String spec : blockdevs)
             {
                 daemon.execute("blockdev-add", parseOptions(spec, null));
             }
             if (nbdServer != null)
             {
-                daemon.execute("nbd-server-start", nbdServerArgs(parseOptions(nbdServer, null)));
+                final ObjectNode start = nbdServerArgs(parseOptions(nbdServer, null));
+                if (nbdInsecure)
+                {
+                    start.put(EngineCommands.NBD_INSECURE, true);
+                }
+                daemon.execute("nbd-server-start", start);
             }
             for (final String spec : exports)
             {
@@ -251,6 +272,8 @@ final class ServeCommand implements Callable<Integer>
             final String value = kv.length > 1 ? kv[1].strip() : "";
             switch (key)
             {
+                case "object" -> objects.add(value);
+                case "nbd-insecure" -> nbdInsecure = value.isEmpty() || "on".equals(value) || "true".equals(value);
                 case "blockdev" -> blockdevs.add(value);
                 case "nbd-server" -> nbdServer = value;
                 case "export" -> exports.add(value);
@@ -347,7 +370,8 @@ final class ServeCommand implements Callable<Integer>
             {
                 if (i == 0 && implicitKey != null)
                 {
-                    root.put("chardev".equals(implicitKey) ? "chardev" : "backend", part);
+                    // --chardev's leading word is its backend; --monitor's and --object's name their key.
+                    root.put("socket".equals(implicitKey) ? "backend" : implicitKey, part);
                     continue;
                 }
                 throw new CommandLine.ParameterException(new CommandLine(new ServeCommand()),

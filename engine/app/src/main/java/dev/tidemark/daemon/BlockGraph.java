@@ -16,6 +16,7 @@ import dev.tidemark.engine.registry.BitmapInfo;
 import dev.tidemark.io.BlockStore;
 import dev.tidemark.io.RawFileStore;
 import dev.tidemark.io.nbd.NbdClient;
+import dev.tidemark.io.tls.TlsCredentials;
 import dev.tidemark.io.qcow2.ClusterState;
 import dev.tidemark.io.qcow2.Qcow2Reader;
 import dev.tidemark.io.qcow2.Qcow2Writer;
@@ -54,6 +55,7 @@ final class BlockGraph implements AutoCloseable
     private final EngineEvents events;
     private final JobManager jobs = new JobManager();
     private final ExportManager exports;
+    private final ObjectRegistry objects = new ObjectRegistry();
     private final Path bitmapRoot;
     private final boolean durable;
     private boolean faultInjection;
@@ -92,6 +94,11 @@ final class BlockGraph implements AutoCloseable
     ExportManager exports()
     {
         return exports;
+    }
+
+    ObjectRegistry objects()
+    {
+        return objects;
     }
 
     List<BlockNode> nodes()
@@ -424,6 +431,7 @@ final class BlockGraph implements AutoCloseable
         final String export = args.path("export").asText("");
         final NbdClient.Builder builder = NbdClient.builder().exportName(export).connections(1)
             .replyTimeout(Duration.ofSeconds(60));
+        final boolean tls = args.hasNonNull("tls-creds");
         final String remote;
         if ("unix".equals(server.path("type").asText()))
         {
@@ -444,7 +452,15 @@ final class BlockGraph implements AutoCloseable
                     + server.path("port").asText() + "'");
             }
             builder.tcp(host, port);
-            remote = "nbd://" + host + ":" + port + "/" + export;
+            remote = (tls ? "nbds://" : "nbd://") + host + ":" + port + "/" + export;
+        }
+        if (tls)
+        {
+            builder.tls(objects.tlsCredentials(args.get("tls-creds").asText(), TlsCredentials.Endpoint.CLIENT));
+            if (args.hasNonNull("tls-hostname"))
+            {
+                builder.tlsHostname(args.get("tls-hostname").asText());
+            }
         }
         final BlockNode node = new BlockNode(name, "nbd", readOnly, null, null, null, implicit, remote, null);
         try

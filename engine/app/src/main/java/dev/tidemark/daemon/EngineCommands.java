@@ -13,7 +13,9 @@ import dev.tidemark.engine.export.BitmapRef;
 import dev.tidemark.engine.export.ExportAddress;
 import dev.tidemark.engine.export.ExportInfo;
 import dev.tidemark.engine.export.ExportNode;
+import dev.tidemark.engine.export.ExportManager;
 import dev.tidemark.engine.export.ExportRequest;
+import dev.tidemark.engine.export.NbdSecurity;
 import dev.tidemark.engine.export.RemoveMode;
 import dev.tidemark.engine.fleece.FleecingOptions;
 import dev.tidemark.engine.fleece.FleecingView;
@@ -25,6 +27,8 @@ import dev.tidemark.engine.job.JobTransaction;
 import dev.tidemark.engine.job.OnError;
 import dev.tidemark.engine.job.SyncMode;
 import dev.tidemark.engine.journal.Journal;
+import dev.tidemark.io.tls.TlsAuthorizer;
+import dev.tidemark.io.tls.TlsCredentials;
 import dev.tidemark.engine.registry.BitmapActions;
 import dev.tidemark.engine.registry.BitmapInfo;
 import dev.tidemark.qmp.QmpCommandRegistry;
@@ -53,6 +57,8 @@ import java.util.Map;
 public final class EngineCommands
 {
     static final String PREFIX = "__dev.tidemark_";
+    /** {@code nbd-server-start}'s argument that allows clear text on a non-loopback address ({@code --nbd-insecure}). */
+    public static final String NBD_INSECURE = ExportManager.INSECURE_ARGUMENT;
 
     private final BlockGraph graph;
 
@@ -275,7 +281,54 @@ public final class EngineCommands
         registerJobs(r);
         registerNodes(r);
         registerExports(r);
+        registerObjects(r);
         registerDownstream(r, testCommands);
+    }
+
+    // ---- objects -------------------------------------------------------------------------------------------------
+
+    private static QmpStruct objectAdd()
+    {
+        final Map<String, List<QmpField>> variants = new LinkedHashMap<>();
+        final QmpType endpoint = QmpType.enumOf("server", "client");
+        variants.put("tls-creds-x509", List.of(opt("dir", QmpType.str()), opt("endpoint", endpoint),
+            opt("verify-peer", QmpType.bool()), opt("priority", QmpType.str()), opt("sanity-check", QmpType.bool()),
+            opt("loaded", QmpType.bool())));
+        variants.put("tls-creds-psk", List.of(opt("dir", QmpType.str()), opt("endpoint", endpoint),
+            opt("username", QmpType.str()), opt("verify-peer", QmpType.bool()), opt("priority", QmpType.str()),
+            opt("loaded", QmpType.bool())));
+        variants.put("authz-simple", List.of(req("identity", QmpType.str())));
+        final QmpType policy = QmpType.enumOf("deny", "allow");
+        variants.put("authz-list", List.of(opt("policy", policy), opt("rules", QmpType.array(QmpType.struct(
+            req("match", QmpType.str()), req("policy", policy), opt("format", QmpType.enumOf("exact", "glob")))))));
+        return QmpType.union(List.of(req("qom-type", QmpType.enumOf(ObjectRegistry.TYPES.toArray(new String[0]))),
+            req("id", QmpType.str())), "qom-type", variants);
+    }
+
+    private void registerObjects(final QmpCommandRegistry r)
+    {
+        r.register("object-add", objectAdd(),
+            "Create TLS credentials (tls-creds-x509, tls-creds-psk) or a client authorisation list (authz-simple,"
+                + " authz-list).",
+            handler(args ->
+            {
+                graph.objects().add(args);
+                return empty();
+            }));
+        r.register("object-del", QmpType.struct(req("id", QmpType.str())), "Delete an object.",
+            handler(args ->
+            {
+                graph.objects().delete(args.get("id").asText());
+                return empty();
+            }));
+    }
+
+    /** Logs refused NBD clients; called on connection threads. */
+    private static void logRefusal(final dev.tidemark.io.nbd.NbdRefusal refusal, final String remote,
+        final String detail)
+    {
+        java.util.logging.Logger.getLogger(EngineCommands.class.getName()).warning(() ->
+            "event=nbd-client-refused reason=" + refusal + " remote=" + remote + " detail=\"" + detail + "\"");
     }
 
     private void registerBitmaps(final QmpCommandRegistry r)
@@ -705,17 +758,35 @@ public final class EngineCommands
     {
         r.register("nbd-server-start", QmpType.struct(req("addr", legacySocketAddress()),
             opt("tls-creds", QmpType.str()), opt("tls-authz", QmpType.str()),
-            QmpField.optional("max-connections", QmpType.uint32(), IntNode.valueOf(100))),
+            QmpField.optional("max-connections", QmpType.uint32(), IntNode.valueOf(100)),
+            opt("handshake-max-seconds", QmpType.uint32()), opt(ExportManager.INSECURE_ARGUMENT, QmpType.bool())),
             "Start the NBD server.",
             handler(args ->
             {
-                if (args.has("tls-creds") || args.has("tls-authz"))
+                final TlsCredentials credentials = args.hasNonNull("tls-creds")
+                    ? graph.objects().tlsCredentials(args.get("tls-creds").asText(), TlsCredentials.Endpoint.SERVER)
+                    : null;
+                if (args.hasNonNull("tls-authz") && credentials == null)
                 {
-                    throw QmpError.generic("TLS is not supported by Tidemark");
+                    throw QmpError.generic("tls-authz is not supported without tls-creds");
                 }
+                final TlsAuthorizer authz = args.hasNonNull("tls-authz")
+                    ? graph.objects().authorizer(args.get("tls-authz").asText()) : null;
+                final boolean insecure = args.path(ExportManager.INSECURE_ARGUMENT).asBoolean(false);
+                final java.time.Duration handshake = args.hasNonNull("handshake-max-seconds")
+                    ? java.time.Duration.ofSeconds(Math.max(1, args.get("handshake-max-seconds").asLong()))
+                    : dev.tidemark.io.nbd.NbdServer.DEFAULT_HANDSHAKE_TIMEOUT;
                 final JsonNode addr = args.get("addr");
-                graph.exports().start(address(addr.get("type").asText(), addr.get("data")),
-                    args.get("max-connections").asInt());
+                final ExportAddress where = address(addr.get("type").asText(), addr.get("data"));
+                graph.exports().start(where, args.get("max-connections").asInt(), handshake,
+                    new NbdSecurity(credentials, authz, insecure, EngineCommands::logRefusal));
+                if (insecure && credentials == null)
+                {
+                    java.util.logging.Logger.getLogger(EngineCommands.class.getName()).warning(() ->
+                        "event=nbd-insecure address=" + where + " detail=\"NBD is served in clear text without"
+                            + " client authentication (--nbd-insecure): anyone who can reach it can read and write"
+                            + " the exports\"");
+                }
                 return empty();
             }));
         r.register("nbd-server-stop", QmpType.struct(), "Stop the NBD server and remove every export.",

@@ -148,7 +148,7 @@ class DaemonNodesTest
         assertThat(error("block-dirty-bitmap-merge", "{'node':'a','target':'x','bitmaps':[{'node':'fb','name':'y'}]}"))
             .contains("of another disk is not supported");
         assertThat(error("nbd-server-start", "{'addr':{'type':'unix','data':{'path':'" + dir.resolve("s")
-            + "'}},'tls-creds':'t'}")).isEqualTo("TLS is not supported by Tidemark");
+            + "'}},'tls-creds':'t'}")).isEqualTo("No TLS credentials with id 't'");
         // The bitmap is reported on the node it was added through (the raw node), not on its file node.
         final JsonNode nodes = daemon.execute("query-named-block-nodes", QmpJson.object());
         for (final JsonNode n : nodes)

@@ -115,6 +115,9 @@ class DaemonSignalTest
         assertThat(replay.cleanClose()).as("journal ends with a clean close").isTrue();
         assertThat(replay.bitmaps()).containsKey("keep");
 
+        // The stopped daemon may leave its socket file behind (its QMP server removes it on a thread that races
+        // the JVM's exit once the disks are closed); connect() must wait for the new daemon's socket, not that one.
+        Files.deleteIfExists(work.resolve("qmp.sock"));
         process = serve("--verbose");
         try (QmpClient qmp = connect())
         {

@@ -28,7 +28,7 @@ public final class EngineException extends RuntimeException implements IoReason.
         DeviceNotFound
     }
 
-    /** Why the engine refused or failed; each reason fixes the QMP class and the I/O reason. Immutable. */
+    /** Why the engine refused or failed, immutable and shareable: it fixes the QMP class and the I/O reason. */
     public enum Reason
     {
         /** Any refusal without a reason of its own below (QMP GenericError; NBD EIO). */

@@ -37,6 +37,8 @@ public final class NbdClient implements BlockStore
     private static final long ZERO_REQUEST = 1L << 30;
 
     private final SocketAddress address;
+    private final dev.tidemark.io.tls.TlsCredentials tls;
+    private final String tlsHostname;
     private final String exportName;
     private final int reconnectAttempts;
     private final long replyTimeoutMillis;
@@ -56,6 +58,8 @@ public final class NbdClient implements BlockStore
     private NbdClient(final Builder builder, final NbdClientConnection first) throws IOException
     {
         this.address = builder.address;
+        this.tls = builder.tls;
+        this.tlsHostname = builder.tlsHostname;
         this.exportName = builder.exportName;
         this.reconnectAttempts = builder.reconnectAttempts;
         this.replyTimeoutMillis = builder.replyTimeout.toMillis();
@@ -73,7 +77,7 @@ public final class NbdClient implements BlockStore
         {
             for (int i = 1; i < count; i++)
             {
-                connections[i] = NbdClientConnection.open(address, exportName);
+                connections[i] = NbdClientConnection.open(address, exportName, tls, tlsHostname);
             }
         }
         catch (final IOException ex)
@@ -104,6 +108,9 @@ public final class NbdClient implements BlockStore
         private int reconnectAttempts;
         private long minimumSize = -1;
         private Duration replyTimeout = Duration.ofMinutes(5);
+        private dev.tidemark.io.tls.TlsCredentials tls;
+        private String tlsHostname;
+        private boolean hostnameSet;
 
         private Builder()
         {
@@ -113,6 +120,10 @@ public final class NbdClient implements BlockStore
         public Builder tcp(final String host, final int port)
         {
             this.address = new InetSocketAddress(host, port);
+            if (!hostnameSet)
+            {
+                this.tlsHostname = host;
+            }
             return this;
         }
 
@@ -120,6 +131,29 @@ public final class NbdClient implements BlockStore
         public Builder unix(final Path socket)
         {
             this.address = UnixDomainSocketAddress.of(socket);
+            return this;
+        }
+
+        /**
+         * Upgrades every connection with NBD_OPT_STARTTLS (QEMU's {@code tls-creds} on the client side).
+         *
+         * @param credentials client credentials ({@link dev.tidemark.io.tls.TlsCredentials.Endpoint#CLIENT}).
+         */
+        public Builder tls(final dev.tidemark.io.tls.TlsCredentials credentials)
+        {
+            if (credentials.endpoint() != dev.tidemark.io.tls.TlsCredentials.Endpoint.CLIENT)
+            {
+                throw new IllegalArgumentException("TLS credentials for an NBD client need endpoint=client");
+            }
+            this.tls = credentials;
+            return this;
+        }
+
+        /** The name the server's certificate must carry (QEMU's {@code tls-hostname}; default: the TCP host). */
+        public Builder tlsHostname(final String hostname)
+        {
+            this.tlsHostname = hostname;
+            this.hostnameSet = true;
             return this;
         }
 
@@ -177,7 +211,7 @@ public final class NbdClient implements BlockStore
             {
                 throw new IllegalStateException("no socket: call tcp(...) or unix(...)");
             }
-            final NbdClientConnection first = NbdClientConnection.open(address, exportName);
+            final NbdClientConnection first = NbdClientConnection.open(address, exportName, tls, tlsHostname);
             if (first.size < minimumSize)
             {
                 first.close();
@@ -552,7 +586,7 @@ public final class NbdClient implements BlockStore
                 {
                     durabilityUnknown = true;
                 }
-                final NbdClientConnection fresh = NbdClientConnection.open(address, exportName);
+                final NbdClientConnection fresh = NbdClientConnection.open(address, exportName, tls, tlsHostname);
                 if (fresh.size != size)
                 {
                     fresh.close();

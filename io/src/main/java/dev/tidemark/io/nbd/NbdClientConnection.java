@@ -31,6 +31,8 @@ final class NbdClientConnection implements AutoCloseable
     private static final int MAX_CHUNK = 64 * 1024 * 1024 + 8;
 
     private final SocketChannel channel;
+    /** Set once STARTTLS succeeded, before the reader starts; every byte then goes through it. */
+    private volatile dev.tidemark.io.tls.TlsChannel tls;
     private final String where;
     private final ReentrantLock sendLock = new ReentrantLock();
     private final ByteBuffer sendHeader = ByteBuffer.allocateDirect(28);
@@ -55,7 +57,8 @@ final class NbdClientConnection implements AutoCloseable
     }
 
     /** Connects and negotiates; the returned connection is in transmission with its reader running. */
-    static NbdClientConnection open(final SocketAddress address, final String exportName) throws IOException
+    static NbdClientConnection open(final SocketAddress address, final String exportName,
+        final dev.tidemark.io.tls.TlsCredentials credentials, final String hostname) throws IOException
     {
         final SocketChannel channel = address instanceof UnixDomainSocketAddress
             ? SocketChannel.open(StandardProtocolFamily.UNIX) : SocketChannel.open();
@@ -68,7 +71,7 @@ final class NbdClientConnection implements AutoCloseable
                 channel.setOption(StandardSocketOptions.TCP_NODELAY, true);
             }
             final NbdClientConnection connection = new NbdClientConnection(channel, where);
-            connection.handshake(exportName);
+            connection.handshake(exportName, credentials, hostname);
             connection.startReader();
             return connection;
         }
@@ -93,7 +96,8 @@ final class NbdClientConnection implements AutoCloseable
     // ------------------------------------------------------------------------------------------------
     // Handshake
 
-    private void handshake(final String exportName) throws IOException
+    private void handshake(final String exportName, final dev.tidemark.io.tls.TlsCredentials credentials,
+        final String hostname) throws IOException
     {
         final ByteBuffer greeting = readFully(ByteBuffer.allocate(18));
         if (greeting.getLong() != INIT_PASSWD || greeting.getLong() != IHAVEOPT)
@@ -107,6 +111,17 @@ final class NbdClientConnection implements AutoCloseable
         }
         final boolean noZeroes = (serverFlags & FLAG_NO_ZEROES) != 0;
         writeFully(ByteBuffer.allocate(4).putInt(CLIENT_FIXED_NEWSTYLE | (noZeroes ? CLIENT_NO_ZEROES : 0)).flip());
+
+        if (credentials != null)
+        {
+            sendOption(OPT_STARTTLS, new byte[0]);
+            final OptionReply started = readOptionReply(OPT_STARTTLS);
+            if (started.type != REP_ACK)
+            {
+                throw new NbdException(where + " refused STARTTLS: " + started.text(), 0);
+            }
+            tls = credentials.connect(channel, hostname);
+        }
 
         sendOption(OPT_STRUCTURED_REPLY, new byte[0]);
         OptionReply reply = readOptionReply(OPT_STRUCTURED_REPLY);
@@ -274,7 +289,12 @@ final class NbdClientConnection implements AutoCloseable
         {
             throw new NbdException(where + " sent an option reply of " + length + " bytes (type " + type + ")", 0);
         }
-        return new OptionReply(type, readFully(ByteBuffer.allocate((int)length)));
+        final OptionReply reply = new OptionReply(type, readFully(ByteBuffer.allocate((int)length)));
+        if (type == REP_ERR_TLS_REQD)
+        {
+            throw new NbdException(where + " requires TLS (give the client tls-creds): " + reply.text(), 0);
+        }
+        return reply;
     }
 
     /** One option reply. */
@@ -614,9 +634,10 @@ final class NbdClientConnection implements AutoCloseable
 
     private ByteBuffer readFully(final ByteBuffer buffer) throws IOException
     {
+        final dev.tidemark.io.tls.TlsChannel session = tls;
         while (buffer.hasRemaining())
         {
-            if (channel.read(buffer) < 0)
+            if ((session == null ? channel.read(buffer) : session.read(buffer)) < 0)
             {
                 throw new EOFException("server closed the connection");
             }
@@ -626,6 +647,12 @@ final class NbdClientConnection implements AutoCloseable
 
     private void writeFully(final ByteBuffer... buffers) throws IOException
     {
+        final dev.tidemark.io.tls.TlsChannel session = tls;
+        if (session != null)
+        {
+            session.write(buffers);
+            return;
+        }
         final ByteBuffer last = buffers[buffers.length - 1];
         while (last.hasRemaining() || buffers[0].hasRemaining())
         {

@@ -1,5 +1,10 @@
 package dev.tidemark.io.nbd;
 
+import dev.tidemark.io.tls.TlsAuthorizer;
+import dev.tidemark.io.tls.TlsChannel;
+import dev.tidemark.io.tls.TlsCredentials;
+import dev.tidemark.io.tls.TlsException;
+
 import java.io.EOFException;
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -10,6 +15,7 @@ import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Set;
+import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.ScheduledFuture;
 import java.util.concurrent.Semaphore;
 import java.util.concurrent.TimeUnit;
@@ -32,6 +38,8 @@ final class NbdConnection
     static final int MAX_IN_FLIGHT = 64;
 
     private static final int MAX_OPTION_LENGTH = 1024 * 1024;
+    /** Options an unauthorised TLS client gets ERR_POLICY for before the server hangs up. */
+    private static final int REFUSED_OPTIONS = 16;
     private static final int MAX_EXTENTS = 65536;
     private static final int PREFERRED_BLOCK = 4096;
     private static final long DRAIN_WAIT_MILLIS = 30_000;
@@ -48,6 +56,11 @@ final class NbdConnection
     private final AtomicBoolean shutdown = new AtomicBoolean();
 
     private volatile NbdExport export;
+    /** Set once STARTTLS succeeded; every byte then goes through it. */
+    private volatile TlsChannel tls;
+    /** Counted down when the reader stops reading (DISC, EOF or error): the client no longer uses the export. */
+    private final CountDownLatch ending = new CountDownLatch(1);
+    private volatile boolean timedOut;
     private boolean noZeroes;
     private boolean fixedNewstyle;
     private boolean structured;
@@ -104,6 +117,42 @@ final class NbdConnection
         NbdServer.closeQuietly(channel);
     }
 
+    /** @return whether the reader has stopped reading: the client disconnected or the connection failed. */
+    boolean isEnding()
+    {
+        return ending.getCount() == 0;
+    }
+
+    /**
+     * Waits until the reader stops reading or {@code deadlineNanos} ({@link System#nanoTime()}) passes.
+     *
+     * @return whether the connection is ending.
+     */
+    boolean awaitEnding(final long deadlineNanos)
+    {
+        try
+        {
+            return ending.await(Math.max(0, deadlineNanos - System.nanoTime()), TimeUnit.NANOSECONDS);
+        }
+        catch (final InterruptedException ex)
+        {
+            Thread.currentThread().interrupt();
+            return isEnding();
+        }
+    }
+
+    private String remote()
+    {
+        try
+        {
+            return String.valueOf(channel.getRemoteAddress());
+        }
+        catch (final IOException ex)
+        {
+            return "(closed)";
+        }
+    }
+
     boolean awaitTermination(final long millis)
     {
         try
@@ -124,6 +173,7 @@ final class NbdConnection
             {
                 if (export == null)
                 {
+                    timedOut = true;
                     forceClose();
                 }
             },
@@ -139,11 +189,24 @@ final class NbdConnection
         catch (final IOException ex)
         {
             // EOF, a reset or a violation that leaves the stream unparseable: the connection ends.
+            if (timedOut)
+            {
+                server.refused(NbdRefusal.HANDSHAKE_TIMEOUT, remote(), "no NBD transmission after "
+                    + server.handshakeTimeout().toMillis() + " ms");
+            }
         }
         finally
         {
+            // The client is gone from here on: safe-mode export removal must not count it while the last
+            // replies drain and the socket closes.
+            ending.countDown();
             timeout.cancel(false);
             drain();
+            final TlsChannel session = tls;
+            if (session != null)
+            {
+                session.close();
+            }
             forceClose();
             server.unregister(this);
         }
@@ -209,6 +272,18 @@ final class NbdConnection
                 optionReply(option, REP_ERR_SHUTDOWN, "server is shutting down");
                 continue;
             }
+            final TlsCredentials credentials = server.tls();
+            if (credentials != null && tls == null && option != OPT_STARTTLS && option != OPT_ABORT)
+            {
+                server.refused(NbdRefusal.TLS_REQUIRED, remote(), "option " + option + " before STARTTLS");
+                if (option == OPT_EXPORT_NAME)
+                {
+                    // EXPORT_NAME has no error reply: the spec has the server close the connection.
+                    throw new ProtocolViolation("EXPORT_NAME in clear to a TLS-only server");
+                }
+                optionReply(option, REP_ERR_TLS_REQD, "this server requires TLS: send NBD_OPT_STARTTLS first");
+                continue;
+            }
             switch (option)
             {
                 case OPT_EXPORT_NAME:
@@ -227,7 +302,7 @@ final class NbdConnection
                     list(data);
                     break;
                 case OPT_STARTTLS:
-                    optionReply(option, REP_ERR_POLICY, "TLS is not supported by this server");
+                    startTls(credentials, data);
                     break;
                 case OPT_INFO:
                 case OPT_GO:
@@ -259,6 +334,101 @@ final class NbdConnection
                     optionReply(option, REP_ERR_UNSUP, "option " + option + " is not supported");
                     break;
             }
+        }
+    }
+
+    private void startTls(final TlsCredentials credentials, final ByteBuffer data) throws IOException
+    {
+        if (credentials == null)
+        {
+            optionReply(OPT_STARTTLS, REP_ERR_POLICY, "TLS is not enabled on this server (no tls-creds)");
+            return;
+        }
+        if (data.hasRemaining())
+        {
+            optionReply(OPT_STARTTLS, REP_ERR_INVALID, "STARTTLS takes no data");
+            return;
+        }
+        if (tls != null)
+        {
+            optionReply(OPT_STARTTLS, REP_ERR_INVALID, "TLS is already in use");
+            return;
+        }
+        optionReply(OPT_STARTTLS, REP_ACK, new byte[0]);
+        final TlsChannel session;
+        try
+        {
+            session = credentials.accept(channel);
+        }
+        catch (final TlsException ex)
+        {
+            if (!timedOut)
+            {
+                server.refused(refusal(ex.reason()), remote(), ex.getMessage());
+            }
+            throw ex;
+        }
+        tls = session;
+        // Everything negotiated in clear is forgotten (NBD spec, STARTTLS).
+        structured = false;
+        metaExportName = null;
+        metaSelected = List.of();
+        final TlsAuthorizer authz = server.authorizer();
+        final String identity = session.peerIdentity();
+        if (authz != null && (identity == null || !authz.isAllowed(identity)))
+        {
+            final String why = "TLS client identity '" + identity + "' is not authorized by tls-authz";
+            server.refused(NbdRefusal.TLS_NOT_AUTHORIZED, remote(), why);
+            refuseOptions(why);
+            throw new TlsException(TlsException.Reason.PEER_NOT_AUTHORIZED, why, null);
+        }
+    }
+
+    /**
+     * Answers the client's options with ERR_POLICY so it can tell the user why, until it aborts, asks for
+     * EXPORT_NAME (which has no error reply), or a few options went by; then the caller closes. The handshake
+     * timeout still bounds it.
+     */
+    private void refuseOptions(final String why)
+    {
+        try
+        {
+            final ByteBuffer header = ByteBuffer.allocate(16);
+            for (int i = 0; i < REFUSED_OPTIONS; i++)
+            {
+                readFully(header.clear());
+                if (header.getLong() != IHAVEOPT)
+                {
+                    return;
+                }
+                final int option = header.getInt();
+                final long length = Integer.toUnsignedLong(header.getInt());
+                if (length > MAX_OPTION_LENGTH || option == OPT_EXPORT_NAME || option == OPT_ABORT)
+                {
+                    return;
+                }
+                readFully(ByteBuffer.allocate((int)length));
+                optionReply(option, REP_ERR_POLICY, why);
+            }
+        }
+        catch (final IOException ex)
+        {
+            // The client left first; nothing more to tell it.
+        }
+    }
+
+    private static NbdRefusal refusal(final TlsException.Reason reason)
+    {
+        switch (reason)
+        {
+            case PEER_NOT_TRUSTED:
+                return NbdRefusal.TLS_PEER_NOT_TRUSTED;
+            case PEER_NOT_AUTHORIZED:
+                return NbdRefusal.TLS_NOT_AUTHORIZED;
+            case PSK_MISMATCH:
+                return NbdRefusal.TLS_PSK_MISMATCH;
+            default:
+                return NbdRefusal.TLS_HANDSHAKE;
         }
     }
 
@@ -1061,7 +1231,7 @@ final class NbdConnection
         {
             while (received.position() < count)
             {
-                if (channel.read(received) < 0)
+                if (readSome(received) < 0)
                 {
                     throw new EOFException("client closed the connection");
                 }
@@ -1073,11 +1243,17 @@ final class NbdConnection
         }
     }
 
+    private int readSome(final ByteBuffer buffer) throws IOException
+    {
+        final TlsChannel session = tls;
+        return session == null ? channel.read(buffer) : session.read(buffer);
+    }
+
     private ByteBuffer readFully(final ByteBuffer buffer) throws IOException
     {
         while (buffer.hasRemaining())
         {
-            if (channel.read(buffer) < 0)
+            if (readSome(buffer) < 0)
             {
                 throw new EOFException("client closed the connection");
             }
@@ -1087,6 +1263,12 @@ final class NbdConnection
 
     private void writeFully(final ByteBuffer... buffers) throws IOException
     {
+        final TlsChannel session = tls;
+        if (session != null)
+        {
+            session.write(buffers);
+            return;
+        }
         final ByteBuffer last = buffers[buffers.length - 1];
         while (last.hasRemaining() || buffers[0].hasRemaining())
         {

@@ -39,7 +39,7 @@ public final class NbdProtocol
     public static final int OPT_ABORT = 2;
     /** Option: list exports. */
     public static final int OPT_LIST = 3;
-    /** Option: STARTTLS (not supported). */
+    /** Option: upgrade the connection to TLS. */
     public static final int OPT_STARTTLS = 5;
     /** Option: information about an export. */
     public static final int OPT_INFO = 6;
@@ -70,6 +70,8 @@ public final class NbdProtocol
     public static final int REP_ERR_INVALID = 0x80000003;
     /** Option error: platform lacks support. */
     public static final int REP_ERR_PLATFORM = 0x80000004;
+    /** Option error: the server requires TLS first. */
+    public static final int REP_ERR_TLS_REQD = 0x80000005;
     /** Option error: no such export. */
     public static final int REP_ERR_UNKNOWN = 0x80000006;
     /** Option error: server shutting down. */

@@ -7,6 +7,9 @@ import java.net.SocketAddress;
 import java.net.StandardProtocolFamily;
 import java.net.StandardSocketOptions;
 import java.net.UnixDomainSocketAddress;
+import dev.tidemark.io.tls.TlsAuthorizer;
+import dev.tidemark.io.tls.TlsCredentials;
+
 import java.nio.channels.ClosedChannelException;
 import java.nio.channels.ServerSocketChannel;
 import java.nio.channels.SocketChannel;
@@ -32,6 +35,10 @@ import java.util.concurrent.atomic.AtomicInteger;
  * flight per connection). Replies are written by whichever thread completes the request, serialised per
  * connection. Exports come and go at run time: removing one shuts down its connections cleanly (no new
  * requests are read, in-flight ones are answered, then the socket closes).
+ *
+ * <p>With {@link #requireTls} the server is TLS-only, as QEMU's is with {@code tls-creds}: before
+ * {@code NBD_OPT_STARTTLS} every option but ABORT gets {@code NBD_REP_ERR_TLS_REQD}, so no export is listed
+ * or opened in clear. The TLS handshake runs on the connection's own thread, under the handshake timeout.
  */
 public final class NbdServer implements AutoCloseable
 {
@@ -58,6 +65,21 @@ public final class NbdServer implements AutoCloseable
     private final AtomicInteger connectionIds = new AtomicInteger();
     private final java.util.concurrent.atomic.AtomicLong accepted = new java.util.concurrent.atomic.AtomicLong();
     private volatile boolean closed;
+    private volatile TlsCredentials tls;
+    private volatile TlsAuthorizer authorizer;
+    private volatile Listener listener = (refusal, remote, detail) -> { };
+
+    /** Hears about refused clients; called on connection threads, so implementations must be thread-safe. */
+    @FunctionalInterface
+    public interface Listener
+    {
+        /**
+         * @param refusal why.
+         * @param remote  the client's address.
+         * @param detail  for people.
+         */
+        void refused(NbdRefusal refusal, String remote, String detail);
+    }
 
     /** A server with {@link #DEFAULT_MAX_CONNECTIONS} and {@link #DEFAULT_HANDSHAKE_TIMEOUT}. */
     public NbdServer()
@@ -87,6 +109,34 @@ public final class NbdServer implements AutoCloseable
             thread.setDaemon(true);
             return thread;
         });
+    }
+
+    /**
+     * Makes the server TLS-only for connections accepted from now on.
+     *
+     * @param credentials server credentials ({@link TlsCredentials.Endpoint#SERVER}).
+     * @param authz       who may connect after authenticating, or {@code null} for any authenticated client.
+     */
+    public void requireTls(final TlsCredentials credentials, final TlsAuthorizer authz)
+    {
+        if (credentials.endpoint() != TlsCredentials.Endpoint.SERVER)
+        {
+            throw new IllegalArgumentException("TLS credentials for an NBD server need endpoint=server");
+        }
+        this.authorizer = authz;
+        this.tls = credentials;
+    }
+
+    /** @return whether the server requires TLS. */
+    public boolean isTlsRequired()
+    {
+        return tls != null;
+    }
+
+    /** Sets who hears about refused clients (replaces the previous listener). */
+    public void setListener(final Listener listener)
+    {
+        this.listener = java.util.Objects.requireNonNull(listener, "listener");
     }
 
     /**
@@ -199,7 +249,8 @@ public final class NbdServer implements AutoCloseable
 
     /**
      * @param exportName an export's name.
-     * @return connections currently in transmission with that export.
+     * @return connections currently in transmission with that export, not counting those whose client has
+     *         disconnected and that are only finishing their last replies.
      */
     public int connectionCount(final String exportName)
     {
@@ -215,7 +266,38 @@ public final class NbdServer implements AutoCloseable
         int count = 0;
         for (final NbdConnection connection : connections)
         {
-            if (connection.export() == export)
+            if (connection.export() == export && !connection.isEnding())
+            {
+                count++;
+            }
+        }
+        return count;
+    }
+
+    /**
+     * Counts the clients of an export that are still connected, first giving connections whose client has
+     * already disconnected (its DISC or EOF is on the way to, or being read by, the connection's thread) up to
+     * {@code settle} to notice. A client that has gone is thus never counted as using the export, while one
+     * that stays connected costs the caller at most {@code settle}.
+     *
+     * @return connections in transmission with that export that are neither ending nor gone after the wait.
+     */
+    public int activeConnections(final String exportName, final Duration settle)
+    {
+        final NbdExport export;
+        synchronized (exportLock)
+        {
+            export = exports.get(exportName);
+        }
+        if (export == null)
+        {
+            return 0;
+        }
+        final long deadline = System.nanoTime() + settle.toNanos();
+        int count = 0;
+        for (final NbdConnection connection : connections)
+        {
+            if (connection.export() == export && !connection.awaitEnding(deadline))
             {
                 count++;
             }
@@ -315,6 +397,28 @@ public final class NbdServer implements AutoCloseable
     boolean isClosed()
     {
         return closed;
+    }
+
+    TlsCredentials tls()
+    {
+        return tls;
+    }
+
+    TlsAuthorizer authorizer()
+    {
+        return authorizer;
+    }
+
+    void refused(final NbdRefusal refusal, final String remote, final String detail)
+    {
+        try
+        {
+            listener.refused(refusal, remote, detail);
+        }
+        catch (final RuntimeException ignored)
+        {
+            // A failing listener must not take the connection thread down with it.
+        }
     }
 
     void unregister(final NbdConnection connection)

@@ -7,7 +7,10 @@ import dev.tidemark.io.IoReason;
 import java.io.IOException;
 import org.junit.jupiter.api.Test;
 
-/** The NBD error value follows from the failure's {@link IoReason}, and a server's value gives the reason back. */
+/**
+ * The NBD error value follows from the failure's {@link IoReason}, and a server's value gives the reason back;
+ * stateless, on the test thread.
+ */
 class NbdErrorReasonTest
 {
     @Test

@@ -35,7 +35,7 @@ public final class ExternalTools
             }
         }
         throw new AssertionError("required tool '" + tool + "' is not installed (install qemu-utils, "
-            + "qemu-system-common, libnbd-bin, python3-libnbd, nbdkit, fio)");
+            + "qemu-system-common, libnbd-bin, python3-libnbd, nbdkit, fio, gnutls-bin)");
     }
 
     /**

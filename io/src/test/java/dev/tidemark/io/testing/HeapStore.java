@@ -11,7 +11,7 @@ import java.util.Arrays;
  */
 public final class HeapStore implements BlockStore
 {
-    /** Runs before a data-changing store call; may throw to fail it. */
+    /** Runs before a data-changing store call, on the calling thread; may throw to fail it. */
     @FunctionalInterface
     public interface BeforeChange
     {

@@ -61,6 +61,8 @@ public final class ExportManager implements AutoCloseable
     public static final String TYPE_VHOST_USER_BLK = "vhost-user-blk";
 
     private static final long STOP_WAIT_SECONDS = 30;
+    /** Longest a safe-mode removal waits for connections whose client already left to notice. */
+    private static final Duration DISCONNECT_SETTLE = Duration.ofMillis(500);
 
     private final EngineEvents events;
     private final Map<String, Entry> exports = new LinkedHashMap<>();
@@ -100,8 +102,24 @@ public final class ExportManager implements AutoCloseable
      * @return the bound address (with the real port when 0 was asked for).
      * @throws EngineException {@code NBD server already running}, or the bind failure.
      */
+    public SocketAddress start(final ExportAddress where, final int maxConnections, final Duration handshakeTimeout)
+    {
+        return start(where, maxConnections, handshakeTimeout, NbdSecurity.DEFAULT);
+    }
+
+    /**
+     * Starts the server ({@code nbd-server-start}) with TLS and the network policy: a TCP listener on an address
+     * that is not loopback must have TLS credentials, unless {@link NbdSecurity#insecure()} says otherwise.
+     *
+     * @param where where to listen.
+     * @param maxConnections most concurrent clients, 0 for no limit; 1 also withholds {@code CAN_MULTI_CONN}.
+     * @param handshakeTimeout clients that have not finished the handshake (TLS included) by then are dropped.
+     * @param security TLS credentials, authorisation, the insecure override and the refusal listener.
+     * @return the bound address (with the real port when 0 was asked for).
+     * @throws EngineException {@code NBD server already running}, the network policy refusal, or the bind failure.
+     */
     public synchronized SocketAddress start(final ExportAddress where, final int maxConnections,
-        final Duration handshakeTimeout)
+        final Duration handshakeTimeout, final NbdSecurity security)
     {
         if (server != null)
         {
@@ -115,8 +133,20 @@ public final class ExportManager implements AutoCloseable
         {
             throw EngineException.generic("handshake-max-seconds must be positive");
         }
+        if (where instanceof ExportAddress.Tcp tcp && security.credentials() == null && !security.insecure()
+            && !isLoopback(tcp.host()))
+        {
+            throw EngineException.generic("Refusing to serve NBD in clear text on " + tcp.host()
+                + ", which is not a loopback address: anyone who can reach it could read and write the exports. "
+                + "Give tls-creds, or pass --nbd-insecure (QMP: " + INSECURE_ARGUMENT + ") to allow it");
+        }
         final NbdServer started = new NbdServer(maxConnections == 0 ? Integer.MAX_VALUE : maxConnections,
             handshakeTimeout);
+        started.setListener(security.listener());
+        if (security.credentials() != null)
+        {
+            started.requireTls(security.credentials(), security.authorizer());
+        }
         try
         {
             if (where instanceof ExportAddress.Unix unix)
@@ -140,6 +170,32 @@ public final class ExportManager implements AutoCloseable
         server = started;
         multiConn = maxConnections != 1;
         return address;
+    }
+
+    /** The QMP argument of {@code nbd-server-start} that allows clear text on a non-loopback address. */
+    public static final String INSECURE_ARGUMENT = "__dev.tidemark_insecure";
+
+    /**
+     * @return whether every address {@code host} names is a loopback address; an unresolvable name is not
+     *         loopback (the bind reports it).
+     */
+    static boolean isLoopback(final String host)
+    {
+        try
+        {
+            for (final InetAddress each : InetAddress.getAllByName(host))
+            {
+                if (!each.isLoopbackAddress())
+                {
+                    return false;
+                }
+            }
+            return true;
+        }
+        catch (final java.net.UnknownHostException ex)
+        {
+            return false;
+        }
     }
 
     /** @return whether the server runs. */
@@ -378,7 +434,9 @@ public final class ExportManager implements AutoCloseable
         {
             throw EngineException.generic("Export '" + id + "' is already shutting down");
         }
-        if (mode == RemoveMode.SAFE && server.connectionCount(entry.exportName) > 0)
+        // A client that just disconnected may not have been noticed yet by its connection's thread; give it a
+        // moment rather than refuse (qemu-storage-daemon never refuses then).
+        if (mode == RemoveMode.SAFE && server.activeConnections(entry.exportName, DISCONNECT_SETTLE) > 0)
         {
             throw EngineException.generic("export '" + id + "' still in use");
         }

@@ -23,8 +23,8 @@ import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
- * NBD error values and QMP classes follow from the error's reason, not its text: the texts stay QEMU's, the
- * values come from {@link EngineException.Reason} and {@link IoReason}.
+ * NBD error values and QMP classes follow from the error's reason, not its text; each test owns its disk and runs on
+ * the test thread. The texts stay QEMU's, the values come from {@link EngineException.Reason} and {@link IoReason}.
  */
 @Timeout(60)
 class ErrorReasonTest
