@@ -4,6 +4,8 @@ import com.sun.jna.LastErrorException;
 import com.sun.jna.Library;
 import com.sun.jna.Native;
 import com.sun.jna.Platform;
+import com.sun.jna.Memory;
+import com.sun.jna.Pointer;
 
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
@@ -11,7 +13,8 @@ import java.nio.file.Path;
 
 /**
  * Stateless and safe for concurrent use by any number of threads: the few libc calls the JDK does not
- * expose (hole punching with {@code fallocate}, hole and data seeking with {@code lseek}), bound with JNA.
+ * expose (hole punching with {@code fallocate}, hole and data seeking with {@code lseek}, the kernel's own
+ * file-to-file copy {@code copy_file_range}), bound with JNA.
  *
  * <p>On a platform other than Linux, or when the binding cannot load, {@link #isAvailable()} is false and
  * callers take their portable fallbacks.
@@ -32,10 +35,13 @@ final class LinuxFiles
     static final int EINTR = 4;
     static final int ENXIO = 6;
     static final int EINVAL = 22;
+    static final int EXDEV = 18;
     static final int ENOSYS = 38;
     static final int EOPNOTSUPP = 95;
 
     private static final LibC LIBC = load();
+    // Two loff_t per copying thread, reused: a fresh LongByReference per call is a malloc, a free and a cleaner.
+    private static final ThreadLocal<Memory> OFFSETS = ThreadLocal.withInitial(() -> new Memory(16));
 
     private LinuxFiles()
     {
@@ -51,6 +57,9 @@ final class LinuxFiles
         int fallocate(int fd, int mode, long offset, long length) throws LastErrorException;
 
         int close(int fd) throws LastErrorException;
+
+        long copy_file_range(int fdIn, Pointer offIn, int fdOut, Pointer offOut, long len, int flags)
+            throws LastErrorException;
     }
 
     private static LibC load()
@@ -154,9 +163,38 @@ final class LinuxFiles
         }
     }
 
+    /**
+     * Copies up to {@code length} bytes from {@code fdIn} at {@code offIn} to {@code fdOut} at {@code offOut} inside
+     * the kernel (page cache to page cache, no user-space buffer), retrying on EINTR; file positions are untouched.
+     *
+     * @return the bytes copied, 0 at the source's end of file.
+     * @throws LastErrorException with the errno on failure (EXDEV, EINVAL, ENOSYS, EOPNOTSUPP: not possible here).
+     */
+    static long copyFileRange(final int fdIn, final long offIn, final int fdOut, final long offOut, final long length)
+    {
+        final Memory offsets = OFFSETS.get();
+        while (true)
+        {
+            // Set before every attempt: the kernel advances them, and a call interrupted by EINTR copied nothing.
+            offsets.setLong(0, offIn);
+            offsets.setLong(8, offOut);
+            try
+            {
+                return LIBC.copy_file_range(fdIn, offsets.share(0), fdOut, offsets.share(8), length, 0);
+            }
+            catch (final LastErrorException ex)
+            {
+                if (ex.getErrorCode() != EINTR)
+                {
+                    throw ex;
+                }
+            }
+        }
+    }
+
     /** @return whether an errno means "this file system or kernel does not do that". */
     static boolean isUnsupported(final int errno)
     {
-        return errno == EOPNOTSUPP || errno == ENOSYS || errno == EINVAL;
+        return errno == EOPNOTSUPP || errno == ENOSYS || errno == EINVAL || errno == EXDEV;
     }
 }

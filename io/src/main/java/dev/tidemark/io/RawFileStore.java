@@ -69,6 +69,7 @@ public final class RawFileStore implements BlockStore
     private volatile boolean punchHoleSupported;
     private volatile boolean zeroRangeSupported;
     private volatile boolean seekDataSupported;
+    private volatile boolean kernelCopySupported = true;
     private boolean closed;
     /**
      * The last data extent SEEK_HOLE reported, so that walking a long allocated region run by run costs one scan:
@@ -223,6 +224,7 @@ public final class RawFileStore implements BlockStore
         punchHoleSupported = false;
         zeroRangeSupported = false;
         seekDataSupported = false;
+        kernelCopySupported = false;
     }
 
     /** @return the file this store reads and writes. */
@@ -453,6 +455,130 @@ public final class RawFileStore implements BlockStore
             writeFully(position, zeroes);
             position += n;
         }
+    }
+
+    /**
+     * Copies {@code length} bytes of this store at {@code srcOffset} to {@code dst} at {@code dstOffset} with the
+     * kernel's {@code copy_file_range} (one copy, page cache to page cache, no user-space buffer). Holes in the source
+     * range are copied as zeroes; callers that want holes kept walk {@link #forEachAllocationExtent} first.
+     *
+     * <p>The kernel copy is an optimisation, never the only way: the method returns how many bytes it copied, from
+     * {@code srcOffset} on, and stops early (without throwing) when the kernel refuses (no native binding, O_DIRECT
+     * on either side, a file system or kernel without the call, an I/O error, the source ending early). The caller
+     * copies the rest with reads and writes, which report errors on the side they happen.
+     *
+     * @return bytes copied, {@code 0 <= n <= length}.
+     * @throws IllegalArgumentException if a range lies outside its store.
+     * @throws IllegalStateException if {@code dst} is read-only.
+     */
+    public long copyTo(final long srcOffset, final RawFileStore dst, final long dstOffset, final long length)
+    {
+        checkRange(srcOffset, length);
+        dst.checkRange(dstOffset, length);
+        if (dst.readOnly)
+        {
+            throw new IllegalStateException("store " + dst.path + " is read-only");
+        }
+        if (length == 0 || dst.nativeFd < 0 || dst.direct || !dst.kernelCopySupported)
+        {
+            return 0;
+        }
+        final ReentrantReadWriteLock.ReadLock dstLock = dst.nativeLock.readLock();
+        dstLock.lock();
+        try
+        {
+            if (dst.closed)
+            {
+                return 0;
+            }
+            final long copied = kernelCopy(srcOffset, dst.nativeFd, dstOffset, length);
+            if (copied < 0)
+            {
+                dst.kernelCopySupported = false;
+                return 0;
+            }
+            return copied;
+        }
+        finally
+        {
+            dstLock.unlock();
+        }
+    }
+
+    /**
+     * As {@link #copyTo(long, RawFileStore, long, long)}, into a file that is not a raw store (a qcow2 image's host
+     * clusters); the target has no size, so only this store's range is checked.
+     *
+     * @return bytes copied, {@code 0 <= n <= length}.
+     */
+    public long copyTo(final long srcOffset, final KernelCopyTarget dst, final long dstOffset, final long length)
+    {
+        checkRange(srcOffset, length);
+        if (dstOffset < 0)
+        {
+            throw new IllegalArgumentException("negative target offset " + dstOffset);
+        }
+        synchronized (dst)
+        {
+            final int fd = dst.fd();
+            if (length == 0 || fd < 0)
+            {
+                return 0;
+            }
+            final long copied = kernelCopy(srcOffset, fd, dstOffset, length);
+            if (copied < 0)
+            {
+                dst.refuse();
+                return 0;
+            }
+            return copied;
+        }
+    }
+
+    /** @return bytes copied, or -1 when the kernel refuses this pair of files for good. */
+    private long kernelCopy(final long srcOffset, final int dstFd, final long dstOffset, final long length)
+    {
+        if (nativeFd < 0 || direct || !kernelCopySupported)
+        {
+            return 0;
+        }
+        final ReentrantReadWriteLock.ReadLock srcLock = nativeLock.readLock();
+        srcLock.lock();
+        try
+        {
+            if (closed)
+            {
+                return 0;
+            }
+            long done = 0;
+            while (done < length)
+            {
+                final long n = LinuxFiles.copyFileRange(nativeFd, srcOffset + done, dstFd, dstOffset + done,
+                    length - done);
+                if (n <= 0)
+                {
+                    return done;
+                }
+                done += n;
+            }
+            return done;
+        }
+        catch (final LastErrorException ex)
+        {
+            // Refused for this pair of files (another file system, an old kernel): the caller asks no more. Any
+            // other error: the caller's buffered copy meets it again and reports it on its side.
+            return LinuxFiles.isUnsupported(ex.getErrorCode()) ? -1 : 0;
+        }
+        finally
+        {
+            srcLock.unlock();
+        }
+    }
+
+    /** @return whether {@link #copyTo} may still use the kernel's copy for this store. */
+    public boolean kernelCopySupported()
+    {
+        return nativeFd >= 0 && !direct && kernelCopySupported;
     }
 
     @Override

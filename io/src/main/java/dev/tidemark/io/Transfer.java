@@ -16,7 +16,9 @@ import java.nio.channels.WritableByteChannel;
  * into {@code sendfile}/{@code copy_file_range}) and {@link Method#DIRECT_BUFFER} (positional reads into
  * a pooled, aligned 1 MiB direct buffer and writes from it). The defaults, {@link #FILE_TO_FILE_DEFAULT}
  * and {@link #FILE_TO_SOCKET_DEFAULT}, are whichever measured faster on this machine type
- * ({@code TransferBenchmark} in the bench module; figures in docs/benchmarks.md).
+ * (an earlier {@code TransferBenchmark}, figures in docs/benchmarks.md). The backup pump does not use this class:
+ * it copies with {@link RawFileStore#copyTo} or a pooled buffer, measured by the bench module's
+ * {@code PumpBenchmark}.
  *
  * <p>A source that ends before the range does is an {@link IOException} naming where; negative offsets or
  * lengths are an {@link IllegalArgumentException}; a non-blocking socket is refused, since a loop over it

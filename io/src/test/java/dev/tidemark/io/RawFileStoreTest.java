@@ -373,4 +373,40 @@ class RawFileStoreTest
         assertThatThrownBy(() -> store.forEachAllocationExtent(0, 10, (o, l, a, z) -> true))
             .isInstanceOf(IOException.class);
     }
+
+    @Test
+    void kernelCopyMovesExactlyTheRangeAskedForBetweenDifferentOffsets() throws IOException
+    {
+        final SplittableRandom random = new SplittableRandom(7);
+        final byte[] source = new byte[4 * MIB];
+        random.nextBytes(source);
+        try (RawFileStore src = RawFileStore.create(dir.resolve("src.raw"), 4 * MIB);
+            RawFileStore dst = RawFileStore.create(dir.resolve("dst.raw"), 4 * MIB))
+        {
+            RawFileStore.create(dir.resolve("ro.raw"), MIB).close();
+            src.write(0, ByteBuffer.wrap(source));
+            final long copied = src.copyTo(12_345, dst, 1_000_003, 2 * MIB + 17);
+            final byte[] expected = new byte[4 * MIB];
+            System.arraycopy(source, 12_345, expected, 1_000_003, (int)copied);
+            final ByteBuffer back = ByteBuffer.allocate(4 * MIB);
+            dst.read(0, back);
+            // The kernel may refuse (another platform): what it reports copied is exact, and nothing else moved.
+            assertThat(copied).isBetween(0L, 2L * MIB + 17);
+            assertThat(back.array()).isEqualTo(expected);
+            if (src.kernelCopySupported())
+            {
+                assertThat(copied).isEqualTo(2L * MIB + 17);
+            }
+            assertThat(src.copyTo(0, dst, 0, 0)).isZero();
+            assertThatThrownBy(() -> src.copyTo(4 * MIB - 10, dst, 0, 11)).isInstanceOf(IllegalArgumentException.class);
+            assertThatThrownBy(() -> src.copyTo(0, dst, 4 * MIB - 10, 11)).isInstanceOf(IllegalArgumentException.class);
+            try (RawFileStore ro = RawFileStore.open(dir.resolve("ro.raw"), RawFileStore.Option.READ_ONLY))
+            {
+                assertThatThrownBy(() -> src.copyTo(0, ro, 0, 10)).isInstanceOf(IllegalStateException.class);
+            }
+            final RawFileStore gone = RawFileStore.create(dir.resolve("gone.raw"), MIB);
+            gone.close();
+            assertThat(src.copyTo(0, gone, 0, 10)).as("a closed target copies nothing").isZero();
+        }
+    }
 }

@@ -10,19 +10,24 @@ import org.openjdk.jmh.annotations.Benchmark;
 import org.openjdk.jmh.annotations.BenchmarkMode;
 import org.openjdk.jmh.annotations.Level;
 import org.openjdk.jmh.annotations.Mode;
+import org.openjdk.jmh.annotations.OperationsPerInvocation;
 import org.openjdk.jmh.annotations.OutputTimeUnit;
 import org.openjdk.jmh.annotations.Param;
 import org.openjdk.jmh.annotations.Scope;
 import org.openjdk.jmh.annotations.Setup;
 import org.openjdk.jmh.annotations.State;
 import org.openjdk.jmh.annotations.TearDown;
-import org.openjdk.jmh.annotations.Threads;
 
 /**
- * JMH state shared by its benchmark threads (each marks through the lock-free bitmap with its own cursor):
- * mark throughput on a 16 MiB mapped bitmap (128 Mi chunks of 64 KiB, an 8 TiB disk) against a plain,
- * non-atomic heap {@code long[]} of the same size, for random, sequential and hot-spot write patterns on a
- * mostly clear and a mostly set bitmap. JMH drives the threads; each benchmark thread has its own cursor.
+ * JMH states used by one benchmark thread each (one marker per disk, as in production: the ring's mark handler):
+ * mark throughput on a 16 MiB mapped bitmap (128 Mi chunks of 64 KiB, an 8 TiB disk) against a plain, non-atomic
+ * heap {@code long[]} of the same size, for random, sequential and hot-spot write patterns.
+ *
+ * <p>Fill states are the same for both sides and for every pattern: an invocation is a batch of {@value #BATCH}
+ * marks (under 1 % of the chunks). "clear" clears both bitmaps before every batch, outside the timing, so a batch
+ * always marks a nearly empty bitmap whose pages are resident (no side wraps round and starts hitting set bits);
+ * "set" keeps both all set. {@code mappedFirstTouch} reports, separately, a batch on a bitmap file created sparse
+ * just before it (every page is faulted in on its first mark), as after a disk's bitmap is added.
  */
 @BenchmarkMode(Mode.Throughput)
 @OutputTimeUnit(TimeUnit.MICROSECONDS)
@@ -31,9 +36,10 @@ public class MarkBenchmark
     static final long CHUNKS = 128L << 20;
     static final long GRANULARITY = 65536;
     static final long HOT_CHUNKS = CHUNKS / 100;
+    static final int BATCH = 1 << 20;
 
-    /** The shared bitmap (and its heap twin); read by every benchmark thread. */
-    @State(Scope.Benchmark)
+    /** The bitmap and its heap twin; one benchmark thread. */
+    @State(Scope.Thread)
     public static class Bitmaps
     {
         @Param({"clear", "set"})
@@ -50,15 +56,14 @@ public class MarkBenchmark
             Files.delete(file);
             mapped = MappedBitmap.create(file, "bench", CHUNKS * GRANULARITY, GRANULARITY);
             heap = new long[(int)(CHUNKS / 64)];
-            if ("set".equals(fill))
-            {
-                mapped.mark(0, CHUNKS * GRANULARITY);
-                java.util.Arrays.fill(heap, -1L);
-            }
+            mapped.mark(0, CHUNKS * GRANULARITY);
+            java.util.Arrays.fill(heap, -1L);
+            // Every page touched once, so "clear" measures resident pages, as a bitmap in use has.
+            reset();
         }
 
-        /** Keeps a "clear" bitmap mostly clear: one 1 s iteration marks well under a third of it. */
-        @Setup(Level.Iteration)
+        /** Same fill before every batch on both sides. */
+        @Setup(Level.Invocation)
         public void reset()
         {
             if ("clear".equals(fill))
@@ -70,6 +75,29 @@ public class MarkBenchmark
 
         @TearDown(Level.Trial)
         public void close() throws IOException
+        {
+            mapped.close();
+            Files.deleteIfExists(file);
+        }
+    }
+
+    /** A bitmap file created sparse before every batch; one benchmark thread. */
+    @State(Scope.Thread)
+    public static class FreshFile
+    {
+        MappedBitmap mapped;
+        Path file;
+
+        @Setup(Level.Invocation)
+        public void create() throws IOException
+        {
+            file = Files.createTempFile("tidemark-bench-", ".tmbm");
+            Files.delete(file);
+            mapped = MappedBitmap.create(file, "bench", CHUNKS * GRANULARITY, GRANULARITY);
+        }
+
+        @TearDown(Level.Invocation)
+        public void delete() throws IOException
         {
             mapped.close();
             Files.deleteIfExists(file);
@@ -124,29 +152,59 @@ public class MarkBenchmark
         }
     }
 
+    /**
+     * @param bitmaps the bitmaps.
+     * @param cursor this thread's positions.
+     * @return marks that set a bit.
+     */
     @Benchmark
-    @Threads(1)
-    public boolean mapped1Thread(final Bitmaps bitmaps, final Cursor cursor)
+    @OperationsPerInvocation(BATCH)
+    public long mapped(final Bitmaps bitmaps, final Cursor cursor)
     {
-        return bitmaps.mapped.mark(cursor.nextChunk() * GRANULARITY, 4096);
+        long gained = 0;
+        for (int i = 0; i < BATCH; i++)
+        {
+            gained += bitmaps.mapped.mark(cursor.nextChunk() * GRANULARITY, 4096) ? 1 : 0;
+        }
+        return gained;
     }
 
+    /**
+     * @param fresh a bitmap file created sparse before this batch.
+     * @param cursor this thread's positions.
+     * @return marks that set a bit.
+     */
     @Benchmark
-    @Threads(2)
-    public boolean mapped2Threads(final Bitmaps bitmaps, final Cursor cursor)
+    @OperationsPerInvocation(BATCH)
+    public long mappedFirstTouch(final FreshFile fresh, final Cursor cursor)
     {
-        return bitmaps.mapped.mark(cursor.nextChunk() * GRANULARITY, 4096);
+        long gained = 0;
+        for (int i = 0; i < BATCH; i++)
+        {
+            gained += fresh.mapped.mark(cursor.nextChunk() * GRANULARITY, 4096) ? 1 : 0;
+        }
+        return gained;
     }
 
+    /**
+     * @param bitmaps the bitmaps.
+     * @param cursor this thread's positions.
+     * @return a fold of the old words.
+     */
     @Benchmark
-    @Threads(1)
-    public long heapLongArray1Thread(final Bitmaps bitmaps, final Cursor cursor)
+    @OperationsPerInvocation(BATCH)
+    public long heapLongArray(final Bitmaps bitmaps, final Cursor cursor)
     {
-        final long chunk = cursor.nextChunk();
         final long[] heap = bitmaps.heap;
-        final int word = (int)(chunk >>> 6);
-        final long old = heap[word];
-        heap[word] = old | (1L << chunk);
-        return old;
+        long fold = 0;
+        for (int i = 0; i < BATCH; i++)
+        {
+            final long chunk = cursor.nextChunk();
+            final int word = (int)(chunk >>> 6);
+            final long old = heap[word];
+            heap[word] = old | (1L << chunk);
+            fold ^= old;
+        }
+        return fold;
     }
 }

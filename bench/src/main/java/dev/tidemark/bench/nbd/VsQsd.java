@@ -43,6 +43,12 @@ import java.util.concurrent.TimeUnit;
 /**
  * The NBD and qcow2 comparison with qemu-storage-daemon in one command; main thread only.
  *
+ * <p><b>Superseded for figures of record by {@link dev.tidemark.bench.e2e.AsAUser}</b>, which starts
+ * {@code tidemark serve} from its command line with persistent bitmaps, times both daemons' backups the same way
+ * (QMP command to {@code BLOCK_JOB_COMPLETED}) and puts nbdkit beside every write figure. This harness serves an
+ * in-process {@link TrackedServeMain} with in-memory bitmaps and times the Tidemark backup from an in-process
+ * transaction; it stays for the dirty-bitmap map figure and for comparisons with its earlier runs.
+ *
  * <p>Usage: {@code VsQsd [--dir /dev/shm] [--size-mib 2048] [--runtime 5] [--runs 3] [--wait phased|blocking]
  * [--pipeline fused|staged]} ({@code --wait}: the tracked server's ring wait strategy, the engine's default or
  * Disruptor's blocking one; {@code --pipeline}: the tracked disk's ring pipeline, default fused). On one raw image filled

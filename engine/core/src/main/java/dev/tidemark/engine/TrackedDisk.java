@@ -316,17 +316,22 @@ public final class TrackedDisk implements AutoCloseable
 
     private void checkRange(final RequestKind kind, final long offset, final long length)
     {
-        final String what = kind == null ? "read" : kind.name().toLowerCase(java.util.Locale.ROOT).replace('_', '-');
         if (offset < 0 || length < 0 || offset > size || length > size - offset)
         {
-            throw new EngineException(EngineException.Reason.INVALID_REQUEST, "Disk '" + name + "': " + what
+            throw new EngineException(EngineException.Reason.INVALID_REQUEST, "Disk '" + name + "': " + describe(kind)
                 + " at offset " + offset + " length " + length + " is outside the disk (" + size + " bytes)");
         }
         if (alignment > 1 && ((offset | length) & (alignment - 1)) != 0)
         {
-            throw new EngineException(EngineException.Reason.INVALID_REQUEST, "Disk '" + name + "': " + what
+            throw new EngineException(EngineException.Reason.INVALID_REQUEST, "Disk '" + name + "': " + describe(kind)
                 + " at offset " + offset + " length " + length + " is not aligned to " + alignment + " bytes");
         }
+    }
+
+    // Only on the error path: every request used to build this string (JFR showed it on the NBD write path).
+    private static String describe(final RequestKind kind)
+    {
+        return kind == null ? "read" : kind.name().toLowerCase(java.util.Locale.ROOT).replace('_', '-');
     }
 
     // ------------------------------------------------------------------------------------------ control

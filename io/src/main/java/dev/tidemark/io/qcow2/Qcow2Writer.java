@@ -1,6 +1,8 @@
 package dev.tidemark.io.qcow2;
 
 import dev.tidemark.io.BlockStore;
+import dev.tidemark.io.KernelCopyTarget;
+import dev.tidemark.io.RawFileStore;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -94,6 +96,8 @@ public final class Qcow2Writer implements BlockStore
     private final int l1Clusters;
     private final ReentrantReadWriteLock lock = new ReentrantReadWriteLock();
     private ByteBuffer scratch;
+    private KernelCopyTarget kernelTarget;
+    private boolean kernelTargetTried;
     private long nextCluster;
     private long clustersAtLastFlush;
     private boolean metadataDirty = true;
@@ -374,6 +378,106 @@ public final class Qcow2Writer implements BlockStore
         }
     }
 
+    /**
+     * Writes the guest range {@code [offset, offset + length)} with the bytes of {@code src} at the same offsets,
+     * copied by the kernel ({@code copy_file_range}) straight into the host clusters: no user-space buffer. Only
+     * whole clusters (the image's last, short cluster counts as whole); a range that starts or ends inside a
+     * cluster is not written at all and the method returns 0, as it does where the kernel's copy is unavailable.
+     * Clusters whose kernel copy falls short are finished by reads and positional writes.
+     *
+     * @return the bytes written: {@code length} or 0.
+     * @throws IOException when the fallback read of {@code src} or a write fails (the image is then as after a
+     *                     failed {@link #write}).
+     */
+    public long copyFrom(final RawFileStore src, final long offset, final long length) throws IOException
+    {
+        checkRange(offset, length);
+        final long end = offset + length;
+        if (length == 0 || (offset & (clusterSize - 1)) != 0 || ((end & (clusterSize - 1)) != 0 && end != size)
+            || end > src.size())
+        {
+            return 0;
+        }
+        final ReentrantReadWriteLock.WriteLock writeLock = lock.writeLock();
+        writeLock.lock();
+        try
+        {
+            ensureOpen();
+            if (!kernelTargetTried)
+            {
+                kernelTargetTried = true;
+                kernelTarget = KernelCopyTarget.open(path);
+            }
+            if (kernelTarget == null || !src.kernelCopySupported())
+            {
+                return 0;
+            }
+            metadataDirty = true;
+            final long firstCluster = offset >>> clusterBits;
+            final long count = ((end + clusterSize - 1) >>> clusterBits) - firstCluster;
+            long done = 0;
+            while (done < count)
+            {
+                final long cluster = firstCluster + done;
+                final long host = entry(cluster) & Qcow2Header.OFFSET_MASK;
+                long run = 1;
+                final long hostStart;
+                if (host != 0)
+                {
+                    while (done + run < count
+                        && (entry(cluster + run) & Qcow2Header.OFFSET_MASK) == host + (run << clusterBits))
+                    {
+                        run++;
+                    }
+                    hostStart = host;
+                }
+                else
+                {
+                    while (done + run < count && (entry(cluster + run) & Qcow2Header.OFFSET_MASK) == 0)
+                    {
+                        run++;
+                    }
+                    final long first = allocate(run);
+                    run = Math.min(run, nextCluster - first);
+                    hostStart = first << clusterBits;
+                }
+                final long guestStart = cluster << clusterBits;
+                final long bytes = Math.min((cluster + run) << clusterBits, size) - guestStart;
+                final long copied = src.copyTo(guestStart, kernelTarget, hostStart, bytes);
+                if (copied < bytes)
+                {
+                    finishThroughBuffer(src, guestStart + copied, hostStart + copied, bytes - copied);
+                }
+                for (long i = 0; i < run; i++)
+                {
+                    setEntry(cluster + i, (hostStart + (i << clusterBits)) | Qcow2Header.COPIED);
+                }
+                done += run;
+            }
+            return length;
+        }
+        finally
+        {
+            writeLock.unlock();
+        }
+    }
+
+    private void finishThroughBuffer(final RawFileStore src, final long guest, final long host, final long length)
+        throws IOException
+    {
+        final ByteBuffer buffer = scratch();
+        long done = 0;
+        while (done < length)
+        {
+            final int piece = (int)Math.min(buffer.capacity(), length - done);
+            buffer.clear().limit(piece);
+            src.read(guest + done, buffer);
+            buffer.flip();
+            writeHost(host + done, buffer, piece);
+            done += piece;
+        }
+    }
+
     /** Writes {@code count} whole guest clusters from {@code src}, coalescing contiguous host clusters. */
     private void writeWholeClusters(final long firstCluster, final long count, final ByteBuffer src)
         throws IOException
@@ -599,6 +703,10 @@ public final class Qcow2Writer implements BlockStore
             closed = true;
             try
             {
+                if (kernelTarget != null)
+                {
+                    kernelTarget.close();
+                }
                 writeMetadata();
             }
             finally

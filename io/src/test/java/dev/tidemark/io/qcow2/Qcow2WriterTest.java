@@ -455,4 +455,44 @@ class Qcow2WriterTest
             assertThat(readAll(writer)).as("seed %d", seed).isEqualTo(readAll(raw));
         }
     }
+
+    @Test
+    void kernelCopyFromARawFileWritesWholeClustersThatQemuReads() throws Exception
+    {
+        final int cluster = 64 << 10;
+        final long size = 3L * (1 << 20) + 12_288;
+        final byte[] data = new byte[(int)size];
+        new java.util.SplittableRandom(11).nextBytes(data);
+        final Path raw = dir.resolve("kernel-src.raw");
+        final Path image = dir.resolve("kernel.qcow2");
+        try (dev.tidemark.io.RawFileStore src = dev.tidemark.io.RawFileStore.create(raw, size);
+            Qcow2Writer writer = Qcow2Writer.create(image, size, Qcow2Writer.Options.defaults().withClusterSize(cluster)))
+        {
+            src.write(0, java.nio.ByteBuffer.wrap(data));
+            assertThat(writer.copyFrom(src, 4096, cluster)).as("a range inside a cluster is left alone").isZero();
+            assertThat(writer.copyFrom(src, cluster, cluster - 512)).as("a range ending inside a cluster").isZero();
+            final long first = writer.copyFrom(src, 2L * cluster, 5L * cluster);
+            // The image's last cluster is short: a range ending at the image's end counts as whole clusters.
+            final long tail = writer.copyFrom(src, size - 12_288 - cluster, cluster + 12_288);
+            if (src.kernelCopySupported() && first > 0)
+            {
+                assertThat(first).isEqualTo(5L * cluster);
+                assertThat(tail).isEqualTo(cluster + 12_288);
+            }
+            else
+            {
+                writer.write(2L * cluster, java.nio.ByteBuffer.wrap(data, 2 * cluster, 5 * cluster));
+                writer.write(size - 12_288 - cluster, java.nio.ByteBuffer.wrap(data, (int)(size - 12_288 - cluster),
+                    cluster + 12_288));
+            }
+            // Written in place over clusters the kernel filled: the in-place path must find them.
+            writer.write(3L * cluster + 100, java.nio.ByteBuffer.wrap(data, 3 * cluster + 100, 1000));
+        }
+        final byte[] expected = new byte[(int)size];
+        System.arraycopy(data, 2 * cluster, expected, 2 * cluster, 5 * cluster);
+        System.arraycopy(data, (int)(size - 12_288 - cluster), expected, (int)(size - 12_288 - cluster),
+            cluster + 12_288);
+        QemuTools.check(image);
+        assertThat(QemuTools.convertToRaw(image, dir)).isEqualTo(expected);
+    }
 }

@@ -483,16 +483,24 @@ public final class FleecingView implements BlockStore
                 return outOfSpace("copy-before-write space of " + options.cbwLimitBytes()
                     + " bytes is exhausted (a guest write at offset " + writeOffset + " needed " + len + " more)");
             }
-            if (buffer == null || buffer.capacity() < len)
-            {
-                buffer = ByteBuffer.allocateDirect(len);
-            }
-            buffer.clear().limit(len);
             try
             {
-                source.read(at, buffer);
-                buffer.flip();
-                cbw.write(at, buffer);
+                // The kernel's copy (one copy, no user-space buffer) when the disk is a raw file; whatever it did
+                // not copy goes through the buffer, which reports the error.
+                final long kernel = source instanceof RawFileStore raw && cbw instanceof RawFileStore cbwRaw
+                    ? raw.copyTo(at, cbwRaw, at, len) : 0;
+                if (kernel < len)
+                {
+                    final int rest = (int)(len - kernel);
+                    if (buffer == null || buffer.capacity() < rest)
+                    {
+                        buffer = ByteBuffer.allocateDirect(len);
+                    }
+                    buffer.clear().limit(rest);
+                    source.read(at + kernel, buffer);
+                    buffer.flip();
+                    cbw.write(at + kernel, buffer);
+                }
             }
             catch (final IOException ex)
             {

@@ -8,7 +8,10 @@ import dev.tidemark.engine.TrackedDisk;
 import dev.tidemark.engine.WriteInterceptor;
 import dev.tidemark.engine.journal.JournalRecord;
 import dev.tidemark.engine.registry.Successor;
+import dev.tidemark.io.AlignedBufferPool;
 import dev.tidemark.io.BlockStore;
+import dev.tidemark.io.RawFileStore;
+import dev.tidemark.io.qcow2.Qcow2Writer;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -43,6 +46,15 @@ import java.util.concurrent.TimeoutException;
  * and {@code top} the parent is first set to the whole disk) and reclaims on any outcome; {@code never} always
  * reclaims.
  *
+ * <p><b>How bytes move.</b> With {@link CopyMethod#KERNEL}, from a raw file to a raw file or into a qcow2 image's host
+ * clusters (whole clusters), the copy is the kernel's own ({@code copy_file_range}: one copy); a {@code full} backup
+ * then keeps holes by asking the source's allocation ({@code SEEK_DATA}) instead of comparing every byte with zero,
+ * so an allocated all-zero range is copied as data. Otherwise ({@link CopyMethod#BUFFER}, the default, and NBD
+ * targets, wrapped stores, partial qcow2 clusters) it reads into a pooled, aligned direct buffer and writes from it,
+ * with no heap copy. Whatever the kernel
+ * does not copy (it refused, failed or met an early end of the source) goes through the buffer, which reports
+ * errors on the side they happen. {@link BackupOptions#copyMethod()} picks.
+ *
  * <p><b>Copy-before-write failures.</b> If the interceptor cannot preserve a chunk (the target failed), the backup
  * can no longer be a point in time: the job is broken (it fails with the cause) and the guest write proceeds.
  */
@@ -50,6 +62,10 @@ public final class BackupJob extends Job
 {
     private static final long CANCELLED = -1;
     private static final long RETRY = -2;
+
+    // Shared by every job of the process: a job holds one buffer while pumping, copy-before-write one per copy.
+    private static final AlignedBufferPool POOL = new AlignedBufferPool(4096, 4096, 4 << 20, 8);
+    private static final ByteBuffer ZEROES = ByteBuffer.allocateDirect(1 << 16).asReadOnlyBuffer();
 
     private final BackupOptions options;
     private final TrackedDisk disk;
@@ -61,8 +77,9 @@ public final class BackupJob extends Job
     private final CompletableFuture<Void> writesBeforeCut;
     private final Interceptor interceptor = new Interceptor();
     private final Object parentLock = new Object();
-    private final ByteBuffer pumpBuffer;
-    private final ByteBuffer zeroes;
+    private final RawFileStore kernelSource;
+    private final RawFileStore kernelTarget;
+    private final Qcow2Writer kernelQcow2;
     private volatile IOException cbwFailure;
     private volatile boolean cutReached;
     private boolean parentSealed;
@@ -81,14 +98,24 @@ public final class BackupJob extends Job
         this.successor = successor;
         this.bitmapMode = bitmapMode;
         this.writesBeforeCut = writesBeforeCut;
-        this.pumpBuffer = allocateAligned(options.maxRunBytes());
-        this.zeroes = ByteBuffer.allocateDirect(Math.min(options.maxRunBytes(), 1 << 16)).asReadOnlyBuffer();
+        final boolean kernelSourceOk = options.copyMethod() == CopyMethod.KERNEL && source instanceof RawFileStore
+            && ((RawFileStore)source).kernelCopySupported();
+        this.kernelTarget = kernelSourceOk && target instanceof RawFileStore raw && raw.kernelCopySupported()
+            ? raw : null;
+        this.kernelQcow2 = kernelSourceOk && target instanceof Qcow2Writer qcow2 ? qcow2 : null;
+        this.kernelSource = kernelTarget != null || kernelQcow2 != null ? (RawFileStore)source : null;
         setTotalProgress(totalBytes);
     }
 
-    static ByteBuffer allocateAligned(final int bytes)
+    /** @return whether this job copies with the kernel's {@code copy_file_range} (raw file to raw file or qcow2). */
+    public boolean usesKernelCopy()
     {
-        return ByteBuffer.allocateDirect(bytes + 4096).alignedSlice(4096).limit(bytes).slice();
+        return kernelSource != null;
+    }
+
+    private ByteBuffer acquireBuffer()
+    {
+        return POOL.acquire(Math.min(options.maxRunBytes(), POOL.maxSize()));
     }
 
     @Override
@@ -186,6 +213,19 @@ public final class BackupJob extends Job
     }
 
     private void pump() throws Exception
+    {
+        final ByteBuffer buffer = acquireBuffer();
+        try
+        {
+            pump(buffer);
+        }
+        finally
+        {
+            POOL.release(buffer);
+        }
+    }
+
+    private void pump(final ByteBuffer pumpBuffer) throws Exception
     {
         final long maxRunChunks = Math.max(1, options.maxRunBytes() / claims.chunkSize());
         long chunk = claims.nextPending(0);
@@ -372,10 +412,89 @@ public final class BackupJob extends Job
     private void copyBytes(final long offset, final long length, final ByteBuffer buffer, final boolean holesForZero)
         throws CopyFailure
     {
+        if (kernelSource == null)
+        {
+            copyThroughBuffer(offset, length, buffer, holesForZero);
+        }
+        else if (holesForZero)
+        {
+            kernelCopyKeepingHoles(offset, length, buffer);
+        }
+        else
+        {
+            kernelCopy(offset, length, buffer);
+        }
+    }
+
+    private void kernelCopy(final long offset, final long length, final ByteBuffer buffer) throws CopyFailure
+    {
+        final long copied;
+        if (kernelTarget != null)
+        {
+            copied = kernelSource.copyTo(offset, kernelTarget, offset, length);
+        }
+        else
+        {
+            try
+            {
+                copied = kernelQcow2.copyFrom(kernelSource, offset, length);
+            }
+            catch (final IOException ex)
+            {
+                throw new CopyFailure(false, ex);
+            }
+        }
+        if (copied < length)
+        {
+            copyThroughBuffer(offset + copied, length - copied, buffer, false);
+        }
+    }
+
+    /** The kernel copy of a {@code full} backup: holes of the source become zero ranges, data is copied. */
+    private void kernelCopyKeepingHoles(final long offset, final long length, final ByteBuffer buffer)
+        throws CopyFailure
+    {
+        final CopyFailure[] failed = new CopyFailure[1];
+        try
+        {
+            kernelSource.forEachAllocationExtent(offset, length, (off, len, allocated, zero) ->
+            {
+                try
+                {
+                    if (allocated && !zero)
+                    {
+                        kernelCopy(off, len, buffer);
+                    }
+                    else
+                    {
+                        writeZeroes(off, len, true);
+                    }
+                    return true;
+                }
+                catch (final CopyFailure f)
+                {
+                    failed[0] = f;
+                    return false;
+                }
+            });
+        }
+        catch (final IOException ex)
+        {
+            throw new CopyFailure(true, ex);
+        }
+        if (failed[0] != null)
+        {
+            throw failed[0];
+        }
+    }
+
+    private void copyThroughBuffer(final long offset, final long length, final ByteBuffer buffer,
+        final boolean holesForZero) throws CopyFailure
+    {
         long done = 0;
         while (done < length)
         {
-            final int piece = (int)Math.min(buffer.capacity(), length - done);
+            final int piece = (int)Math.min(Math.min(buffer.capacity(), options.maxRunBytes()), length - done);
             final long at = offset + done;
             buffer.clear().limit(piece);
             try
@@ -418,13 +537,13 @@ public final class BackupJob extends Job
         }
     }
 
-    private boolean isZero(final ByteBuffer data)
+    private static boolean isZero(final ByteBuffer data)
     {
-        final int zeroLength = zeroes.capacity();
+        final int zeroLength = ZEROES.capacity();
         for (int pos = data.position(); pos < data.limit(); pos += zeroLength)
         {
             final int len = Math.min(zeroLength, data.limit() - pos);
-            if (data.slice(pos, len).mismatch(zeroes.slice(0, len)) != -1)
+            if (data.slice(pos, len).mismatch(ZEROES.slice(0, len)) != -1)
             {
                 return false;
             }
@@ -452,8 +571,6 @@ public final class BackupJob extends Job
     /** Preserves old data before guest writes; runs on the ring's copy-before-write thread only (see Pipeline). */
     private final class Interceptor implements WriteInterceptor
     {
-        private ByteBuffer buffer;
-
         @Override
         public void beforeWrite(final long offset, final long length) throws IOException
         {
@@ -526,10 +643,7 @@ public final class BackupJob extends Job
 
         private void copyForGuest(final long first, final long end)
         {
-            if (buffer == null)
-            {
-                buffer = allocateAligned(options.maxRunBytes());
-            }
+            final ByteBuffer buffer = acquireBuffer();
             try
             {
                 copyRange(first, end, buffer);
@@ -544,6 +658,10 @@ public final class BackupJob extends Job
                 cbwFailure = new IOException("copy-before-write failed at offset " + claims.offsetOf(first) + ": "
                     + failure.cause.getMessage(), failure.cause);
                 claims.abandon();
+            }
+            finally
+            {
+                POOL.release(buffer);
             }
         }
     }

@@ -79,11 +79,12 @@ class BackupPointInTimeTest
             load.start();
             EventLog.await(() -> load.logged() > 200, 20_000, "load to start");
             final BackupStartAction fullStart = new BackupStartAction(manager,
-                BackupOptions.of("vda", SyncMode.FULL).withJobId("full"), full, null);
+                BackupOptions.of("vda", SyncMode.FULL).withJobId("full").withCopyMethod(CopyMethod.KERNEL), full, null);
             final long fullCut = disk.transaction(fullStart);
             EventLog.await(() -> load.logged() > 400, 20_000, "more load");
             final BackupStartAction topStart = new BackupStartAction(manager,
-                BackupOptions.of("vda", SyncMode.TOP).withJobId("top").withMaxRunBytes(256 << 10), top, null);
+                BackupOptions.of("vda", SyncMode.TOP).withJobId("top").withMaxRunBytes(256 << 10)
+                    .withCopyMethod(CopyMethod.BUFFER), top, null);
             final long topCut = disk.transaction(topStart);
             awaitGone(fullStart.job());
             awaitGone(topStart.job());
@@ -123,7 +124,8 @@ class BackupPointInTimeTest
                 try (RawFileStore inc = target("inc" + round + ".raw"))
                 {
                     final BackupStartAction incStart = new BackupStartAction(manager,
-                        BackupOptions.of("vda", SyncMode.INCREMENTAL).withJobId("inc" + round).withBitmap("b0", null),
+                        BackupOptions.of("vda", SyncMode.INCREMENTAL).withJobId("inc" + round).withBitmap("b0", null)
+                            .withCopyMethod(round % 2 == 0 ? CopyMethod.KERNEL : CopyMethod.BUFFER),
                         inc, null);
                     final long cut = disk.transaction(incStart);
                     awaitGone(incStart.job());
