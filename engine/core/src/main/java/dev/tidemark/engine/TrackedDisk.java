@@ -381,6 +381,10 @@ public final class TrackedDisk implements AutoCloseable
     public static Map<TrackedDisk, Long> transaction(final Map<TrackedDisk, List<ControlAction>> actionsByDisk)
     {
         final Map<TrackedDisk, Long> cuts = new LinkedHashMap<>();
+        if (actionsByDisk.isEmpty())
+        {
+            return cuts;
+        }
         if (actionsByDisk.size() == 1)
         {
             final Map.Entry<TrackedDisk, List<ControlAction>> only = actionsByDisk.entrySet().iterator().next();
