@@ -1,5 +1,10 @@
 package dev.tidemark.bench.e2e;
 
+import static dev.tidemark.bench.BenchProcesses.args;
+import static dev.tidemark.bench.BenchProcesses.deleteTree;
+import static dev.tidemark.bench.BenchProcesses.run;
+import static dev.tidemark.bench.BenchProcesses.stop;
+
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
@@ -12,7 +17,6 @@ import java.io.IOException;
 import java.net.ServerSocket;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
@@ -776,50 +780,6 @@ public final class AsAUser
         }
     }
 
-    private static void stop(final Process process) throws InterruptedException
-    {
-        process.destroy();
-        if (!process.waitFor(20, TimeUnit.SECONDS))
-        {
-            process.destroyForcibly().waitFor();
-        }
-    }
-
-    private static String run(final String... command) throws Exception
-    {
-        final Process process = new ProcessBuilder(command).redirectErrorStream(true)
-            .redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null"))).start();
-        final String output = new String(process.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
-        if (process.waitFor() != 0)
-        {
-            throw new IOException(String.join(" ", command) + " failed: " + output);
-        }
-        return output;
-    }
-
-    private static ObjectNode args(final Object... pairs)
-    {
-        final ObjectNode node = JSON.createObjectNode();
-        for (int i = 0; i < pairs.length; i += 2)
-        {
-            final String key = (String)pairs[i];
-            final Object value = pairs[i + 1];
-            if (value instanceof Long number)
-            {
-                node.put(key, number);
-            }
-            else if (value instanceof Boolean flag)
-            {
-                node.put(key, flag);
-            }
-            else
-            {
-                node.put(key, String.valueOf(value));
-            }
-        }
-        return node;
-    }
-
     private static void fill(final Path image, final long bytes) throws IOException
     {
         final ByteBuffer chunk = ByteBuffer.allocateDirect(1 << 20);
@@ -842,19 +802,4 @@ public final class AsAUser
         }
     }
 
-    private static void deleteTree(final Path root) throws IOException
-    {
-        if (!Files.exists(root))
-        {
-            return;
-        }
-        try (var walk = Files.walk(root))
-        {
-            final List<Path> paths = walk.sorted(Collections.reverseOrder()).toList();
-            for (final Path path : paths)
-            {
-                Files.deleteIfExists(path);
-            }
-        }
-    }
 }

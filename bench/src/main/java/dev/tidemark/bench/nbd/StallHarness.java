@@ -1,9 +1,13 @@
 package dev.tidemark.bench.nbd;
 
+import static dev.tidemark.bench.BenchProcesses.args;
+import static dev.tidemark.bench.BenchProcesses.deleteTree;
+
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.tidemark.bench.BenchProcesses;
 import dev.tidemark.engine.JvmFlags;
 import dev.tidemark.qmp.QmpClient;
 import java.io.File;
@@ -14,13 +18,11 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
-import java.util.Comparator;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
-import java.util.stream.Stream;
 
 /**
  * Write stalls during control commands, Tidemark against qemu-storage-daemon; a command-line program, one thread.
@@ -228,7 +230,7 @@ public final class StallHarness
             case "incremental backup start to finish" ->
             {
                 final Path target = dir.resolve("target" + (targetSerial++) + ".qcow2");
-                run("qemu-img", "create", "-f", "qcow2", target.toString(), Long.toString(BIG));
+                BenchProcesses.run("qemu-img", "create", "-f", "qcow2", target.toString(), Long.toString(BIG));
                 final ObjectNode add = args("driver", "qcow2", "node-name", "t0");
                 add.putObject("file").put("driver", "file").put("filename", target.toString());
                 qmp.execute("blockdev-add", add);
@@ -294,29 +296,6 @@ public final class StallHarness
         return n % 2 == 1 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
     }
 
-    private static ObjectNode args(final Object... pairs)
-    {
-        final ObjectNode node = JSON.createObjectNode();
-        for (int i = 0; i < pairs.length; i += 2)
-        {
-            final String key = (String)pairs[i];
-            final Object value = pairs[i + 1];
-            if (value instanceof Integer n)
-            {
-                node.put(key, n);
-            }
-            else if (value instanceof Long n)
-            {
-                node.put(key, n);
-            }
-            else
-            {
-                node.put(key, String.valueOf(value));
-            }
-        }
-        return node;
-    }
-
     private static void sparse(final Path image, final long size) throws IOException
     {
         try (RandomAccessFile file = new RandomAccessFile(image.toFile(), "rw"))
@@ -338,29 +317,4 @@ public final class StallHarness
         }
     }
 
-    private static void run(final String... command) throws Exception
-    {
-        final Process process = new ProcessBuilder(command).redirectErrorStream(true)
-            .redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null"))).start();
-        final String output = new String(process.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
-        if (process.waitFor() != 0)
-        {
-            throw new IOException(String.join(" ", command) + " failed: " + output);
-        }
-    }
-
-    private static void deleteTree(final Path root) throws IOException
-    {
-        if (!Files.exists(root))
-        {
-            return;
-        }
-        try (Stream<Path> walk = Files.walk(root))
-        {
-            for (final Path p : walk.sorted(Comparator.reverseOrder()).toList())
-            {
-                Files.deleteIfExists(p);
-            }
-        }
-    }
 }
