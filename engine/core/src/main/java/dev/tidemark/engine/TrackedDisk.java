@@ -1,5 +1,6 @@
 package dev.tidemark.engine;
 
+import dev.tidemark.engine.checkpoint.DiskCheckpoints;
 import dev.tidemark.engine.journal.Journal;
 import dev.tidemark.engine.journal.JournalRecord;
 import dev.tidemark.engine.registry.BitmapRegistry;
@@ -47,12 +48,15 @@ public final class TrackedDisk implements AutoCloseable
     private final boolean closeStore;
     private final Journal journal;
     private final BitmapRegistry registry;
+    private final DiskCheckpoints checkpoints;
     private final List<EngineEvents> listeners = new CopyOnWriteArrayList<>();
     private WriteRing ring;
     private boolean closed;
 
-    private TrackedDisk(final DiskOptions options, final Journal journal, final BitmapRegistry registry)
+    private TrackedDisk(final DiskOptions options, final Journal journal, final BitmapRegistry registry,
+        final DiskCheckpoints checkpoints)
     {
+        this.checkpoints = checkpoints;
         this.name = options.name();
         this.store = options.store();
         this.size = store.size();
@@ -85,9 +89,16 @@ public final class TrackedDisk implements AutoCloseable
             journal.close();
             throw ex;
         }
+        final DiskCheckpoints checkpoints;
         try
         {
-            checkFingerprint(options.store(), journal, registry);
+            final boolean changed = checkFingerprint(options.store(), journal, registry);
+            checkpoints = DiskCheckpoints.open(options.name(), options.bitmapDirectory(), options.store().size(),
+                journal.replay(), options.durable());
+            if (changed)
+            {
+                checkpoints.distrustAll();
+            }
         }
         catch (final IOException | RuntimeException ex)
         {
@@ -95,7 +106,7 @@ public final class TrackedDisk implements AutoCloseable
             journal.close();
             throw ex;
         }
-        final TrackedDisk disk = new TrackedDisk(options, journal, registry);
+        final TrackedDisk disk = new TrackedDisk(options, journal, registry, checkpoints);
         disk.start(options);
         return disk;
     }
@@ -123,20 +134,22 @@ public final class TrackedDisk implements AutoCloseable
     }
 
     /** I5: an image changed while nobody tracked it makes every persistent bitmap inconsistent, saying why. */
-    private static void checkFingerprint(final BlockStore store, final Journal journal, final BitmapRegistry registry)
-        throws IOException
+    private static boolean checkFingerprint(final BlockStore store, final Journal journal,
+        final BitmapRegistry registry) throws IOException
     {
         final String recorded = journal.replay().imageFingerprint();
         if (recorded == null || !(store instanceof RawFileStore raw))
         {
-            return;
+            return false;
         }
         final String difference = ImageFingerprint.difference(recorded, ImageFingerprint.of(raw.path()));
         if (difference != null)
         {
             registry.markImageChanged("image " + raw.path() + " changed while Tidemark was not running ("
                 + difference + ")");
+            return true;
         }
+        return false;
     }
 
     private void start(final DiskOptions options)
@@ -145,6 +158,11 @@ public final class TrackedDisk implements AutoCloseable
         journal.syncOnCommit(options.durable());
         ring = new WriteRing(this, store, registry, journal, options.ringSize(), options.waitStrategy(),
             options.durable(), options.pipeline());
+        if (checkpoints.hasMap())
+        {
+            // Before open returns, so before the first write: the epoch map misses nothing.
+            ring.submitTask(() -> ring.markHook(checkpoints)).join();
+        }
     }
 
     /** @return the disk's name. */
@@ -171,6 +189,12 @@ public final class TrackedDisk implements AutoCloseable
         return registry;
     }
 
+    /** @return the disk's checkpoints and epoch map. */
+    public DiskCheckpoints checkpoints()
+    {
+        return checkpoints;
+    }
+
     /** @return the disk's metadata journal (jobs append their records here). */
     public Journal journal()
     {
@@ -180,7 +204,9 @@ public final class TrackedDisk implements AutoCloseable
     /** @return what opening repaired or ignored (torn journal tail, merged-back successors, orphan files). */
     public List<String> openMessages()
     {
-        return registry.openMessages();
+        final List<String> messages = new ArrayList<>(registry.openMessages());
+        messages.addAll(checkpoints.openMessages());
+        return messages;
     }
 
     // ------------------------------------------------------------------------------------------ I/O
@@ -529,6 +555,7 @@ public final class TrackedDisk implements AutoCloseable
         try
         {
             registry.close();
+            checkpoints.close();
             if (store instanceof RawFileStore raw)
             {
                 // Every write reached the file: this fingerprint is what the next open must find. Without one (the

@@ -111,6 +111,7 @@ public final class Journal implements AutoCloseable
             compacted.imageFingerprint = replay.imageFingerprint;
             compacted.outOfBandChanges.addAll(replay.outOfBandChanges);
             compacted.committedJoints.addAll(replay.committedJoints);
+            compacted.checkpoints.putAll(replay.checkpoints);
             replay = compacted;
             end = compactedLength;
             mapped = map(file);
@@ -337,6 +338,9 @@ public final class Journal implements AutoCloseable
             case OPENED -> BytesUtil.stopBitLength(r.cut());
             case JOB_STARTED, JOB_OUTCOME, JOINT_CUT -> utf8Length(r.subject()) + utf8Length(r.detail());
             case IMAGE_FINGERPRINT, OUT_OF_BAND_CHANGE -> utf8Length(r.detail());
+            case CHECKPOINT_ADDED -> utf8Length(r.subject()) + BytesUtil.stopBitLength(r.fileId())
+                + BytesUtil.stopBitLength(r.cut()) + utf8Length(r.detail());
+            case CHECKPOINT_REMOVED -> utf8Length(r.subject());
             case TXN_ABORT, CLEAN_CLOSE -> 0;
         };
     }
@@ -378,6 +382,14 @@ public final class Journal implements AutoCloseable
                 body.writeUtf8(r.detail());
             }
             case IMAGE_FINGERPRINT, OUT_OF_BAND_CHANGE -> body.writeUtf8(r.detail());
+            case CHECKPOINT_ADDED ->
+            {
+                body.writeUtf8(r.subject());
+                body.writeStopBit(r.fileId());
+                body.writeStopBit(r.cut());
+                body.writeUtf8(r.detail());
+            }
+            case CHECKPOINT_REMOVED -> body.writeUtf8(r.subject());
             case TXN_ABORT, CLEAN_CLOSE ->
             {
                 // no body
@@ -409,6 +421,11 @@ public final class Journal implements AutoCloseable
             {
                 at = encode(out, at, JournalRecord.successorCreated(state.name(), state.successorFileId()), true, 0);
             }
+        }
+        for (final CheckpointState checkpoint : replay.checkpoints.values())
+        {
+            at = encode(out, at, JournalRecord.checkpointAdded(checkpoint.name(), checkpoint.epoch(),
+                checkpoint.createdMillis(), checkpoint.disks()), true, 0);
         }
         // The newest joint transactions stay answerable: a member that crashed before its commit asks for them.
         final List<String> joints = new ArrayList<>(replay.committedJoints);
@@ -482,6 +499,7 @@ public final class Journal implements AutoCloseable
     {
         final Set<String> committedJoints = new LinkedHashSet<>();
         final Map<String, BitmapState> bitmaps = new LinkedHashMap<>();
+        final Map<String, CheckpointState> checkpoints = new LinkedHashMap<>();
         final Map<String, String> jobs = new LinkedHashMap<>();
         final List<String> messages = new ArrayList<>();
         final List<JournalRecord> pending = new ArrayList<>();
@@ -550,7 +568,7 @@ public final class Journal implements AutoCloseable
                         {
                             committedJoints.add(r.subject());
                         }
-                        apply(bitmaps, r);
+                        apply(bitmaps, checkpoints, r);
                     }
                     pending.clear();
                     standaloneSinceGroup.clear();
@@ -594,7 +612,7 @@ public final class Journal implements AutoCloseable
                     }
                     else
                     {
-                        apply(bitmaps, decoded);
+                        apply(bitmaps, checkpoints, decoded);
                     }
                 }
             }
@@ -609,7 +627,7 @@ public final class Journal implements AutoCloseable
             // Another disk of the same transaction committed it, so every member had prepared: this one commits too.
             for (final JournalRecord r : pending)
             {
-                apply(bitmaps, r);
+                apply(bitmaps, checkpoints, r);
             }
             committedJoints.add(joint.subject());
             messages.add("journal " + file + ": a transaction over several disks (" + joint.subject()
@@ -649,6 +667,7 @@ public final class Journal implements AutoCloseable
         result.tailCommittedByPeer = tailCommittedByPeer;
         result.imageFingerprint = cleanClose ? fingerprint : null;
         result.outOfBandChanges.addAll(outOfBand);
+        result.checkpoints.putAll(checkpoints);
         return result;
     }
 
@@ -679,6 +698,9 @@ public final class Journal implements AutoCloseable
             case IMAGE_FINGERPRINT -> JournalRecord.imageFingerprint(readName(in));
             case OUT_OF_BAND_CHANGE -> JournalRecord.outOfBandChange(readName(in));
             case JOINT_CUT -> new JournalRecord(Type.JOINT_CUT, readName(in), 0, 0, 0, 0, readName(in));
+            case CHECKPOINT_ADDED -> JournalRecord.checkpointAdded(readName(in), in.readStopBit(), in.readStopBit(),
+                readName(in));
+            case CHECKPOINT_REMOVED -> JournalRecord.checkpointRemoved(readName(in));
             case TXN_ABORT, CLEAN_CLOSE -> JournalRecord.marker(type, 0);
         };
     }
@@ -693,8 +715,19 @@ public final class Journal implements AutoCloseable
         return value;
     }
 
-    private static void apply(final Map<String, BitmapState> bitmaps, final JournalRecord r)
+    private static void apply(final Map<String, BitmapState> bitmaps, final Map<String, CheckpointState> checkpoints,
+        final JournalRecord r)
     {
+        if (r.type() == Type.CHECKPOINT_ADDED)
+        {
+            checkpoints.put(r.subject(), new CheckpointState(r.subject(), r.fileId(), r.cut(), r.detail()));
+            return;
+        }
+        if (r.type() == Type.CHECKPOINT_REMOVED)
+        {
+            checkpoints.remove(r.subject());
+            return;
+        }
         final BitmapState s = bitmaps.get(r.subject());
         switch (r.type())
         {
@@ -745,6 +778,18 @@ public final class Journal implements AutoCloseable
     {
     }
 
+    /**
+     * What the journal says about one checkpoint; immutable.
+     *
+     * @param name the checkpoint's name.
+     * @param epoch its epoch.
+     * @param createdMillis its creation time.
+     * @param disks the disks of the transaction that made it, one per line.
+     */
+    public record CheckpointState(String name, long epoch, long createdMillis, String disks)
+    {
+    }
+
     /** The result of replaying a journal; immutable. */
     public static final class Replay
     {
@@ -759,6 +804,7 @@ public final class Journal implements AutoCloseable
         private final List<String> outOfBandChanges = new ArrayList<>();
         // Ids of the joint transactions this journal committed, oldest first; other members' replays ask for them.
         private final Set<String> committedJoints = new LinkedHashSet<>();
+        private final Map<String, CheckpointState> checkpoints = new LinkedHashMap<>();
         private boolean tailCommittedByPeer;
         private String imageFingerprint;
 
@@ -778,6 +824,12 @@ public final class Journal implements AutoCloseable
         public Map<String, BitmapState> bitmaps()
         {
             return bitmaps;
+        }
+
+        /** @return the checkpoints the committed records describe, in the order they were added. */
+        public Map<String, CheckpointState> checkpoints()
+        {
+            return Collections.unmodifiableMap(checkpoints);
         }
 
         /** @return each job id's last known state ({@code started: ...} or its outcome). */

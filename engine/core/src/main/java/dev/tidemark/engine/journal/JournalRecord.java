@@ -16,7 +16,7 @@ import java.util.Objects;
  * @param granularity bytes per chunk for {@link Type#BITMAP_ADDED}, else 0.
  * @param flags bitmap flags for {@link Type#BITMAP_ADDED} and {@link Type#BITMAP_FLAGS}; 1 for an abdicated
  *              successor in {@link Type#SUCCESSOR_RESOLVED}.
- * @param cut the ring sequence of {@link Type#TXN_COMMIT}, else 0.
+ * @param cut the ring sequence of {@link Type#TXN_COMMIT}, a checkpoint's creation millis, else 0.
  * @param detail free text for job records, empty otherwise.
  */
 public record JournalRecord(Type type, String subject, long fileId, long granularity, int flags, long cut,
@@ -63,7 +63,14 @@ public record JournalRecord(Type type, String subject, long fileId, long granula
          * {@code detail} the journal files of every member, one per line. A crash can leave this group without its
          * commit record while another member committed; replay then consults the other members (see Journal).
          */
-        JOINT_CUT(15);
+        JOINT_CUT(15),
+        /**
+         * A checkpoint exists: {@code subject} is its name, {@code fileId} its epoch, {@code cut} its creation time in
+         * epoch millis, {@code detail} the disks (node names) of the transaction that made it, one per line.
+         */
+        CHECKPOINT_ADDED(16),
+        /** A checkpoint is gone: {@code subject} is its name. */
+        CHECKPOINT_REMOVED(17);
 
         private final int code;
 
@@ -215,6 +222,28 @@ public record JournalRecord(Type type, String subject, long fileId, long granula
             detail.append(detail.length() == 0 ? "" : "\n").append(journal.toAbsolutePath());
         }
         return new JournalRecord(Type.JOINT_CUT, id, 0, 0, 0, 0, detail.toString());
+    }
+
+    /**
+     * @param name the checkpoint's name.
+     * @param epoch its epoch.
+     * @param createdMillis its creation time.
+     * @param disks the disks of the transaction that made it, one per line.
+     * @return a {@link Type#CHECKPOINT_ADDED} record.
+     */
+    public static JournalRecord checkpointAdded(final String name, final long epoch, final long createdMillis,
+        final String disks)
+    {
+        return new JournalRecord(Type.CHECKPOINT_ADDED, name, epoch, 0, 0, createdMillis, disks);
+    }
+
+    /**
+     * @param name the checkpoint's name.
+     * @return a {@link Type#CHECKPOINT_REMOVED} record.
+     */
+    public static JournalRecord checkpointRemoved(final String name)
+    {
+        return new JournalRecord(Type.CHECKPOINT_REMOVED, name, 0, 0, 0, 0, "");
     }
 
     static JournalRecord marker(final Type type, final long cut)

@@ -74,6 +74,66 @@ public final class BitmapActions
     }
 
     /**
+     * A disabled bitmap whose bits {@code fill} sets at the cut (a bitmap materialised from a checkpoint).
+     *
+     * @param name new bitmap's name (1..1023 bytes, unique on the disk).
+     * @param granularity bytes per chunk.
+     * @param persistent whether it lives in a file beside the image.
+     * @param fill sets the bits, on the mark thread, before the transaction commits.
+     * @param type the QMP action type, for messages.
+     * @return the action; abort removes the bitmap.
+     */
+    public static ControlAction addFilled(final String name, final long granularity, final boolean persistent,
+        final java.util.function.Consumer<DirtyBitmap> fill, final String type)
+    {
+        return new ControlAction()
+        {
+            private BitmapRegistry.Entry added;
+
+            @Override
+            public void prepare(final CutContext ctx)
+            {
+                final BitmapRegistry registry = ctx.registry();
+                final BitmapRegistry.Entry entry = registry.addEntry(name, granularity, persistent, false);
+                try
+                {
+                    fill.accept(entry.bitmap);
+                    if (persistent && registry.isDurable())
+                    {
+                        // Its journal record commits with the transaction: the bits must be on storage first.
+                        entry.bitmap.force();
+                    }
+                }
+                catch (final RuntimeException | Error ex)
+                {
+                    registry.dropEntry(entry);
+                    throw ex;
+                }
+                added = entry;
+            }
+
+            @Override
+            public void commit(final CutContext ctx)
+            {
+                added = null;
+            }
+
+            @Override
+            public void abort(final CutContext ctx)
+            {
+                ctx.registry().journalRemoved(added);
+                ctx.registry().dropEntry(added);
+            }
+
+            @Override
+            public String type()
+            {
+                return type;
+            }
+        };
+    }
+
+    /**
      * @param name the bitmap.
      * @return {@code block-dirty-bitmap-remove}; a persistent bitmap's file is deleted on commit.
      */

@@ -12,6 +12,7 @@ import dev.tidemark.engine.ControlAction;
 import dev.tidemark.engine.CutContext;
 import dev.tidemark.engine.EngineException;
 import dev.tidemark.engine.IoCompletion;
+import dev.tidemark.engine.MarkHook;
 import dev.tidemark.engine.Pipeline;
 import dev.tidemark.engine.RequestKind;
 import dev.tidemark.engine.TrackedDisk;
@@ -74,6 +75,8 @@ public final class WriteRing implements AutoCloseable
     private volatile boolean closed;
     private volatile boolean durable;
     private volatile Thread markThread;
+    /** Marked after the recorders (checkpoint epochs); read and written on the mark thread only. */
+    private MarkHook markHook;
 
     /**
      * Creates and starts the ring.
@@ -125,9 +128,28 @@ public final class WriteRing implements AutoCloseable
         submitTask(() ->
         {
             registry.durable(on);
+            if (markHook != null)
+            {
+                markHook.durable(on);
+            }
             durable = on;
             journal.syncOnCommit(on);
         }).join();
+    }
+
+    /**
+     * Installs (or, with {@code null}, removes) the hook the mark step calls after the recording bitmaps; mark thread
+     * only, so it takes effect between two writes (at a cut, or in a {@link #submitTask} task).
+     *
+     * @param hook the hook, or {@code null}.
+     */
+    public void markHook(final MarkHook hook)
+    {
+        if (Thread.currentThread() != markThread)
+        {
+            throw new IllegalStateException("the mark hook of disk '" + diskName + "' is set on its mark thread only");
+        }
+        markHook = hook;
     }
 
     /** @return whether durable mode is on. */
@@ -330,6 +352,8 @@ public final class WriteRing implements AutoCloseable
     private final class Marker
     {
         private final List<DirtyBitmap> gained = new ArrayList<>();
+        /** The hook whose stores await the group commit (kept: a cut later in the batch may change the hook). */
+        private MarkHook hookGained;
         private WriteInterceptor[] interceptors = RingEvent.NO_INTERCEPTORS;
         private Thread owner;
 
@@ -357,6 +381,11 @@ public final class WriteRing implements AutoCloseable
                     {
                         gained.add(bitmap);
                     }
+                }
+                final MarkHook hook = markHook;
+                if (hook != null && hook.mark(event.offset, event.length) && track)
+                {
+                    hookGained = hook;
                 }
                 event.interceptors = interceptors;
             }
@@ -387,7 +416,7 @@ public final class WriteRing implements AutoCloseable
          */
         IOException groupCommit()
         {
-            if (gained.isEmpty())
+            if (gained.isEmpty() && hookGained == null)
             {
                 return null;
             }
@@ -397,6 +426,10 @@ public final class WriteRing implements AutoCloseable
                 for (final DirtyBitmap bitmap : gained)
                 {
                     pages += bitmap.force();
+                }
+                if (hookGained != null)
+                {
+                    pages += hookGained.force();
                 }
                 forcedPages.addAndGet(pages);
                 groupCommits.incrementAndGet();
@@ -409,6 +442,7 @@ public final class WriteRing implements AutoCloseable
             finally
             {
                 gained.clear();
+                hookGained = null;
             }
         }
 
