@@ -313,6 +313,10 @@ public final class ExportManager implements AutoCloseable
                 contexts.add(new DirtyBitmapContext(ref.name(),
                     (offset, length, visitor) -> view.forEachDirtyExtent(offset, length, visitor::accept)));
             }
+            if (request.checkpoints())
+            {
+                contexts.addAll(ChangedSinceContext.of(node.disk()));
+            }
             final NbdExport export = exportOf(node, exportName, description, readOnly, contexts);
             server.addExport(export);
         }
