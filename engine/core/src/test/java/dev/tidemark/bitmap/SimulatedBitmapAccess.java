@@ -26,6 +26,19 @@ public final class SimulatedBitmapAccess
     }
 
     /**
+     * Makes every epoch map report its forces to {@code listener} and record and compare {@code bootId}; both
+     * {@code null} restore production behaviour.
+     *
+     * @param listener hears every force of every epoch map, or {@code null}.
+     * @param bootId the boot id epoch maps see, or {@code null} for this boot's.
+     */
+    public static void observeEpochMaps(final ForceListener listener, final UUID bootId)
+    {
+        EpochMap.forceListener = listener == null ? null : listener::forced;
+        EpochMap.bootIdOverride = bootId;
+    }
+
+    /**
      * @param file the new file.
      * @param name the bitmap's name.
      * @param diskSize bytes of the disk.

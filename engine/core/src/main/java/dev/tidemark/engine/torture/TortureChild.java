@@ -1,6 +1,9 @@
 package dev.tidemark.engine.torture;
 
+import dev.tidemark.engine.ControlAction;
 import dev.tidemark.engine.DiskOptions;
+import dev.tidemark.engine.checkpoint.Checkpoint;
+import dev.tidemark.engine.checkpoint.CheckpointActions;
 import dev.tidemark.engine.TrackedDisk;
 import dev.tidemark.engine.fleece.FleecingOptions;
 import dev.tidemark.engine.fleece.FleecingView;
@@ -22,6 +25,8 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.SplittableRandom;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.locks.LockSupport;
 
@@ -161,7 +166,7 @@ public final class TortureChild
             while (true)
             {
                 LockSupport.parkNanos(5_000_000L + random.nextLong(40_000_000L));
-                final int pick = random.nextInt(10);
+                final int pick = random.nextInt(12);
                 if (pick < 4)
                 {
                     rotate();
@@ -169,6 +174,10 @@ public final class TortureChild
                 else if (pick < 8)
                 {
                     backup();
+                }
+                else if (pick < 10)
+                {
+                    checkpoint();
                 }
                 else
                 {
@@ -202,6 +211,21 @@ public final class TortureChild
         final long cut = request("rot", next);
         disk.transaction(BitmapActions.add(next, GRANULARITY, true, false), BitmapActions.remove(rotation));
         rotation = next;
+        cutDone(cut);
+    }
+
+    /** Adds checkpoint {@code ck-<cut>} and, with four live, removes the oldest in the same transaction. */
+    private void checkpoint()
+    {
+        final long cut = request("ckpt", "ck-" + (requested.get() + 1));
+        final List<ControlAction> actions = new ArrayList<>();
+        actions.add(CheckpointActions.add("ck-" + cut, List.of(disk.name())));
+        final List<Checkpoint> live = disk.checkpoints().checkpoints();
+        if (live.size() >= 4)
+        {
+            actions.add(CheckpointActions.remove(live.get(0).name()));
+        }
+        disk.transaction(actions);
         cutDone(cut);
     }
 

@@ -4,6 +4,7 @@ import dev.tidemark.bitmap.BitmapView;
 import dev.tidemark.engine.DiskOptions;
 import dev.tidemark.engine.JvmFlags;
 import dev.tidemark.engine.TrackedDisk;
+import dev.tidemark.engine.checkpoint.Checkpoint;
 import dev.tidemark.engine.job.BackupJob;
 import dev.tidemark.engine.job.BackupOptions;
 import dev.tidemark.engine.job.BackupStartAction;
@@ -46,10 +47,12 @@ import java.util.stream.Stream;
  * false), not busy (no orphaned successor), with one file each and no orphan file; exactly one rotation bitmap,
  * the one of the last acknowledged rotation or of the one in flight; every write acknowledged after the cut of the
  * last backup the journal calls completed is dirty in the backup bitmap, and every write acknowledged after the
- * rotation's cut is dirty in the rotation bitmap; a backup the child saw complete is journaled as completed. Then
- * it takes one more incremental backup (the bitmap must be trusted, so no full backup is ever forced), applies the
- * completed incrementals to its own restore image (full backup plus the chain) and compares it with the disk byte
- * for byte, checks that the backup bitmap is then clean, rotates once more and closes the disk cleanly.
+ * rotation's cut is dirty in the rotation bitmap; every write acknowledged after a checkpoint's cut is changed
+ * since that checkpoint in the epoch map, which must be trusted; a backup the child saw complete is journaled as
+ * completed. Then it takes one more incremental backup (the bitmap must be trusted, so no full backup is ever
+ * forced), applies the completed incrementals to its own restore image (full backup plus the chain) and compares it
+ * with the disk byte for byte, checks that the backup bitmap is then clean, rotates once more and closes the disk
+ * cleanly.
  */
 public final class TortureHarness
 {
@@ -118,6 +121,8 @@ public final class TortureHarness
         public long fleeces;
         /** Consolidations of the chain into a new base image. */
         public long consolidations;
+        /** Checkpoints checked after a kill (each against every acknowledged write after its cut). */
+        public long checkpointsChecked;
         /** Failures, one sentence each (the run stops at the first). */
         public final List<String> failures = new ArrayList<>();
         /** Wall time of the run. */
@@ -131,8 +136,9 @@ public final class TortureHarness
                 + "), acknowledged writes " + writes + " (" + bytesWritten + " bytes), bits verified " + bitsVerified
                 + ", bytes verified " + bytesVerified + ", child backups completed " + childBackupsCompleted
                 + " / abandoned " + childBackupsAbandoned + ", parent backups " + parentBackups + ", rotations "
-                + rotations + ", fleecing views " + fleeces + ", consolidations " + consolidations + ", failures "
-                + failures.size() + ", " + elapsedMillis + " ms";
+                + rotations + ", fleecing views " + fleeces + ", consolidations " + consolidations
+                + ", checkpoints checked " + checkpointsChecked + ", failures " + failures.size() + ", " + elapsedMillis
+                + " ms";
         }
     }
 
@@ -527,6 +533,24 @@ public final class TortureHarness
                     checkDirty(rotationBits, write, context, openedRotation);
                 }
             }
+            // Checkpoints: every write acknowledged after a checkpoint's cut is changed since it.
+            for (final Checkpoint checkpoint : disk.checkpoints().checkpoints())
+            {
+                final long checkpointCut = Long.parseLong(checkpoint.name().substring(3));
+                if (!disk.checkpoints().epochMap().isTrustedFor(checkpoint.epoch()))
+                {
+                    throw new TortureFailure("checkpoint " + checkpoint + " reopened untrusted after a process kill; "
+                        + context);
+                }
+                report.checkpointsChecked++;
+                for (final long[] write : log.writes)
+                {
+                    if (write[2] >= checkpointCut)
+                    {
+                        checkChanged(disk, checkpoint.name(), write, context);
+                    }
+                }
+            }
             cut = Math.max(cut, lastRequested);
             deleteLeftovers();
             afterRestart(disk, context);
@@ -572,6 +596,27 @@ public final class TortureHarness
                 throw new TortureFailure("acknowledged write at " + write[0] + "+" + write[1] + " (after cut "
                     + write[2] + ") is clean in '" + name + "' at chunk " + chunk + "; " + context);
             }
+        }
+    }
+
+    private void checkChanged(final TrackedDisk disk, final String checkpoint, final long[] write,
+        final String context) throws TortureFailure
+    {
+        final long[] covered = {write[0]};
+        disk.checkpoints().changedSince(checkpoint, write[0], write[1], (offset, length) ->
+        {
+            if (offset > covered[0])
+            {
+                return false;
+            }
+            covered[0] = Math.max(covered[0], offset + length);
+            return true;
+        });
+        report.bitsVerified++;
+        if (covered[0] < write[0] + write[1])
+        {
+            throw new TortureFailure("acknowledged write at " + write[0] + "+" + write[1] + " (after cut " + write[2]
+                + ") is not changed since checkpoint '" + checkpoint + "' from byte " + covered[0] + "; " + context);
         }
     }
 

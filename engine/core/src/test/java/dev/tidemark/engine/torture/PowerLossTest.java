@@ -3,8 +3,10 @@ package dev.tidemark.engine.torture;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import dev.tidemark.bitmap.BitmapView;
+import dev.tidemark.bitmap.SimulatedBitmapAccess;
 import dev.tidemark.engine.DiskOptions;
 import dev.tidemark.engine.TrackedDisk;
+import dev.tidemark.engine.checkpoint.CheckpointActions;
 import dev.tidemark.engine.journal.JournalSyncSeam;
 import dev.tidemark.engine.registry.BitmapActions;
 import dev.tidemark.engine.registry.BitmapInfo;
@@ -68,6 +70,7 @@ class PowerLossTest
     void resetSeam()
     {
         JournalSyncSeam.observe(null);
+        SimulatedBitmapAccess.observeEpochMaps(null, null);
     }
 
     @Test
@@ -117,10 +120,11 @@ class PowerLossTest
             }
             disk.store().flush();
             disk.transaction(BitmapActions.add("fine", FINE, true, false),
-                BitmapActions.add("coarse", 65536, true, false));
+                BitmapActions.add("coarse", 65536, true, false), CheckpointActions.add("ck", List.of()));
         }
         final PowerLossSimulator sim = new PowerLossSimulator(image, bitmaps, random.nextLong(), 8);
         JournalSyncSeam.observe(sim::forcedWholeFile);
+        SimulatedBitmapAccess.observeEpochMaps(sim::forcedFile, sim.bootId());
         final TrackedDisk disk = TrackedDisk.open(DiskOptions.of(sim.store(RawFileStore.open(image)), bitmaps,
             sim.bitmapFiles()).withDurable(durable));
         final boolean[] lateAdded = {false};
@@ -177,6 +181,7 @@ class PowerLossTest
         {
             disk.close();
             JournalSyncSeam.observe(null);
+            SimulatedBitmapAccess.observeEpochMaps(null, null);
         }
         figures.scenarios++;
         figures.forces += sim.forces;
@@ -209,6 +214,42 @@ class PowerLossTest
         return out.toString();
     }
 
+    /**
+     * Issue 11's power-loss claim: every block that reached the image after checkpoint 'ck' is changed since it; in
+     * durable mode (or after a process kill) the epoch map must be trusted, otherwise it may answer "everything".
+     */
+    private static void checkCheckpoint(final TrackedDisk disk, final Map<Integer, byte[]> pages,
+        final byte[] baseline, final boolean mustBeExact, final Figures figures, final String context)
+    {
+        final boolean exact = disk.checkpoints().list().get(0).exact();
+        if (mustBeExact)
+        {
+            assertThat(exact).as("epoch map untrusted: %s", context).isTrue();
+        }
+        for (final Map.Entry<Integer, byte[]> page : pages.entrySet())
+        {
+            final byte[] bytes = page.getValue();
+            for (int block = 0; block < PowerLossSimulator.PAGE; block += (int) FINE)
+            {
+                final long offset = (long) page.getKey() * PowerLossSimulator.PAGE + block;
+                if (java.util.Arrays.mismatch(bytes, block, block + (int) FINE, baseline, (int) offset,
+                    (int) offset + (int) FINE) < 0)
+                {
+                    continue;
+                }
+                final boolean[] changed = {false};
+                disk.checkpoints().changedSince("ck", offset, FINE, (o, l) ->
+                {
+                    changed[0] = true;
+                    return false;
+                });
+                figures.bitsVerified++;
+                assertThat(changed[0]).as("block at %d reached the image but is not changed since 'ck'; %s", offset,
+                    context).isTrue();
+            }
+        }
+    }
+
     private static void checkState(final PowerLossSimulator.Snapshot snapshot, final Path stateDir,
         final SplittableRandom random, final boolean keepEverything, final UUID bootId, final boolean durable,
         final byte[] baseline, final Figures figures, final String where) throws IOException
@@ -223,11 +264,13 @@ class PowerLossTest
             + " current headers " + snapshot.current().entrySet().stream()
             .filter(e -> e.getKey().toString().endsWith(".tmbm"))
             .map(e -> e.getKey() + ":" + (e.getValue().length > 20 ? e.getValue()[20] : -1)).toList();
+        SimulatedBitmapAccess.observeEpochMaps(null, bootId);
         try (TrackedDisk disk = TrackedDisk.open(DiskOptions.of(RawFileStore.create(image, DISK), bitmaps,
             PowerLossSimulator.bitmapFiles(bootId, (file, offset, length) -> { }))))
         {
             final String context = where + ", open messages " + disk.openMessages() + ", bitmaps "
                 + disk.bitmaps().query();
+            checkCheckpoint(disk, pages, baseline, durable || keepEverything, figures, context);
             final BitmapInfo fine = disk.bitmaps().query("fine");
             final BitmapInfo coarse = disk.bitmaps().query("coarse");
             if (durable || keepEverything)
