@@ -66,6 +66,7 @@ public final class Daemon implements AutoCloseable
         }
         final QmpCommandRegistry registry = new QmpCommandRegistry();
         EngineCommands.register(registry, graph, testCommands);
+        CheckpointCommands.register(registry, graph);
         final AtomicReference<Daemon> self = new AtomicReference<>();
         final QmpServer server = QmpServer.builder().registry(registry).testCommands(testCommands)
             .shutdownHook(() -> self.get().closeGraph()).build();

@@ -9,6 +9,7 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.tidemark.engine.ControlAction;
 import dev.tidemark.engine.EngineException;
 import dev.tidemark.engine.TrackedDisk;
+import dev.tidemark.engine.checkpoint.CheckpointActions;
 import dev.tidemark.engine.export.BitmapRef;
 import dev.tidemark.engine.export.ExportAddress;
 import dev.tidemark.engine.export.ExportInfo;
@@ -146,6 +147,7 @@ public final class EngineCommands
         }
         variants.put("block-dirty-bitmap-merge", List.of(req("data", bitmapMerge())));
         variants.put("blockdev-backup", List.of(req("data", backup())));
+        variants.put(CheckpointActions.ADD, List.of(req("data", CheckpointCommands.addSchema())));
         final QmpStruct action = QmpType.union(
             List.of(req("type", QmpType.enumOf(variants.keySet().toArray(new String[0])))), "type", variants);
         return QmpType.struct(req("actions", QmpType.array(action)),
@@ -639,6 +641,7 @@ public final class EngineCommands
         final List<Object[]> added = new ArrayList<>();
         final List<Object[]> removed = new ArrayList<>();
         int leadingAborts = 0;
+        final List<String> checkpointNodes = new ArrayList<>();
         TrackedDisk lastDisk = null;
         try
         {
@@ -667,7 +670,7 @@ public final class EngineCommands
                     actions.computeIfAbsent(b.disk, d -> new ArrayList<>()).addAll(b.actions);
                     continue;
                 }
-                final BlockNode node = "block-dirty-bitmap-add".equals(type)
+                final BlockNode node = "block-dirty-bitmap-add".equals(type) || CheckpointActions.ADD.equals(type)
                     ? graph.device(data.get("node").asText()) : graph.bitmapNode(data.get("node").asText());
                 final TrackedDisk d = graph.disk(node);
                 lastDisk = d;
@@ -689,6 +692,8 @@ public final class EngineCommands
                     case "block-dirty-bitmap-enable" -> mine.add(BitmapActions.enable(name));
                     case "block-dirty-bitmap-disable" -> mine.add(BitmapActions.disable(name));
                     case "block-dirty-bitmap-merge" -> mine.add(mergeAction(node, data));
+                    case CheckpointActions.ADD ->
+                        mine.add(CheckpointCommands.addAction(data, node, d, checkpointNodes));
                     default -> throw EngineException.generic("Unknown action type '" + type + "'");
                 }
             }
@@ -797,7 +802,8 @@ public final class EngineCommands
             }));
         final Map<String, List<QmpField>> exportVariants = new LinkedHashMap<>();
         exportVariants.put("nbd", List.of(opt("name", QmpType.str()), opt("description", QmpType.str()),
-            opt("bitmaps", QmpType.array(bitmapOrStr())), opt("allocation-depth", QmpType.bool())));
+            opt("bitmaps", QmpType.array(bitmapOrStr())), opt("allocation-depth", QmpType.bool()),
+            opt("x-tidemark-checkpoints", QmpType.bool())));
         exportVariants.put("vhost-user-blk", List.of(req("addr", socketAddress()),
             opt("logical-block-size", QmpType.uint64()), opt("num-queues", QmpType.uint32())));
         r.register("block-export-add", QmpType.union(List.of(
@@ -825,7 +831,8 @@ public final class EngineCommands
                         : new BitmapRef(graph.disk(graph.bitmapNode(b.get("node").asText())), b.get("name").asText()));
                 }
                 addExport(args.get("id").asText(), args.get("node-name").asText(), text(args, "name"),
-                    text(args, "description"), args.path("writable").asBoolean(false), bitmaps);
+                    text(args, "description"), args.path("writable").asBoolean(false), bitmaps,
+                    args.path("x-tidemark-checkpoints").asBoolean(false));
                 return empty();
             }));
         r.register("nbd-server-add", QmpType.struct(req("device", QmpType.str()), opt("name", QmpType.str()),
@@ -838,7 +845,7 @@ public final class EngineCommands
                 final List<BitmapRef> bitmaps = args.has("bitmap") ? List.of(BitmapRef.of(text(args, "bitmap")))
                     : List.of();
                 addExport(name, device, name, text(args, "description"), args.path("writable").asBoolean(false),
-                    bitmaps);
+                    bitmaps, false);
                 return empty();
             }));
         final QmpStruct remove = QmpType.struct(req("id", QmpType.str()), opt("mode", QmpType.enumOf("safe", "hard")));
@@ -895,14 +902,14 @@ public final class EngineCommands
     }
 
     private void addExport(final String id, final String nodeName, final String name, final String description,
-        final boolean writable, final List<BitmapRef> bitmaps)
+        final boolean writable, final List<BitmapRef> bitmaps, final boolean checkpoints)
     {
         if (!graph.exports().isRunning())
         {
             throw EngineException.generic("NBD server not running");
         }
         graph.exports().add(ExportRequest.of(id, exportNode(nodeName, writable)).withWritable(writable).withName(name)
-            .withDescription(description).withBitmapRefs(bitmaps));
+            .withDescription(description).withBitmapRefs(bitmaps).withCheckpoints(checkpoints));
     }
 
     private ExportNode exportNode(final String nodeName, final boolean writable)

@@ -35,12 +35,12 @@ public final class CheckpointActions
 
     /**
      * @param name the new checkpoint's name (1..1023 bytes of UTF-8, unique on the disk).
-     * @param disks the disks of the transaction, recorded with the checkpoint.
+     * @param disks the disks of the transaction, recorded with the checkpoint; read when the action prepares, so a
+     *              caller that parses a transaction may still add to it after creating the action.
      * @return {@code checkpoint-add}: the disk's current epoch advances at the cut.
      */
     public static ControlAction add(final String name, final List<String> disks)
     {
-        final List<String> members = List.copyOf(disks);
         return new ControlAction()
         {
             private DiskCheckpoints checkpoints;
@@ -80,6 +80,7 @@ public final class CheckpointActions
                 }
                 previous = before;
                 checkpoints = target;
+                final List<String> members = List.copyOf(disks);
                 ctx.journal().append(JournalRecord.checkpointAdded(name, epoch, System.currentTimeMillis(),
                     String.join("\n", members)));
                 target.put(new Checkpoint(name, epoch, System.currentTimeMillis(), members));
