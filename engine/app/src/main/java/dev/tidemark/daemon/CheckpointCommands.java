@@ -52,6 +52,24 @@ final class CheckpointCommands
             QmpField.optional("granularity", QmpType.uint32()));
     }
 
+    /** @return the arguments of bitmap-from-checkpoint (and the data of its transaction action). */
+    static QmpStruct bitmapFromSchema()
+    {
+        return QmpType.struct(QmpField.required("node", QmpType.str()),
+            QmpField.required("checkpoint", QmpType.str()), QmpField.required("name", QmpType.str()),
+            QmpField.optional("persistent", QmpType.bool()), QmpField.optional("granularity", QmpType.uint32()));
+    }
+
+    /**
+     * @param data the arguments (command) or data (transaction action).
+     * @return the action of {@value CheckpointActions#BITMAP_FROM}.
+     */
+    static ControlAction bitmapFromAction(final JsonNode data)
+    {
+        return CheckpointActions.bitmapFrom(data.get("checkpoint").asText(), data.get("name").asText(),
+            data.path("granularity").asLong(0), data.path("persistent").asBoolean(false));
+    }
+
     /**
      * The action of a {@value CheckpointActions#ADD} in a {@code transaction}.
      *
@@ -115,17 +133,14 @@ final class CheckpointCommands
                 }
                 return out;
             }));
-        r.register(CheckpointActions.BITMAP_FROM, QmpType.struct(QmpField.required("node", QmpType.str()),
-                QmpField.required("checkpoint", QmpType.str()), QmpField.required("name", QmpType.str()),
-                QmpField.optional("persistent", QmpType.bool()), QmpField.optional("granularity", QmpType.uint32())),
+        r.register(CheckpointActions.BITMAP_FROM, bitmapFromSchema(),
             "Create a disabled bitmap holding the chunks changed since a checkpoint.",
             handler(args ->
             {
                 final BlockNode node = graph.device(args.get("node").asText());
                 final TrackedDisk disk = graph.disk(node);
                 final String name = args.get("name").asText();
-                disk.transaction(List.of(CheckpointActions.bitmapFrom(args.get("checkpoint").asText(), name,
-                    args.path("granularity").asLong(0), args.path("persistent").asBoolean(false))));
+                disk.transaction(List.of(bitmapFromAction(args)));
                 graph.noteBitmapNode(disk, name, node.name);
                 return QmpJson.object();
             }));

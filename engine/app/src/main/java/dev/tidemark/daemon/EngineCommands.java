@@ -148,6 +148,7 @@ public final class EngineCommands
         variants.put("block-dirty-bitmap-merge", List.of(req("data", bitmapMerge())));
         variants.put("blockdev-backup", List.of(req("data", backup())));
         variants.put(CheckpointActions.ADD, List.of(req("data", CheckpointCommands.addSchema())));
+        variants.put(CheckpointActions.BITMAP_FROM, List.of(req("data", CheckpointCommands.bitmapFromSchema())));
         final QmpStruct action = QmpType.union(
             List.of(req("type", QmpType.enumOf(variants.keySet().toArray(new String[0])))), "type", variants);
         return QmpType.struct(req("actions", QmpType.array(action)),
@@ -670,7 +671,7 @@ public final class EngineCommands
                     actions.computeIfAbsent(b.disk, d -> new ArrayList<>()).addAll(b.actions);
                     continue;
                 }
-                final BlockNode node = "block-dirty-bitmap-add".equals(type) || CheckpointActions.ADD.equals(type)
+                final BlockNode node = "block-dirty-bitmap-add".equals(type) || type.startsWith(PREFIX)
                     ? graph.device(data.get("node").asText()) : graph.bitmapNode(data.get("node").asText());
                 final TrackedDisk d = graph.disk(node);
                 lastDisk = d;
@@ -694,6 +695,11 @@ public final class EngineCommands
                     case "block-dirty-bitmap-merge" -> mine.add(mergeAction(node, data));
                     case CheckpointActions.ADD ->
                         mine.add(CheckpointCommands.addAction(data, node, d, checkpointNodes));
+                    case CheckpointActions.BITMAP_FROM ->
+                    {
+                        mine.add(CheckpointCommands.bitmapFromAction(data));
+                        added.add(new Object[] {d, name, node.name});
+                    }
                     default -> throw EngineException.generic("Unknown action type '" + type + "'");
                 }
             }

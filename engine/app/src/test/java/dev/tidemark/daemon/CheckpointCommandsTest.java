@@ -164,6 +164,39 @@ class CheckpointCommandsTest
         assertThat(run("__dev.tidemark_query-checkpoints", "{'node':'fb'}")).hasSize(1);
     }
 
+    @Test
+    void oneTransactionAddsTheNextCheckpointMaterialisesThePreviousAndBacksItUp() throws Exception
+    {
+        final TrackedDisk a = disk("da");
+        final byte[] before = new byte[65536];
+        java.util.Arrays.fill(before, (byte)1);
+        final byte[] after = new byte[65536];
+        java.util.Arrays.fill(after, (byte)2);
+        a.write(0, ByteBuffer.wrap(before), false);
+        run("__dev.tidemark_checkpoint-add", "{'node':'da','name':'c1'}");
+        a.write(10 * 65536, ByteBuffer.wrap(after), false);
+        assertThat(error("transaction", "{'actions':[{'type':'__dev.tidemark_bitmap-from-checkpoint','data':"
+            + "{'node':'da','checkpoint':'c1','name':'inc'}},{'type':'abort','data':{}}]}"))
+            .isEqualTo("GenericError: Transaction aborted using Abort action");
+        assertThat(a.bitmaps().exists("inc")).isFalse();
+        run("transaction", "{'actions':[{'type':'__dev.tidemark_checkpoint-add','data':{'node':'da','name':'c2'}},"
+            + "{'type':'__dev.tidemark_bitmap-from-checkpoint','data':{'node':'da','checkpoint':'c1','name':'inc'}},"
+            + "{'type':'blockdev-backup','data':{'device':'da','target':'fb','sync':'incremental','bitmap':'inc',"
+            + "'job-id':'j1'}}]}");
+        final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+        while (run("query-jobs", "{}").size() > 0)
+        {
+            assertThat(System.nanoTime()).as("backup job j1 still there").isLessThan(deadline);
+            Thread.sleep(20);
+        }
+        final byte[] target = Files.readAllBytes(work.resolve("b.raw"));
+        assertThat(java.util.Arrays.copyOfRange(target, 10 * 65536, 11 * 65536)).isEqualTo(after);
+        assertThat(java.util.Arrays.copyOfRange(target, 0, 65536)).as("before c1: not copied")
+            .isEqualTo(new byte[65536]);
+        assertThat(run("__dev.tidemark_query-checkpoints", "{'node':'da'}")).hasSize(2);
+        assertThat(a.bitmaps().query("inc").recording()).isFalse();
+    }
+
     /** Issue 11's exactness check: the same writes on qemu-storage-daemon with one bitmap per checkpoint. */
     @Test
     void materialisedBitmapsEqualQemuStorageDaemonsMergedChains() throws Exception

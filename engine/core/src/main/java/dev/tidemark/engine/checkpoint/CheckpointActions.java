@@ -81,9 +81,9 @@ public final class CheckpointActions
                 previous = before;
                 checkpoints = target;
                 final List<String> members = List.copyOf(disks);
-                ctx.journal().append(JournalRecord.checkpointAdded(name, epoch, System.currentTimeMillis(),
-                    String.join("\n", members)));
-                target.put(new Checkpoint(name, epoch, System.currentTimeMillis(), members));
+                final long created = System.currentTimeMillis();
+                ctx.journal().append(JournalRecord.checkpointAdded(name, epoch, created, String.join("\n", members)));
+                target.put(new Checkpoint(name, epoch, created, members));
             }
 
             @Override
