@@ -44,7 +44,7 @@ import java.util.concurrent.TimeUnit;
  * visits the sides in a rotated order, so no side is always first; every figure is a median of {@code --runs} runs
  * (at least 5 by default) and every ratio comes from the same run.
  *
- * <p>Usage: {@code AsAUser writes|backup|fleece|memory [--dir /dev/shm] [--size-mib 2048] [--runs 5]
+ * <p>Usage: {@code AsAUser writes|backup|fleece|memory|checkpoints [--dir /dev/shm] [--size-mib 2048] [--runs 5]
  * [--runtime 3] [--bitmaps 4] [--jar engine/app/target/tidemark.jar] [--qsd-iothread] [--tidemark-jvm -Dx=y]}. Tables:
  * <ul>
  *   <li>{@code writes}: fio's nbd engine, random writes 4 KiB QD16, 4 KiB QD1 and 64 KiB QD1 (IOPS and mean
@@ -54,7 +54,10 @@ import java.util.concurrent.TimeUnit;
  *       {@code qemu-nbd}; beside them {@code FileChannel.transferTo} of the same image to a fresh file;</li>
  *   <li>{@code fleece}: fio 4 KiB QD16 with a fleecing view open (QEMU 7.2's {@code sync: none} flow) against
  *       without, per daemon;</li>
- *   <li>{@code memory}: resident memory with 1, 10 and 50 sparse disks of 100 GiB and 2 bitmaps each.</li>
+ *   <li>{@code memory}: resident memory with 1, 10 and 50 sparse disks of 100 GiB and 2 bitmaps each;</li>
+ *   <li>{@code checkpoints}: fio 4 KiB random writes (QD16 IOPS, QD1 latency, unix socket) with 1, 8 and 64 live
+ *       checkpoints on Tidemark (one epoch map, docs/checkpoints.md) against qemu-storage-daemon with 1, 8 and 64
+ *       recording bitmaps (libvirt's way), same run; the tracking structure's size and the daemon's RSS.</li>
  * </ul>
  */
 public final class AsAUser
@@ -106,7 +109,8 @@ public final class AsAUser
         }
         if (args.length == 0)
         {
-            throw new IllegalArgumentException("usage: AsAUser writes|backup|fleece|memory [options]; see the class");
+            throw new IllegalArgumentException(
+                "usage: AsAUser writes|backup|fleece|memory|checkpoints [options]; see the class");
         }
         Path dir = Path.of("/dev/shm");
         long sizeMib = 2048;
@@ -149,6 +153,7 @@ public final class AsAUser
                 case "backup" -> bench.backups();
                 case "fleece" -> bench.fleece();
                 case "memory" -> bench.memory();
+                case "checkpoints" -> bench.checkpoints();
                 default -> throw new IllegalArgumentException("unknown table '" + args[0] + "'");
             }
         }
@@ -636,6 +641,57 @@ public final class AsAUser
             }
         }
         print("memory: VmRSS of the daemon after adding the disks and bitmaps");
+    }
+
+    private void checkpoints() throws Exception
+    {
+        final Path image = work.resolve("image.raw");
+        fill(image, size);
+        final List<Side> sides = new ArrayList<>(List.of(Side.QSD, Side.TIDEMARK));
+        for (int run = 0; run < runs; run++)
+        {
+            for (final int count : new int[] {1, 8, 64})
+            {
+                for (final Side side : sides)
+                {
+                    try (Server server = start(side, List.of(image), false))
+                    {
+                        for (int i = 0; i < count; i++)
+                        {
+                            if (side == Side.QSD)
+                            {
+                                server.qmp.execute("block-dirty-bitmap-add", args("node", "d0", "name", "c" + i,
+                                    "granularity", GRANULARITY));
+                            }
+                            else
+                            {
+                                server.qmp.execute("__dev.tidemark_checkpoint-add", args("node", "d0", "name",
+                                    "c" + i));
+                            }
+                        }
+                        final double[] qd16 = fio(server.uri, "4k", 16);
+                        final double[] qd1 = fio(server.uri, "4k", 1);
+                        final String row = String.format(Locale.ROOT, "%2d live", count);
+                        record(row + ": fio randwrite 4k QD16 (IOPS)", side, qd16[0]);
+                        record(row + ": fio randwrite 4k QD1 (mean latency, µs)", side, qd1[1]);
+                        record(row + ": RSS after the writes (MiB)", side, rssMib(server.process));
+                        // QEMU's level-0 words per bitmap (plus its small upper levels); the map's allocated bytes.
+                        record(row + ": tracking structure (KiB)", side, side == Side.QSD
+                            ? count * (size / GRANULARITY / 8) / 1024.0
+                            : allocatedKib(work.resolve("bitmaps").resolve("d0").resolve("epochs.tmem")));
+                    }
+                }
+                Collections.rotate(sides, 1);
+            }
+        }
+        print("checkpoints: Tidemark with N live checkpoints (one epoch map, 4 B per 64 KiB chunk) against"
+            + " qemu-storage-daemon with N recording bitmaps (64 KiB), " + (size >> 20) + " MiB raw image, unix"
+            + " socket, fio " + runtime + " s + 1 s ramp per figure");
+    }
+
+    private static double allocatedKib(final Path file) throws Exception
+    {
+        return Double.parseDouble(run("du", "-k", file.toString()).trim().split("\\s+")[0]);
     }
 
     private static double rssMib(final Process process) throws IOException
