@@ -343,8 +343,8 @@ public final class EpochMap implements AutoCloseable
 
     /**
      * Stamps every chunk of {@code [offset, offset + length)} with {@code epoch}: per chunk, a plain read and a
-     * store only if the stamp differs. The pages that gained a store are kept for {@link #force()}. Controlling
-     * thread only.
+     * store only if the stamp differs. In durable mode the pages that gained a store are kept for {@link #force()}
+     * (lazy mode keeps nothing: turning durable mode on forces the whole map). Controlling thread only.
      *
      * @param offset first byte.
      * @param length bytes, {@code > 0}.
@@ -369,7 +369,10 @@ public final class EpochMap implements AutoCloseable
             if (region.getInt(index) != stamp)
             {
                 region.putIntOrdered(index, stamp);
-                notePage(chunk >>> ENTRIES_PER_PAGE_SHIFT);
+                if (durable)
+                {
+                    notePage(chunk >>> ENTRIES_PER_PAGE_SHIFT);
+                }
                 stored = true;
             }
         }
@@ -785,15 +788,20 @@ public final class EpochMap implements AutoCloseable
     // ------------------------------------------------------------------------------------------ state
 
     /**
-     * Switches durable mode: turning it on forces every page stored since the last force first; the flag is
-     * stored in the header and the header forced. Controlling thread.
+     * Switches durable mode: turning it on forces every entry stored so far first; the flag is stored in the header
+     * and the header forced. Controlling thread.
      *
      * @param on the mode.
      */
     public void setDurable(final boolean on)
     {
         checkOpen();
-        if (on)
+        if (on && !durable)
+        {
+            // Lazy mode tracked no pages: msync the mappings, which writes back only the dirty ones.
+            forceAllEntries();
+        }
+        else if (!on)
         {
             force();
         }
