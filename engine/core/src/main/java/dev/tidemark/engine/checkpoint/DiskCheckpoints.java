@@ -135,6 +135,11 @@ public final class DiskCheckpoints implements MarkHook, AutoCloseable
             checkpoints.granularity = opened.granularity();
             checkpoints.period = opened.period();
             checkpoints.map = opened;
+            if (opened.compactionDue())
+            {
+                // A compaction the last session did not get to: without it the next adds could run out of epochs.
+                checkpoints.startCompaction();
+            }
         }
         return checkpoints;
     }
