@@ -71,7 +71,7 @@ class DaemonMultiDiskTest
             target("full" + d, null);
         }
         exec(daemon, "transaction", actions("chk1", "full", "full", null));
-        awaitJobs();
+        DaemonTesting.awaitNoJobs(daemon);
         for (int d = 0; d < DISKS; d++)
         {
             exec(daemon, "blockdev-del", "{'node-name':'tfull" + d + "'}");
@@ -87,7 +87,7 @@ class DaemonMultiDiskTest
             target("inc" + d, dir.resolve("full" + d + ".qcow2"));
         }
         exec(daemon, "transaction", actions("chk2", "inc", "incremental", "chk1"));
-        awaitJobs();
+        DaemonTesting.awaitNoJobs(daemon);
         for (int d = 0; d < DISKS; d++)
         {
             exec(daemon, "blockdev-del", "{'node-name':'tinc" + d + "'}");
@@ -104,7 +104,7 @@ class DaemonMultiDiskTest
             target("grouped" + d, null);
         }
         exec(daemon, "transaction", actions(null, "grouped", "full", null));
-        awaitJobs();
+        DaemonTesting.awaitNoJobs(daemon);
         for (int d = 0; d < DISKS; d++)
         {
             exec(daemon, "blockdev-del", "{'node-name':'tgrouped" + d + "'}");
@@ -204,10 +204,5 @@ class DaemonMultiDiskTest
             }
         }
         throw new AssertionError("no bitmap " + bitmap + " on " + node);
-    }
-
-    private void awaitJobs() throws Exception
-    {
-        DaemonTesting.awaitNoJobs(daemon);
     }
 }
