@@ -70,19 +70,4 @@ final class BlockDrivers
             QmpField.optional("force-share", QmpType.bool()),
             QmpField.optional("detect-zeroes", QmpType.enumOf("off", "on", "unmap")));
     }
-
-    /** @return QAPI's {@code SocketAddress} (flat union on {@code type}). */
-    static QmpType socketAddress()
-    {
-        final Map<String, List<QmpField>> variants = new LinkedHashMap<>();
-        variants.put("inet", List.of(QmpField.required("host", QmpType.str()),
-            QmpField.required("port", QmpType.str()), QmpField.optional("numeric", QmpType.bool()),
-            QmpField.optional("to", QmpType.uint32()), QmpField.optional("ipv4", QmpType.bool()),
-            QmpField.optional("ipv6", QmpType.bool()), QmpField.optional("keep-alive", QmpType.bool())));
-        variants.put("unix", List.of(QmpField.required("path", QmpType.str()),
-            QmpField.optional("abstract", QmpType.bool()), QmpField.optional("tight", QmpType.bool())));
-        variants.put("fd", List.of(QmpField.required("str", QmpType.str())));
-        return QmpType.union(List.of(QmpField.required("type", QmpType.enumOf("inet", "unix", "vsock", "fd"))),
-            "type", variants);
-    }
 }

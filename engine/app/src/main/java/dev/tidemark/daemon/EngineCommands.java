@@ -153,6 +153,19 @@ public final class EngineCommands
             opt("properties", QmpType.struct(opt("completion-mode", QmpType.enumOf("individual", "grouped")))));
     }
 
+    /** @return QAPI's {@code SocketAddress} (flat union on {@code type}); the nbd driver's {@code server} too. */
+    static QmpType socketAddress()
+    {
+        final Map<String, List<QmpField>> variants = new LinkedHashMap<>();
+        variants.put("inet", List.of(req("host", QmpType.str()), req("port", QmpType.str()),
+            opt("numeric", QmpType.bool()), opt("to", QmpType.uint32()), opt("ipv4", QmpType.bool()),
+            opt("ipv6", QmpType.bool()), opt("keep-alive", QmpType.bool())));
+        variants.put("unix", List.of(req("path", QmpType.str()), opt("abstract", QmpType.bool()),
+            opt("tight", QmpType.bool())));
+        variants.put("fd", List.of(req("str", QmpType.str())));
+        return QmpType.union(List.of(req("type", QmpType.enumOf("inet", "unix", "vsock", "fd"))), "type", variants);
+    }
+
     private static QmpType legacySocketAddress()
     {
         final Map<String, List<QmpField>> variants = new LinkedHashMap<>();
@@ -743,7 +756,7 @@ public final class EngineCommands
         final Map<String, List<QmpField>> exportVariants = new LinkedHashMap<>();
         exportVariants.put("nbd", List.of(opt("name", QmpType.str()), opt("description", QmpType.str()),
             opt("bitmaps", QmpType.array(bitmapOrStr())), opt("allocation-depth", QmpType.bool())));
-        exportVariants.put("vhost-user-blk", List.of(req("addr", BlockDrivers.socketAddress()),
+        exportVariants.put("vhost-user-blk", List.of(req("addr", socketAddress()),
             opt("logical-block-size", QmpType.uint64()), opt("num-queues", QmpType.uint32())));
         r.register("block-export-add", QmpType.union(List.of(
             req("type", QmpType.enumOf("nbd", "vhost-user-blk", "fuse", "vduse-blk")), req("id", QmpType.str()),

@@ -36,7 +36,7 @@ final class NbdDriver implements BlockDriver
     @Override
     public List<QmpField> options(final QmpType blockdevRef)
     {
-        return List.of(QmpField.required("server", BlockDrivers.socketAddress()),
+        return List.of(QmpField.required("server", EngineCommands.socketAddress()),
             QmpField.optional("export", QmpType.str()), QmpField.optional("tls-creds", QmpType.str()),
             QmpField.optional("tls-hostname", QmpType.str()), QmpField.optional("x-dirty-bitmap", QmpType.str()),
             QmpField.optional("reconnect-delay", QmpType.uint32()),
