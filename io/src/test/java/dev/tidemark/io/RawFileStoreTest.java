@@ -1,5 +1,7 @@
 package dev.tidemark.io;
 
+import static dev.tidemark.io.testing.Stores.readAll;
+
 import dev.tidemark.io.testing.Workers;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -39,16 +41,6 @@ class RawFileStoreTest
         final List<Extent> out = new ArrayList<>();
         store.forEachAllocationExtent(offset, length, (o, l, a, z) -> out.add(new Extent(o, l, a, z)));
         return out;
-    }
-
-    static byte[] readAll(final BlockStore store) throws IOException
-    {
-        final ByteBuffer buffer = ByteBuffer.allocateDirect((int)store.size());
-        store.read(0, buffer);
-        buffer.flip();
-        final byte[] bytes = new byte[buffer.remaining()];
-        buffer.get(bytes);
-        return bytes;
     }
 
     static ByteBuffer direct(final byte[] bytes)

@@ -95,16 +95,7 @@ class MappedBitmapConcurrencyTest
                             throw new AssertionError("dirty count went down from " + lastCount + " to " + count);
                         }
                         lastCount = count;
-                        final long[] previousEnd = {-1};
-                        bitmap.forEachDirtyExtent(0, diskSize, (o, l) ->
-                        {
-                            if (o <= previousEnd[0] || l <= 0)
-                            {
-                                throw new AssertionError("extent " + o + "+" + l + " after end " + previousEnd[0]);
-                            }
-                            previousEnd[0] = o + l;
-                            return true;
-                        });
+                        assertOrderedDisjointExtents(bitmap, diskSize);
                     }
                 }
                 catch (final Throwable ex)
@@ -296,5 +287,20 @@ class MappedBitmapConcurrencyTest
             }
             assertThat(bitmap.checkConsistency()).isEmpty();
         }
+    }
+
+    /** Fails unless a walk of {@code [0, size)} yields ordered, disjoint, non-empty extents (a walk racing marks). */
+    static void assertOrderedDisjointExtents(final BitmapView bitmap, final long size)
+    {
+        final long[] previousEnd = {-1};
+        bitmap.forEachDirtyExtent(0, size, (o, l) ->
+        {
+            if (o <= previousEnd[0] || l <= 0)
+            {
+                throw new AssertionError("extent " + o + "+" + l + " after end " + previousEnd[0]);
+            }
+            previousEnd[0] = o + l;
+            return true;
+        });
     }
 }

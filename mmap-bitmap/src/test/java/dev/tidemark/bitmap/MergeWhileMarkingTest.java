@@ -128,16 +128,7 @@ class MergeWhileMarkingTest
                             assertThat(destination.readOnlyView().sha256()).hasSize(32);
                         }
                         // A walk racing with the marker: ordered, disjoint extents.
-                        final long[] previousEnd = {-1};
-                        destination.forEachDirtyExtent(0, DISK, (o, l) ->
-                        {
-                            if (o <= previousEnd[0] || l <= 0)
-                            {
-                                throw new AssertionError("extent " + o + "+" + l + " after end " + previousEnd[0]);
-                            }
-                            previousEnd[0] = o + l;
-                            return true;
-                        });
+                        MappedBitmapConcurrencyTest.assertOrderedDisjointExtents(destination, DISK);
                     }
                 }
                 catch (final Throwable ex)

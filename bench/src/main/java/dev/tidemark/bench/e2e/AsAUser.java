@@ -171,7 +171,7 @@ public final class AsAUser
     {
         QSD("qemu-storage-daemon"),
         TIDEMARK("tidemark serve"),
-        TIDEMARK_KERNEL("tidemark serve, kernel copy"),
+        TIDEMARK_BUFFER("tidemark serve, buffer copy"),
         NBDKIT("nbdkit file"),
         TRANSFER_TO("FileChannel.transferTo");
 
@@ -259,16 +259,16 @@ public final class AsAUser
                         + (qsdIothread ? ",iothread=io0" : ""),
                     "--chardev", "socket,id=m0,path=" + qmpSocket + ",server=on,wait=off", "--monitor", "chardev=m0"));
             }
-            case TIDEMARK, TIDEMARK_KERNEL ->
+            case TIDEMARK, TIDEMARK_BUFFER ->
             {
                 // Fresh persistent bitmaps per start: the previous run's would reload and clash with the adds.
                 deleteTree(work.resolve("bitmaps"));
                 command.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
                 command.addAll(JvmFlags.forThisJava());
                 command.addAll(tidemarkOptions);
-                if (side == Side.TIDEMARK_KERNEL)
+                if (side == Side.TIDEMARK_BUFFER)
                 {
-                    command.add("-Dtidemark.backup.copy=kernel");
+                    command.add("-Dtidemark.backup.copy=buffer");
                 }
                 command.addAll(List.of("-jar", jar.toString(), "serve"));
                 addBlockdevs(command, images);
@@ -408,7 +408,7 @@ public final class AsAUser
         final Path image = work.resolve("image.raw");
         fill(image, size);
         final Path nbdTargetImage = work.resolve("remote.raw");
-        final List<Side> sides = new ArrayList<>(List.of(Side.QSD, Side.TIDEMARK, Side.TIDEMARK_KERNEL));
+        final List<Side> sides = new ArrayList<>(List.of(Side.QSD, Side.TIDEMARK, Side.TIDEMARK_BUFFER));
         for (int run = 0; run < runs; run++)
         {
             // The kernel's own copy of the same bytes to a fresh file, in this run: the ceiling.
@@ -456,8 +456,8 @@ public final class AsAUser
             Collections.rotate(sides, 1);
         }
         print("backup: " + (size >> 20) + " MiB of random data in " + work.getParent()
-            + ", QMP blockdev-backup to BLOCK_JOB_COMPLETED; tidemark serve with the buffer pump (default) and with"
-            + " -Dtidemark.backup.copy=kernel; FileChannel.transferTo of the image to a fresh file as the ceiling");
+            + ", QMP blockdev-backup to BLOCK_JOB_COMPLETED; tidemark serve with the kernel copy (default) and with"
+            + " -Dtidemark.backup.copy=buffer; FileChannel.transferTo of the image to a fresh file as the ceiling");
     }
 
     /** Runs one {@code blockdev-backup} into a fresh target; @return seconds from the command to the event. */

@@ -11,6 +11,7 @@ import dev.tidemark.engine.job.JobManager;
 import dev.tidemark.engine.job.JobStatus;
 import dev.tidemark.engine.job.SyncMode;
 import dev.tidemark.engine.registry.BitmapActions;
+import dev.tidemark.engine.target.BackupTargets;
 import dev.tidemark.io.RawFileStore;
 
 import java.nio.ByteBuffer;
@@ -142,7 +143,7 @@ public final class BackupHarness
         final BackupOptions options, final long copiedBytes) throws Exception
     {
         final Path targetPath = dir.resolve(options.effectiveJobId() + ".raw");
-        try (RawFileStore target = RawFileStore.create(targetPath, disk.size()))
+        try (RawFileStore target = BackupTargets.createRaw(targetPath, disk.size()))
         {
             final long start = System.nanoTime();
             final BackupJob job = BackupStartAction.start(disk, manager, options, target);

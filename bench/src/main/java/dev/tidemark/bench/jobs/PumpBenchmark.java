@@ -6,8 +6,8 @@ import dev.tidemark.engine.job.BackupOptions;
 import dev.tidemark.engine.job.BackupStartAction;
 import dev.tidemark.engine.job.CopyMethod;
 import dev.tidemark.engine.job.JobManager;
-import dev.tidemark.engine.job.Qcow2Targets;
 import dev.tidemark.engine.job.SyncMode;
+import dev.tidemark.engine.target.BackupTargets;
 import dev.tidemark.io.BlockStore;
 import dev.tidemark.io.RawFileStore;
 import org.openjdk.jmh.annotations.Benchmark;
@@ -123,8 +123,8 @@ public class PumpBenchmark
         {
             targetPath = dir.resolve("target." + target);
             Files.deleteIfExists(targetPath);
-            store = "raw".equals(target) ? RawFileStore.create(targetPath, SIZE)
-                : Qcow2Targets.full(targetPath, SIZE, GRANULARITY);
+            store = "raw".equals(target) ? BackupTargets.createRaw(targetPath, SIZE)
+                : BackupTargets.createQcow2(targetPath, SIZE, GRANULARITY);
             finished = new CountDownLatch(1);
         }
 

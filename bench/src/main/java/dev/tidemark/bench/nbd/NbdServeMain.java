@@ -1,12 +1,12 @@
 package dev.tidemark.bench.nbd;
 
+import dev.tidemark.bench.BenchProcesses;
 import dev.tidemark.io.RawFileStore;
 import dev.tidemark.io.nbd.BlockStoreExport;
 import dev.tidemark.io.nbd.NbdServer;
 
 import java.nio.file.Path;
 import java.util.List;
-import java.util.concurrent.CountDownLatch;
 
 /**
  * Serves one file over NBD until the process is terminated; main thread only.
@@ -36,22 +36,6 @@ public final class NbdServeMain
         final NbdServer server = new NbdServer();
         server.addExport(new BlockStoreExport(args.length == 3 ? args[2] : "disk", "", store, false, List.of()));
         server.listenUnix(Path.of(args[1]));
-        final CountDownLatch stopped = new CountDownLatch(1);
-        Runtime.getRuntime().addShutdownHook(new Thread(() ->
-        {
-            try
-            {
-                server.close();
-                store.close();
-            }
-            catch (final Exception ex)
-            {
-                System.err.println("close failed: " + ex);
-            }
-            stopped.countDown();
-        }, "nbd-serve-shutdown"));
-        System.out.println("ready");
-        System.out.flush();
-        stopped.await();
+        BenchProcesses.serveUntilShutdown("nbd-serve-shutdown", server, store);
     }
 }

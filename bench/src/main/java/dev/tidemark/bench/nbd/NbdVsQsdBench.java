@@ -1,23 +1,20 @@
 package dev.tidemark.bench.nbd;
 
+import static dev.tidemark.bench.BenchProcesses.fill;
+import static dev.tidemark.bench.BenchProcesses.startServer;
+import static dev.tidemark.bench.BenchProcesses.run;
+
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.tidemark.engine.JvmFlags;
 
-import java.io.File;
-import java.io.IOException;
-import java.nio.ByteBuffer;
-import java.nio.channels.FileChannel;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
-import java.util.SplittableRandom;
 import java.util.concurrent.TimeUnit;
 
 /**
@@ -80,11 +77,12 @@ public final class NbdVsQsdBench
         final List<Process> servers = new ArrayList<>();
         try
         {
-            servers.add(start(work.resolve("qsd.log"), qsdSocket, List.of("qemu-storage-daemon",
+            servers.add(startServer(work.resolve("qsd.log"), qsdSocket, List.of("qemu-storage-daemon",
                 "--blockdev", "driver=file,node-name=file0,filename=" + image,
                 "--nbd-server", "addr.type=unix,addr.path=" + qsdSocket,
                 "--export", "type=nbd,id=exp0,node-name=file0,name=" + EXPORT + ",writable=on")));
-            servers.add(start(work.resolve("tidemark.log"), ourSocket, tidemarkCommand(serverCommand, image, ourSocket)));
+            servers.add(startServer(work.resolve("tidemark.log"), ourSocket,
+                tidemarkCommand(serverCommand, image, ourSocket)));
 
             final Map<String, double[]> results = new LinkedHashMap<>();
             final String qsdUri = uri(qsdSocket);
@@ -159,50 +157,6 @@ public final class NbdVsQsdBench
             EXPORT);
     }
 
-    /** Writes non-zero data everywhere so that neither server can skip holes. */
-    private static void fill(final Path image, final long size) throws IOException
-    {
-        final ByteBuffer chunk = ByteBuffer.allocateDirect(1 << 20);
-        final byte[] bytes = new byte[1 << 20];
-        new SplittableRandom(1).nextBytes(bytes);
-        chunk.put(bytes);
-        try (FileChannel channel = FileChannel.open(image, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE))
-        {
-            for (long at = 0; at < size; at += chunk.capacity())
-            {
-                chunk.clear();
-                long position = at;
-                while (chunk.hasRemaining())
-                {
-                    position += channel.write(chunk, position);
-                }
-            }
-        }
-    }
-
-    private static Process start(final Path log, final Path socket, final List<String> command) throws Exception
-    {
-        final Process process = new ProcessBuilder(command).redirectErrorStream(true).redirectOutput(log.toFile())
-            .redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null"))).start();
-        final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
-        while (!Files.exists(socket))
-        {
-            if (!process.isAlive() || System.nanoTime() > deadline)
-            {
-                process.destroyForcibly();
-                throw new IOException(String.join(" ", command) + " did not start: " + Files.readString(log));
-            }
-            Thread.sleep(20);
-        }
-        // A server that fails its configuration may create the socket and exit right after.
-        Thread.sleep(300);
-        if (!process.isAlive())
-        {
-            throw new IOException(String.join(" ", command) + " exited: " + Files.readString(log));
-        }
-        return process;
-    }
-
     private static double fioIops(final String uri, final String blockSize, final long sizeMib, final int runtime)
         throws Exception
     {
@@ -227,17 +181,5 @@ public final class NbdVsQsdBench
         }
         final double seconds = (System.nanoTime() - start) / 1e9;
         return sizeMib / seconds;
-    }
-
-    private static String run(final String... command) throws Exception
-    {
-        final Process process = new ProcessBuilder(command).redirectErrorStream(true)
-            .redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null"))).start();
-        final String output = new String(process.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
-        if (process.waitFor() != 0)
-        {
-            throw new IOException(String.join(" ", command) + " failed: " + output);
-        }
-        return output;
     }
 }

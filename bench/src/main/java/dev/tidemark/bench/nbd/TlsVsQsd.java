@@ -2,15 +2,13 @@ package dev.tidemark.bench.nbd;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.tidemark.bench.BenchProcesses;
 import dev.tidemark.engine.JvmFlags;
 
 import java.io.File;
 import java.io.IOException;
-import java.net.InetSocketAddress;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
-import java.nio.channels.SocketChannel;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
@@ -107,8 +105,8 @@ public final class TlsVsQsd
         {
             Files.copy(pki.resolve("client").resolve(file), libnbd.resolve(file));
         }
-        exec("chmod", "755", work.toString());
-        exec("chown", "-R", "65534:65534", fioHome.toString());
+        BenchProcesses.run("chmod", "755", work.toString());
+        BenchProcesses.run("chown", "-R", "65534:65534", fioHome.toString());
         final Path image = work.resolve("image.raw");
         fill(image);
         for (int run = 0; run < runs; run++)
@@ -127,7 +125,7 @@ public final class TlsVsQsd
     private void measure(final String server, final String mode, final Path image, final Path pki) throws Exception
     {
         final boolean tls = "tls".equals(mode);
-        final int port = freePort();
+        final int port = BenchProcesses.freePort();
         final List<String> nbdServer = new ArrayList<>();
         final String serverOpts = "addr.type=inet,addr.host=127.0.0.1,addr.port=" + port + (tls ? ",tls-creds=tls0" : "");
         final String object = "tls-creds-x509,id=tls0,endpoint=server,dir=" + pki.resolve("server");
@@ -175,20 +173,20 @@ public final class TlsVsQsd
                     Thread.sleep(20);
                 }
             }
-            awaitTcp(port, process, log);
+            BenchProcesses.awaitTcp(port, process, log);
             final String uri = (tls ? "nbds" : "nbd") + "://127.0.0.1:" + port + "/disk"
                 + (tls ? "?tls-certificates=" + pki.resolve("client") : "");
             // One untimed pass first, for every server alike: the JVM's AES-GCM and GHASH intrinsics only
             // apply once C2 compiled them, which takes seconds on a loaded machine.
-            exec("nbdcopy", uri, "null:");
+            BenchProcesses.run("nbdcopy", uri, "null:");
             final long start = System.nanoTime();
-            exec("nbdcopy", uri, "null:");
+            BenchProcesses.run("nbdcopy", uri, "null:");
             record(server, mode, "nbdcopy read of " + (size >> 20) + " MiB (MiB/s)",
                 (size >> 20) / ((System.nanoTime() - start) / 1e9));
             // fio's nbd engine forbids tls-certificates in the URI, and libnbd run as root reads /etc/pki/libnbd:
             // fio runs as nobody with HOME holding .pki/libnbd, for every server and mode alike.
             final String fioUri = (tls ? "nbds" : "nbd") + "://127.0.0.1:" + port + "/disk";
-            final String json = exec("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "env",
+            final String json = BenchProcesses.run("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "env",
                 "HOME=" + fioHome, "fio", "--name=nbd", "--ioengine=nbd", "--uri=" + fioUri, "--rw=randwrite",
                 "--bs=4k", "--iodepth=16", "--size=" + (size >> 20) + "m", "--time_based", "--runtime=" + runtime,
                 "--ramp_time=1", "--output-format=json");
@@ -247,47 +245,6 @@ public final class TlsVsQsd
         return n % 2 == 1 ? values.get(n / 2) : (values.get(n / 2 - 1) + values.get(n / 2)) / 2;
     }
 
-    private static int freePort() throws IOException
-    {
-        try (java.net.ServerSocket probe = new java.net.ServerSocket(0, 1, java.net.InetAddress.getLoopbackAddress()))
-        {
-            return probe.getLocalPort();
-        }
-    }
-
-    private static void awaitTcp(final int port, final Process process, final Path log) throws Exception
-    {
-        final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
-        while (true)
-        {
-            try
-            {
-                SocketChannel.open(new InetSocketAddress("127.0.0.1", port)).close();
-                return;
-            }
-            catch (final IOException notYet)
-            {
-                if (!process.isAlive() || System.nanoTime() > deadline)
-                {
-                    throw new IOException("server did not listen: " + Files.readString(log), notYet);
-                }
-                Thread.sleep(50);
-            }
-        }
-    }
-
-    private static String exec(final String... command) throws Exception
-    {
-        final Process process = new ProcessBuilder(command).redirectErrorStream(true)
-            .redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null"))).start();
-        final String output = new String(process.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
-        if (process.waitFor() != 0)
-        {
-            throw new IOException(String.join(" ", command) + " failed: " + output);
-        }
-        return output;
-    }
-
     private void fill(final Path image) throws IOException
     {
         final SplittableRandom random = new SplittableRandom(1);
@@ -314,21 +271,24 @@ public final class TlsVsQsd
     private static Path makePki(final Path root) throws Exception
     {
         final Path work = Files.createDirectories(root.resolve("work"));
-        exec("certtool", "--generate-privkey", "--outfile", work.resolve("ca-key.pem").toString());
+        BenchProcesses.run("certtool", "--generate-privkey", "--outfile", work.resolve("ca-key.pem").toString());
         Files.writeString(work.resolve("ca.info"), "cn = Bench CA\nca\ncert_signing_key\nexpiration_days = 7\n");
-        exec("certtool", "--generate-self-signed", "--load-privkey", work.resolve("ca-key.pem").toString(), "--template",
+        BenchProcesses.run("certtool",
+            "--generate-self-signed", "--load-privkey", work.resolve("ca-key.pem").toString(), "--template",
             work.resolve("ca.info").toString(), "--outfile", work.resolve("ca-cert.pem").toString());
         for (final String side : new String[] {"server", "client"})
         {
             final Path out = Files.createDirectories(root.resolve(side));
             Files.copy(work.resolve("ca-cert.pem"), out.resolve("ca-cert.pem"));
-            exec("certtool", "--generate-privkey", "--outfile", out.resolve(side + "-key.pem").toString());
+            BenchProcesses.run("certtool",
+                "--generate-privkey", "--outfile", out.resolve(side + "-key.pem").toString());
             final Path info = work.resolve(side + ".info");
             Files.writeString(info, "server".equals(side)
                 ? "cn = localhost\ndns_name = localhost\nip_address = 127.0.0.1\ntls_www_server\nencryption_key\n"
                     + "signing_key\nexpiration_days = 7\n"
                 : "cn = bench-client\ntls_www_client\nencryption_key\nsigning_key\nexpiration_days = 7\n");
-            exec("certtool", "--generate-certificate", "--load-privkey", out.resolve(side + "-key.pem").toString(),
+            BenchProcesses.run("certtool",
+                "--generate-certificate", "--load-privkey", out.resolve(side + "-key.pem").toString(),
                 "--load-ca-certificate", work.resolve("ca-cert.pem").toString(), "--load-ca-privkey",
                 work.resolve("ca-key.pem").toString(), "--template", info.toString(), "--outfile",
                 out.resolve(side + "-cert.pem").toString());

@@ -1,5 +1,6 @@
 package dev.tidemark.bench.nbd;
 
+import dev.tidemark.bench.BenchProcesses;
 import dev.tidemark.engine.DiskOptions;
 import dev.tidemark.engine.Pipeline;
 import dev.tidemark.engine.TrackedDisk;
@@ -10,7 +11,6 @@ import dev.tidemark.engine.export.ExportRequest;
 import dev.tidemark.engine.registry.BitmapActions;
 import dev.tidemark.io.RawFileStore;
 import java.nio.file.Path;
-import java.util.concurrent.CountDownLatch;
 
 /**
  * Serves one raw file as a tracked disk through the engine's {@link ExportManager} until the process is terminated;
@@ -62,22 +62,6 @@ public final class TrackedServeMain
         exports.start(ExportAddress.unix(Path.of(args[1])), 0);
         exports.add(ExportRequest.of("e0", ExportNode.disk("disk", disk)).withName(args.length == 4 ? args[3] : "disk")
             .withWritable(true));
-        final CountDownLatch stopped = new CountDownLatch(1);
-        Runtime.getRuntime().addShutdownHook(new Thread(() ->
-        {
-            try
-            {
-                exports.close();
-                disk.close();
-            }
-            catch (final Exception ex)
-            {
-                System.err.println("close failed: " + ex);
-            }
-            stopped.countDown();
-        }, "tracked-serve-shutdown"));
-        System.out.println("ready");
-        System.out.flush();
-        stopped.await();
+        BenchProcesses.serveUntilShutdown("tracked-serve-shutdown", exports, disk);
     }
 }

@@ -1,6 +1,13 @@
 package dev.tidemark.bench.nbd;
 
+import static dev.tidemark.bench.BenchProcesses.fill;
+import static dev.tidemark.bench.BenchProcesses.startServer;
+import static dev.tidemark.bench.BenchProcesses.args;
+import static dev.tidemark.bench.BenchProcesses.deleteTree;
+import static dev.tidemark.bench.BenchProcesses.stop;
+
 import com.fasterxml.jackson.databind.JsonNode;
+import dev.tidemark.bench.BenchProcesses;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.tidemark.engine.JvmFlags;
@@ -14,21 +21,17 @@ import dev.tidemark.engine.export.ExportRequest;
 import dev.tidemark.engine.job.BackupOptions;
 import dev.tidemark.engine.job.BackupStartAction;
 import dev.tidemark.engine.job.JobManager;
-import dev.tidemark.engine.job.Qcow2Targets;
+import dev.tidemark.engine.target.BackupTargets;
 import dev.tidemark.engine.job.SyncMode;
 import dev.tidemark.engine.registry.BitmapActions;
 import dev.tidemark.io.RawFileStore;
 import dev.tidemark.io.nbd.NbdClient;
 import dev.tidemark.io.qcow2.Qcow2Writer;
 import dev.tidemark.qmp.QmpClient;
-import java.io.File;
 import java.io.IOException;
 import java.nio.ByteBuffer;
-import java.nio.channels.FileChannel;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardOpenOption;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Collections;
@@ -167,8 +170,9 @@ public final class VsQsd
             {
                 qmp.execute("block-dirty-bitmap-add", args("node", "file0", "name", "b" + i, "granularity", GRANULARITY));
             }
-            ours = start(work.resolve("tidemark.log"), ourSocket, javaCommandWith(List.of("-Dtidemark.bench.wait=" + wait,
-                "-Dtidemark.bench.pipeline=" + pipeline.name().toLowerCase(Locale.ROOT)),
+            ours = startServer(work.resolve("tidemark.log"), ourSocket, javaCommandWith(
+                List.of("-Dtidemark.bench.wait=" + wait,
+                    "-Dtidemark.bench.pipeline=" + pipeline.name().toLowerCase(Locale.ROOT)),
                 TrackedServeMain.class.getName(), ourImage.toString(), ourSocket.toString(), String.valueOf(bitmaps)));
             final String qsdUri = uri(qsdSocket);
             final String ourUri = uri(ourSocket);
@@ -201,8 +205,8 @@ public final class VsQsd
 
     private double fioIops(final String uri, final String blockSize) throws Exception
     {
-        final String json = run("fio", "--name=nbd", "--ioengine=nbd", "--uri=" + uri, "--rw=randwrite",
-            "--bs=" + blockSize, "--iodepth=16", "--size=" + (size >> 20) + "m", "--time_based",
+        final String json = BenchProcesses.run("fio", "--name=nbd", "--ioengine=nbd", "--uri=" + uri,
+            "--rw=randwrite", "--bs=" + blockSize, "--iodepth=16", "--size=" + (size >> 20) + "m", "--time_based",
             "--runtime=" + runtime, "--ramp_time=1", "--output-format=json");
         final JsonNode root = JSON.readTree(json.substring(json.indexOf('{')));
         return root.path("jobs").get(0).path("write").path("iops").asDouble();
@@ -211,7 +215,7 @@ public final class VsQsd
     private static double nbdcopySeconds(final String uri) throws Exception
     {
         final long start = System.nanoTime();
-        run("nbdcopy", uri, "null:");
+        BenchProcesses.run("nbdcopy", uri, "null:");
         return (System.nanoTime() - start) / 1e9;
     }
 
@@ -241,7 +245,7 @@ public final class VsQsd
                         GRANULARITY));
                     dirty(seed, percent, (offset, data) -> qsdClient.write(offset, data));
                     final Path qsdTarget = work.resolve("qsd-target.qcow2");
-                    run("qemu-img", "create", "-q", "-f", "qcow2", "-o", "cluster_size=" + GRANULARITY,
+                    BenchProcesses.run("qemu-img", "create", "-q", "-f", "qcow2", "-o", "cluster_size=" + GRANULARITY,
                         qsdTarget.toString(), String.valueOf(size));
                     final ObjectNode file = args("driver", "file", "filename", qsdTarget.toString());
                     final ObjectNode add = args("driver", "qcow2", "node-name", "tgt");
@@ -265,7 +269,7 @@ public final class VsQsd
                     dirty(seed, percent, (offset, data) -> disk.write(offset, data, false));
                     final Path ourTarget = work.resolve("tidemark-target.qcow2");
                     final double ourSeconds;
-                    try (Qcow2Writer target = Qcow2Targets.full(ourTarget, size, GRANULARITY))
+                    try (Qcow2Writer target = BackupTargets.createQcow2(ourTarget, size, GRANULARITY))
                     {
                         final CountDownLatch finished = new CountDownLatch(1);
                         final String[] error = {null};
@@ -330,8 +334,8 @@ public final class VsQsd
             exports.add(ExportRequest.of("map0", ExportNode.disk("disk", disk)).withName("map").withBitmaps("b0"));
             final String qsdUri = "nbd+unix:///map?socket=" + qsdSocket;
             final String ourUri = "nbd+unix:///map?socket=" + ourSocket;
-            final String qsdMap = run("nbdinfo", "--map=qemu:dirty-bitmap:b0", qsdUri);
-            final String ourMap = run("nbdinfo", "--map=qemu:dirty-bitmap:b0", ourUri);
+            final String qsdMap = BenchProcesses.run("nbdinfo", "--map=qemu:dirty-bitmap:b0", qsdUri);
+            final String ourMap = BenchProcesses.run("nbdinfo", "--map=qemu:dirty-bitmap:b0", ourUri);
             if (!qsdMap.equals(ourMap))
             {
                 throw new IOException("the two dirty maps differ:\nQSD:\n" + head(qsdMap) + "\nTidemark:\n" + head(ourMap));
@@ -358,7 +362,7 @@ public final class VsQsd
     private static double timed(final String... command) throws Exception
     {
         final long start = System.nanoTime();
-        run(command);
+        BenchProcesses.run(command);
         return (System.nanoTime() - start) / 1e9;
     }
 
@@ -438,7 +442,7 @@ public final class VsQsd
 
     private Process startQsd(final Path image, final Path nbdSocket, final Path qmpSocket) throws Exception
     {
-        return start(work.resolve("qsd.log"), nbdSocket, List.of("qemu-storage-daemon",
+        return startServer(work.resolve("qsd.log"), nbdSocket, List.of("qemu-storage-daemon",
             "--blockdev", "driver=file,node-name=file0,filename=" + image,
             "--nbd-server", "addr.type=unix,addr.path=" + nbdSocket,
             "--export", "type=nbd,id=exp0,node-name=file0,name=" + EXPORT + ",writable=on",
@@ -455,99 +459,5 @@ public final class VsQsd
         final String... arguments)
     {
         return JvmFlags.javaCommand(mainClass, properties, arguments);
-    }
-
-    private static Process start(final Path log, final Path socket, final List<String> command) throws Exception
-    {
-        final Process process = new ProcessBuilder(command).redirectErrorStream(true).redirectOutput(log.toFile())
-            .redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null"))).start();
-        final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
-        while (!Files.exists(socket))
-        {
-            if (!process.isAlive() || System.nanoTime() > deadline)
-            {
-                process.destroyForcibly();
-                throw new IOException(String.join(" ", command) + " did not start: " + Files.readString(log));
-            }
-            Thread.sleep(20);
-        }
-        Thread.sleep(300);
-        if (!process.isAlive())
-        {
-            throw new IOException(String.join(" ", command) + " exited: " + Files.readString(log));
-        }
-        return process;
-    }
-
-    private static void stop(final Process process) throws InterruptedException
-    {
-        process.destroy();
-        if (!process.waitFor(20, TimeUnit.SECONDS))
-        {
-            process.destroyForcibly().waitFor();
-        }
-    }
-
-    private static String run(final String... command) throws Exception
-    {
-        final Process process = new ProcessBuilder(command).redirectErrorStream(true)
-            .redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null"))).start();
-        final String output = new String(process.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
-        if (process.waitFor() != 0)
-        {
-            throw new IOException(String.join(" ", command) + " failed: " + output);
-        }
-        return output;
-    }
-
-    private static ObjectNode args(final Object... pairs)
-    {
-        final ObjectNode node = JSON.createObjectNode();
-        for (int i = 0; i < pairs.length; i += 2)
-        {
-            final String key = (String)pairs[i];
-            final Object value = pairs[i + 1];
-            if (value instanceof Long number)
-            {
-                node.put(key, number);
-            }
-            else
-            {
-                node.put(key, String.valueOf(value));
-            }
-        }
-        return node;
-    }
-
-    private static void fill(final Path image, final long bytes) throws IOException
-    {
-        final ByteBuffer chunk = ByteBuffer.allocateDirect(1 << 20);
-        final byte[] data = new byte[1 << 20];
-        new SplittableRandom(1).nextBytes(data);
-        chunk.put(data);
-        try (FileChannel channel = FileChannel.open(image, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE))
-        {
-            for (long at = 0; at < bytes; at += chunk.capacity())
-            {
-                chunk.clear();
-                long position = at;
-                while (chunk.hasRemaining())
-                {
-                    position += channel.write(chunk, position);
-                }
-            }
-        }
-    }
-
-    private static void deleteTree(final Path root) throws IOException
-    {
-        try (var walk = Files.walk(root))
-        {
-            final List<Path> paths = walk.sorted(Collections.reverseOrder()).toList();
-            for (final Path path : paths)
-            {
-                Files.deleteIfExists(path);
-            }
-        }
     }
 }

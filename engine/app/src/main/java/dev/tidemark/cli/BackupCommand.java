@@ -65,6 +65,19 @@ final class BackupCommand implements Callable<Integer>
         }
     }
 
+    /** What restore and verify share: the chain and how to report; picocli fills it on the calling thread. */
+    abstract static class ChainCommand implements Callable<Integer>
+    {
+        @Parameters(arity = "1..*", paramLabel = "CHAIN", description = "qcow2 images: the top one, or base..top.")
+        List<Path> chain;
+
+        @Option(names = "--json", description = "Print the result as one JSON object.")
+        boolean json;
+
+        @Option(names = "--no-progress", description = "Never draw a progress bar.")
+        boolean noProgress;
+    }
+
     /** {@code tidemark backup restore CHAIN... --to FILE}; confined to the calling thread. */
     @Command(
         name = "restore",
@@ -72,22 +85,13 @@ final class BackupCommand implements Callable<Integer>
         description = {
             "Write the disk a backup chain describes into a new sparse raw file.",
             "CHAIN is the top image alone (backing files are followed) or every image, base first."})
-    static final class Restore implements Callable<Integer>
+    static final class Restore extends ChainCommand
     {
-        @Parameters(arity = "1..*", paramLabel = "CHAIN", description = "qcow2 images: the top one, or base..top.")
-        List<Path> chain;
-
         @Option(names = "--to", required = true, paramLabel = "FILE", description = "New raw image to write.")
         Path to;
 
         @Option(names = "--force", description = "Replace FILE if it exists.")
         boolean force;
-
-        @Option(names = "--json", description = "Print the result as one JSON object.")
-        boolean json;
-
-        @Option(names = "--no-progress", description = "Never draw a progress bar.")
-        boolean noProgress;
 
         @Override
         public Integer call() throws IOException
@@ -141,20 +145,11 @@ final class BackupCommand implements Callable<Integer>
         description = {
             "Compare a backup chain byte for byte with a raw image or an NBD export.",
             "Exit 0 when equal, 1 at the first difference (printed)."})
-    static final class Verify implements Callable<Integer>
+    static final class Verify extends ChainCommand
     {
-        @Parameters(arity = "1..*", paramLabel = "CHAIN", description = "qcow2 images: the top one, or base..top.")
-        List<Path> chain;
-
         @Option(names = "--against", required = true, paramLabel = "RAW|URI",
             description = "A raw image file, nbd+unix:///EXPORT?socket=PATH or nbd://HOST[:PORT]/EXPORT.")
         String against;
-
-        @Option(names = "--json", description = "Print the result as one JSON object.")
-        boolean json;
-
-        @Option(names = "--no-progress", description = "Never draw a progress bar.")
-        boolean noProgress;
 
         @Override
         public Integer call() throws IOException

@@ -12,6 +12,7 @@ import dev.tidemark.engine.job.BackupStartAction;
 import dev.tidemark.engine.job.JobManager;
 import dev.tidemark.engine.job.SyncMode;
 import dev.tidemark.engine.registry.BitmapActions;
+import dev.tidemark.engine.target.BackupTargets;
 import dev.tidemark.io.RawFileStore;
 import dev.tidemark.io.nbd.BlockStoreExport;
 import dev.tidemark.io.nbd.NbdClient;
@@ -61,6 +62,8 @@ final class DemoCommand implements Callable<Integer>
 {
     private static final long MIB = 1 << 20;
     private static final String NODE = "disk0";
+    /** The bitmaps' granularity, and so the qcow2 targets' cluster size (QEMU's default for both). */
+    private static final long GRANULARITY = 64 << 10;
 
     @Option(names = "--size", converter = BitmapCommand.SizeConverter.class, defaultValue = "256M",
         description = "Sample disk size (default ${DEFAULT-VALUE}).")
@@ -153,10 +156,10 @@ final class DemoCommand implements Callable<Integer>
             report.put("install", phase(installBytes + randomBytes, t));
 
             step("transaction: block-dirty-bitmap-add daily-1 (persistent) + blockdev-backup sync=full + view");
-            final Qcow2Writer fullTarget = Qcow2Writer.create(full, size, Qcow2Writer.Options.defaults());
+            final Qcow2Writer fullTarget = BackupTargets.createQcow2(full, size, GRANULARITY);
             final FleecingView cut1 = FleecingView.create(disk, FleecingOptions.of(cbwDir, size));
             t = System.nanoTime();
-            disk.transaction(BitmapActions.add("daily-1", 65536, true, false),
+            disk.transaction(BitmapActions.add("daily-1", GRANULARITY, true, false),
                 new BackupStartAction(jobs, BackupOptions.of(NODE, SyncMode.FULL).withJobId("full-1"), fullTarget,
                     null),
                 cut1.openAction());
@@ -190,11 +193,10 @@ final class DemoCommand implements Callable<Integer>
                 "fraction", round((double)dirty / size)));
 
             step("transaction: rotate (add daily-2) + blockdev-backup sync=incremental bitmap=daily-1 + view");
-            final Qcow2Writer incTarget = Qcow2Writer.create(inc, size,
-                Qcow2Writer.Options.defaults().withBacking(full.getFileName().toString(), "qcow2"));
+            final Qcow2Writer incTarget = BackupTargets.createQcow2(inc, size, GRANULARITY, full);
             final FleecingView cut2 = FleecingView.create(disk, FleecingOptions.of(cbwDir, size));
             t = System.nanoTime();
-            disk.transaction(BitmapActions.add("daily-2", 65536, true, false),
+            disk.transaction(BitmapActions.add("daily-2", GRANULARITY, true, false),
                 new BackupStartAction(jobs, BackupOptions.of(NODE, SyncMode.INCREMENTAL).withJobId("inc-1")
                     .withBitmap("daily-1", null), incTarget, null),
                 cut2.openAction());

@@ -11,22 +11,17 @@ import dev.tidemark.engine.TrackedDisk;
 import dev.tidemark.engine.export.ExportManager;
 import dev.tidemark.engine.job.Job;
 import dev.tidemark.engine.job.JobManager;
-import dev.tidemark.engine.journal.Journal;
 import dev.tidemark.engine.registry.BitmapInfo;
 import dev.tidemark.io.BlockStore;
+import dev.tidemark.io.FaultyStore;
 import dev.tidemark.io.RawFileStore;
-import dev.tidemark.io.nbd.NbdClient;
 import dev.tidemark.io.tls.TlsCredentials;
-import dev.tidemark.io.qcow2.ClusterState;
-import dev.tidemark.io.qcow2.Qcow2Reader;
-import dev.tidemark.io.qcow2.Qcow2Writer;
 import dev.tidemark.qmp.QmpJson;
 
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
-import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
@@ -40,16 +35,16 @@ import java.util.regex.Pattern;
  * stopped dispatching.
  *
  * <p>Node names follow QEMU: a letter first, then letters, digits, {@code - . _}, at most 31 characters, unique.
- * A {@code file} node becomes a {@link TrackedDisk} when something needs its writes tracked (a bitmap command, an
- * export, a backup from it) or at once when its bitmap directory already holds a journal (persistent bitmaps of an
- * earlier run are reloaded and repaired). Events of every disk, job and export go to one {@link EngineEvents}.
+ * What a node is, its driver decides ({@link BlockDrivers}); the graph keeps names, parents and owners. Events of
+ * every disk, job and export go to one {@link EngineEvents}.
  */
-final class BlockGraph implements AutoCloseable
+final class BlockGraph implements AutoCloseable, BlockDriver.Context
 {
     private static final System.Logger LOG = System.getLogger(BlockGraph.class.getName());
     private static final Pattern NODE_NAME = Pattern.compile("[A-Za-z][A-Za-z0-9._-]*");
     private static final int MAX_NODE_NAME = 31;
 
+    private final Map<String, BlockDriver> drivers;
     private final Map<String, BlockNode> nodes = new LinkedHashMap<>();
     private final Map<String, String> bitmapNodes = new HashMap<>();
     private final EngineEvents events;
@@ -60,15 +55,20 @@ final class BlockGraph implements AutoCloseable
     private final boolean durable;
     private boolean faultInjection;
     private int implicitCounter;
+    /** Nodes created by the {@code blockdev-add} in progress, removed again if it fails. */
+    private List<BlockNode> adding;
 
     /**
      * @param events receives every engine event (jobs, exports, fleecing).
      * @param bitmapRoot directory under which each file node keeps its bitmaps ({@code ROOT/<node-name>}), or
      *                   {@code null} for {@code <image>.bitmaps} beside each image.
      * @param durable whether new disks start in durable mode.
+     * @param drivers the block drivers {@code blockdev-add} knows, by name ({@link BlockDrivers#ALL}).
      */
-    BlockGraph(final EngineEvents events, final Path bitmapRoot, final boolean durable)
+    BlockGraph(final EngineEvents events, final Path bitmapRoot, final boolean durable,
+        final Map<String, BlockDriver> drivers)
     {
+        this.drivers = drivers;
         this.events = events;
         this.exports = new ExportManager(events);
         this.bitmapRoot = bitmapRoot;
@@ -81,9 +81,15 @@ final class BlockGraph implements AutoCloseable
         faultInjection = true;
     }
 
-    private BlockStore wrap(final BlockStore store)
+    @Override
+    public BlockStore wrap(final BlockStore store)
     {
         return faultInjection ? new FaultyStore(store) : store;
+    }
+
+    Map<String, BlockDriver> drivers()
+    {
+        return drivers;
     }
 
     JobManager jobs()
@@ -144,20 +150,7 @@ final class BlockGraph implements AutoCloseable
      */
     TrackedDisk disk(final BlockNode node)
     {
-        if ("raw".equals(node.driver))
-        {
-            return disk(node.file);
-        }
-        if (!"file".equals(node.driver))
-        {
-            throw EngineException.generic("Node '" + node.name + "' is a " + node.driver
-                + " node; Tidemark tracks writes of raw disks (file and raw nodes) only");
-        }
-        if (node.disk == null)
-        {
-            openDisk(node);
-        }
-        return node.disk;
+        return node.state.disk(node);
     }
 
     /** @return the top node of the disk (its raw parent when there is one), where bitmaps are reported. */
@@ -165,7 +158,7 @@ final class BlockGraph implements AutoCloseable
     {
         for (final BlockNode n : nodes.values())
         {
-            if ("raw".equals(n.driver) && n.file == fileNode)
+            if (n != fileNode && n.state.trackedFile() == fileNode)
             {
                 return n;
             }
@@ -178,7 +171,7 @@ final class BlockGraph implements AutoCloseable
     {
         for (final BlockNode n : nodes.values())
         {
-            if (n.disk == disk)
+            if (n.state.ownDisk() == disk)
             {
                 return n;
             }
@@ -199,21 +192,22 @@ final class BlockGraph implements AutoCloseable
     /** @return the node a bitmap was added through (its disk's top node for bitmaps of an earlier run). */
     String bitmapNodeName(final BlockNode fileNode, final String bitmap)
     {
-        final String named = bitmapNodes.get(fileNode.disk.name() + "\u0000" + bitmap);
+        final String named = bitmapNodes.get(fileNode.state.ownDisk().name() + "\u0000" + bitmap);
         return named != null && nodes.containsKey(named) ? named : topOf(fileNode).name;
     }
 
-    private void openDisk(final BlockNode node)
+    @Override
+    public TrackedDisk openDisk(final String nodeName, final Path image, final boolean readOnly,
+        final Path bitmapDirectory)
     {
         try
         {
-            final RawFileStore store = node.readOnly
-                ? RawFileStore.open(node.filename, RawFileStore.Option.READ_ONLY)
-                : RawFileStore.open(node.filename);
+            final RawFileStore store = readOnly ? RawFileStore.open(image, RawFileStore.Option.READ_ONLY)
+                : RawFileStore.open(image);
             final TrackedDisk disk;
             try
             {
-                disk = TrackedDisk.open(DiskOptions.of(store, node.bitmapDirectory).withName(node.name)
+                disk = TrackedDisk.open(DiskOptions.of(store, bitmapDirectory).withName(nodeName)
                     .withDurable(durable).withCloseStore(true));
             }
             catch (final IOException | RuntimeException ex)
@@ -222,16 +216,28 @@ final class BlockGraph implements AutoCloseable
                 throw ex;
             }
             disk.addListener(events);
-            node.disk = disk;
             for (final String message : disk.openMessages())
             {
-                LOG.log(System.Logger.Level.INFO, () -> "disk " + node.name + ": " + message);
+                LOG.log(System.Logger.Level.INFO, () -> "disk " + nodeName + ": " + message);
             }
+            return disk;
         }
         catch (final IOException ex)
         {
-            throw EngineException.generic("Could not open '" + node.filename + "': " + describe(ex));
+            throw EngineException.generic("Could not open '" + image + "': " + describe(ex));
         }
+    }
+
+    @Override
+    public Path bitmapDirectory(final String nodeName, final Path image)
+    {
+        return bitmapRoot != null ? bitmapRoot.resolve(nodeName) : DiskOptions.bitmapDirectoryFor(image);
+    }
+
+    @Override
+    public TlsCredentials tlsCredentials(final String id, final TlsCredentials.Endpoint endpoint)
+    {
+        return objects.tlsCredentials(id, endpoint);
     }
 
     /**
@@ -240,36 +246,7 @@ final class BlockGraph implements AutoCloseable
      */
     BlockStore targetStore(final BlockNode node)
     {
-        switch (node.driver)
-        {
-            case "raw":
-                return targetStore(node.file);
-            case "file":
-                if (node.disk != null)
-                {
-                    return node.disk.store();
-                }
-                if (node.store == null)
-                {
-                    try
-                    {
-                        node.store = wrap(node.readOnly
-                            ? RawFileStore.open(node.filename, RawFileStore.Option.READ_ONLY)
-                            : RawFileStore.open(node.filename));
-                    }
-                    catch (final IOException ex)
-                    {
-                        throw EngineException.generic("Could not open '" + node.filename + "': " + describe(ex));
-                    }
-                }
-                return node.store;
-            default:
-                if (node.view != null)
-                {
-                    throw EngineException.generic("Node '" + node.name + "' is busy: it is a fleecing view");
-                }
-                return node.store;
-        }
+        return node.state.backupTarget(node);
     }
 
     // ---- blockdev-add / blockdev-del -------------------------------------------------------------------------
@@ -282,9 +259,10 @@ final class BlockGraph implements AutoCloseable
     BlockNode add(final ObjectNode args, final boolean topLevel)
     {
         final List<BlockNode> created = new ArrayList<>();
+        adding = created;
         try
         {
-            return add(args, topLevel, created);
+            return addNode(args, topLevel);
         }
         catch (final RuntimeException ex)
         {
@@ -294,11 +272,15 @@ final class BlockGraph implements AutoCloseable
             }
             throw ex;
         }
+        finally
+        {
+            adding = null;
+        }
     }
 
-    private BlockNode add(final ObjectNode args, final boolean topLevel, final List<BlockNode> created)
+    private BlockNode addNode(final ObjectNode args, final boolean topLevel)
     {
-        final String driver = args.path("driver").asText();
+        final String driverName = args.path("driver").asText();
         String name = args.hasNonNull("node-name") ? args.get("node-name").asText() : null;
         if (name == null)
         {
@@ -328,64 +310,24 @@ final class BlockGraph implements AutoCloseable
         {
             throw EngineException.generic("force-share=on can only be used with read-only images");
         }
-        final BlockNode node;
-        switch (driver)
+        final BlockDriver driver = drivers.get(driverName);
+        if (driver == null)
         {
-            case "file":
-                node = addFile(name, args, readOnly, !topLevel);
-                break;
-            case "raw":
-                node = addRaw(name, args, readOnly, !topLevel, created);
-                break;
-            case "qcow2":
-                node = addQcow2(name, args, readOnly, !topLevel, created);
-                break;
-            case "nbd":
-                node = addNbd(name, args, readOnly, !topLevel);
-                break;
-            default:
-                throw EngineException.generic("Unknown driver '" + driver + "'");
+            throw EngineException.generic("Unknown driver '" + driverName + "'");
         }
+        final BlockNode node = new BlockNode(name, driverName, readOnly, !topLevel);
+        node.state = driver.open(node, args, this);
         nodes.put(name, node);
-        created.add(node);
-        if (node.file != null)
+        adding.add(node);
+        for (final BlockNode child : node.state.children())
         {
-            node.file.parents++;
-        }
-        if (node.backing != null)
-        {
-            node.backing.parents++;
+            child.parents++;
         }
         return node;
     }
 
-    private BlockNode addFile(final String name, final ObjectNode args, final boolean readOnly,
-        final boolean implicit)
-    {
-        final Path path = Path.of(args.get("filename").asText());
-        if (!Files.exists(path))
-        {
-            throw EngineException.generic("Could not open '" + path + "': No such file or directory");
-        }
-        if (!Files.isRegularFile(path))
-        {
-            throw EngineException.generic("Could not open '" + path + "': not a regular file");
-        }
-        if (!readOnly && !Files.isWritable(path))
-        {
-            throw EngineException.generic("Could not open '" + path + "': Permission denied");
-        }
-        final Path bitmaps = bitmapRoot != null ? bitmapRoot.resolve(name) : DiskOptions.bitmapDirectoryFor(path);
-        final BlockNode node = new BlockNode(name, "file", readOnly, path, null, null, implicit, null, bitmaps);
-        if (Files.exists(bitmaps.resolve(Journal.FILE_NAME)))
-        {
-            // Persistent bitmaps of an earlier run: reload (and repair) them now, before any write.
-            openDisk(node);
-        }
-        return node;
-    }
-
-    private BlockNode child(final JsonNode ref, final String role, final List<BlockNode> created)
+    @Override
+    public BlockNode child(final JsonNode ref, final String role)
     {
         if (ref.isTextual())
         {
@@ -401,151 +343,7 @@ final class BlockGraph implements AutoCloseable
         {
             throw EngineException.generic("Invalid parameter type for '" + role + "', expected: BlockdevRef");
         }
-        return add((ObjectNode)ref, false, created);
-    }
-
-    private BlockNode addRaw(final String name, final ObjectNode args, final boolean readOnly, final boolean implicit,
-        final List<BlockNode> created)
-    {
-        if (args.has("offset") && args.get("offset").asLong() != 0 || args.has("size"))
-        {
-            throw EngineException.generic("raw nodes with 'offset' or 'size' are not supported by Tidemark");
-        }
-        final BlockNode file = child(args.get("file"), "file", created);
-        if (!"file".equals(file.driver))
-        {
-            throw EngineException.generic("A raw node's file must be a 'file' node (Tidemark tracks raw disk"
-                + " files), not '" + file.driver + "'");
-        }
-        if (!readOnly && file.readOnly)
-        {
-            throw new EngineException(EngineException.Reason.READ_ONLY, "Block node is read-only");
-        }
-        return new BlockNode(name, "raw", readOnly, null, file, null, implicit, null, null);
-    }
-
-    private BlockNode addNbd(final String name, final ObjectNode args, final boolean readOnly,
-        final boolean implicit)
-    {
-        final JsonNode server = args.get("server");
-        final String export = args.path("export").asText("");
-        final NbdClient.Builder builder = NbdClient.builder().exportName(export).connections(1)
-            .replyTimeout(Duration.ofSeconds(60));
-        final boolean tls = args.hasNonNull("tls-creds");
-        final String remote;
-        if ("unix".equals(server.path("type").asText()))
-        {
-            builder.unix(Path.of(server.path("path").asText()));
-            remote = "nbd+unix:///" + export + "?socket=" + server.path("path").asText();
-        }
-        else
-        {
-            final String host = server.path("host").asText();
-            final int port;
-            try
-            {
-                port = Integer.parseInt(server.path("port").asText("10809"));
-            }
-            catch (final NumberFormatException ex)
-            {
-                throw EngineException.generic("Parameter 'server.port' is not a port number: '"
-                    + server.path("port").asText() + "'");
-            }
-            builder.tcp(host, port);
-            remote = (tls ? "nbds://" : "nbd://") + host + ":" + port + "/" + export;
-        }
-        if (tls)
-        {
-            builder.tls(objects.tlsCredentials(args.get("tls-creds").asText(), TlsCredentials.Endpoint.CLIENT));
-            if (args.hasNonNull("tls-hostname"))
-            {
-                builder.tlsHostname(args.get("tls-hostname").asText());
-            }
-        }
-        final BlockNode node = new BlockNode(name, "nbd", readOnly, null, null, null, implicit, remote, null);
-        try
-        {
-            node.store = wrap(builder.connect());
-        }
-        catch (final IOException ex)
-        {
-            throw EngineException.generic("Failed to connect to '" + remote + "': " + describe(ex));
-        }
-        if (!readOnly && node.store.isReadOnly())
-        {
-            closeQuietly(node.store);
-            throw new EngineException(EngineException.Reason.READ_ONLY, "Block node is read-only");
-        }
-        return node;
-    }
-
-    private BlockNode addQcow2(final String name, final ObjectNode args, final boolean readOnly,
-        final boolean implicit, final List<BlockNode> created)
-    {
-        final BlockNode file = child(args.get("file"), "file", created);
-        if (!"file".equals(file.driver))
-        {
-            throw EngineException.generic("A qcow2 node's file must be a 'file' node, not '" + file.driver + "'");
-        }
-        if (file.disk != null)
-        {
-            throw EngineException.generic("Node '" + file.name + "' is a tracked disk and cannot hold a qcow2 image");
-        }
-        final JsonNode backingRef = args.get("backing");
-        BlockNode backing = null;
-        if (backingRef != null && !backingRef.isNull())
-        {
-            backing = child(backingRef, "backing", created);
-        }
-        final Path path = file.filename;
-        final BlockNode node = new BlockNode(name, "qcow2", readOnly, path, file, backing, implicit, null, null);
-        try
-        {
-            node.store = wrap(openQcow2(path, readOnly));
-        }
-        catch (final IOException ex)
-        {
-            throw EngineException.generic("Could not open '" + path + "': " + describe(ex));
-        }
-        return node;
-    }
-
-    /**
-     * Opens a qcow2 image. A writable node over an image that holds no data yet (made by {@code qemu-img create}
-     * or {@code blockdev-create} for a backup) becomes a {@link Qcow2Writer}: the empty image is written again
-     * with the same size, cluster size and backing file. An image with data is opened read-only.
-     */
-    private static BlockStore openQcow2(final Path path, final boolean readOnly) throws IOException
-    {
-        final Qcow2Reader reader = Qcow2Reader.open(path);
-        if (readOnly)
-        {
-            return reader;
-        }
-        final long size = reader.size();
-        final int cluster = reader.clusterSize();
-        final String backingFile = reader.backingFile();
-        final String backingFormat = reader.backingFormat();
-        boolean empty = true;
-        for (long at = 0; at < size && empty; at += cluster)
-        {
-            empty = reader.clusterState(at) != ClusterState.DATA;
-        }
-        if (!empty)
-        {
-            reader.close();
-            throw new IOException("image already holds data; Tidemark writes backups only into new, empty qcow2"
-                + " images (open it with read-only=true to read it)");
-        }
-        reader.close();
-        Qcow2Writer.Options options = Qcow2Writer.Options.defaults().withClusterSize(cluster);
-        if (backingFile != null)
-        {
-            options = options.withBacking(backingFile, backingFormat == null ? "qcow2" : backingFormat);
-        }
-        // Qcow2Writer creates its own file: the empty image is replaced by an equal one this process writes.
-        Files.delete(path);
-        return Qcow2Writer.create(path, size, options);
+        return addNode((ObjectNode)ref, false);
     }
 
     /**
@@ -568,7 +366,7 @@ final class BlockGraph implements AutoCloseable
         {
             throw EngineException.generic("Block device " + name + " is in use");
         }
-        if (node.disk != null && (diskInUse(node.disk)))
+        if (node.state.ownDisk() != null && diskInUse(node.state.ownDisk()))
         {
             throw EngineException.generic("Block device " + name + " is in use");
         }
@@ -593,11 +391,11 @@ final class BlockGraph implements AutoCloseable
     {
         for (final BlockNode n : nodes.values())
         {
-            if (n.viewDisk == disk)
+            if (n.state.fleecedDisk() == disk)
             {
                 return true;
             }
-            if (n.disk == disk && exports.isExported(n.name))
+            if (n.state.ownDisk() == disk && exports.isExported(n.name))
             {
                 return true;
             }
@@ -615,42 +413,14 @@ final class BlockGraph implements AutoCloseable
     private void discard(final BlockNode node)
     {
         nodes.remove(node.name, node);
-        closeNode(node);
-        if (node.file != null)
+        node.close();
+        for (final BlockNode child : node.state.children())
         {
-            node.file.parents--;
-            if (node.file.implicit && node.file.parents == 0)
+            child.parents--;
+            if (child.implicit && child.parents == 0)
             {
-                discard(node.file);
+                discard(child);
             }
-        }
-        if (node.backing != null)
-        {
-            node.backing.parents--;
-            if (node.backing.implicit && node.backing.parents == 0)
-            {
-                discard(node.backing);
-            }
-        }
-    }
-
-    private static void closeNode(final BlockNode node)
-    {
-        if (node.view != null)
-        {
-            closeQuietly(node.view);
-            node.view = null;
-            node.viewDisk = null;
-        }
-        if (node.store != null)
-        {
-            closeQuietly(node.store);
-            node.store = null;
-        }
-        if (node.disk != null)
-        {
-            closeQuietly(node.disk);
-            node.disk = null;
         }
     }
 
@@ -709,38 +479,16 @@ final class BlockGraph implements AutoCloseable
         cache.put("no-flush", false);
         cache.put("direct", false);
         cache.put("writeback", true);
-        info.put("file", node.imageFilename());
-        final long size = sizeOf(node);
-        image.put("virtual-size", size);
-        image.put("filename", node.imageFilename());
-        image.put("format", node.format());
-        if (node.filename != null && Files.exists(node.filename))
-        {
-            try
-            {
-                image.put("actual-size", Files.size(node.filename));
-            }
-            catch (final IOException ex)
-            {
-                LOG.log(System.Logger.Level.DEBUG, "size of " + node.filename, ex);
-            }
-        }
-        final BlockStore own = node.store instanceof FaultyStore faulty ? faulty.delegate() : node.store;
-        if (own instanceof Qcow2Reader reader && reader.backingFile() != null)
-        {
-            info.put("backing_file", reader.backingFile());
-            info.put("backing_file_depth", reader.chainLength() - 1);
-            image.put("backing-filename", reader.backingFile());
-        }
-        else if (own instanceof Qcow2Writer writer && writer.backing() != null)
-        {
-            info.put("backing_file_depth", 1);
-        }
-        final BlockNode fileNode = "raw".equals(node.driver) ? node.file : "file".equals(node.driver) ? node : null;
-        if (fileNode != null && fileNode.disk != null)
+        info.put("file", node.state.filename());
+        image.put("virtual-size", node.state.size());
+        image.put("filename", node.state.filename());
+        image.put("format", node.driver);
+        node.state.describe(info, image);
+        final BlockNode fileNode = node.state.trackedFile();
+        if (fileNode != null && fileNode.state.ownDisk() != null)
         {
             final ArrayNode bitmaps = QmpJson.MAPPER.createArrayNode();
-            for (final BitmapInfo b : fileNode.disk.bitmaps().query())
+            for (final BitmapInfo b : fileNode.state.ownDisk().bitmaps().query())
             {
                 if (b.name() != null && bitmapNodeName(fileNode, b.name()).equals(node.name))
                 {
@@ -752,11 +500,23 @@ final class BlockGraph implements AutoCloseable
                 info.set("dirty-bitmaps", bitmaps);
             }
         }
-        if (node.view != null)
-        {
-            info.put("drv", "qcow2");
-        }
         return info;
+    }
+
+    /** Adds {@code actual-size} (the bytes the file takes) to an {@code ImageInfo} when the file exists. */
+    static void putActualSize(final ObjectNode image, final Path file)
+    {
+        if (Files.exists(file))
+        {
+            try
+            {
+                image.put("actual-size", Files.size(file));
+            }
+            catch (final IOException ex)
+            {
+                LOG.log(System.Logger.Level.DEBUG, "size of " + file, ex);
+            }
+        }
     }
 
     static ObjectNode bitmapInfo(final BitmapInfo b)
@@ -777,34 +537,7 @@ final class BlockGraph implements AutoCloseable
 
     long sizeOf(final BlockNode node)
     {
-        if (node.view != null)
-        {
-            return node.view.size();
-        }
-        if (node.disk != null)
-        {
-            return node.disk.size();
-        }
-        if (node.store != null)
-        {
-            return node.store.size();
-        }
-        if (node.file != null)
-        {
-            return sizeOf(node.file);
-        }
-        if (node.filename != null)
-        {
-            try
-            {
-                return Files.size(node.filename);
-            }
-            catch (final IOException ex)
-            {
-                return 0;
-            }
-        }
-        return 0;
+        return node.state.size();
     }
 
     // ---- shutdown ----------------------------------------------------------------------------------------------
@@ -850,15 +583,16 @@ final class BlockGraph implements AutoCloseable
         final List<BlockNode> all = new ArrayList<>(nodes.values());
         for (int i = all.size() - 1; i >= 0; i--)
         {
+            // Targets and views first, while the disks they copy from are still open.
             final BlockNode node = all.get(i);
-            if (node.view != null || node.store != null)
+            if (node.state.ownDisk() == null)
             {
-                closeNode(node);
+                node.close();
             }
         }
         for (int i = all.size() - 1; i >= 0; i--)
         {
-            closeNode(all.get(i));
+            all.get(i).close();
         }
         nodes.clear();
     }

@@ -50,6 +50,13 @@ public final class Daemon implements AutoCloseable
      */
     public static Daemon create(final Path bitmapRoot, final boolean durable, final boolean testCommands)
     {
+        return create(bitmapRoot, durable, testCommands, BlockDrivers.ALL);
+    }
+
+    /** As {@link #create(Path, boolean, boolean)} with other block drivers (tests add one). */
+    static Daemon create(final Path bitmapRoot, final boolean durable, final boolean testCommands,
+        final Map<String, BlockDriver> drivers)
+    {
         final AtomicReference<QmpServer> serverRef = new AtomicReference<>();
         final EngineEvents events = (name, data) ->
         {
@@ -59,7 +66,7 @@ public final class Daemon implements AutoCloseable
                 s.publishEvent(name, (ObjectNode)QmpJson.MAPPER.valueToTree(data));
             }
         };
-        final BlockGraph graph = new BlockGraph(events, bitmapRoot, durable);
+        final BlockGraph graph = new BlockGraph(events, bitmapRoot, durable, drivers);
         if (testCommands)
         {
             graph.enableFaultInjection();

@@ -28,6 +28,7 @@ import dev.tidemark.engine.job.JobTransaction;
 import dev.tidemark.engine.job.OnError;
 import dev.tidemark.engine.job.SyncMode;
 import dev.tidemark.engine.journal.Journal;
+import dev.tidemark.io.FaultyStore;
 import dev.tidemark.io.tls.TlsAuthorizer;
 import dev.tidemark.io.tls.TlsCredentials;
 import dev.tidemark.engine.registry.BitmapActions;
@@ -155,16 +156,8 @@ public final class EngineCommands
             opt("properties", QmpType.struct(opt("completion-mode", QmpType.enumOf("individual", "grouped")))));
     }
 
-    private static List<QmpField> blockdevBase()
-    {
-        return List.of(req("driver", QmpType.enumOf("file", "raw", "qcow2", "nbd")), opt("node-name", QmpType.str()),
-            opt("discard", QmpType.enumOf("ignore", "unmap")),
-            opt("cache", QmpType.struct(opt("direct", QmpType.bool()), opt("no-flush", QmpType.bool()))),
-            opt("read-only", QmpType.bool()), opt("auto-read-only", QmpType.bool()),
-            opt("force-share", QmpType.bool()), opt("detect-zeroes", QmpType.enumOf("off", "on", "unmap")));
-    }
-
-    private static QmpType socketAddress()
+    /** @return QAPI's {@code SocketAddress} (flat union on {@code type}); the nbd driver's {@code server} too. */
+    static QmpType socketAddress()
     {
         final Map<String, List<QmpField>> variants = new LinkedHashMap<>();
         variants.put("inet", List.of(req("host", QmpType.str()), req("port", QmpType.str()),
@@ -174,35 +167,6 @@ public final class EngineCommands
             opt("tight", QmpType.bool())));
         variants.put("fd", List.of(req("str", QmpType.str())));
         return QmpType.union(List.of(req("type", QmpType.enumOf("inet", "unix", "vsock", "fd"))), "type", variants);
-    }
-
-    private static Map<String, List<QmpField>> protocolVariants()
-    {
-        final Map<String, List<QmpField>> variants = new LinkedHashMap<>();
-        variants.put("file", List.of(req("filename", QmpType.str()), opt("pr-manager", QmpType.str()),
-            opt("locking", QmpType.enumOf("off", "on", "auto")), opt("aio", QmpType.enumOf("threads", "native",
-                "io_uring")), opt("aio-max-batch", QmpType.int64()), opt("drop-cache", QmpType.bool()),
-            opt("x-check-cache-dropped", QmpType.bool())));
-        variants.put("nbd", List.of(req("server", socketAddress()), opt("export", QmpType.str()),
-            opt("tls-creds", QmpType.str()), opt("tls-hostname", QmpType.str()),
-            opt("x-dirty-bitmap", QmpType.str()), opt("reconnect-delay", QmpType.uint32()),
-            opt("open-timeout", QmpType.uint32())));
-        return variants;
-    }
-
-    private static QmpStruct blockdevAdd()
-    {
-        final Map<String, List<QmpField>> inlineVariants = protocolVariants();
-        final QmpStruct inline = QmpType.union(blockdevBase(), "driver", inlineVariants);
-        final QmpType ref = QmpType.alternate("BlockdevRef", QmpType.str(), inline);
-        final Map<String, List<QmpField>> variants = protocolVariants();
-        variants.put("raw", List.of(req("file", ref), opt("offset", QmpType.int64()), opt("size", QmpType.int64())));
-        variants.put("qcow2", List.of(req("file", ref), opt("backing", QmpType.any()),
-            opt("lazy-refcounts", QmpType.bool()), opt("pass-discard-request", QmpType.bool()),
-            opt("pass-discard-snapshot", QmpType.bool()), opt("pass-discard-other", QmpType.bool()),
-            opt("cache-size", QmpType.int64()), opt("l2-cache-size", QmpType.int64()),
-            opt("refcount-cache-size", QmpType.int64()), opt("cache-clean-interval", QmpType.int64())));
-        return QmpType.union(blockdevBase(), "driver", variants);
     }
 
     private static QmpType legacySocketAddress()
@@ -444,8 +408,7 @@ public final class EngineCommands
             target.jobId = jobId;
             if (view != null)
             {
-                target.view = view;
-                target.viewDisk = disk;
+                target.state = new FleecingNode(target.state, view, disk);
             }
         }
 
@@ -501,7 +464,7 @@ public final class EngineCommands
             {
                 throw EngineException.generic("Source and target image have different sizes");
             }
-            if (target.view != null || target.disk != null)
+            if (target.state.fleecedDisk() != null || target.state.ownDisk() != null)
             {
                 throw EngineException.generic("Node '" + target.name + "' is busy: block device is in use by"
                     + " another operation");
@@ -522,9 +485,9 @@ public final class EngineCommands
     /** Copy-before-write data goes beside the fleecing target's image (or the disk's) where the admin put it. */
     private static Path cbwDirectory(final BlockNode target, final TrackedDisk disk)
     {
-        if (!target.imageFilename().isEmpty() && target.remote == null)
+        if (target.state.localFile() != null)
         {
-            return Path.of(target.imageFilename()).toAbsolutePath().getParent();
+            return target.state.localFile().toAbsolutePath().getParent();
         }
         if (disk.store() instanceof dev.tidemark.io.RawFileStore raw)
         {
@@ -737,16 +700,11 @@ public final class EngineCommands
 
     private void registerNodes(final QmpCommandRegistry r)
     {
-        r.register("blockdev-add", blockdevAdd(),
+        r.register("blockdev-add", BlockDrivers.blockdevAdd(graph.drivers()),
             "Add a block node: file (a raw image file), raw (over a file node), qcow2 (a backup target or image),"
                 + " nbd (a remote export).",
             handler(args ->
             {
-                final JsonNode backing = args.get("backing");
-                if (backing != null && !backing.isNull() && !backing.isTextual() && !backing.isObject())
-                {
-                    throw QmpError.generic("Invalid parameter type for 'backing', expected: BlockdevRefOrNull");
-                }
                 graph.add(args, true);
                 return empty();
             }));
@@ -925,25 +883,7 @@ public final class EngineCommands
         {
             throw EngineException.generic("Cannot find device='' nor node-name='" + nodeName + "'");
         }
-        final ExportNode exportNode;
-        if (node.view != null)
-        {
-            exportNode = ExportNode.fleecing(node.name, node.view, node.viewDisk);
-        }
-        else if ("file".equals(node.driver) || "raw".equals(node.driver))
-        {
-            if (writable && node.readOnly)
-            {
-                throw EngineException.generic("Cannot export read-only node as writable");
-            }
-            exportNode = ExportNode.disk(node.name, graph.disk(node));
-        }
-        else
-        {
-            throw EngineException.generic("Node '" + node.name + "' (" + node.driver + ") cannot be exported:"
-                + " Tidemark exports disks (file, raw nodes) and fleecing nodes (targets of sync=none backups)");
-        }
-        return exportNode;
+        return node.state.export(node, writable);
     }
 
     private static ExportAddress address(final String type, final JsonNode data)

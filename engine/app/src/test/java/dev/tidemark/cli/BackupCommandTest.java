@@ -2,16 +2,11 @@ package dev.tidemark.cli;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import java.io.ByteArrayOutputStream;
-import java.io.PrintStream;
 import java.nio.ByteBuffer;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.Comparator;
 import java.util.SplittableRandom;
 import java.util.concurrent.TimeUnit;
-import java.util.stream.Stream;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
@@ -20,10 +15,10 @@ import dev.tidemark.io.RawFileStore;
 import dev.tidemark.io.qcow2.Qcow2Writer;
 import dev.tidemark.qmp.QmpJson;
 
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.io.TempDir;
 
 /** {@code tidemark backup restore|verify} and the QSD option parser of {@code tidemark serve}. */
 @Timeout(value = 60, unit = TimeUnit.SECONDS)
@@ -31,7 +26,8 @@ class BackupCommandTest
 {
     private static final long SIZE = 8 << 20;
 
-    private Path dir;
+    @TempDir
+    Path dir;
     private Path base;
     private Path top;
     private Path expected;
@@ -39,7 +35,6 @@ class BackupCommandTest
     @BeforeEach
     void chain() throws Exception
     {
-        dir = Files.createTempDirectory("tidemark-backup-cli");
         base = dir.resolve("base.qcow2");
         top = dir.resolve("top.qcow2");
         expected = dir.resolve("expected.raw");
@@ -79,57 +74,21 @@ class BackupCommandTest
         return ByteBuffer.wrap(bytes);
     }
 
-    @AfterEach
-    void clean() throws Exception
-    {
-        try (Stream<Path> walk = Files.walk(dir))
-        {
-            for (final Path p : walk.sorted(Comparator.reverseOrder()).toList())
-            {
-                Files.deleteIfExists(p);
-            }
-        }
-    }
-
-    private record Run(int exit, String out, String err)
-    {
-    }
-
-    private static Run run(final String... args)
-    {
-        final PrintStream oldOut = System.out;
-        final PrintStream oldErr = System.err;
-        final ByteArrayOutputStream out = new ByteArrayOutputStream();
-        final ByteArrayOutputStream err = new ByteArrayOutputStream();
-        try
-        {
-            System.setOut(new PrintStream(out, true, StandardCharsets.UTF_8));
-            System.setErr(new PrintStream(err, true, StandardCharsets.UTF_8));
-            final int exit = TidemarkMain.run(args);
-            return new Run(exit, out.toString(StandardCharsets.UTF_8), err.toString(StandardCharsets.UTF_8));
-        }
-        finally
-        {
-            System.setOut(oldOut);
-            System.setErr(oldErr);
-        }
-    }
-
     @Test
     void restoreTopAloneAndAsAListGiveTheExpectedDisk() throws Exception
     {
         final Path a = dir.resolve("a.raw");
-        final Run alone = run("backup", "restore", top.toString(), "--to", a.toString());
-        assertThat(alone.exit).as(alone.err).isZero();
+        final CliRun alone = CliRun.of("backup", "restore", top.toString(), "--to", a.toString());
+        assertThat(alone.exit()).as(alone.err()).isZero();
         assertThat(Files.mismatch(a, expected)).isEqualTo(-1);
         final Path b = dir.resolve("b.raw");
-        final Run list = run("backup", "restore", base.toString(), top.toString(), "--to", b.toString(), "--json");
-        assertThat(list.exit).as(list.err).isZero();
-        final JsonNode report = QmpJson.MAPPER.readTree(list.out);
+        final CliRun list = CliRun.of("backup", "restore", base.toString(), top.toString(), "--to", b.toString(), "--json");
+        assertThat(list.exit()).as(list.err()).isZero();
+        final JsonNode report = QmpJson.MAPPER.readTree(list.out());
         assertThat(report.path("chain")).hasSize(2);
         assertThat(report.path("size").asLong()).isEqualTo(SIZE);
         assertThat(Files.mismatch(b, expected)).isEqualTo(-1);
-        assertThat(run("backup", "verify", top.toString(), "--against", b.toString()).exit).isZero();
+        assertThat(CliRun.of("backup", "verify", top.toString(), "--against", b.toString()).exit()).isZero();
     }
 
     @Test
@@ -141,9 +100,9 @@ class BackupCommandTest
             raw.read(5_000_000, one);
             raw.write(5_000_000, ByteBuffer.wrap(new byte[] {(byte)~one.get(0)}));
         }
-        final Run r = run("backup", "verify", top.toString(), "--against", expected.toString(), "--json");
-        assertThat(r.exit).isEqualTo(TidemarkMain.EXIT_CHECK_FAILED);
-        final JsonNode report = QmpJson.MAPPER.readTree(r.out);
+        final CliRun r = CliRun.of("backup", "verify", top.toString(), "--against", expected.toString(), "--json");
+        assertThat(r.exit()).isEqualTo(TidemarkMain.EXIT_CHECK_FAILED);
+        final JsonNode report = QmpJson.MAPPER.readTree(r.out());
         assertThat(report.path("equal").asBoolean()).isFalse();
         assertThat(report.path("first_difference").asLong()).isEqualTo(5_000_000);
     }
@@ -151,26 +110,26 @@ class BackupCommandTest
     @Test
     void badChainsAndArgumentsGetClearErrors() throws Exception
     {
-        final Run missing = run("backup", "restore", dir.resolve("nope.qcow2").toString(), "--to",
+        final CliRun missing = CliRun.of("backup", "restore", dir.resolve("nope.qcow2").toString(), "--to",
             dir.resolve("x.raw").toString());
-        assertThat(missing.exit).isEqualTo(TidemarkMain.EXIT_USAGE);
-        assertThat(missing.err).contains("nope.qcow2");
-        final Run wrongOrder = run("backup", "restore", top.toString(), base.toString(), "--to",
+        assertThat(missing.exit()).isEqualTo(TidemarkMain.EXIT_USAGE);
+        assertThat(missing.err()).contains("nope.qcow2");
+        final CliRun wrongOrder = CliRun.of("backup", "restore", top.toString(), base.toString(), "--to",
             dir.resolve("y.raw").toString());
-        assertThat(wrongOrder.exit).isEqualTo(TidemarkMain.EXIT_ERROR);
-        assertThat(wrongOrder.err).contains("has no backing file");
+        assertThat(wrongOrder.exit()).isEqualTo(TidemarkMain.EXIT_ERROR);
+        assertThat(wrongOrder.err()).contains("has no backing file");
         assertThat(Files.exists(dir.resolve("y.raw"))).isFalse();
-        final Run exists = run("backup", "restore", top.toString(), "--to", expected.toString());
-        assertThat(exists.exit).isEqualTo(TidemarkMain.EXIT_USAGE);
-        assertThat(exists.err).contains("exists");
-        final Run notQcow2 = run("backup", "verify", expected.toString(), "--against", expected.toString());
-        assertThat(notQcow2.exit).isEqualTo(TidemarkMain.EXIT_ERROR);
-        assertThat(run("backup", "restore", top.toString()).exit).isEqualTo(TidemarkMain.EXIT_USAGE);
-        assertThat(run("backup").exit).isEqualTo(TidemarkMain.EXIT_USAGE);
-        final Run badUri = run("backup", "verify", top.toString(), "--against", "nbd+unix:///x");
-        assertThat(badUri.exit).isEqualTo(TidemarkMain.EXIT_ERROR);
-        assertThat(badUri.err).contains("socket=");
-        assertThat(run("backup", "restore", "--help").exit).isZero();
+        final CliRun exists = CliRun.of("backup", "restore", top.toString(), "--to", expected.toString());
+        assertThat(exists.exit()).isEqualTo(TidemarkMain.EXIT_USAGE);
+        assertThat(exists.err()).contains("exists");
+        final CliRun notQcow2 = CliRun.of("backup", "verify", expected.toString(), "--against", expected.toString());
+        assertThat(notQcow2.exit()).isEqualTo(TidemarkMain.EXIT_ERROR);
+        assertThat(CliRun.of("backup", "restore", top.toString()).exit()).isEqualTo(TidemarkMain.EXIT_USAGE);
+        assertThat(CliRun.of("backup").exit()).isEqualTo(TidemarkMain.EXIT_USAGE);
+        final CliRun badUri = CliRun.of("backup", "verify", top.toString(), "--against", "nbd+unix:///x");
+        assertThat(badUri.exit()).isEqualTo(TidemarkMain.EXIT_ERROR);
+        assertThat(badUri.err()).contains("socket=");
+        assertThat(CliRun.of("backup", "restore", "--help").exit()).isZero();
     }
 
     @Test

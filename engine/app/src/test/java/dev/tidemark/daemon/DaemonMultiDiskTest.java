@@ -1,23 +1,20 @@
 package dev.tidemark.daemon;
 
+import static dev.tidemark.daemon.DaemonTesting.exec;
+import static dev.tidemark.daemon.DaemonTesting.error;
+import static dev.tidemark.daemon.DaemonTesting.qemuImg;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.tidemark.engine.TrackedDisk;
-import dev.tidemark.qmp.QmpError;
 import dev.tidemark.qmp.QmpJson;
 import java.io.IOException;
 import java.io.RandomAccessFile;
 import java.nio.ByteBuffer;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.ArrayList;
-import java.util.Comparator;
-import java.util.List;
 import java.util.SplittableRandom;
 import java.util.concurrent.TimeUnit;
-import java.util.stream.Stream;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -51,23 +48,17 @@ class DaemonMultiDiskTest
             {
                 f.setLength(SIZE);
             }
-            exec("blockdev-add", "{'driver':'file','node-name':'f" + d + "','filename':'" + dir.resolve("d" + d + ".raw")
+            exec(daemon, "blockdev-add",
+                "{'driver':'file','node-name':'f" + d + "','filename':'" + dir.resolve("d" + d + ".raw")
                 + "'}");
-            exec("blockdev-add", "{'driver':'raw','node-name':'d" + d + "','file':'f" + d + "'}");
+            exec(daemon, "blockdev-add", "{'driver':'raw','node-name':'d" + d + "','file':'f" + d + "'}");
         }
     }
 
     @AfterEach
     void tearDown() throws IOException
     {
-        daemon.close();
-        try (Stream<Path> walk = Files.walk(dir))
-        {
-            for (final Path p : walk.sorted(Comparator.reverseOrder()).toList())
-            {
-                Files.deleteIfExists(p);
-            }
-        }
+        DaemonTesting.closeAndDelete(daemon, dir);
     }
 
     @Test
@@ -79,11 +70,11 @@ class DaemonMultiDiskTest
         {
             target("full" + d, null);
         }
-        exec("transaction", actions("chk1", "full", "full", null));
-        awaitJobs();
+        exec(daemon, "transaction", actions("chk1", "full", "full", null));
+        DaemonTesting.awaitNoJobs(daemon);
         for (int d = 0; d < DISKS; d++)
         {
-            exec("blockdev-del", "{'node-name':'tfull" + d + "'}");
+            exec(daemon, "blockdev-del", "{'node-name':'tfull" + d + "'}");
             qemuImg("compare", "-f", "raw", "-F", "qcow2", dir.resolve("d" + d + ".raw").toString(),
                 dir.resolve("full" + d + ".qcow2").toString());
             assertThat(count("d" + d, "chk1")).isZero();
@@ -95,11 +86,11 @@ class DaemonMultiDiskTest
             assertThat(count("d" + d, "chk1")).as("seed %d", seed).isPositive();
             target("inc" + d, dir.resolve("full" + d + ".qcow2"));
         }
-        exec("transaction", actions("chk2", "inc", "incremental", "chk1"));
-        awaitJobs();
+        exec(daemon, "transaction", actions("chk2", "inc", "incremental", "chk1"));
+        DaemonTesting.awaitNoJobs(daemon);
         for (int d = 0; d < DISKS; d++)
         {
-            exec("blockdev-del", "{'node-name':'tinc" + d + "'}");
+            exec(daemon, "blockdev-del", "{'node-name':'tinc" + d + "'}");
             qemuImg("check", dir.resolve("inc" + d + ".qcow2").toString());
             qemuImg("compare", "-f", "raw", "-F", "qcow2", dir.resolve("d" + d + ".raw").toString(),
                 dir.resolve("inc" + d + ".qcow2").toString());
@@ -112,11 +103,11 @@ class DaemonMultiDiskTest
         {
             target("grouped" + d, null);
         }
-        exec("transaction", actions(null, "grouped", "full", null));
-        awaitJobs();
+        exec(daemon, "transaction", actions(null, "grouped", "full", null));
+        DaemonTesting.awaitNoJobs(daemon);
         for (int d = 0; d < DISKS; d++)
         {
-            exec("blockdev-del", "{'node-name':'tgrouped" + d + "'}");
+            exec(daemon, "blockdev-del", "{'node-name':'tgrouped" + d + "'}");
             qemuImg("compare", "-f", "raw", "-F", "qcow2", dir.resolve("d" + d + ".raw").toString(),
                 dir.resolve("grouped" + d + ".qcow2").toString());
         }
@@ -125,7 +116,7 @@ class DaemonMultiDiskTest
     @Test
     void aFailingActionOnTheThirdDiskLeavesTheOthersUntouched() throws Exception
     {
-        exec("block-dirty-bitmap-add", "{'node':'d2','name':'chk1'}");
+        exec(daemon, "block-dirty-bitmap-add", "{'node':'d2','name':'chk1'}");
         final StringBuilder list = new StringBuilder("{'actions':[");
         for (int d = 0; d < DISKS; d++)
         {
@@ -133,11 +124,12 @@ class DaemonMultiDiskTest
                 .append("','name':'chk1'}}");
         }
         list.append("]}");
-        assertThat(error("transaction", list.toString())).isEqualTo("Bitmap already exists: chk1");
+        assertThat(error(daemon, "transaction", list.toString())).isEqualTo("Bitmap already exists: chk1");
         assertThat(daemon.execute("query-named-block-nodes", QmpJson.object()).findValuesAsText("name"))
             .containsExactly("chk1");
         // The same set of nodes twice in one transaction, and an abort after them: nothing is left either.
-        assertThat(error("transaction", "{'actions':[{'type':'block-dirty-bitmap-add','data':{'node':'d0','name':'x'}},"
+        assertThat(error(daemon, "transaction",
+            "{'actions':[{'type':'block-dirty-bitmap-add','data':{'node':'d0','name':'x'}},"
             + "{'type':'block-dirty-bitmap-add','data':{'node':'d1','name':'x'}},{'type':'abort','data':{}}]}"))
             .isEqualTo("Transaction aborted using Abort action");
         assertThat(daemon.execute("query-named-block-nodes", QmpJson.object()).findValuesAsText("name"))
@@ -180,7 +172,8 @@ class DaemonMultiDiskTest
             qemuImg("create", "-f", "qcow2", "-o", "cluster_size=65536", "-b", backing.toString(), "-F", "qcow2",
                 image.toString(), Long.toString(SIZE));
         }
-        exec("blockdev-add", "{'driver':'qcow2','node-name':'t" + name + "','backing':null,'file':{'driver':'file',"
+        exec(daemon, "blockdev-add",
+            "{'driver':'qcow2','node-name':'t" + name + "','backing':null,'file':{'driver':'file',"
             + "'filename':'" + image + "'}}");
     }
 
@@ -211,46 +204,5 @@ class DaemonMultiDiskTest
             }
         }
         throw new AssertionError("no bitmap " + bitmap + " on " + node);
-    }
-
-    private void awaitJobs() throws Exception
-    {
-        final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
-        while (!daemon.execute("query-jobs", QmpJson.object()).isEmpty())
-        {
-            assertThat(System.nanoTime()).as("jobs finish").isLessThan(deadline);
-            Thread.sleep(20);
-        }
-    }
-
-    private JsonNode exec(final String command, final String singleQuoted) throws Exception
-    {
-        return daemon.execute(command, (ObjectNode)QmpJson.MAPPER.readTree(singleQuoted.replace('\'', '"')));
-    }
-
-    private String error(final String command, final String singleQuoted)
-    {
-        try
-        {
-            exec(command, singleQuoted);
-        }
-        catch (final QmpError ex)
-        {
-            return ex.desc();
-        }
-        catch (final Exception ex)
-        {
-            throw new AssertionError(ex);
-        }
-        throw new AssertionError(command + " " + singleQuoted + " was accepted");
-    }
-
-    private static void qemuImg(final String... args) throws Exception
-    {
-        final List<String> command = new ArrayList<>(List.of("qemu-img"));
-        command.addAll(List.of(args));
-        final Process p = new ProcessBuilder(command).redirectErrorStream(true).start();
-        final String out = new String(p.getInputStream().readAllBytes());
-        assertThat(p.waitFor()).as(String.join(" ", command) + "\n" + out).isZero();
     }
 }

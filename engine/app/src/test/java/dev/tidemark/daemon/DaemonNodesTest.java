@@ -1,20 +1,19 @@
 package dev.tidemark.daemon;
 
+import static dev.tidemark.daemon.DaemonTesting.exec;
+import static dev.tidemark.daemon.DaemonTesting.error;
+import static dev.tidemark.daemon.DaemonTesting.qemuImg;
 import static org.assertj.core.api.Assertions.assertThat;
-import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import java.io.IOException;
 import java.io.RandomAccessFile;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.Comparator;
 import java.util.concurrent.TimeUnit;
-import java.util.stream.Stream;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.node.ObjectNode;
 
-import dev.tidemark.qmp.QmpError;
+import dev.tidemark.io.testing.ExternalTools;
 import dev.tidemark.qmp.QmpJson;
 
 import org.junit.jupiter.api.AfterEach;
@@ -45,54 +44,15 @@ class DaemonNodesTest
             }
         }
         daemon = Daemon.create(null, false, false);
-        exec("blockdev-add", "{'driver':'file','node-name':'fa','filename':'" + dir.resolve("a.raw") + "'}");
-        exec("blockdev-add", "{'driver':'raw','node-name':'a','file':'fa'}");
-        exec("blockdev-add", "{'driver':'file','node-name':'fb','filename':'" + dir.resolve("b.raw") + "'}");
+        exec(daemon, "blockdev-add", "{'driver':'file','node-name':'fa','filename':'" + dir.resolve("a.raw") + "'}");
+        exec(daemon, "blockdev-add", "{'driver':'raw','node-name':'a','file':'fa'}");
+        exec(daemon, "blockdev-add", "{'driver':'file','node-name':'fb','filename':'" + dir.resolve("b.raw") + "'}");
     }
 
     @AfterEach
     void tearDown() throws IOException
     {
-        daemon.close();
-        try (Stream<Path> walk = Files.walk(dir))
-        {
-            for (final Path p : walk.sorted(Comparator.reverseOrder()).toList())
-            {
-                Files.deleteIfExists(p);
-            }
-        }
-    }
-
-    private JsonNode exec(final String command, final String singleQuoted) throws Exception
-    {
-        return daemon.execute(command, (ObjectNode)QmpJson.MAPPER.readTree(singleQuoted.replace('\'', '"')));
-    }
-
-    private String error(final String command, final String singleQuoted)
-    {
-        try
-        {
-            exec(command, singleQuoted);
-        }
-        catch (final QmpError ex)
-        {
-            return ex.desc();
-        }
-        catch (final Exception ex)
-        {
-            throw new AssertionError(ex);
-        }
-        throw new AssertionError(command + " " + singleQuoted + " was accepted");
-    }
-
-    private void qemuImg(final String... args) throws Exception
-    {
-        final String[] command = new String[args.length + 1];
-        command[0] = "qemu-img";
-        System.arraycopy(args, 0, command, 1, args.length);
-        final Process p = new ProcessBuilder(command).redirectErrorStream(true).start();
-        final String out = new String(p.getInputStream().readAllBytes());
-        assertThat(p.waitFor()).as(out).isZero();
+        DaemonTesting.closeAndDelete(daemon, dir);
     }
 
     @Test
@@ -100,37 +60,31 @@ class DaemonNodesTest
     {
         final Path used = dir.resolve("used.qcow2");
         qemuImg("create", "-f", "qcow2", used.toString(), Long.toString(SIZE));
-        final Process io = new ProcessBuilder("qemu-io", "-f", "qcow2", "-c", "write -P 9 0 64k", used.toString())
-            .redirectErrorStream(true).start();
-        io.getInputStream().readAllBytes();
-        assertThat(io.waitFor()).isZero();
-        assertThat(error("blockdev-add", "{'driver':'qcow2','node-name':'q','file':{'driver':'file','filename':'"
+        ExternalTools.run(60, "qemu-io", "-f", "qcow2", "-c", "write -P 9 0 64k", used.toString());
+        assertThat(error(daemon, "blockdev-add",
+            "{'driver':'qcow2','node-name':'q','file':{'driver':'file','filename':'"
             + used + "'}}")).contains("image already holds data");
-        exec("blockdev-add", "{'driver':'qcow2','node-name':'q','read-only':true,'file':{'driver':'file',"
+        exec(daemon, "blockdev-add", "{'driver':'qcow2','node-name':'q','read-only':true,'file':{'driver':'file',"
             + "'filename':'" + used + "'}}");
-        assertThat(error("blockdev-backup", "{'device':'a','target':'q','sync':'full'}"))
+        assertThat(error(daemon, "blockdev-backup", "{'device':'a','target':'q','sync':'full'}"))
             .isEqualTo("Block node is read-only");
-        assertThat(error("block-dirty-bitmap-add", "{'node':'q','name':'b'}"))
+        assertThat(error(daemon, "block-dirty-bitmap-add", "{'node':'q','name':'b'}"))
             .contains("Tidemark tracks writes of raw disks");
         final String implicit = daemon.execute("query-named-block-nodes", QmpJson.object())
             .findValuesAsText("node-name").stream().filter(n -> n.startsWith("#block")).findFirst().orElseThrow();
-        assertThat(error("blockdev-del", "{'node-name':'" + implicit + "'}"))
+        assertThat(error(daemon, "blockdev-del", "{'node-name':'" + implicit + "'}"))
             .isEqualTo("Node " + implicit + " is not owned by the monitor");
-        exec("blockdev-del", "{'node-name':'q'}");
+        exec(daemon, "blockdev-del", "{'node-name':'q'}");
         assertThat(daemon.execute("query-named-block-nodes", QmpJson.object()).findValuesAsText("node-name"))
             .containsExactly("fa", "a", "fb");
 
         final Path fresh = dir.resolve("fresh.qcow2");
         qemuImg("create", "-f", "qcow2", "-o", "cluster_size=65536", fresh.toString(), Long.toString(SIZE));
-        exec("blockdev-add", "{'driver':'qcow2','node-name':'t','file':{'driver':'file','filename':'" + fresh + "'}}");
-        exec("blockdev-backup", "{'device':'a','target':'t','sync':'full','job-id':'j'}");
-        final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
-        while (!daemon.execute("query-jobs", QmpJson.object()).isEmpty())
-        {
-            assertThat(System.nanoTime()).isLessThan(deadline);
-            Thread.sleep(20);
-        }
-        exec("blockdev-del", "{'node-name':'t'}");
+        exec(daemon, "blockdev-add",
+            "{'driver':'qcow2','node-name':'t','file':{'driver':'file','filename':'" + fresh + "'}}");
+        exec(daemon, "blockdev-backup", "{'device':'a','target':'t','sync':'full','job-id':'j'}");
+        DaemonTesting.awaitNoJobs(daemon);
+        exec(daemon, "blockdev-del", "{'node-name':'t'}");
         qemuImg("check", fresh.toString());
         qemuImg("compare", "-f", "raw", "-F", "qcow2", dir.resolve("a.raw").toString(), fresh.toString());
     }
@@ -138,16 +92,17 @@ class DaemonNodesTest
     @Test
     void rulesWhereTidemarkDiffersFromQemu() throws Exception
     {
-        assertThat(error("blockdev-add", "{'driver':'raw','node-name':'r','file':'fa','offset':512}"))
+        assertThat(error(daemon, "blockdev-add", "{'driver':'raw','node-name':'r','file':'fa','offset':512}"))
             .contains("not supported by Tidemark");
-        exec("block-dirty-bitmap-add", "{'node':'a','name':'x'}");
-        exec("block-dirty-bitmap-add", "{'node':'fb','name':'y'}");
+        exec(daemon, "block-dirty-bitmap-add", "{'node':'a','name':'x'}");
+        exec(daemon, "block-dirty-bitmap-add", "{'node':'fb','name':'y'}");
         // A transaction over two disks (QEMU spans nodes too; DaemonMultiDiskTest has the libvirt flow).
-        exec("transaction", "{'actions':[{'type':'block-dirty-bitmap-clear','data':{'node':'a','name':'x'}},"
+        exec(daemon, "transaction", "{'actions':[{'type':'block-dirty-bitmap-clear','data':{'node':'a','name':'x'}},"
             + "{'type':'block-dirty-bitmap-clear','data':{'node':'fb','name':'y'}}]}");
-        assertThat(error("block-dirty-bitmap-merge", "{'node':'a','target':'x','bitmaps':[{'node':'fb','name':'y'}]}"))
+        assertThat(error(daemon, "block-dirty-bitmap-merge",
+            "{'node':'a','target':'x','bitmaps':[{'node':'fb','name':'y'}]}"))
             .contains("of another disk is not supported");
-        assertThat(error("nbd-server-start", "{'addr':{'type':'unix','data':{'path':'" + dir.resolve("s")
+        assertThat(error(daemon, "nbd-server-start", "{'addr':{'type':'unix','data':{'path':'" + dir.resolve("s")
             + "'}},'tls-creds':'t'}")).isEqualTo("No TLS credentials with id 't'");
         // The bitmap is reported on the node it was added through (the raw node), not on its file node.
         final JsonNode nodes = daemon.execute("query-named-block-nodes", QmpJson.object());

@@ -3,14 +3,12 @@ package dev.tidemark.daemon;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import java.io.IOException;
-import java.io.RandomAccessFile;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.ArrayList;
-import java.util.Comparator;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
-import java.util.stream.Stream;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
@@ -37,60 +35,35 @@ class DaemonSignalTest
     @BeforeEach
     void setUp() throws IOException
     {
-        work = Files.createTempDirectory("tidemark-signal");
-        try (RandomAccessFile f = new RandomAccessFile(work.resolve("disk.raw").toFile(), "rw"))
-        {
-            f.setLength(32 << 20);
-        }
+        work = DaemonTesting.folderWithDisk("tidemark-signal", 32 << 20);
     }
 
     @AfterEach
     void tearDown() throws Exception
     {
-        if (process != null && process.isAlive())
-        {
-            process.destroyForcibly().waitFor(10, TimeUnit.SECONDS);
-        }
-        try (Stream<Path> walk = Files.walk(work))
-        {
-            for (final Path p : walk.sorted(Comparator.reverseOrder()).toList())
-            {
-                Files.deleteIfExists(p);
-            }
-        }
+        DaemonTesting.killAndDelete(process, work);
     }
 
     private Process serve(final String... extra) throws IOException
     {
-        final List<String> command = new ArrayList<>(DaemonEndToEndTest.javaCommand("serve",
+        final List<String> args = new ArrayList<>(List.of(
             "--blockdev", "driver=file,node-name=f0,filename=" + work.resolve("disk.raw"),
             "--blockdev", "driver=raw,node-name=d0,file=f0",
             "--nbd-server", "addr.type=unix,addr.path=" + work.resolve("nbd.sock"),
             "--export", "type=nbd,id=e0,node-name=d0,writable=on",
             "--qmp-socket", work.resolve("qmp.sock").toString()));
-        command.addAll(List.of(extra));
-        return new ProcessBuilder(command).redirectErrorStream(true)
-            .redirectOutput(ProcessBuilder.Redirect.appendTo(work.resolve("serve.log").toFile())).start();
+        args.addAll(List.of(extra));
+        return DaemonTesting.serve(work, args);
     }
 
     private QmpClient connect() throws Exception
     {
-        final Path socket = work.resolve("qmp.sock");
-        final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
-        while (!Files.exists(socket))
-        {
-            assertThat(process.isAlive()).as(Files.readString(work.resolve("serve.log"))).isTrue();
-            assertThat(System.nanoTime()).as("QMP socket").isLessThan(deadline);
-            Thread.sleep(50);
-        }
-        final QmpClient client = QmpClient.connectUnix(socket);
-        client.negotiate();
-        return client;
+        return DaemonTesting.connect(work, process, Duration.ofSeconds(30));
     }
 
     private static ObjectNode args(final String singleQuoted) throws IOException
     {
-        return (ObjectNode)QmpJson.MAPPER.readTree(singleQuoted.replace('\'', '"'));
+        return DaemonTesting.args(singleQuoted);
     }
 
     @Test

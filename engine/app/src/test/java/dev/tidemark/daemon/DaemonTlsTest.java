@@ -1,10 +1,8 @@
 package dev.tidemark.daemon;
 
-import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.tidemark.io.nbd.NbdClient;
+import dev.tidemark.io.testing.ExternalTools;
 import dev.tidemark.qmp.QmpError;
-import dev.tidemark.qmp.QmpJson;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -12,20 +10,16 @@ import org.junit.jupiter.api.Timeout;
 
 import java.io.IOException;
 import java.io.RandomAccessFile;
-import java.net.InetSocketAddress;
-import java.net.ServerSocket;
 import java.nio.ByteBuffer;
-import java.nio.channels.SocketChannel;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.Comparator;
 import java.util.List;
 import java.util.SplittableRandom;
 import java.util.concurrent.TimeUnit;
-import java.util.stream.Stream;
 
+import static dev.tidemark.daemon.DaemonTesting.exec;
+import static dev.tidemark.daemon.DaemonTesting.error;
 import static org.assertj.core.api.Assertions.assertThat;
 
 /**
@@ -59,43 +53,14 @@ class DaemonTlsTest
         Files.write(image, bytes);
         makePki(dir.resolve("pki"));
         daemon = Daemon.create(dir.resolve("bitmaps"), false, false);
-        exec("blockdev-add", "{'driver':'file','node-name':'fa','filename':'" + image + "'}");
-        exec("blockdev-add", "{'driver':'raw','node-name':'a','file':'fa'}");
+        exec(daemon, "blockdev-add", "{'driver':'file','node-name':'fa','filename':'" + image + "'}");
+        exec(daemon, "blockdev-add", "{'driver':'raw','node-name':'a','file':'fa'}");
     }
 
     @AfterEach
     void tearDown() throws IOException
     {
-        daemon.close();
-        try (Stream<Path> walk = Files.walk(dir))
-        {
-            for (final Path p : walk.sorted(Comparator.reverseOrder()).toList())
-            {
-                Files.deleteIfExists(p);
-            }
-        }
-    }
-
-    private JsonNode exec(final String command, final String singleQuoted) throws Exception
-    {
-        return daemon.execute(command, (ObjectNode)QmpJson.MAPPER.readTree(singleQuoted.replace('\'', '"')));
-    }
-
-    private String error(final String command, final String singleQuoted)
-    {
-        try
-        {
-            exec(command, singleQuoted);
-        }
-        catch (final QmpError ex)
-        {
-            return ex.desc();
-        }
-        catch (final Exception ex)
-        {
-            throw new AssertionError(ex);
-        }
-        throw new AssertionError(command + " " + singleQuoted + " was accepted");
+        DaemonTesting.closeAndDelete(daemon, dir);
     }
 
     private Path pki(final String sub)
@@ -106,45 +71,51 @@ class DaemonTlsTest
     @Test
     void clearTextNbdOnANonLoopbackAddressNeedsTheExplicitOverride() throws Exception
     {
-        assertThat(error("nbd-server-start", "{'addr':{'type':'inet','data':{'host':'0.0.0.0','port':'0'}}}"))
+        assertThat(error(daemon, "nbd-server-start", "{'addr':{'type':'inet','data':{'host':'0.0.0.0','port':'0'}}}"))
             .startsWith("Refusing to serve NBD in clear text on 0.0.0.0").contains("tls-creds").contains("--nbd-insecure");
-        exec("nbd-server-start", "{'addr':{'type':'inet','data':{'host':'0.0.0.0','port':'0'}},"
+        exec(daemon, "nbd-server-start", "{'addr':{'type':'inet','data':{'host':'0.0.0.0','port':'0'}},"
             + "'__dev.tidemark_insecure':true}");
-        exec("nbd-server-stop", "{}");
-        exec("object-add", "{'qom-type':'tls-creds-x509','id':'tls0','endpoint':'server','dir':'" + pki("server") + "'}");
-        exec("nbd-server-start", "{'addr':{'type':'inet','data':{'host':'0.0.0.0','port':'0'}},'tls-creds':'tls0'}");
-        exec("nbd-server-stop", "{}");
-        exec("nbd-server-start", "{'addr':{'type':'inet','data':{'host':'127.0.0.1','port':'0'}}}");
+        exec(daemon, "nbd-server-stop", "{}");
+        exec(daemon, "object-add",
+            "{'qom-type':'tls-creds-x509','id':'tls0','endpoint':'server','dir':'" + pki("server") + "'}");
+        exec(daemon, "nbd-server-start",
+            "{'addr':{'type':'inet','data':{'host':'0.0.0.0','port':'0'}},'tls-creds':'tls0'}");
+        exec(daemon, "nbd-server-stop", "{}");
+        exec(daemon, "nbd-server-start", "{'addr':{'type':'inet','data':{'host':'127.0.0.1','port':'0'}}}");
     }
 
     @Test
     void objectsAreCheckedAsQemuChecksThem() throws Exception
     {
-        assertThat(error("object-add", "{'qom-type':'tls-creds-x509','id':'t','endpoint':'server','dir':'"
+        assertThat(error(daemon, "object-add", "{'qom-type':'tls-creds-x509','id':'t','endpoint':'server','dir':'"
             + dir.resolve("nowhere") + "'}")).contains("does not exist");
-        exec("object-add", "{'qom-type':'tls-creds-x509','id':'tc','endpoint':'client','dir':'" + pki("client") + "'}");
-        assertThat(error("object-add", "{'qom-type':'authz-simple','id':'tc','identity':'x'}"))
+        exec(daemon, "object-add",
+            "{'qom-type':'tls-creds-x509','id':'tc','endpoint':'client','dir':'" + pki("client") + "'}");
+        assertThat(error(daemon, "object-add", "{'qom-type':'authz-simple','id':'tc','identity':'x'}"))
             .isEqualTo("attempt to add duplicate property 'tc' to object (type 'container')");
-        assertThat(error("nbd-server-start", "{'addr':{'type':'inet','data':{'host':'127.0.0.1','port':'0'}},"
+        assertThat(error(daemon, "nbd-server-start", "{'addr':{'type':'inet','data':{'host':'127.0.0.1','port':'0'}},"
             + "'tls-creds':'tc'}")).isEqualTo("Expecting TLS credentials with a server endpoint");
-        assertThat(error("nbd-server-start", "{'addr':{'type':'inet','data':{'host':'127.0.0.1','port':'0'}},"
+        assertThat(error(daemon, "nbd-server-start", "{'addr':{'type':'inet','data':{'host':'127.0.0.1','port':'0'}},"
             + "'tls-creds':'nosuch'}")).isEqualTo("No TLS credentials with id 'nosuch'");
-        assertThat(error("object-add", "{'qom-type':'tls-creds-psk','id':'p','endpoint':'client','username':'nobody',"
+        assertThat(error(daemon, "object-add",
+            "{'qom-type':'tls-creds-psk','id':'p','endpoint':'client','username':'nobody',"
             + "'dir':'" + pki("psk-client") + "'}")).contains("no key for username 'nobody'");
-        exec("object-del", "{'id':'tc'}");
-        assertThat(error("object-del", "{'id':'tc'}")).isEqualTo("object 'tc' not found");
+        exec(daemon, "object-del", "{'id':'tc'}");
+        assertThat(error(daemon, "object-del", "{'id':'tc'}")).isEqualTo("object 'tc' not found");
     }
 
     @Test
     void tlsPullBackupWithAuthzServesTheRightClientOnly() throws Exception
     {
-        exec("object-add", "{'qom-type':'tls-creds-x509','id':'tls0','endpoint':'server','dir':'" + pki("server") + "'}");
-        exec("object-add", "{'qom-type':'authz-list','id':'authz0','policy':'deny','rules':[{'match':'CN=client1,*',"
+        exec(daemon, "object-add",
+            "{'qom-type':'tls-creds-x509','id':'tls0','endpoint':'server','dir':'" + pki("server") + "'}");
+        exec(daemon, "object-add",
+            "{'qom-type':'authz-list','id':'authz0','policy':'deny','rules':[{'match':'CN=client1,*',"
             + "'policy':'allow','format':'glob'}]}");
-        final int port = freePort();
-        exec("nbd-server-start", "{'addr':{'type':'inet','data':{'host':'127.0.0.1','port':'" + port + "'}},"
+        final int port = ExternalTools.freePort();
+        exec(daemon, "nbd-server-start", "{'addr':{'type':'inet','data':{'host':'127.0.0.1','port':'" + port + "'}},"
             + "'tls-creds':'tls0','tls-authz':'authz0'}");
-        exec("block-export-add", "{'type':'nbd','id':'e','node-name':'a','name':'disk'}");
+        exec(daemon, "block-export-add", "{'type':'nbd','id':'e','node-name':'a','name':'disk'}");
         final String uri = "nbds://localhost:" + port + "/disk?tls-certificates=";
         assertThat(run("nbdinfo", "--size", uri + pki("client")).trim()).isEqualTo(Long.toString(SIZE));
         assertThat(runFailing("nbdinfo", "--size", uri + pki("intruder"))).isNotEmpty();
@@ -178,25 +149,21 @@ class DaemonTlsTest
         {
             file.setLength(SIZE);
         }
-        final int port = freePort();
+        final int port = ExternalTools.freePort();
         final Path log = dir.resolve("qemu-nbd.log");
         final Process qemuNbd = new ProcessBuilder("qemu-nbd", "--object", serverObject, "--tls-creds", "tls0", "-f",
             "raw", "-x", "backup", "-b", "127.0.0.1", "-p", Integer.toString(port), "-t", target.toString())
             .redirectErrorStream(true).redirectOutput(log.toFile()).start();
         try
         {
-            awaitTcp(port, qemuNbd, log);
-            exec("object-add", clientObject);
-            exec("blockdev-add", "{'driver':'nbd','node-name':'remote','server':{'type':'inet','host':'localhost',"
+            ExternalTools.awaitTcp(port, qemuNbd, log);
+            exec(daemon, "object-add", clientObject);
+            exec(daemon, "blockdev-add",
+                "{'driver':'nbd','node-name':'remote','server':{'type':'inet','host':'localhost',"
                 + "'port':'" + port + "'},'export':'backup','tls-creds':'tlsc'}");
-            exec("blockdev-backup", "{'device':'a','target':'remote','sync':'full','job-id':'j'}");
-            final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
-            while (!daemon.execute("query-jobs", QmpJson.object()).isEmpty())
-            {
-                assertThat(System.nanoTime()).isLessThan(deadline);
-                Thread.sleep(20);
-            }
-            exec("blockdev-del", "{'node-name':'remote'}");
+            exec(daemon, "blockdev-backup", "{'device':'a','target':'remote','sync':'full','job-id':'j'}");
+            DaemonTesting.awaitNoJobs(daemon);
+            exec(daemon, "blockdev-del", "{'node-name':'remote'}");
         }
         finally
         {
@@ -209,20 +176,20 @@ class DaemonTlsTest
     @Test
     void blockExportDelInSafeModeSucceedsRightAfterTheLastClientLeft() throws Exception
     {
-        final int port = freePort();
-        exec("nbd-server-start", "{'addr':{'type':'inet','data':{'host':'127.0.0.1','port':'" + port + "'}}}");
+        final int port = ExternalTools.freePort();
+        exec(daemon, "nbd-server-start", "{'addr':{'type':'inet','data':{'host':'127.0.0.1','port':'" + port + "'}}}");
         final List<String> refused = new ArrayList<>();
         for (int round = 0; round < 500; round++)
         {
             final String id = "e" + round;
-            exec("block-export-add", "{'type':'nbd','id':'" + id + "','node-name':'a','name':'" + id + "'}");
+            exec(daemon, "block-export-add", "{'type':'nbd','id':'" + id + "','node-name':'a','name':'" + id + "'}");
             try (NbdClient client = NbdClient.builder().tcp("127.0.0.1", port).exportName(id).connections(1).connect())
             {
                 client.read(65536L * (round % 64), ByteBuffer.allocate(65536));
             }
             try
             {
-                exec("block-export-del", "{'id':'" + id + "','mode':'safe'}");
+                exec(daemon, "block-export-del", "{'id':'" + id + "','mode':'safe'}");
             }
             catch (final QmpError ex)
             {
@@ -231,60 +198,28 @@ class DaemonTlsTest
         }
         assertThat(refused).isEmpty();
         // A client that is still connected keeps the export, as before.
-        exec("block-export-add", "{'type':'nbd','id':'held','node-name':'a','name':'held'}");
+        exec(daemon, "block-export-add", "{'type':'nbd','id':'held','node-name':'a','name':'held'}");
         try (NbdClient client = NbdClient.builder().tcp("127.0.0.1", port).exportName("held").connections(1).connect())
         {
             client.read(0, ByteBuffer.allocate(4096));
-            assertThat(error("block-export-del", "{'id':'held','mode':'safe'}")).isEqualTo("export 'held' still in use");
+            assertThat(error(daemon, "block-export-del",
+                "{'id':'held','mode':'safe'}")).isEqualTo("export 'held' still in use");
         }
     }
 
     // ---- helpers -------------------------------------------------------------------------------------------------
 
-    private static int freePort() throws IOException
-    {
-        try (ServerSocket probe = new ServerSocket(0, 1, java.net.InetAddress.getLoopbackAddress()))
-        {
-            return probe.getLocalPort();
-        }
-    }
-
-    private static void awaitTcp(final int port, final Process process, final Path log) throws Exception
-    {
-        final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
-        while (true)
-        {
-            try
-            {
-                SocketChannel.open(new InetSocketAddress("127.0.0.1", port)).close();
-                return;
-            }
-            catch (final IOException notYet)
-            {
-                if (!process.isAlive() || System.nanoTime() > deadline)
-                {
-                    throw new AssertionError("qemu-nbd did not listen: " + Files.readString(log), notYet);
-                }
-                Thread.sleep(50);
-            }
-        }
-    }
-
     private static String run(final String... command) throws Exception
     {
-        final Process p = new ProcessBuilder(command).redirectErrorStream(true).start();
-        final String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
-        assertThat(p.waitFor()).as(String.join(" ", command) + "\n" + out).isZero();
-        return out;
+        return ExternalTools.run(120, command);
     }
 
     /** @return the output of a command that must fail. */
     private static String runFailing(final String... command) throws Exception
     {
-        final Process p = new ProcessBuilder(command).redirectErrorStream(true).start();
-        final String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
-        assertThat(p.waitFor()).as(String.join(" ", command) + "\n" + out).isNotZero();
-        return out;
+        final ExternalTools.Result result = ExternalTools.runAllowingFailure(120, command);
+        assertThat(result.exit()).as(String.join(" ", command) + "\n" + result.out() + result.err()).isNotZero();
+        return result.out() + result.err();
     }
 
     /** QEMU's layout: server/, client/ (DN {@value #CLIENT_DN}), intruder/ (same CA, other DN), psk-*. */

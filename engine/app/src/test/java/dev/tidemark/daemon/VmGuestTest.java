@@ -11,20 +11,17 @@ import dev.tidemark.qmp.QmpClient;
 import dev.tidemark.qmp.QmpJson;
 
 import java.io.IOException;
-import java.io.RandomAccessFile;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.Comparator;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
-import java.util.stream.Stream;
 
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
@@ -49,27 +46,13 @@ class VmGuestTest
     @BeforeEach
     void setUp() throws IOException
     {
-        work = Files.createTempDirectory("tidemark-vm");
-        try (RandomAccessFile f = new RandomAccessFile(work.resolve("disk.raw").toFile(), "rw"))
-        {
-            f.setLength(DISK);
-        }
+        work = DaemonTesting.folderWithDisk("tidemark-vm", DISK);
     }
 
     @AfterEach
     void tearDown() throws Exception
     {
-        if (daemon != null && daemon.isAlive())
-        {
-            daemon.destroyForcibly().waitFor(10, TimeUnit.SECONDS);
-        }
-        try (Stream<Path> walk = Files.walk(work))
-        {
-            for (final Path p : walk.sorted(Comparator.reverseOrder()).toList())
-            {
-                Files.deleteIfExists(p);
-            }
-        }
+        DaemonTesting.killAndDelete(daemon, work);
     }
 
     // ------------------------------------------------------------------------------------------ tests
@@ -242,13 +225,9 @@ class VmGuestTest
         throw new AssertionError("job " + id + " did not complete");
     }
 
-    private void qemuImg(final String... args) throws Exception
+    private static void qemuImg(final String... args) throws Exception
     {
-        final List<String> cmd = new ArrayList<>(List.of("qemu-img"));
-        cmd.addAll(List.of(args));
-        final Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
-        final String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
-        assertThat(p.waitFor()).as(String.join(" ", cmd) + ": " + out).isZero();
+        DaemonTesting.qemuImg(args);
     }
 
     // ------------------------------------------------------------------------------------------ helpers
@@ -326,7 +305,7 @@ class VmGuestTest
 
     private Process serve(final boolean vhost, final boolean nbd) throws IOException
     {
-        final List<String> args = new ArrayList<>(List.of("serve",
+        final List<String> args = new ArrayList<>(List.of(
             "--blockdev", "driver=file,node-name=f0,filename=" + work.resolve("disk.raw"),
             "--blockdev", "driver=raw,node-name=d0,file=f0",
             "--qmp-socket", work.resolve("qmp.sock").toString()));
@@ -341,38 +320,13 @@ class VmGuestTest
                 + work.resolve("vhost.sock") + ",writable=on,num-queues=2,logical-block-size=512"));
         }
         Files.deleteIfExists(work.resolve("qmp.sock"));
-        return new ProcessBuilder(DaemonEndToEndTest.javaCommand(args.toArray(String[]::new)))
-            .redirectErrorStream(true)
-            .redirectOutput(ProcessBuilder.Redirect.appendTo(work.resolve("serve.log").toFile())).start();
+        return DaemonTesting.serve(work, args);
     }
 
     private QmpClient connect() throws Exception
     {
-        final Path socket = work.resolve("qmp.sock");
-        final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
-        while (!Files.exists(socket))
-        {
-            assertThat(daemon.isAlive()).as(Files.readString(work.resolve("serve.log"))).isTrue();
-            assertThat(System.nanoTime()).as("QMP socket").isLessThan(deadline);
-            Thread.sleep(50);
-        }
-        QmpClient client;
-        while (true)
-        {
-            try
-            {
-                client = QmpClient.connectUnix(socket);
-                break;
-            }
-            catch (final IOException ex)
-            {
-                // Bound but not listening yet.
-                assertThat(System.nanoTime()).as("QMP socket: " + ex).isLessThan(deadline);
-                Thread.sleep(50);
-            }
-        }
+        final QmpClient client = DaemonTesting.connect(work, daemon, Duration.ofSeconds(60));
         client.setTimeout(Duration.ofSeconds(120));
-        client.negotiate();
         return client;
     }
 
@@ -386,6 +340,6 @@ class VmGuestTest
 
     private static ObjectNode args(final String singleQuoted) throws IOException
     {
-        return (ObjectNode)QmpJson.MAPPER.readTree(singleQuoted.replace('\'', '"'));
+        return DaemonTesting.args(singleQuoted);
     }
 }

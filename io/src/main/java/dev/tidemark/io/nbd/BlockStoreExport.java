@@ -94,71 +94,25 @@ public final class BlockStoreExport implements NbdExport
     @Override
     public int read(final long offset, final ByteBuffer dst)
     {
-        try
-        {
-            store.read(offset, dst);
-            return NbdProtocol.OK;
-        }
-        catch (final IOException | RuntimeException ex)
-        {
-            return errorOf(ex);
-        }
+        return call(0, () -> store.read(offset, dst));
     }
 
     @Override
     public void write(final long offset, final ByteBuffer data, final int flags, final NbdCompletion done)
     {
-        int result;
-        try
-        {
-            store.write(offset, data);
-            if ((flags & NbdProtocol.CMD_FLAG_FUA) != 0)
-            {
-                store.flush();
-            }
-            result = NbdProtocol.OK;
-        }
-        catch (final IOException | RuntimeException ex)
-        {
-            result = errorOf(ex);
-        }
-        done.complete(result);
+        done.complete(call(flags, () -> store.write(offset, data)));
     }
 
     @Override
     public void flush(final NbdCompletion done)
     {
-        int result;
-        try
-        {
-            store.flush();
-            result = NbdProtocol.OK;
-        }
-        catch (final IOException | RuntimeException ex)
-        {
-            result = errorOf(ex);
-        }
-        done.complete(result);
+        done.complete(call(0, store::flush));
     }
 
     @Override
     public void trim(final long offset, final long length, final int flags, final NbdCompletion done)
     {
-        int result;
-        try
-        {
-            store.discard(offset, length);
-            if ((flags & NbdProtocol.CMD_FLAG_FUA) != 0)
-            {
-                store.flush();
-            }
-            result = NbdProtocol.OK;
-        }
-        catch (final IOException | RuntimeException ex)
-        {
-            result = errorOf(ex);
-        }
-        done.complete(result);
+        done.complete(call(flags, () -> store.discard(offset, length)));
     }
 
     @Override
@@ -170,21 +124,32 @@ public final class BlockStoreExport implements NbdExport
             done.complete(NbdProtocol.ENOTSUP);
             return;
         }
-        int result;
+        done.complete(call(flags, () -> store.writeZeroes(offset, length, !noHole)));
+    }
+
+    /** A store call that may fail. */
+    @FunctionalInterface
+    private interface StoreCall
+    {
+        void run() throws IOException;
+    }
+
+    /** @return the NBD error value of a store call (flushed after it when the request carries FUA), on this thread. */
+    private int call(final int flags, final StoreCall call)
+    {
         try
         {
-            store.writeZeroes(offset, length, !noHole);
+            call.run();
             if ((flags & NbdProtocol.CMD_FLAG_FUA) != 0)
             {
                 store.flush();
             }
-            result = NbdProtocol.OK;
+            return NbdProtocol.OK;
         }
         catch (final IOException | RuntimeException ex)
         {
-            result = errorOf(ex);
+            return errorOf(ex);
         }
-        done.complete(result);
     }
 
     private static int errorOf(final Exception ex)

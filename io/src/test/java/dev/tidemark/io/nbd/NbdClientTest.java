@@ -1,5 +1,6 @@
 package dev.tidemark.io.nbd;
 
+import dev.tidemark.io.RawFileStore;
 import dev.tidemark.io.testing.ExternalTools;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -188,15 +189,11 @@ class NbdClientTest
                 model = writePatterns(client, 13);
                 assertReadsBack(client, model);
             }
-            final Path expected = dir.resolve("expected.raw");
-            Files.write(expected, model);
-            ExternalTools.run(60, "qemu-img", "compare", "-f", "raw", "-F", "raw", expected.toString(),
-                "nbd+unix:///?socket=" + socket);
+            assertExportHolds(socket, model);
         }
         finally
         {
-            nbdkit.destroy();
-            nbdkit.waitFor();
+            ExternalTools.stop(nbdkit);
         }
     }
 
@@ -205,7 +202,7 @@ class NbdClientTest
     {
         final Path file = dir.resolve("own.raw");
         Files.write(file, new byte[(int)(16L << 20)]);
-        try (TestFileStore store = new TestFileStore(file, false); NbdServer server = new NbdServer())
+        try (RawFileStore store = RawFileStore.open(file); NbdServer server = new NbdServer())
         {
             server.addExport(new BlockStoreExport("own", store));
             final Path socket = server.listenUnix(dir.resolve("own.sock"));
@@ -233,7 +230,7 @@ class NbdClientTest
     {
         final Path file = dir.resolve("small.raw");
         Files.write(file, new byte[1 << 20]);
-        try (TestFileStore store = new TestFileStore(file, true); NbdServer server = new NbdServer())
+        try (RawFileStore store = RawFileStore.open(file, RawFileStore.Option.READ_ONLY); NbdServer server = new NbdServer())
         {
             server.addExport(new BlockStoreExport("small", "", store, true, List.of()));
             final Path socket = server.listenUnix(dir.resolve("small.sock"));
@@ -299,7 +296,7 @@ class NbdClientTest
         final Path file = dir.resolve("re.raw");
         Files.write(file, new byte[1 << 20]);
         final Path socketPath = dir.resolve("re.sock");
-        try (TestFileStore store = new TestFileStore(file, false))
+        try (RawFileStore store = RawFileStore.open(file))
         {
             NbdServer server = new NbdServer();
             server.addExport(new BlockStoreExport("re", store));
@@ -356,15 +353,11 @@ class NbdClientTest
                 model = writePatterns(client, 15);
                 assertReadsBack(client, model);
             }
-            final Path expected = dir.resolve("expected.raw");
-            Files.write(expected, model);
-            ExternalTools.run(60, "qemu-img", "compare", "-f", "raw", "-F", "raw", expected.toString(),
-                "nbd+unix:///?socket=" + socket);
+            assertExportHolds(socket, model);
         }
         finally
         {
-            nbdkit.destroy();
-            nbdkit.waitFor();
+            ExternalTools.stop(nbdkit);
         }
     }
 
@@ -476,5 +469,14 @@ class NbdClientTest
             assertThat(server.isAlive()).as("DISC ended the legacy server").isFalse();
             assertThat(java.util.Arrays.copyOfRange(disk, 12_345, 112_345)).isEqualTo(data);
         }
+    }
+
+    /** Fails unless the unnamed export on {@code socket} holds exactly {@code model} ({@code qemu-img compare}). */
+    private void assertExportHolds(final Path socket, final byte[] model) throws Exception
+    {
+        final Path expected = dir.resolve("expected.raw");
+        Files.write(expected, model);
+        ExternalTools.run(60, "qemu-img", "compare", "-f", "raw", "-F", "raw", expected.toString(),
+            "nbd+unix:///?socket=" + socket);
     }
 }

@@ -11,11 +11,7 @@ import org.junit.jupiter.api.TestInstance;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
 
-import java.io.IOException;
-import java.net.InetSocketAddress;
-import java.net.ServerSocket;
 import java.nio.ByteBuffer;
-import java.nio.channels.SocketChannel;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -215,13 +211,13 @@ class NbdTlsInteropTest
         {
             file.setLength(SIZE);
         }
-        final int port = freePort();
+        final int port = ExternalTools.freePort();
         final Path log = dir.resolve(name + ".log");
         final Process qemuNbd = ExternalTools.start(log, "qemu-nbd", "--object", object, "--tls-creds", "tls0", "-f", "raw",
             "-x", "backup", "-b", "127.0.0.1", "-p", String.valueOf(port), "-t", target.toString());
         try
         {
-            awaitTcp(port, qemuNbd, log);
+            ExternalTools.awaitTcp(port, qemuNbd, log);
             try (NbdClient client = NbdClient.builder().tcp("localhost", port).exportName("backup")
                 .tls(credentials).connect())
             {
@@ -236,34 +232,5 @@ class NbdTlsInteropTest
             qemuNbd.waitFor(10, TimeUnit.SECONDS);
         }
         assertThat(Files.mismatch(target, image)).as("qemu-nbd log: %s", Files.readString(log)).isEqualTo(-1L);
-    }
-
-    private static int freePort() throws IOException
-    {
-        try (ServerSocket probe = new ServerSocket(0, 1, java.net.InetAddress.getLoopbackAddress()))
-        {
-            return probe.getLocalPort();
-        }
-    }
-
-    private static void awaitTcp(final int port, final Process process, final Path log) throws Exception
-    {
-        final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
-        while (true)
-        {
-            try
-            {
-                SocketChannel.open(new InetSocketAddress("127.0.0.1", port)).close();
-                return;
-            }
-            catch (final IOException notYet)
-            {
-                if (!process.isAlive() || System.nanoTime() > deadline)
-                {
-                    throw new AssertionError("qemu-nbd did not listen: " + Files.readString(log), notYet);
-                }
-                Thread.sleep(50);
-            }
-        }
     }
 }

@@ -1,6 +1,7 @@
 package dev.tidemark.io.qcow2;
 
-import dev.tidemark.io.BlockStore;
+import static dev.tidemark.io.testing.Stores.readAll;
+
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
@@ -77,16 +78,6 @@ class Qcow2ReaderTest
             args.add(image.toString());
             QemuTools.ok("qemu-io", args.toArray(new String[0]));
         }
-    }
-
-    static byte[] readAll(final BlockStore store) throws IOException
-    {
-        final ByteBuffer buffer = ByteBuffer.allocateDirect((int)store.size());
-        store.read(0, buffer);
-        buffer.flip();
-        final byte[] bytes = new byte[buffer.remaining()];
-        buffer.get(bytes);
-        return bytes;
     }
 
     private void assertReadsAs(final Path image, final byte[] expected) throws Exception

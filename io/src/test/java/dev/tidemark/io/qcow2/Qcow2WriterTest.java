@@ -1,7 +1,8 @@
 package dev.tidemark.io.qcow2;
 
+import static dev.tidemark.io.testing.Stores.readAll;
+
 import dev.tidemark.io.testing.Workers;
-import dev.tidemark.io.BlockStore;
 import dev.tidemark.io.RawFileStore;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -30,16 +31,6 @@ class Qcow2WriterTest
 
     @TempDir
     Path dir;
-
-    static byte[] readAll(final BlockStore store) throws IOException
-    {
-        final ByteBuffer buffer = ByteBuffer.allocateDirect((int)store.size());
-        store.read(0, buffer);
-        buffer.flip();
-        final byte[] bytes = new byte[buffer.remaining()];
-        buffer.get(bytes);
-        return bytes;
-    }
 
     static ByteBuffer direct(final byte[] bytes, final int from, final int length)
     {

@@ -164,8 +164,50 @@ public final class ExternalTools
      */
     public static void awaitSocket(final Path socket, final Process process, final Path log) throws Exception
     {
+        awaitListening("server socket " + socket, () -> accepts(socket), process, log);
+    }
+
+    /**
+     * Waits until a server accepts TCP connections on the loopback address.
+     *
+     * @param port its port.
+     * @param process the server.
+     * @param log its output, quoted when it fails.
+     * @throws Exception if it exits or the port does not answer within 20 s.
+     */
+    public static void awaitTcp(final int port, final Process process, final Path log) throws Exception
+    {
+        awaitListening("port " + port, () ->
+        {
+            try (java.nio.channels.SocketChannel probe = java.nio.channels.SocketChannel.open(
+                new java.net.InetSocketAddress(java.net.InetAddress.getLoopbackAddress(), port)))
+            {
+                return probe.isConnected();
+            }
+            catch (final IOException notYet)
+            {
+                return false;
+            }
+        }, process, log);
+    }
+
+    /**
+     * @return a TCP port on the loopback address that was free a moment ago.
+     * @throws IOException if no port can be bound.
+     */
+    public static int freePort() throws IOException
+    {
+        try (java.net.ServerSocket probe = new java.net.ServerSocket(0, 1, java.net.InetAddress.getLoopbackAddress()))
+        {
+            return probe.getLocalPort();
+        }
+    }
+
+    private static void awaitListening(final String what, final java.util.function.BooleanSupplier accepts,
+        final Process process, final Path log) throws Exception
+    {
         final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
-        while (!accepts(socket))
+        while (!accepts.getAsBoolean())
         {
             if (!process.isAlive())
             {
@@ -174,7 +216,7 @@ public final class ExternalTools
             if (System.nanoTime() > deadline)
             {
                 process.destroyForcibly();
-                throw new AssertionError("server socket " + socket + " did not appear: " + Files.readString(log));
+                throw new AssertionError(what + " did not answer: " + Files.readString(log));
             }
             Thread.sleep(20);
         }

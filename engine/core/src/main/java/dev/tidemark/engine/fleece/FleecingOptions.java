@@ -14,8 +14,12 @@ import java.util.Objects;
 public record FleecingOptions(Path cbwDirectory, long cbwLimitBytes, FleecingView.OnCbwError onCbwError,
     long chunkSize)
 {
-    /** Default chunk: 64 KiB, as QEMU's copy-before-write cluster. */
-    public static final long DEFAULT_CHUNK = 64 << 10;
+    /**
+     * Default chunk: 4 KiB, the guest's usual write. QEMU copies a whole 64 KiB cluster before a 4 KiB write; copying
+     * only the chunks a write overwrites (runs of them in one copy) is what keeps fleecing cheap for the guest
+     * (docs/benchmarks.md, "Fleecing without the write penalty").
+     */
+    public static final long DEFAULT_CHUNK = 4 << 10;
 
     /** Checks the values. */
     public FleecingOptions
@@ -35,7 +39,7 @@ public record FleecingOptions(Path cbwDirectory, long cbwLimitBytes, FleecingVie
     /**
      * @param cbwDirectory where the CBW file goes.
      * @param cbwLimitBytes the most old data to keep.
-     * @return options with {@code break-snapshot} and 64 KiB chunks.
+     * @return options with {@code break-snapshot} and {@link #DEFAULT_CHUNK} chunks.
      */
     public static FleecingOptions of(final Path cbwDirectory, final long cbwLimitBytes)
     {

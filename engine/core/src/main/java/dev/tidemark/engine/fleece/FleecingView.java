@@ -30,12 +30,13 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
  * {@link dev.tidemark.engine.Pipeline}).
  *
  * <p>The view is taken at a cut ({@link #openAction} in a transaction, or {@link #open}). From that cut its
- * interceptor copies the old data of every chunk a guest write is about to change, once per chunk, into a
+ * interceptor copies the old data of every chunk (4 KiB by default, {@link FleecingOptions#chunkSize()}) a guest
+ * write is about to change, once per chunk and a run of adjacent chunks in one copy, into a
  * copy-before-write (CBW) store: a sparse temporary file with the disk's offsets, bounded by
  * {@link FleecingOptions#cbwLimitBytes()}. A read of a chunk already copied reads the CBW store; a read of any
  * other chunk reads the live disk. Reader and interceptor share a striped read-write lock keyed by chunk: a reader
- * holds its chunk's stripe shared while it decides where to read and reads, the interceptor holds it exclusively
- * while it copies and publishes the chunk as copied, and the guest write lands only after the interceptor
+ * holds the stripes of a run of chunks shared while it decides where to read and reads, the interceptor holds them
+ * exclusively while it copies and publishes the run as copied (both take stripes in ascending index), and the guest write lands only after the interceptor
  * returns. So a guest write can never change what a reader sees in the middle of a read.
  *
  * <p><b>When the CBW space runs out</b> (or the CBW store fails) the policy decides, never silent corruption:
@@ -264,16 +265,33 @@ public final class FleecingView implements BlockStore
         final long end = offset + length;
         while (at < end)
         {
-            final long chunk = copied.chunkOf(at);
-            final long chunkEnd = Math.min(end, copied.offsetOf(chunk) + copied.lengthOf(chunk));
-            final int piece = (int)(chunkEnd - at);
-            final ReentrantReadWriteLock.ReadLock lock = stripe(chunk).readLock();
-            lock.lock();
+            // One read per run of chunks on the same side (CBW store or live disk), at most STRIPES chunks so
+            // that the run's stripes are distinct and can be locked together.
+            final long first = copied.chunkOf(at);
+            final boolean fromCbw = copied.isDone(first);
+            final long lastChunk = copied.chunkOf(end - 1);
+            long last = first;
+            while (last < lastChunk && last - first + 1 < STRIPES && copied.isDone(last + 1) == fromCbw)
+            {
+                last++;
+            }
+            final int count = (int)(last - first + 1);
+            lockRun(first, count, false);
             try
             {
                 checkUsable();
+                // Chunks of the run may have been copied since they were looked at (never the other way round):
+                // decide again under the locks and read up to the first chunk on the other side.
+                final boolean side = copied.isDone(first);
+                long runEnd = first + 1;
+                while (runEnd <= last && copied.isDone(runEnd) == side)
+                {
+                    runEnd++;
+                }
+                final long pieceEnd = Math.min(end, copied.offsetOf(runEnd - 1) + copied.lengthOf(runEnd - 1));
+                final int piece = (int)(pieceEnd - at);
                 final ByteBuffer slice = dst.slice(dst.position(), piece);
-                if (copied.isDone(chunk))
+                if (side)
                 {
                     cbw.read(at, slice);
                 }
@@ -281,13 +299,13 @@ public final class FleecingView implements BlockStore
                 {
                     source.read(at, slice);
                 }
+                dst.position(dst.position() + piece);
+                at = pieceEnd;
             }
             finally
             {
-                lock.unlock();
+                unlockRun(first, count, false);
             }
-            dst.position(dst.position() + piece);
-            at = chunkEnd;
         }
     }
 
@@ -313,9 +331,51 @@ public final class FleecingView implements BlockStore
         }
     }
 
-    private ReentrantReadWriteLock stripe(final long chunk)
+    /**
+     * Locks the stripes of {@code count <= STRIPES} consecutive chunks, in ascending stripe index (not chunk order,
+     * which wraps round): readers and the interceptor take stripes in one global order, so they cannot deadlock.
+     */
+    private void lockRun(final long firstChunk, final int count, final boolean exclusive)
     {
-        return stripes[(int)(chunk & (STRIPES - 1))];
+        final int start = (int)(firstChunk & (STRIPES - 1));
+        final int wrapped = start + count - STRIPES;
+        for (int i = 0; i < wrapped; i++)
+        {
+            lock(i, exclusive);
+        }
+        for (int i = start; i < Math.min(STRIPES, start + count); i++)
+        {
+            lock(i, exclusive);
+        }
+    }
+
+    private void unlockRun(final long firstChunk, final int count, final boolean exclusive)
+    {
+        final int start = (int)(firstChunk & (STRIPES - 1));
+        for (int i = 0; i < count; i++)
+        {
+            final ReentrantReadWriteLock stripe = stripes[(start + i) & (STRIPES - 1)];
+            if (exclusive)
+            {
+                stripe.writeLock().unlock();
+            }
+            else
+            {
+                stripe.readLock().unlock();
+            }
+        }
+    }
+
+    private void lock(final int stripe, final boolean exclusive)
+    {
+        if (exclusive)
+        {
+            stripes[stripe].writeLock().lock();
+        }
+        else
+        {
+            stripes[stripe].readLock().lock();
+        }
     }
 
     @Override
@@ -446,38 +506,49 @@ public final class FleecingView implements BlockStore
             }
             final long first = copied.chunkOf(offset);
             final long last = copied.chunkOf(offset + length - 1);
-            for (long chunk = first; chunk <= last; chunk++)
+            long chunk = first;
+            while (chunk <= last)
             {
                 if (copied.isDone(chunk))
                 {
+                    chunk++;
                     continue;
                 }
+                // A run of chunks not yet copied, copied in one piece (at most STRIPES chunks: distinct stripes).
+                // Only this thread marks chunks done, so the run cannot change under us.
+                long runEnd = chunk + 1;
+                while (runEnd <= last && runEnd - chunk < STRIPES && !copied.isDone(runEnd))
+                {
+                    runEnd++;
+                }
+                final int count = (int)(runEnd - chunk);
                 awaitCut();
-                final ReentrantReadWriteLock.WriteLock lock = stripe(chunk).writeLock();
-                lock.lock();
+                lockRun(chunk, count, true);
                 try
                 {
                     if (broken != null || closed)
                     {
                         return;
                     }
-                    if (!copied.isDone(chunk) && !preserve(chunk, offset))
+                    if (!preserve(chunk, count, offset))
                     {
                         return;
                     }
                 }
                 finally
                 {
-                    lock.unlock();
+                    unlockRun(chunk, count, true);
                 }
+                chunk = runEnd;
             }
         }
 
         /** @return {@code false} when the view broke and nothing more needs preserving. */
-        private boolean preserve(final long chunk, final long writeOffset) throws IOException
+        private boolean preserve(final long firstChunk, final int count, final long writeOffset) throws IOException
         {
-            final long at = copied.offsetOf(chunk);
-            final int len = (int)copied.lengthOf(chunk);
+            final long at = copied.offsetOf(firstChunk);
+            final long lastChunk = firstChunk + count - 1;
+            final int len = (int)(copied.offsetOf(lastChunk) + copied.lengthOf(lastChunk) - at);
             if (cbwBytes.get() + len > options.cbwLimitBytes())
             {
                 return outOfSpace("copy-before-write space of " + options.cbwLimitBytes()
@@ -507,7 +578,10 @@ public final class FleecingView implements BlockStore
                 return outOfSpace("copy-before-write store failed: " + ex.getMessage());
             }
             cbwBytes.addAndGet(len);
-            copied.markDone(chunk);
+            for (long chunk = firstChunk; chunk <= lastChunk; chunk++)
+            {
+                copied.markDone(chunk);
+            }
             return true;
         }
 

@@ -16,9 +16,9 @@ public enum CopyMethod
 
     /**
      * The default of every job, from the system property {@code tidemark.backup.copy} ({@code kernel} or
-     * {@code buffer}); {@link #BUFFER} when unset: in the least loaded comparison (docs/benchmarks.md, "Backups")
-     * the buffer pump was 1.22x the kernel copy to raw targets and level with it to qcow2.
+     * {@code buffer}); {@link #KERNEL} when unset: in the quiet run of record (docs/benchmarks.md, "Backups") the
+     * kernel copy was 1.07x the buffer pump to raw targets, 1.13x to qcow2 and 0.95-1.27x on incrementals.
      */
     public static final CopyMethod DEFAULT =
-        "kernel".equals(System.getProperty("tidemark.backup.copy")) ? KERNEL : BUFFER;
+        "buffer".equals(System.getProperty("tidemark.backup.copy")) ? BUFFER : KERNEL;
 }

@@ -6,12 +6,10 @@ import dev.tidemark.engine.EngineException;
 import dev.tidemark.engine.TrackedDisk;
 import dev.tidemark.engine.registry.BitmapActions;
 import dev.tidemark.io.RawFileStore;
-import dev.tidemark.io.testing.FaultyStore;
-import org.junit.jupiter.api.AfterEach;
+import dev.tidemark.io.FaultyStore;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
-import org.junit.jupiter.api.io.TempDir;
 
 import java.nio.ByteBuffer;
 import java.nio.file.Path;
@@ -24,45 +22,15 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 /** Backup validation, event order, grouped completion, sync none and speed, on a real disk. */
 @Timeout(60)
-class BackupBehaviourTest
+class BackupBehaviourTest extends DiskTestSupport
 {
     private static final int SIZE = 8 << 20;
-
-    @TempDir
-    Path dir;
-
-    private final long seed = System.nanoTime();
-    private final EventLog events = new EventLog();
-    private final JobManager manager = new JobManager();
-    private TrackedDisk disk;
-    private byte[] base;
-    private int targets;
 
     @BeforeEach
     void open() throws Exception
     {
-        final RawFileStore store = RawFileStore.create(dir.resolve("disk.raw"), SIZE);
-        base = Workload.fill(store, seed);
-        disk = TrackedDisk.open(DiskOptions.of(store, dir.resolve("bitmaps")).withName("vda"));
-        disk.addListener(events);
+        openDisk(SIZE);
         disk.transaction(BitmapActions.add("b0"));
-    }
-
-    @AfterEach
-    void close() throws Exception
-    {
-        disk.close();
-    }
-
-    private RawFileStore target(final long size) throws Exception
-    {
-        return RawFileStore.create(dir.resolve("t" + targets++ + ".raw"), size);
-    }
-
-    private void awaitGone(final Job job)
-    {
-        EventLog.await(() -> job.status() == JobStatus.NULL
-            && events.briefFor(job.id()).contains(job.id() + ":null"), 30_000, "job " + job.id() + " (seed " + seed + ")");
     }
 
     private void expectRefused(final BackupOptions options, final long targetSize, final String message)

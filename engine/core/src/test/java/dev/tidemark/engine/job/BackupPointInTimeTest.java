@@ -1,20 +1,15 @@
 package dev.tidemark.engine.job;
 
-import dev.tidemark.engine.DiskOptions;
 import dev.tidemark.engine.Pipeline;
-import dev.tidemark.engine.TrackedDisk;
 import dev.tidemark.engine.fleece.FleecingOptions;
 import dev.tidemark.engine.fleece.FleecingView;
 import dev.tidemark.engine.registry.BitmapActions;
 import dev.tidemark.io.RawFileStore;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Timeout;
-import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.EnumSource;
 
 import java.nio.ByteBuffer;
-import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.atomic.AtomicReference;
@@ -26,52 +21,21 @@ import static org.assertj.core.api.Assertions.assertThat;
  * ring pipelines.
  */
 @Timeout(90)
-class BackupPointInTimeTest
+class BackupPointInTimeTest extends DiskTestSupport
 {
     private static final int SIZE = 32 << 20;
 
-    @TempDir
-    Path dir;
-
-    private final long seed = System.nanoTime();
-    private final EventLog events = new EventLog();
-    private final JobManager manager = new JobManager();
-    private TrackedDisk disk;
-    private byte[] base;
-
-    private void open(final Pipeline pipeline) throws Exception
-    {
-        final RawFileStore store = RawFileStore.create(dir.resolve("disk.raw"), SIZE);
-        base = Workload.fill(store, seed);
-        disk = TrackedDisk.open(DiskOptions.of(store, dir.resolve("bitmaps")).withName("vda").withPipeline(pipeline));
-        disk.addListener(events);
-    }
-
-    @AfterEach
-    void close() throws Exception
-    {
-        if (disk != null)
-        {
-            disk.close();
-        }
-    }
 
     private RawFileStore target(final String name) throws Exception
     {
         return RawFileStore.create(dir.resolve(name), SIZE);
     }
 
-    private void awaitGone(final Job job)
-    {
-        EventLog.await(() -> job.status() == JobStatus.NULL
-            && events.briefFor(job.id()).contains(job.id() + ":null"), 60_000, "job " + job.id() + " to finish (seed " + seed + ")");
-    }
-
     @ParameterizedTest
     @EnumSource(Pipeline.class)
     void fullAndTopBackupsUnderLoadEqualTheDiskAtTheirCut(final Pipeline pipeline) throws Exception
     {
-        open(pipeline);
+        openDisk(SIZE, pipeline);
         final Workload load = new Workload(disk, base, seed, 4, 128 << 10);
         try (RawFileStore full = target("full.raw");
             RawFileStore top = target("top.raw"))
@@ -105,7 +69,7 @@ class BackupPointInTimeTest
     @EnumSource(Pipeline.class)
     void incrementalChainUnderLoadRestoresTheDiskAtEachCut(final Pipeline pipeline) throws Exception
     {
-        open(pipeline);
+        openDisk(SIZE, pipeline);
         final Workload load = new Workload(disk, base, seed, 4, 64 << 10);
         try (RawFileStore full = target("full.raw"))
         {
@@ -173,7 +137,7 @@ class BackupPointInTimeTest
     @EnumSource(Pipeline.class)
     void fleecingViewUnderLoadReadsTheDiskAtItsCut(final Pipeline pipeline) throws Exception
     {
-        open(pipeline);
+        openDisk(SIZE, pipeline);
         final Workload load = new Workload(disk, base, seed, 3, 64 << 10);
         try
         {

@@ -1,17 +1,12 @@
 package dev.tidemark.engine.job;
 
-import dev.tidemark.engine.DiskOptions;
-import dev.tidemark.engine.TrackedDisk;
 import dev.tidemark.engine.registry.BitmapActions;
 import dev.tidemark.io.RawFileStore;
-import dev.tidemark.io.testing.FaultyStore;
-import org.junit.jupiter.api.AfterEach;
+import dev.tidemark.io.FaultyStore;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
-import org.junit.jupiter.api.io.TempDir;
 
-import java.nio.file.Path;
 import java.util.List;
 import java.util.SplittableRandom;
 
@@ -22,46 +17,15 @@ import static org.assertj.core.api.Assertions.assertThat;
  * incremental still restores the disk exactly (full + chain == disk at the last cut).
  */
 @Timeout(120)
-class BitmapOutcomeTest
+class BitmapOutcomeTest extends DiskTestSupport
 {
     private static final int SIZE = 16 << 20;
 
-    @TempDir
-    Path dir;
-
-    private final long seed = System.nanoTime();
     private final SplittableRandom random = new SplittableRandom(seed);
-    private final EventLog events = new EventLog();
-    private final JobManager manager = new JobManager();
-    private TrackedDisk disk;
-    private byte[] base;
-    private int targets;
-
     @BeforeEach
     void open() throws Exception
     {
-        final RawFileStore store = RawFileStore.create(dir.resolve("disk.raw"), SIZE);
-        base = Workload.fill(store, seed);
-        disk = TrackedDisk.open(DiskOptions.of(store, dir.resolve("bitmaps")).withName("vda"));
-        disk.addListener(events);
-    }
-
-    @AfterEach
-    void close() throws Exception
-    {
-        disk.close();
-    }
-
-    private RawFileStore target() throws Exception
-    {
-        return RawFileStore.create(dir.resolve("t" + targets++ + ".raw"), SIZE);
-    }
-
-    private void awaitGone(final Job job)
-    {
-        EventLog.await(() -> job.status() == JobStatus.NULL
-            && events.briefFor(job.id()).contains(job.id() + ":null"), 60_000,
-            "job " + job.id() + " to finish (seed " + seed + ")");
+        openDisk(SIZE);
     }
 
     @Test
@@ -73,7 +37,7 @@ class BitmapOutcomeTest
             load.start();
             EventLog.await(() -> load.logged() > 50, 20_000, "load to start");
             final byte[] restored;
-            try (RawFileStore full = target())
+            try (RawFileStore full = target(SIZE))
             {
                 final BackupStartAction start = new BackupStartAction(manager,
                     BackupOptions.of("vda", SyncMode.FULL).withJobId("full"), full, null);
@@ -90,7 +54,7 @@ class BitmapOutcomeTest
                     final String id = "r" + round++;
                     final int before = load.logged();
                     EventLog.await(() -> load.logged() > before + 30, 20_000, "more load");
-                    try (RawFileStore raw = target())
+                    try (RawFileStore raw = target(SIZE))
                     {
                         final FaultyStore faulty = new FaultyStore(raw);
                         if ("error".equals(outcome))
@@ -132,7 +96,7 @@ class BitmapOutcomeTest
                         }
                     }
                     // The next incremental restores the disk exactly, whatever happened before.
-                    try (RawFileStore inc = target())
+                    try (RawFileStore inc = target(SIZE))
                     {
                         final String nextId = id + "-next";
                         final BackupStartAction next = new BackupStartAction(manager,

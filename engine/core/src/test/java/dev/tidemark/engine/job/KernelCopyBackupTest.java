@@ -1,12 +1,9 @@
 package dev.tidemark.engine.job;
 
-import dev.tidemark.engine.DiskOptions;
-import dev.tidemark.engine.TrackedDisk;
 import dev.tidemark.engine.registry.BitmapActions;
+import dev.tidemark.engine.target.BackupTargets;
 import dev.tidemark.io.RawFileStore;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Timeout;
-import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.EnumSource;
 
@@ -25,33 +22,11 @@ import static org.assertj.core.api.Assertions.assertThat;
  * {@link BackupPointInTimeTest}, whose raw targets take it by default.
  */
 @Timeout(60)
-class KernelCopyBackupTest
+class KernelCopyBackupTest extends DiskTestSupport
 {
     private static final int SIZE = 8 << 20;
     private static final int CHUNK = 64 << 10;
 
-    @TempDir
-    Path dir;
-
-    private final long seed = System.nanoTime();
-    private final EventLog events = new EventLog();
-    private final JobManager manager = new JobManager();
-    private TrackedDisk disk;
-
-    @AfterEach
-    void close() throws Exception
-    {
-        if (disk != null)
-        {
-            disk.close();
-        }
-    }
-
-    private void awaitGone(final Job job)
-    {
-        EventLog.await(() -> job.status() == JobStatus.NULL
-            && events.briefFor(job.id()).contains(job.id() + ":null"), 30_000, "job " + job.id() + " to finish");
-    }
 
     /** Writes distinct random bytes at {@code [offset, offset + length)} and into {@code expected}. */
     private static void put(final RawFileStore store, final byte[] expected, final SplittableRandom random,
@@ -95,8 +70,7 @@ class KernelCopyBackupTest
         put(store, expected, random, SIZE - 4096, 4096);
         final List<long[]> sourceHoles = holes(store);
         assertThat(sourceHoles).as("the source must have holes for this test to mean anything").hasSizeGreaterThan(3);
-        disk = TrackedDisk.open(DiskOptions.of(store, dir.resolve("bitmaps")).withName("vda"));
-        disk.addListener(events);
+        openDisk(store);
 
         try (RawFileStore target = RawFileStore.create(dir.resolve("full.raw"), SIZE))
         {
@@ -143,8 +117,7 @@ class KernelCopyBackupTest
         final SplittableRandom random = new SplittableRandom(seed);
         final RawFileStore store = RawFileStore.create(dir.resolve("disk.raw"), SIZE);
         final byte[] base = Workload.fill(store, seed);
-        disk = TrackedDisk.open(DiskOptions.of(store, dir.resolve("bitmaps")).withName("vda"));
-        disk.addListener(events);
+        openDisk(store);
         disk.transaction(BitmapActions.add("b0"));
         final byte[] expected = new byte[SIZE];
         final boolean[] dirty = new boolean[SIZE / CHUNK];
@@ -202,10 +175,9 @@ class KernelCopyBackupTest
         put(store, expected, random, 4096, 8192);
         put(store, expected, random, CHUNK + 12288, 5 * CHUNK);
         put(store, expected, random, (5 << 20) + 20480, 300 << 10);
-        disk = TrackedDisk.open(DiskOptions.of(store, dir.resolve("bitmaps")).withName("vda"));
-        disk.addListener(events);
+        openDisk(store);
         final Path fullImage = dir.resolve("full.qcow2");
-        try (dev.tidemark.io.qcow2.Qcow2Writer target = Qcow2Targets.full(fullImage, SIZE, CHUNK))
+        try (dev.tidemark.io.qcow2.Qcow2Writer target = BackupTargets.createQcow2(fullImage, SIZE, CHUNK))
         {
             final BackupStartAction start = new BackupStartAction(manager,
                 BackupOptions.of("vda", SyncMode.FULL).withJobId("full").withCopyMethod(method), target, null);
@@ -228,7 +200,7 @@ class KernelCopyBackupTest
             System.arraycopy(data, 0, expected, (int)at, 4096);
         }
         final Path incImage = dir.resolve("inc.qcow2");
-        try (dev.tidemark.io.qcow2.Qcow2Writer target = Qcow2Targets.incremental(incImage, SIZE, CHUNK, fullImage))
+        try (dev.tidemark.io.qcow2.Qcow2Writer target = BackupTargets.createQcow2(incImage, SIZE, CHUNK, fullImage))
         {
             final BackupStartAction start = new BackupStartAction(manager, BackupOptions.of("vda",
                 SyncMode.INCREMENTAL).withJobId("inc").withBitmap("b0", BitmapMode.ON_SUCCESS).withCopyMethod(method),

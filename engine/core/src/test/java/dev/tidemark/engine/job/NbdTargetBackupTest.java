@@ -2,10 +2,7 @@ package dev.tidemark.engine.job;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import dev.tidemark.engine.DiskOptions;
-import dev.tidemark.engine.TrackedDisk;
 import dev.tidemark.engine.registry.BitmapActions;
-import dev.tidemark.io.RawFileStore;
 import dev.tidemark.io.nbd.NbdClient;
 import dev.tidemark.io.testing.ExternalTools;
 import java.nio.ByteBuffer;
@@ -19,40 +16,27 @@ import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
-import org.junit.jupiter.api.io.TempDir;
 
 /**
  * Backup jobs whose target is a remote NBD server (qemu-nbd, nbdkit memory) through {@link NbdClient}, under guest
  * load; and a target that dies mid-job: the job fails cleanly and the bitmap keeps every bit (I4).
  */
 @Timeout(120)
-class NbdTargetBackupTest
+class NbdTargetBackupTest extends DiskTestSupport
 {
     private static final int SIZE = 32 << 20;
 
-    @TempDir
-    Path dir;
-
-    private final long seed = System.nanoTime();
-    private final EventLog events = new EventLog();
-    private final JobManager jobs = new JobManager();
     private final List<Process> servers = new ArrayList<>();
-    private TrackedDisk disk;
-    private byte[] base;
-
     @BeforeEach
     void open() throws Exception
     {
-        final RawFileStore store = RawFileStore.create(dir.resolve("disk.raw"), SIZE);
-        base = Workload.fill(store, seed);
-        disk = TrackedDisk.open(DiskOptions.of(store, dir.resolve("bitmaps")).withName("vda"));
-        disk.addListener(events);
+        openDisk(SIZE);
     }
-
     @AfterEach
+    @Override
     void close() throws Exception
     {
-        disk.close();
+        super.close();
         for (final Process server : servers)
         {
             ExternalTools.stop(server);
@@ -98,7 +82,7 @@ class NbdTargetBackupTest
         try (NbdClient client = client(socket, "tgt"))
         {
             EventLog.await(() -> load.logged() > 30, 20_000, "load to start");
-            final BackupStartAction full = new BackupStartAction(jobs,
+            final BackupStartAction full = new BackupStartAction(manager,
                 BackupOptions.of("vda", SyncMode.FULL).withJobId("full"), client, null);
             final long cut0 = disk.transaction(List.of(BitmapActions.add("b0", 65536, false, false), full));
             runToEnd(full, "full backup to qemu-nbd");
@@ -109,7 +93,7 @@ class NbdTargetBackupTest
 
             final int before = load.logged();
             EventLog.await(() -> load.logged() > before + 40, 20_000, "more load");
-            final BackupStartAction incremental = new BackupStartAction(jobs,
+            final BackupStartAction incremental = new BackupStartAction(manager,
                 BackupOptions.of("vda", SyncMode.INCREMENTAL).withJobId("inc").withBitmap("b0", null), client, null);
             final long cut1 = disk.transaction(incremental);
             runToEnd(incremental, "incremental backup to qemu-nbd");
@@ -134,7 +118,7 @@ class NbdTargetBackupTest
         try (NbdClient client = client(socket, ""))
         {
             EventLog.await(() -> load.logged() > 30, 20_000, "load to start");
-            final BackupStartAction full = new BackupStartAction(jobs,
+            final BackupStartAction full = new BackupStartAction(manager,
                 BackupOptions.of("vda", SyncMode.FULL).withJobId("full"), client, null);
             final long cut = disk.transaction(full);
             runToEnd(full, "full backup to nbdkit");
@@ -167,7 +151,7 @@ class NbdTargetBackupTest
         try (NbdClient client = client(socket, ""))
         {
             // 4 MiB/s: the copy of about 12 MiB takes seconds, so the kill lands in the middle.
-            final BackupStartAction start = new BackupStartAction(jobs, BackupOptions.of("vda", SyncMode.INCREMENTAL)
+            final BackupStartAction start = new BackupStartAction(manager, BackupOptions.of("vda", SyncMode.INCREMENTAL)
                 .withJobId("inc").withBitmap("b0", null).withJob(new JobOptions(true, true, 4L << 20)), client, null);
             disk.transaction(start);
             final BackupJob job = start.job();

@@ -6,6 +6,7 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import dev.tidemark.engine.DiskOptions;
 import dev.tidemark.engine.TrackedDisk;
 import dev.tidemark.engine.registry.BitmapActions;
+import dev.tidemark.engine.target.BackupTargets;
 import dev.tidemark.io.RawFileStore;
 import dev.tidemark.io.qcow2.Qcow2Writer;
 import dev.tidemark.io.testing.ExternalTools;
@@ -31,10 +32,10 @@ class Qcow2ChainBackupTest
     @Test
     void clusterSizeIsTheGranularityClampedToQcow2sRange()
     {
-        assertThat(Qcow2Targets.clusterSizeFor(512)).isEqualTo(512);
-        assertThat(Qcow2Targets.clusterSizeFor(65536)).isEqualTo(65536);
-        assertThat(Qcow2Targets.clusterSizeFor(1L << 31)).isEqualTo(2 << 20);
-        assertThatThrownBy(() -> Qcow2Targets.clusterSizeFor(3000)).isInstanceOf(IllegalArgumentException.class)
+        assertThat(BackupTargets.clusterSizeFor(512)).isEqualTo(512);
+        assertThat(BackupTargets.clusterSizeFor(65536)).isEqualTo(65536);
+        assertThat(BackupTargets.clusterSizeFor(1L << 31)).isEqualTo(2 << 20);
+        assertThatThrownBy(() -> BackupTargets.clusterSizeFor(3000)).isInstanceOf(IllegalArgumentException.class)
             .hasMessageContaining("3000");
     }
 
@@ -58,7 +59,7 @@ class Qcow2ChainBackupTest
                 EventLog.await(() -> load.logged() > 30, 20_000, "load to start");
                 Path previous = dir.resolve("full.qcow2");
                 long cut;
-                try (Qcow2Writer target = Qcow2Targets.full(previous, SIZE, granularity))
+                try (Qcow2Writer target = BackupTargets.createQcow2(previous, SIZE, granularity))
                 {
                     final BackupStartAction start = new BackupStartAction(jobs,
                         BackupOptions.of("vda", SyncMode.FULL).withJobId("full"), target, null);
@@ -74,7 +75,7 @@ class Qcow2ChainBackupTest
                     final int before = load.logged();
                     EventLog.await(() -> load.logged() > before + 40, 20_000, "more load");
                     final Path image = dir.resolve("inc" + i + ".qcow2");
-                    try (Qcow2Writer target = Qcow2Targets.incremental(image, SIZE, granularity, previous))
+                    try (Qcow2Writer target = BackupTargets.createQcow2(image, SIZE, granularity, previous))
                     {
                         assertThat(target.clusterSize()).isEqualTo((int)granularity);
                         final BackupStartAction start = new BackupStartAction(jobs,

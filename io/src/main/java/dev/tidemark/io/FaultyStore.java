@@ -1,27 +1,37 @@
-package dev.tidemark.io.testing;
+package dev.tidemark.io;
 
-import dev.tidemark.io.BlockStore;
 import java.io.IOException;
 import java.nio.ByteBuffer;
+import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
 
 /**
- * A store that fails its n-th data-changing call and every one after, or its next reads; safe for concurrent use.
+ * A store that fails on demand, for tests of error paths; safe for concurrent use by any number of threads when the
+ * wrapped store is (the switches are atomics and volatile fields).
  *
- * <p>The daemon ships a store of its own for its test command ({@code dev.tidemark.daemon.FaultyStore}, flipped by
- * {@code __dev.tidemark_x-inject-error}); this one is for tests, which count calls.
+ * <p>Two kinds of failure: from the n-th data-changing call on, or the next n reads (tests count calls); and every
+ * data change and flush while a switch is on (the daemon started with test commands wraps its targets in one, and
+ * {@code __dev.tidemark_x-inject-error} flips it).
  */
 public final class FaultyStore implements BlockStore
 {
     private final BlockStore delegate;
     private final AtomicLong changes = new AtomicLong();
+    private final AtomicInteger readFailures = new AtomicInteger();
     private volatile long failFrom = Long.MAX_VALUE;
     private volatile String message = "Input/output error";
-    private final java.util.concurrent.atomic.AtomicInteger readFailures = new java.util.concurrent.atomic.AtomicInteger();
+    private volatile boolean failWrites;
 
+    /** @param delegate the store that does the work while nothing fails. */
     public FaultyStore(final BlockStore delegate)
     {
         this.delegate = delegate;
+    }
+
+    /** @return the wrapped store. */
+    public BlockStore delegate()
+    {
+        return delegate;
     }
 
     /**
@@ -40,14 +50,29 @@ public final class FaultyStore implements BlockStore
         readFailures.set(count);
     }
 
-    /** Ends the failures. */
+    /** @param on whether every data change and flush fails from now on ({@code Input/output error (injected)}). */
+    public void failWrites(final boolean on)
+    {
+        failWrites = on;
+    }
+
+    /** Ends the failures of {@link #failFrom}. */
     public void heal()
     {
         failFrom = Long.MAX_VALUE;
     }
 
+    private void checkSwitch() throws IOException
+    {
+        if (failWrites)
+        {
+            throw new IOException("Input/output error (injected)");
+        }
+    }
+
     private void check() throws IOException
     {
+        checkSwitch();
         if (changes.incrementAndGet() >= failFrom)
         {
             throw new IOException(message);
@@ -86,6 +111,7 @@ public final class FaultyStore implements BlockStore
     @Override
     public void flush() throws IOException
     {
+        checkSwitch();
         delegate.flush();
     }
 
@@ -114,5 +140,11 @@ public final class FaultyStore implements BlockStore
     public void close() throws IOException
     {
         delegate.close();
+    }
+
+    @Override
+    public String toString()
+    {
+        return delegate.toString();
     }
 }
