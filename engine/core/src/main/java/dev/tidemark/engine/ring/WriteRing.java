@@ -90,9 +90,14 @@ import java.util.concurrent.atomic.LongAdder;
  * span a cut, and nothing of it moves downstream before its force. A cut over several disks is
  * one instant on all of them ({@link JointCut}): each ring stops at its slot until every member arrived.
  *
+ * <p>A merge cannot copy its bitmaps at the cut, so it copies them before and asks the ring for a
+ * {@link WriteLog} ({@link #openWriteLog()}): the mark step appends every write it marks while the log is open, so
+ * at the cut only the writes since the copy caught up are applied. The copy is valid only if the log's epoch is
+ * still the current one at the cut, that is, if no other cut committed in between.
+ *
  * <p>What this is not yet: the cut is still a barrier in each ring, not the lock-free epoch increment with a grace
- * period that docs/architecture.md describes; writes wait for the cut's own mark-thread time (reference swaps,
- * journal group, and what the remaining actions still do in place: merge ORs its sources at the cut).
+ * period that docs/architecture.md describes; writes wait for the cut's own mark-thread time (reference swaps, the
+ * journal group and, in durable mode, its force), and a joint cut waits until every member ring arrived.
  */
 public final class WriteRing implements AutoCloseable
 {
