@@ -154,7 +154,7 @@ public class DurableCostBenchmark
         {
             forces = 0;
             writes = 0;
-            baseForces = disk.disk.ring().groupCommits();
+            baseForces = disk.disk.ringStatistics().groupCommits();
         }
     }
 
@@ -169,6 +169,6 @@ public class DurableCostBenchmark
         }
         CompletableFuture.allOf(inFlight).get();
         counters.writes += QUEUE_DEPTH;
-        counters.forces = state.disk.ring().groupCommits() - counters.baseForces;
+        counters.forces = state.disk.ringStatistics().groupCommits() - counters.baseForces;
     }
 }

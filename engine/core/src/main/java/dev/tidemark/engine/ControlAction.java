@@ -2,7 +2,8 @@ package dev.tidemark.engine;
 
 /**
  * One step of a transaction; every method runs on the ring's mark thread, at the transaction's cut, with no
- * guest write marked in between.
+ * guest write marked in between, except {@link #stage}, which runs on the submitting thread before the
+ * transaction enters the ring.
  *
  * <p>A transaction calls {@link #prepare} on each action in order. If one throws, {@link #abort} runs on the
  * already-prepared actions in reverse order and the transaction fails with that error; otherwise {@link #commit}
@@ -32,6 +33,29 @@ public interface ControlAction
      * @param ctx the cut.
      */
     void abort(CutContext ctx);
+
+    /**
+     * Builds ahead of the cut, on the submitting thread, what the action can build without it (an empty bitmap, its
+     * file), so that {@link #prepare} at the cut only swaps references: the ring thread waits for prepare, not for
+     * this. It must change nothing a write, a reader or the journal sees. Best effort: when it built nothing,
+     * prepare does the work itself. Default: nothing.
+     *
+     * @param disk the disk the action will run on.
+     */
+    default void stage(final TrackedDisk disk)
+    {
+        // nothing to build ahead
+    }
+
+    /**
+     * Releases whatever {@link #stage} built and the transaction did not keep; called once after the transaction
+     * ended however it ended (committed, aborted, never prepared), on the mark thread, or on the submitting thread
+     * when the transaction could not enter the ring. Must not fail. Default: nothing.
+     */
+    default void unstage()
+    {
+        // nothing was staged
+    }
 
     /** @return the QMP action type, for messages (for example {@code block-dirty-bitmap-add}). */
     default String type()

@@ -13,6 +13,13 @@ public interface CutContext
     /** @return the ring sequence of the transaction: writes with a smaller sequence are before the cut. */
     long cutSequence();
 
+    /**
+     * @return the epoch this cut closes: every write sequenced before the cut and after the previous committed cut is
+     *         in it (see {@code WriteRing}); equal to the epoch a {@code WriteRing.WriteLog} opened in exactly when no
+     *         other cut committed in between.
+     */
+    long epoch();
+
     /** @return the disk. */
     TrackedDisk disk();
 

@@ -5,6 +5,7 @@ import dev.tidemark.engine.journal.Journal;
 import dev.tidemark.engine.journal.JournalRecord;
 import dev.tidemark.engine.registry.BitmapRegistry;
 import dev.tidemark.engine.ring.JointCut;
+import dev.tidemark.engine.ring.RingStatistics;
 import dev.tidemark.engine.ring.WriteRing;
 import dev.tidemark.io.BlockStore;
 import java.io.IOException;
@@ -390,7 +391,40 @@ public final class TrackedDisk implements AutoCloseable
      */
     public CompletableFuture<Long> transactionAsync(final List<ControlAction> actions)
     {
-        return ring.submitTransaction(actions);
+        final List<ControlAction> copy = List.copyOf(actions);
+        stage(this, copy);
+        return ring.submitTransaction(copy);
+    }
+
+    /** Lets each action build ahead of the cut, on this thread, what it can (best effort: see ControlAction). */
+    private static void stage(final TrackedDisk disk, final List<ControlAction> actions)
+    {
+        for (final ControlAction action : actions)
+        {
+            try
+            {
+                action.stage(disk);
+            }
+            catch (final RuntimeException ex)
+            {
+                // Nothing staged: prepare does the work at the cut, and reports any error there.
+            }
+        }
+    }
+
+    private static void unstage(final List<ControlAction> actions)
+    {
+        for (final ControlAction action : actions)
+        {
+            try
+            {
+                action.unstage();
+            }
+            catch (final RuntimeException ex)
+            {
+                // A leak at worst; the caller reports the failure that stopped the transaction.
+            }
+        }
     }
 
     /**
@@ -425,6 +459,11 @@ public final class TrackedDisk implements AutoCloseable
         final JointCut joint = new JointCut(UUID.randomUUID().toString(), journals, JOINT_ARRIVAL_TIMEOUT_SECONDS,
             TimeUnit.SECONDS);
         final List<CompletableFuture<Long>> parts = new ArrayList<>();
+        // Every member's state is built before any ring meets the joint cut: a ring that arrived waits for the others.
+        for (final Map.Entry<TrackedDisk, List<ControlAction>> entry : actionsByDisk.entrySet())
+        {
+            stage(entry.getKey(), entry.getValue());
+        }
         // One publication order for every joint transaction: two of them sharing rings in opposite orders would
         // each hold a ring the other waits for.
         synchronized (JOINT_PUBLICATION_ORDER)
@@ -438,6 +477,12 @@ public final class TrackedDisk implements AutoCloseable
                 catch (final RuntimeException ex)
                 {
                     joint.cancel(ex);
+                    // The failed part was released by its ring; the parts never submitted release here.
+                    final List<List<ControlAction>> all = new ArrayList<>(actionsByDisk.values());
+                    for (int later = parts.size() + 1; later < all.size(); later++)
+                    {
+                        unstage(all.get(later));
+                    }
                     parts.forEach(TrackedDisk::joinQuietly);
                     throw ex;
                 }
@@ -495,10 +540,50 @@ public final class TrackedDisk implements AutoCloseable
         return ring.isDurable();
     }
 
-    /** @return counters of the write ring (group commits, forced pages, batches). */
-    public WriteRing ring()
+    /**
+     * Installs (or removes, with {@code null}) the hook the ring's mark step calls after the recording bitmaps (the
+     * checkpoints' epoch map); mark thread only: from a control action at its cut, or a ring task.
+     *
+     * @param hook the hook, or {@code null}.
+     */
+    public void markHook(final MarkHook hook)
+    {
+        ring.markHook(hook);
+    }
+
+    /**
+     * @return the write ring itself, for this package's tests; everyone else reads {@link #ringStatistics()} and
+     *         goes through {@link #transaction} and {@link #submit}.
+     */
+    WriteRing ring()
     {
         return ring;
+    }
+
+    /**
+     * Opens the disk's write log (see {@link WriteLog}); not on the ring thread. Costs one mark-thread task.
+     *
+     * @return the log, or {@code null} when another one is open or the disk is closed.
+     */
+    public WriteLog openWriteLog()
+    {
+        return ring.openWriteLog();
+    }
+
+    /**
+     * Closes a write log; any thread, idempotent.
+     *
+     * @param log from {@link #openWriteLog()}, or {@code null}.
+     */
+    public void closeWriteLog(final WriteLog log)
+    {
+        ring.closeWriteLog(log);
+    }
+
+    /** @return the write ring's counters, epoch and the time control requests held its mark thread. */
+    public RingStatistics ringStatistics()
+    {
+        return ring.statistics();
     }
 
     // ------------------------------------------------------------------------------------------ events

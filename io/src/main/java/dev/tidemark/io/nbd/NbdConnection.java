@@ -4,6 +4,7 @@ import dev.tidemark.io.tls.TlsAuthorizer;
 import dev.tidemark.io.tls.TlsChannel;
 import dev.tidemark.io.tls.TlsCredentials;
 import dev.tidemark.io.tls.TlsException;
+import org.agrona.concurrent.ManyToOneConcurrentArrayQueue;
 
 import java.io.EOFException;
 import java.io.IOException;
@@ -20,13 +21,22 @@ import java.util.concurrent.ScheduledFuture;
 import java.util.concurrent.Semaphore;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.locks.LockSupport;
 import java.util.concurrent.locks.ReentrantLock;
 
 import static dev.tidemark.io.nbd.NbdProtocol.*;
 
 /**
- * One server-side NBD connection: its reader thread owns the handshake and request parsing, and replies
- * are written under {@link #sendLock} by whichever thread completes a request.
+ * One server-side NBD connection: its reader thread owns the handshake, request parsing and the replies to
+ * reads and block-status queries; its reply thread writes the replies of asynchronously completed requests;
+ * completing threads (the engine's write ring) only enqueue and never touch the socket.
+ *
+ * <p>A client that stops reading its replies therefore blocks only this connection: the reply thread (or the
+ * reader, for read data) waits in the socket write, replies not yet written keep their in-flight permits, and
+ * after {@link #MAX_IN_FLIGHT} of them the reader stops reading new requests. The completing thread never
+ * waits: the reply queue holds more entries than there are permits. Both writers take {@link #sendLock}, so
+ * each reply, and every structured chunk of one cookie, goes out whole; replies of different cookies may go
+ * out in any order, as NBD allows.
  *
  * <p>Protocol violations that leave the stream unparseable (bad magic, bad client flags, oversized
  * option or write payload, EOF mid-frame) close the connection; everything else gets the protocol's
@@ -48,6 +58,15 @@ final class NbdConnection
     private final NbdServer server;
     private final SocketChannel channel;
     private final Thread reader;
+    /** Writes the replies of completed modifying requests; started when transmission begins. */
+    private final Thread replyWriter;
+    /** Completed requests not yet answered; each holds an in-flight permit, so it never fills. */
+    private final ManyToOneConcurrentArrayQueue<Completion> replies =
+        new ManyToOneConcurrentArrayQueue<>(2 * MAX_IN_FLIGHT);
+    /** Reply thread only: simple replies of one batch, written with one socket write. */
+    private final ByteBuffer replyBatch = ByteBuffer.allocateDirect(16 * 2 * MAX_IN_FLIGHT);
+    private volatile boolean replyWriterParked;
+    private volatile boolean replyWriterStop;
     private final ReentrantLock sendLock = new ReentrantLock();
     private final ByteBuffer sendHeader = ByteBuffer.allocateDirect(64);
     /** Bytes read from the socket but not parsed yet (reader thread only); pipelined requests arrive in one read. */
@@ -77,6 +96,8 @@ final class NbdConnection
         this.channel = channel;
         this.reader = new Thread(this::run, "nbd-conn-" + id);
         this.reader.setDaemon(true);
+        this.replyWriter = new Thread(this::writeReplies, "nbd-reply-" + id);
+        this.replyWriter.setDaemon(true);
     }
 
     void start()
@@ -183,6 +204,7 @@ final class NbdConnection
             if (handshake())
             {
                 timeout.cancel(false);
+                replyWriter.start();
                 transmission();
             }
         }
@@ -202,12 +224,14 @@ final class NbdConnection
             ending.countDown();
             timeout.cancel(false);
             drain();
+            stopReplyWriter();
             final TlsChannel session = tls;
             if (session != null)
             {
                 session.close();
             }
             forceClose();
+            joinReplyWriter();
             server.unregister(this);
         }
     }
@@ -220,6 +244,29 @@ final class NbdConnection
             {
                 inFlight.release(MAX_IN_FLIGHT);
             }
+        }
+        catch (final InterruptedException ex)
+        {
+            Thread.currentThread().interrupt();
+        }
+    }
+
+    private void stopReplyWriter()
+    {
+        replyWriterStop = true;
+        LockSupport.unpark(replyWriter);
+    }
+
+    private void joinReplyWriter()
+    {
+        if (replyWriter.getState() == Thread.State.NEW)
+        {
+            return;
+        }
+        try
+        {
+            // The socket is closed, so a write it was blocked in has failed by now.
+            replyWriter.join(DRAIN_WAIT_MILLIS);
         }
         catch (final InterruptedException ex)
         {
@@ -1061,13 +1108,18 @@ final class NbdConnection
         }
     }
 
-    /** Completes one modifying request exactly once, from any thread. */
+    /**
+     * Completes one modifying request exactly once, from any thread, by handing its reply to the reply thread;
+     * the completing thread never blocks.
+     */
     private final class Completion implements NbdCompletion
     {
         private final long cookie;
         private final int type;
         private final ByteBuffer payload;
         private final AtomicBoolean completed = new AtomicBoolean();
+        /** Written before the queue hands this to the reply thread. */
+        private int error;
 
         Completion(final long cookie, final int type, final ByteBuffer payload)
         {
@@ -1081,33 +1133,98 @@ final class NbdConnection
         {
             if (!completed.compareAndSet(false, true))
             {
-                throw new IllegalStateException("request " + cookie + " completed twice");
+                throw new IllegalStateException(commandName(type) + " request " + cookie + " completed twice");
             }
             if (payload != null)
             {
                 server.buffers().release(payload);
             }
-            try
+            this.error = error;
+            if (!replies.offer(this))
             {
-                if (error == OK)
-                {
-                    sendSimple(cookie, OK, null);
-                }
-                else
-                {
-                    replyError(cookie, type, error, commandName(type) + " failed: " + errorName(error), -1);
-                }
-            }
-            catch (final IOException ex)
-            {
-                // The client went away; the reader thread notices and ends the connection.
-                forceClose();
-            }
-            finally
-            {
+                // Cannot happen: every queued reply holds one of MAX_IN_FLIGHT permits.
                 release();
+                forceClose();
+                throw new IllegalStateException("reply queue of " + remote() + " overflowed");
+            }
+            if (replyWriterParked)
+            {
+                LockSupport.unpark(replyWriter);
             }
         }
+    }
+
+    /**
+     * The reply thread: writes queued replies in batches until the reader stops it. Modifying requests only
+     * ever get simple replies (structured error chunks are for reads and block status), so a batch is a run
+     * of 16-byte headers and one socket write. After a write fails it keeps discarding, so permits return.
+     */
+    private void writeReplies()
+    {
+        boolean failed = false;
+        int idle = 0;
+        while (true)
+        {
+            final int count = batch();
+            if (count > 0)
+            {
+                idle = 0;
+                if (!failed)
+                {
+                    try
+                    {
+                        sendLock.lock();
+                        try
+                        {
+                            writeFully(replyBatch);
+                        }
+                        finally
+                        {
+                            sendLock.unlock();
+                        }
+                    }
+                    catch (final IOException ex)
+                    {
+                        // The client went away; the reader thread notices and ends the connection.
+                        failed = true;
+                        forceClose();
+                    }
+                }
+                inFlight.release(count);
+                continue;
+            }
+            if (replyWriterStop && replies.isEmpty())
+            {
+                return;
+            }
+            if (++idle < 64)
+            {
+                Thread.onSpinWait();
+                continue;
+            }
+            replyWriterParked = true;
+            if (replies.isEmpty() && !replyWriterStop)
+            {
+                // The timeout only bounds a lost wake-up; producers unpark while this flag is set.
+                LockSupport.parkNanos(this, 100_000_000L);
+            }
+            replyWriterParked = false;
+        }
+    }
+
+    /** Moves queued replies into {@link #replyBatch}, flipped. @return how many. */
+    private int batch()
+    {
+        replyBatch.clear();
+        int count = 0;
+        Completion next;
+        while (replyBatch.remaining() >= 16 && (next = replies.poll()) != null)
+        {
+            replyBatch.putInt(SIMPLE_REPLY_MAGIC).putInt(next.error).putLong(next.cookie);
+            count++;
+        }
+        replyBatch.flip();
+        return count;
     }
 
     // ------------------------------------------------------------------------------------------------

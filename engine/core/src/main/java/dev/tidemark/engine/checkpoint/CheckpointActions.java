@@ -60,7 +60,7 @@ public final class CheckpointActions
                     if (target.ensureMap(ctx.disk().isDurable()))
                     {
                         // From this cut on the ring stamps writes into the new map.
-                        ctx.disk().ring().markHook(target);
+                        ctx.disk().markHook(target);
                     }
                 }
                 catch (final IOException | RuntimeException ex)

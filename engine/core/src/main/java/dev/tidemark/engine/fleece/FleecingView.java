@@ -299,6 +299,10 @@ public final class FleecingView implements BlockStore
                 {
                     source.read(at, slice);
                 }
+                // Once the view broke, guest writes skip copy-before-write and no longer take this lock: a write
+                // may have changed the source under the read. It broke before any such write, so a view still
+                // unbroken now read data that no write had touched.
+                checkUsable();
                 dst.position(dst.position() + piece);
                 at = pieceEnd;
             }

@@ -104,7 +104,15 @@ public final class BackupJob extends Job
             ? raw : null;
         this.kernelQcow2 = kernelSourceOk && target instanceof Qcow2Writer qcow2 ? qcow2 : null;
         this.kernelSource = kernelTarget != null || kernelQcow2 != null ? (RawFileStore)source : null;
-        setTotalProgress(totalBytes);
+        if (totalBytes < 0)
+        {
+            // Counted on first use (at the latest when the job thread starts), not at the cut.
+            setTotalProgressLater(claims::neededBytes);
+        }
+        else
+        {
+            setTotalProgress(totalBytes);
+        }
     }
 
     /** @return whether this job copies with the kernel's {@code copy_file_range} (raw file to raw file or qcow2). */
@@ -165,6 +173,7 @@ public final class BackupJob extends Job
     {
         try
         {
+            totalProgress();
             if (!awaitCut())
             {
                 return;

@@ -39,6 +39,8 @@ public final class BackupStartAction implements ControlAction
     private long totalBytes;
     private BitmapMode mode;
     private volatile BackupJob job;
+    private BitmapRegistry stagedIn;
+    private BitmapRegistry.Staged staged;
 
     /**
      * @param manager the job registry.
@@ -87,6 +89,33 @@ public final class BackupStartAction implements ControlAction
     }
 
     @Override
+    public void stage(final TrackedDisk disk)
+    {
+        // The successor's empty bitmap (a 2 GiB file at 4 KiB over 64 TiB) is made here, not at the cut.
+        final String bitmap = options.bitmap();
+        if (bitmap == null)
+        {
+            return;
+        }
+        final BitmapInfo info = disk.bitmaps().queryFlags(bitmap);
+        if (info.busy() || info.inconsistent())
+        {
+            return;
+        }
+        stagedIn = disk.bitmaps();
+        staged = stagedIn.stage(bitmap, info.granularity(), info.persistent());
+    }
+
+    @Override
+    public void unstage()
+    {
+        if (stagedIn != null)
+        {
+            stagedIn.unstage(staged);
+        }
+    }
+
+    @Override
     public void prepare(final CutContext ctx)
     {
         final TrackedDisk disk = ctx.disk();
@@ -116,7 +145,7 @@ public final class BackupStartAction implements ControlAction
             {
                 throw EngineException.generic("Bitmap sync mode must be given when providing a bitmap");
             }
-            final BitmapInfo info = registry.query(bitmap);
+            final BitmapInfo info = registry.queryFlags(bitmap);
             if (info.busy())
             {
                 throw EngineException.generic("Bitmap '" + bitmap
@@ -156,7 +185,7 @@ public final class BackupStartAction implements ControlAction
         {
             try
             {
-                successor = registry.createSuccessor(bitmap);
+                successor = registry.createSuccessor(bitmap, staged);
             }
             catch (final RuntimeException ex)
             {
@@ -170,9 +199,11 @@ public final class BackupStartAction implements ControlAction
         claims = new ChunkClaims(disk.size(), chunk);
         if (sync == SyncMode.BITMAP || sync == SyncMode.INCREMENTAL)
         {
-            // The frozen parent does not change while the job runs: consulted in place, nothing walked at the cut.
+            // The frozen parent is consulted in place, nothing walked at the cut. Unless the job clears it as it
+            // copies (bitmap-mode always), it does not change while the job runs, so the job counts it (the
+            // total) later, off the ring thread.
             claims.needDirty(successor.frozenParent());
-            totalBytes = claims.neededBytes();
+            totalBytes = mode == BitmapMode.ALWAYS ? claims.neededBytes() : -1;
         }
         else
         {

@@ -36,6 +36,9 @@ public abstract class Job
     private final RateLimiter limiter;
     private final AtomicLong currentProgress = new AtomicLong();
     private volatile long totalProgress;
+    /** Computes the total on first use, off the ring thread (see {@link #setTotalProgressLater}); then null. */
+    private volatile java.util.function.LongSupplier totalSource;
+    private final Object totalLock = new Object();
 
     private JobTransaction txn;
     private Runnable onGone;
@@ -118,6 +121,18 @@ public abstract class Job
     /** @return bytes to do in total (may grow while the job runs). */
     public final long totalProgress()
     {
+        final java.util.function.LongSupplier source = totalSource;
+        if (source != null)
+        {
+            synchronized (totalLock)
+            {
+                if (totalSource != null)
+                {
+                    totalProgress = source.getAsLong();
+                    totalSource = null;
+                }
+            }
+        }
         return totalProgress;
     }
 
@@ -305,7 +320,7 @@ public abstract class Job
         info.put("type", type);
         info.put("status", status.qmpName());
         info.put("current-progress", currentProgress());
-        info.put("total-progress", totalProgress);
+        info.put("total-progress", totalProgress());
         final String err = queryError();
         if (err != null)
         {
@@ -321,7 +336,7 @@ public abstract class Job
         final Map<String, Object> info = new LinkedHashMap<>();
         info.put("type", type);
         info.put("device", id);
-        info.put("len", totalProgress);
+        info.put("len", totalProgress());
         info.put("offset", currentProgress());
         info.put("busy", busy);
         info.put("paused", s == JobStatus.PAUSED || s == JobStatus.STANDBY);
@@ -476,7 +491,22 @@ public abstract class Job
     /** @param bytes the total amount of work in bytes. */
     protected final void setTotalProgress(final long bytes)
     {
-        totalProgress = bytes;
+        synchronized (totalLock)
+        {
+            totalSource = null;
+            totalProgress = bytes;
+        }
+    }
+
+    /**
+     * Sets the total to what {@code source} computes, on the first thread that asks for it (the job's own thread
+     * asks when it starts): counting a 64 TiB bitmap's dirty chunks must not happen at the cut, on the ring thread.
+     *
+     * @param source computes the total amount of work in bytes; called once.
+     */
+    protected final void setTotalProgressLater(final java.util.function.LongSupplier source)
+    {
+        totalSource = source;
     }
 
     /**
@@ -637,7 +667,7 @@ public abstract class Job
         final Map<String, Object> data = new LinkedHashMap<>();
         data.put("type", type);
         data.put("device", id);
-        data.put("len", totalProgress);
+        data.put("len", totalProgress());
         data.put("offset", currentProgress());
         data.put("speed", speed());
         if (withError && error != null)

@@ -5,6 +5,8 @@ import dev.tidemark.bitmap.DirtyBitmap;
 import dev.tidemark.engine.ControlAction;
 import dev.tidemark.engine.CutContext;
 import dev.tidemark.engine.EngineException;
+import dev.tidemark.engine.TrackedDisk;
+import dev.tidemark.engine.WriteLog;
 import java.util.ArrayList;
 import java.util.List;
 import org.agrona.collections.LongArrayList;
@@ -45,11 +47,29 @@ public final class BitmapActions
         return new ControlAction()
         {
             private BitmapRegistry.Entry added;
+            private BitmapRegistry registry;
+            private BitmapRegistry.Staged staged;
+
+            @Override
+            public void stage(final TrackedDisk disk)
+            {
+                registry = disk.bitmaps();
+                staged = registry.stage(name, granularity, persistent);
+            }
 
             @Override
             public void prepare(final CutContext ctx)
             {
-                added = ctx.registry().addEntry(name, granularity, persistent, !disabled);
+                added = ctx.registry().addEntry(name, granularity, persistent, !disabled, staged);
+            }
+
+            @Override
+            public void unstage()
+            {
+                if (registry != null)
+                {
+                    registry.unstage(staged);
+                }
             }
 
             @Override
@@ -94,7 +114,8 @@ public final class BitmapActions
             public void prepare(final CutContext ctx)
             {
                 final BitmapRegistry registry = ctx.registry();
-                final BitmapRegistry.Entry entry = registry.addEntry(name, granularity, persistent, false);
+                // Not staged: the file is made at the cut (its bits are filled there anyway).
+                final BitmapRegistry.Entry entry = registry.addEntry(name, granularity, persistent, false, null);
                 try
                 {
                     fill.accept(entry.bitmap);
@@ -186,6 +207,22 @@ public final class BitmapActions
         {
             private BitmapRegistry.Entry entry;
             private LongArrayList undo;
+            private BitmapRegistry stagedIn;
+            private BitmapRegistry.Staged staged;
+            private BitmapRegistry.Replaced replaced;
+
+            @Override
+            public void stage(final TrackedDisk disk)
+            {
+                // An empty bitmap like this one, built here: at the cut the clear is a reference swap.
+                final BitmapInfo info = disk.bitmaps().queryFlags(name);
+                if (info.busy() || info.inconsistent())
+                {
+                    return;
+                }
+                stagedIn = disk.bitmaps();
+                staged = stagedIn.stage(name, info.granularity(), info.persistent());
+            }
 
             @Override
             public void prepare(final CutContext ctx)
@@ -194,24 +231,50 @@ public final class BitmapActions
                 final BitmapRegistry.Entry found = registry.lookup(name);
                 BitmapRegistry.checkBusy(found);
                 BitmapRegistry.checkInconsistent(found);
-                registry.journalBitsChanging(found);
-                // The dirty extents are the undo log: it costs what is dirty, where a copy cost the whole bitmap.
-                undo = dirtyExtents(found.bitmap);
-                found.bitmap.clearAll();
+                replaced = registry.swapIn(found, staged);
+                if (replaced == null)
+                {
+                    // Nothing staged (or it did not fit): clear in place, the dirty extents as the undo log.
+                    registry.journalBitsChanging(found);
+                    undo = dirtyExtents(found.bitmap);
+                    found.bitmap.clearAll();
+                }
                 entry = found;
             }
 
             @Override
             public void commit(final CutContext ctx)
             {
+                if (replaced != null)
+                {
+                    ctx.registry().retireReplaced(entry, replaced);
+                    replaced = null;
+                }
                 undo = null;
             }
 
             @Override
             public void abort(final CutContext ctx)
             {
-                restore(entry.bitmap, undo);
+                if (replaced != null)
+                {
+                    ctx.registry().unswap(entry, staged, replaced);
+                    replaced = null;
+                }
+                else
+                {
+                    restore(entry.bitmap, undo);
+                }
                 undo = null;
+            }
+
+            @Override
+            public void unstage()
+            {
+                if (stagedIn != null)
+                {
+                    stagedIn.unstage(staged);
+                }
             }
 
             @Override
@@ -293,6 +356,64 @@ public final class BitmapActions
         {
             private BitmapRegistry.Entry entry;
             private LongArrayList undo;
+            private TrackedDisk disk;
+            private WriteLog log;
+            private BitmapRegistry.Staged staged;
+            private BitmapRegistry.Replaced replaced;
+            private long changes;
+            private boolean recording;
+            private long applied;
+
+            @Override
+            public void stage(final TrackedDisk on)
+            {
+                // Off the ring: a new bitmap = target | sources, copied now; at the cut it gets the writes marked
+                // since (the write log) and takes the target's place by a reference swap.
+                final BitmapRegistry registry = on.bitmaps();
+                final BitmapInfo info = registry.queryFlags(target);
+                if (info.busy() || info.inconsistent())
+                {
+                    return;
+                }
+                disk = on;
+                log = on.openWriteLog();
+                if (log == null)
+                {
+                    return;
+                }
+                // Read after the log opened: a change in between is a cut (the epoch check) or moves the counter.
+                changes = registry.changes();
+                recording = registry.queryFlags(target).recording();
+                for (final String source : names)
+                {
+                    recording |= registry.queryFlags(source).recording();
+                }
+                staged = registry.stage(target, info.granularity(), info.persistent());
+                final List<String> all = new ArrayList<>();
+                all.add(target);
+                all.addAll(names);
+                if (staged == null || !registry.fill(staged, all))
+                {
+                    unstage();
+                    return;
+                }
+                // Catch up with the writes logged while copying, so that the cut applies only the last ones.
+                final DirtyBitmap fresh = BitmapRegistry.bits(staged);
+                for (int round = 0; round < 4 && recording; round++)
+                {
+                    final long size = log.size();
+                    if (size - applied < 64)
+                    {
+                        break;
+                    }
+                    log.forEach(applied, size, (offset, length) ->
+                    {
+                        fresh.mark(offset, length);
+                        return true;
+                    });
+                    applied = size;
+                }
+            }
 
             @Override
             public void prepare(final CutContext ctx)
@@ -302,6 +423,7 @@ public final class BitmapActions
                 BitmapRegistry.checkBusy(found);
                 BitmapRegistry.checkInconsistent(found);
                 final List<DirtyBitmap> bits = new ArrayList<>();
+                boolean recordingNow = BitmapRegistry.isRecording(found);
                 for (final String source : names)
                 {
                     final BitmapRegistry.Entry from = registry.lookup(source);
@@ -316,6 +438,29 @@ public final class BitmapActions
                             + ") and can't be merged");
                     }
                     bits.add(from.bitmap);
+                    recordingNow |= BitmapRegistry.isRecording(from);
+                }
+                entry = found;
+                // The staged copy is exact only if no other cut committed since the log opened and nothing (an
+                // earlier action of this transaction) changed the bitmaps since the copy: then every write since the
+                // copy is in the log, and those the target or a source recorded belong in the result.
+                if (staged != null && log != null && log.complete() && log.epoch() == ctx.epoch()
+                    && registry.changes() == changes && recordingNow == recording)
+                {
+                    if (recording)
+                    {
+                        final DirtyBitmap fresh = BitmapRegistry.bits(staged);
+                        log.forEach(applied, log.size(), (offset, length) ->
+                        {
+                            fresh.mark(offset, length);
+                            return true;
+                        });
+                    }
+                    replaced = registry.swapIn(found, staged);
+                    if (replaced != null)
+                    {
+                        return;
+                    }
                 }
                 registry.journalBitsChanging(found);
                 // The target's dirty extents before the merge are the undo log (cost: what is dirty).
@@ -334,20 +479,44 @@ public final class BitmapActions
                     undo = null;
                     throw ex;
                 }
-                entry = found;
             }
 
             @Override
             public void commit(final CutContext ctx)
             {
+                if (replaced != null)
+                {
+                    ctx.registry().retireReplaced(entry, replaced);
+                    replaced = null;
+                }
                 undo = null;
             }
 
             @Override
             public void abort(final CutContext ctx)
             {
-                restore(entry.bitmap, undo);
+                if (replaced != null)
+                {
+                    ctx.registry().unswap(entry, staged, replaced);
+                    replaced = null;
+                }
+                else
+                {
+                    restore(entry.bitmap, undo);
+                }
                 undo = null;
+            }
+
+            @Override
+            public void unstage()
+            {
+                if (disk != null)
+                {
+                    disk.closeWriteLog(log);
+                    disk.bitmaps().unstage(staged);
+                    log = null;
+                    staged = null;
+                }
             }
 
             @Override

@@ -50,6 +50,8 @@ public final class BitmapRegistry
     private static final String FILE_PREFIX = "bitmap-";
     private static final String FILE_SUFFIX = ".tmbm";
     private static final DirtyBitmap[] NONE = new DirtyBitmap[0];
+    /** Staged bitmaps up to this many chunks (1 MiB of bits) are released at once, larger ones when retired. */
+    private static final long SMALL_STAGED_CHUNKS = 8L << 20;
 
     private final long diskSize;
     private final Path directory;
@@ -64,6 +66,8 @@ public final class BitmapRegistry
     // Bitmaps read outside the monitor, with their reader counts; guarded by the monitor.
     private final Map<DirtyBitmap, Integer> pinned = new IdentityHashMap<>();
     private ExecutorService retirement;
+    // Bumped by every change of an entry (names, flags, bits in place, files, successors); guarded by the monitor.
+    private long changes;
 
     /**
      * Loads the persistent bitmaps the journal names, merges back the successors of jobs that were in flight,
@@ -215,6 +219,7 @@ public final class BitmapRegistry
      */
     public synchronized void markImageChanged(final String reason)
     {
+        changes++;
         checkMarkThread();
         journal.append(JournalRecord.outOfBandChange(reason));
         for (final Entry entry : entries.values())
@@ -253,6 +258,7 @@ public final class BitmapRegistry
      */
     public synchronized void durable(final boolean on)
     {
+        changes++;
         checkMarkThread();
         durable = on;
         for (final Entry entry : entries.values())
@@ -289,17 +295,59 @@ public final class BitmapRegistry
     // ------------------------------------------------------------------------------------------ queries
 
     /** @return every bitmap, in the order they were added. */
-    public synchronized List<BitmapInfo> query()
+    public List<BitmapInfo> query()
     {
-        final List<BitmapInfo> out = new ArrayList<>();
-        for (final Entry entry : entries.values())
+        // Counted outside the monitor (pinned): counting the dirty chunks of 2 GiB bitmaps takes milliseconds, and a
+        // transaction (the ring) needs the monitor.
+        final List<BitmapInfo> flags = new ArrayList<>();
+        final List<DirtyBitmap> bits = new ArrayList<>();
+        synchronized (this)
         {
-            if (!entry.removed)
+            for (final Entry entry : entries.values())
             {
-                out.add(info(entry));
+                if (!entry.removed)
+                {
+                    flags.add(flags(entry));
+                    bits.add(entry.bitmap);
+                    pinned.merge(entry.bitmap, 1, Integer::sum);
+                }
             }
         }
-        return out;
+        try
+        {
+            final List<BitmapInfo> out = new ArrayList<>();
+            for (int i = 0; i < flags.size(); i++)
+            {
+                final BitmapInfo f = flags.get(i);
+                out.add(new BitmapInfo(f.name(), f.recording(), f.busy(), f.persistent(), f.inconsistent(),
+                    f.granularity(), bits.get(i).dirtyByteCount()));
+            }
+            return out;
+        }
+        finally
+        {
+            unpin(bits);
+        }
+    }
+
+    private synchronized void unpin(final List<DirtyBitmap> bits)
+    {
+        for (final DirtyBitmap bitmap : bits)
+        {
+            pinned.computeIfPresent(bitmap, (b, n) -> n == 1 ? null : n - 1);
+        }
+        notifyAll();
+    }
+
+    /**
+     * @param name a bitmap.
+     * @return its record without the dirty count ({@link BitmapInfo#count()} is -1): what a check at a cut needs,
+     *         at no cost in proportion to the bitmap.
+     * @throws EngineException {@code Dirty bitmap 'B' not found}.
+     */
+    public synchronized BitmapInfo queryFlags(final String name)
+    {
+        return flags(lookup(name));
     }
 
     /**
@@ -307,9 +355,26 @@ public final class BitmapRegistry
      * @return its record.
      * @throws EngineException {@code Dirty bitmap 'B' not found}.
      */
-    public synchronized BitmapInfo query(final String name)
+    public BitmapInfo query(final String name)
     {
-        return info(lookup(name));
+        final BitmapInfo f;
+        final DirtyBitmap bits;
+        synchronized (this)
+        {
+            final Entry entry = lookup(name);
+            f = flags(entry);
+            bits = entry.bitmap;
+            pinned.merge(bits, 1, Integer::sum);
+        }
+        try
+        {
+            return new BitmapInfo(f.name(), f.recording(), f.busy(), f.persistent(), f.inconsistent(), f.granularity(),
+                bits.dirtyByteCount());
+        }
+        finally
+        {
+            unpin(List.of(bits));
+        }
     }
 
     /**
@@ -434,6 +499,21 @@ public final class BitmapRegistry
      */
     public synchronized Successor createSuccessor(final String name)
     {
+        return createSuccessor(name, null);
+    }
+
+    /**
+     * As {@link #createSuccessor(String)}, taking the successor's bits from {@code staged} when it fits (made by
+     * {@link #stage} for this bitmap), so that nothing is created at the cut.
+     *
+     * @param name the bitmap.
+     * @param staged an empty bitmap staged for it, or {@code null}.
+     * @return the successor.
+     * @throws EngineException not found, busy or inconsistent (QEMU's texts); nothing changes then.
+     */
+    public synchronized Successor createSuccessor(final String name, final Staged staged)
+    {
+        changes++;
         checkMarkThread();
         final Entry entry = lookup(name);
         checkBusy(entry);
@@ -442,7 +522,18 @@ public final class BitmapRegistry
         final long fileId;
         try
         {
-            if (entry.persistent)
+            if (fits(staged, entry.persistent, entry.bitmap.granularity()))
+            {
+                bits = staged.bitmap;
+                fileId = staged.fileId;
+                staged.used = true;
+                if (entry.persistent)
+                {
+                    settle(staged);
+                    journal.append(JournalRecord.successorCreated(name, fileId));
+                }
+            }
+            else if (entry.persistent)
             {
                 fileId = nextFileId++;
                 bits = files.create(fileOf(fileId), name, diskSize, entry.bitmap.granularity());
@@ -477,6 +568,7 @@ public final class BitmapRegistry
      */
     public synchronized void abdicate(final Successor successor)
     {
+        changes++;
         checkMarkThread();
         final Entry entry = ownerOf(successor);
         final DirtyBitmap old = entry.bitmap;
@@ -501,6 +593,7 @@ public final class BitmapRegistry
      */
     public synchronized void reclaim(final Successor successor)
     {
+        changes++;
         checkMarkThread();
         final Entry entry = ownerOf(successor);
         entry.bitmap.merge(successor.bitmap());
@@ -561,6 +654,265 @@ public final class BitmapRegistry
         recorders = out.toArray(NONE);
     }
 
+    // ------------------------------------------------------------------------------------------ staging
+
+    /**
+     * Makes an empty bitmap for a transaction to put in place at its cut (a new bitmap, a cleared one, a successor),
+     * on the calling thread, before the transaction enters the ring: creating and mapping a 2 GiB file must not
+     * happen on the ring thread. Any thread except inside a transaction of this registry; holds the monitor only to
+     * reserve a file number. Nothing is journaled: until a transaction takes it, the file is an orphan that the next
+     * open deletes.
+     *
+     * @param name the name the bitmap will have.
+     * @param granularity bytes per chunk.
+     * @param persistent whether it is file-backed.
+     * @return the staged bitmap, or {@code null} when it cannot be made now (the action then makes it at the cut,
+     *         which reports the error).
+     */
+    public Staged stage(final String name, final long granularity, final boolean persistent)
+    {
+        if (name == null || name.isEmpty() || name.getBytes(StandardCharsets.UTF_8).length
+            > BitmapFileDescriptor.MAX_NAME_BYTES || granularity < BitmapFileDescriptor.MIN_GRANULARITY
+            || granularity > BitmapFileDescriptor.MAX_GRANULARITY || Long.bitCount(granularity) != 1)
+        {
+            return null;
+        }
+        final long fileId;
+        synchronized (this)
+        {
+            fileId = persistent ? nextFileId++ : 0;
+        }
+        try
+        {
+            final DirtyBitmap bits = persistent ? files.create(fileOf(fileId), name, diskSize, granularity)
+                : files.anonymous(name, diskSize, granularity);
+            final Staged staged = new Staged(bits, fileId, persistent);
+            if (persistent && durable)
+            {
+                // Its header forced here, not at the cut.
+                files.durable(bits, true);
+                staged.durable = true;
+            }
+            return staged;
+        }
+        catch (final IOException | RuntimeException ex)
+        {
+            if (persistent)
+            {
+                deleteQuietly(fileOf(fileId));
+            }
+            return null;
+        }
+    }
+
+    /**
+     * Releases a staged bitmap no entry took: closed and its file deleted, at once when small, else on the
+     * retirement thread. Any thread; does nothing for {@code null} or a staged bitmap in use.
+     *
+     * @param staged from {@link #stage}.
+     */
+    public void unstage(final Staged staged)
+    {
+        if (staged == null)
+        {
+            return;
+        }
+        synchronized (this)
+        {
+            if (staged.used || staged.released)
+            {
+                return;
+            }
+            staged.released = true;
+        }
+        if (staged.bitmap.diskSize() / staged.bitmap.granularity() <= SMALL_STAGED_CHUNKS)
+        {
+            // Nobody else ever saw it, and closing a small one costs less than handing it over.
+            staged.bitmap.close();
+            if (staged.persistent)
+            {
+                deleteQuietly(fileOf(staged.fileId));
+            }
+            return;
+        }
+        retire(staged.bitmap, staged.persistent ? fileOf(staged.fileId) : null);
+    }
+
+    /**
+     * ORs the current bits of the named bitmaps into a staged bitmap, outside the monitor: each is pinned meanwhile,
+     * so none is retired under the copy. Not on the mark thread: copying 2 GiB of bits takes seconds. Marks may land
+     * in the sources meanwhile; the caller's write log covers them.
+     *
+     * @param staged from {@link #stage}, not in use.
+     * @param names the bitmaps to copy.
+     * @return whether every one was found and copied.
+     */
+    public boolean fill(final Staged staged, final List<String> names)
+    {
+        final List<DirtyBitmap> sources = new ArrayList<>();
+        synchronized (this)
+        {
+            if (staged.used || staged.released)
+            {
+                return false;
+            }
+            for (final String name : names)
+            {
+                final Entry entry = entries.get(name);
+                if (entry == null || entry.removed)
+                {
+                    break;
+                }
+                sources.add(entry.bitmap);
+                pinned.merge(entry.bitmap, 1, Integer::sum);
+            }
+        }
+        try
+        {
+            if (sources.size() != names.size())
+            {
+                return false;
+            }
+            staged.touched = true;
+            for (final DirtyBitmap source : sources)
+            {
+                staged.bitmap.merge(source);
+            }
+            if (staged.durable)
+            {
+                // Forced here, off the ring: at the cut only the pages of the logged writes remain.
+                staged.bitmap.force();
+            }
+            return true;
+        }
+        catch (final RuntimeException ex)
+        {
+            return false;
+        }
+        finally
+        {
+            unpin(sources);
+        }
+    }
+
+    /**
+     * @return how many changes the entries have seen: a transaction action staged at a value finds it unchanged at
+     *         its cut only if nothing (no other cut, no earlier action of its own transaction) touched the bitmaps.
+     */
+    public synchronized long changes()
+    {
+        return changes;
+    }
+
+    /** @return whether an entry's bits record writes now (what {@link #computeRecorders} puts in the array). */
+    static boolean isRecording(final Entry entry)
+    {
+        return !entry.removed && entry.enabled && !entry.inconsistent;
+    }
+
+    /** @return the bits a staged bitmap holds; for the action that staged it, on the mark thread at its cut. */
+    static DirtyBitmap bits(final Staged staged)
+    {
+        staged.touched = true;
+        return staged.bitmap;
+    }
+
+    /**
+     * Brings a persistent staged bitmap to the registry's durable mode at the cut: only what changed since it was
+     * staged (the mode, or the pages of writes applied at the cut) costs anything here.
+     */
+    private void settle(final Staged staged)
+    {
+        if (durable != staged.durable)
+        {
+            files.durable(staged.bitmap, durable);
+            staged.durable = durable;
+        }
+        else if (durable && staged.touched)
+        {
+            staged.bitmap.force();
+        }
+    }
+
+    private static boolean fits(final Staged staged, final boolean persistent, final long granularity)
+    {
+        return staged != null && !staged.used && !staged.released && staged.persistent == persistent
+            && staged.bitmap.granularity() == granularity;
+    }
+
+    /**
+     * Puts a staged empty bitmap in place of an entry's bits: a clear that costs a reference swap at the cut. For a
+     * persistent bitmap the journal group records the file change as an empty successor that took the bitmap's
+     * place, so a crash leaves the old file (group not committed) or the new one. Mark thread, in a transaction.
+     *
+     * @return the replaced bits, for {@link #unswap} or {@link #retireReplaced}; {@code null} when the staged bitmap
+     *         does not fit, and nothing changed.
+     */
+    Replaced swapIn(final Entry entry, final Staged staged)
+    {
+        checkMarkThread();
+        if (!fits(staged, entry.persistent, entry.bitmap.granularity()))
+        {
+            return null;
+        }
+        changes++;
+        if (entry.persistent)
+        {
+            settle(staged);
+            journal.append(JournalRecord.successorCreated(entry.name, staged.fileId));
+            journal.append(JournalRecord.successorResolved(entry.name, true));
+        }
+        final Replaced replaced = new Replaced(entry.bitmap, entry.fileId);
+        entry.bitmap = staged.bitmap;
+        entry.fileId = staged.fileId;
+        staged.used = true;
+        return replaced;
+    }
+
+    /** Undoes {@link #swapIn} (its transaction aborted); the staged bitmap is free again for unstage. */
+    void unswap(final Entry entry, final Staged staged, final Replaced replaced)
+    {
+        changes++;
+        checkMarkThread();
+        entry.bitmap = replaced.bitmap();
+        entry.fileId = replaced.fileId();
+        staged.used = false;
+    }
+
+    /** Retires the bits a committed {@link #swapIn} replaced, off the ring thread once no reader pins them. */
+    void retireReplaced(final Entry entry, final Replaced replaced)
+    {
+        retire(replaced.bitmap(), entry.persistent ? fileOf(replaced.fileId()) : null);
+    }
+
+    /** The bits and file an entry had before a swap. */
+    record Replaced(DirtyBitmap bitmap, long fileId)
+    {
+    }
+
+    /**
+     * An empty bitmap made ahead of a cut by {@link #stage}; owned by the one action that staged it, its flags
+     * guarded by the registry's monitor.
+     */
+    public static final class Staged
+    {
+        private final DirtyBitmap bitmap;
+        private final long fileId;
+        private final boolean persistent;
+        private boolean used;
+        private boolean released;
+        private boolean durable;
+        // Given out for bits to be set in (a merge); an empty one has no pages to force at the cut.
+        private boolean touched;
+
+        private Staged(final DirtyBitmap bitmap, final long fileId, final boolean persistent)
+        {
+            this.bitmap = bitmap;
+            this.fileId = fileId;
+            this.persistent = persistent;
+        }
+    }
+
     // ------------------------------------------------------------------------------------------ for actions
 
     Entry lookup(final String name)
@@ -611,8 +963,10 @@ public final class BitmapRegistry
         }
     }
 
-    Entry addEntry(final String name, final long granularity, final boolean persistent, final boolean enabled)
+    Entry addEntry(final String name, final long granularity, final boolean persistent, final boolean enabled,
+        final Staged staged)
     {
+        changes++;
         checkName(name);
         if (entries.containsKey(name))
         {
@@ -623,7 +977,17 @@ public final class BitmapRegistry
         final long fileId;
         try
         {
-            if (persistent)
+            if (fits(staged, persistent, granularity))
+            {
+                bitmap = staged.bitmap;
+                fileId = staged.fileId;
+                staged.used = true;
+                if (persistent)
+                {
+                    settle(staged);
+                }
+            }
+            else if (persistent)
             {
                 fileId = nextFileId++;
                 bitmap = files.create(fileOf(fileId), name, diskSize, granularity);
@@ -656,6 +1020,7 @@ public final class BitmapRegistry
     /** Takes an entry out of the name space (a remove being prepared); returns its position for reattach. */
     int detach(final Entry entry)
     {
+        changes++;
         int position = 0;
         for (final String name : entries.keySet())
         {
@@ -673,6 +1038,7 @@ public final class BitmapRegistry
     /** Puts a detached entry back where it was (a remove rolled back). */
     void reattach(final Entry entry, final int position)
     {
+        changes++;
         final List<Entry> order = new ArrayList<>(entries.values());
         order.add(Math.min(position, order.size()), entry);
         entries.clear();
@@ -692,6 +1058,7 @@ public final class BitmapRegistry
     /** Undoes an add: the bitmap was made in this transaction and nobody read it, so it closes here at once. */
     void dropEntry(final Entry entry)
     {
+        changes++;
         entries.remove(entry.name);
         entry.bitmap.close();
         if (entry.persistent)
@@ -702,6 +1069,7 @@ public final class BitmapRegistry
 
     void journalFlags(final Entry entry)
     {
+        changes++;
         if (entry.persistent)
         {
             journal.append(JournalRecord.bitmapFlags(entry.name, flagsOf(entry)));
@@ -710,6 +1078,7 @@ public final class BitmapRegistry
 
     void journalRemoved(final Entry entry)
     {
+        changes++;
         if (entry.persistent)
         {
             journal.append(JournalRecord.bitmapRemoved(entry.name));
@@ -718,6 +1087,7 @@ public final class BitmapRegistry
 
     void journalRestoredAdd(final Entry entry)
     {
+        changes++;
         if (entry.persistent)
         {
             journal.append(JournalRecord.bitmapAdded(entry.name, entry.fileId, entry.bitmap.granularity(),
@@ -727,6 +1097,7 @@ public final class BitmapRegistry
 
     void journalBitsChanging(final Entry entry)
     {
+        changes++;
         if (entry.persistent)
         {
             journal.append(JournalRecord.bitsChanging(entry.name));
@@ -792,11 +1163,11 @@ public final class BitmapRegistry
         return entry;
     }
 
-    private BitmapInfo info(final Entry entry)
+    private static BitmapInfo flags(final Entry entry)
     {
         // QEMU disables a bitmap it finds inconsistent: it records nothing.
-        return new BitmapInfo(entry.name, entry.enabled && !entry.inconsistent, entry.isBusy(), entry.persistent, entry.inconsistent,
-            entry.bitmap.granularity(), entry.bitmap.dirtyByteCount());
+        return new BitmapInfo(entry.name, entry.enabled && !entry.inconsistent, entry.isBusy(), entry.persistent,
+            entry.inconsistent, entry.bitmap.granularity(), -1);
     }
 
     static int flagsOf(final Entry entry)

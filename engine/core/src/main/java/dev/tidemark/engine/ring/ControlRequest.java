@@ -19,6 +19,12 @@ final class ControlRequest
     final int jointMember;
     final CompletableFuture<Long> result = new CompletableFuture<>();
     final CompletableFuture<Void> writesBeforeCut = new CompletableFuture<>();
+    // The outcome, kept by the mark thread until its bookkeeping is done (see finish).
+    private long cut;
+    private Throwable failure;
+
+    /** What {@link ControlTimes} files it under: its action types joined with '+', or "task". */
+    final String kind;
 
     ControlRequest(final List<ControlAction> actions, final Runnable task, final JointCut joint,
         final int jointMember)
@@ -27,5 +33,48 @@ final class ControlRequest
         this.task = task;
         this.joint = joint;
         this.jointMember = jointMember;
+        this.kind = kindOf(actions, task, joint);
+    }
+
+    private static String kindOf(final List<ControlAction> actions, final Runnable task, final JointCut joint)
+    {
+        if (task != null)
+        {
+            return "task";
+        }
+        final StringBuilder out = new StringBuilder(joint != null ? "joint:" : "");
+        for (int i = 0; i < actions.size(); i++)
+        {
+            out.append(i == 0 ? "" : "+").append(actions.get(i).type());
+        }
+        return actions.isEmpty() ? out.append("empty").toString() : out.toString();
+    }
+
+    /** Notes success at {@code sequence}; mark thread. */
+    void succeed(final long sequence)
+    {
+        cut = sequence;
+    }
+
+    /** Notes the failure the result completes with (the first one counts); mark thread. */
+    void fail(final Throwable why)
+    {
+        if (failure == null)
+        {
+            failure = why;
+        }
+    }
+
+    /** Completes {@link #result} with the noted outcome; mark thread, once its bookkeeping is done. */
+    void finish()
+    {
+        if (failure != null)
+        {
+            result.completeExceptionally(failure);
+        }
+        else
+        {
+            result.complete(cut);
+        }
     }
 }

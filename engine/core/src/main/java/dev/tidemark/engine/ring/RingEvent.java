@@ -23,6 +23,8 @@ final class RingEvent
     IoCompletion completion;
     ControlRequest control;
     WriteInterceptor[] interceptors = NO_INTERCEPTORS;
+    /** The epoch the mark step placed a data request in (see {@link WriteRing}); written by the mark thread. */
+    long epoch;
     Throwable error;
 
     void clear()

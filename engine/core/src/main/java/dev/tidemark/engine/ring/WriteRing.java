@@ -17,6 +17,7 @@ import dev.tidemark.engine.Pipeline;
 import dev.tidemark.engine.RequestKind;
 import dev.tidemark.engine.TrackedDisk;
 import dev.tidemark.engine.WriteInterceptor;
+import dev.tidemark.engine.WriteLog;
 import dev.tidemark.engine.journal.Journal;
 import dev.tidemark.engine.journal.JournalRecord;
 import dev.tidemark.engine.registry.BitmapRegistry;
@@ -29,6 +30,7 @@ import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.atomic.AtomicReference;
 import java.util.concurrent.atomic.LongAdder;
 
 /**
@@ -53,11 +55,57 @@ import java.util.concurrent.atomic.LongAdder;
  * runs before any request of its batch leaves the mark step: a {@code BatchEventProcessor} publishes its sequence
  * only after the whole batch returned, so staged, nothing of a batch reaches copy-before-write before the force;
  * fused, the force runs before the drain's first store call on the same thread.
+ *
+ * <h2>Epochs</h2>
+ * <p><b>What an epoch is.</b> The writes of a disk between two consecutive cuts form one epoch; epochs are numbered
+ * from 0 when the ring starts, and each control request that commits (a transaction, a mark-thread task) ends the
+ * current epoch and opens the next ({@link #epoch()}). An epoch fixes what its writes do besides reaching the
+ * store: the bitmaps they are marked in and the interceptors (backup, fleecing copy-before-write) they pass first.
+ * The mark thread holds that as one immutable {@code Epoch} value, replaced by a single reference assignment when
+ * the cut ends.
+ *
+ * <p><b>How a write learns its epoch.</b> On the mark thread, when the mark step reaches the write's slot, it reads
+ * the current {@code Epoch} once, stamps its number into the {@link RingEvent}, marks the write in that epoch's
+ * recorders and stamps that epoch's interceptors on the event; the copy-before-write step later uses only what was
+ * stamped, never the state of "now".
+ *
+ * <p><b>Why no write falls in two epochs or in none.</b> The mark thread handles the ring's slots one at a time in
+ * sequence order, and a cut is itself a slot (a control request). Every data slot is marked exactly once, and
+ * reads the {@code Epoch} exactly once; a cut replaces it only between two slots. So the writes sequenced before
+ * the cut's slot are in the old epoch and all later ones in the new one. Fused, every write of the old epoch is in
+ * the store before the cut's actions run ({@link CutContext#writesBeforeCutDone()}); staged, the write thread
+ * completes that future when it passes the cut.
+ *
+ * <p><b>What readers see while a cut runs.</b> A cut's actions run on the mark thread under the registry's
+ * monitor, so queries see the registry before or after the transaction, never in between; sha256 and exports read
+ * bitmaps outside the monitor and may see bits of writes of the epoch being marked (reads are not snapshots), but
+ * never a bitmap that was cleared, replaced or retired under them (retired bitmaps wait for their readers). The
+ * costly parts of a cut are built before its slot enters the ring ({@link ControlAction#stage}: new bitmaps and
+ * successors, their files), so the mark thread only swaps references; {@link #statistics()} reports how long each
+ * kind of control request held it.
+ *
+ * <p><b>Durable mode and the journal.</b> A cut's journal records form one group, committed (and forced, in
+ * durable mode) on the mark thread before the new epoch opens, so a crash leaves the disk in the old epoch's
+ * state or the new one's. Group commit forces the bitmap pages the writes of a batch dirtied before any of them
+ * reaches the store; fused, a batch ends at every cut, so its writes all belong to one epoch; staged, a batch may
+ * span a cut, and nothing of it moves downstream before its force. A cut over several disks is
+ * one instant on all of them ({@link JointCut}): each ring stops at its slot until every member arrived.
+ *
+ * <p>A merge cannot copy its bitmaps at the cut, so it copies them before and asks the ring for a
+ * {@link WriteLog} ({@link #openWriteLog()}): the mark step appends every write it marks while the log is open, so
+ * at the cut only the writes since the copy caught up are applied. The copy is valid only if the log's epoch is
+ * still the current one at the cut, that is, if no other cut committed in between.
+ *
+ * <p>What this is not yet: the cut is still a barrier in each ring, not the lock-free epoch increment with a grace
+ * period that docs/architecture.md describes; writes wait for the cut's own mark-thread time (reference swaps, the
+ * journal group and, in durable mode, its force), and a joint cut waits until every member ring arrived.
  */
 public final class WriteRing implements AutoCloseable
 {
     /** Pending requests after which the fused handler drains even inside a batch, bounding their latency. */
     static final int DRAIN_BOUND = 256;
+    private static final java.lang.management.ThreadMXBean THREADS =
+        java.lang.management.ManagementFactory.getThreadMXBean();
 
     private final String diskName;
     private final BlockStore store;
@@ -72,6 +120,11 @@ public final class WriteRing implements AutoCloseable
     private final AtomicLong groupCommits = new AtomicLong();
     private final AtomicLong forcedPages = new AtomicLong();
     private final AtomicLong batches = new AtomicLong();
+    private final ControlTimes controlTimes = new ControlTimes();
+    /** The mark thread's epoch number, published for {@link #statistics()}. */
+    private volatile long epochPublished;
+    /** The open write log, read by the mark thread at every data write; at most one at a time. */
+    private final AtomicReference<WriteLog> writeLog = new AtomicReference<>();
     private volatile boolean closed;
     private volatile boolean durable;
     private volatile Thread markThread;
@@ -179,6 +232,60 @@ public final class WriteRing implements AutoCloseable
         return batches.get();
     }
 
+    /** @return a snapshot of the ring's counters, its epoch and the time control requests held the mark thread. */
+    public RingStatistics statistics()
+    {
+        return new RingStatistics(groupCommits.get(), forcedPages.get(), batches.get(), epochPublished,
+            controlTimes.snapshot());
+    }
+
+    /** @return the disk's current epoch: how many cuts (committed transactions and tasks) the ring has run. */
+    public long epoch()
+    {
+        return epochPublished;
+    }
+
+    /**
+     * Opens the ring's write log so that a control action can build its new state off the ring thread from a copy
+     * of the bitmaps, and at its cut add only the writes marked since the copy. Every data write marked after this
+     * returns is in the log; every write marked before is already in the bitmaps, visible to the caller. Costs one
+     * mark-thread task (a cut with no actions). Not on the mark thread.
+     *
+     * @return the log, or {@code null} when another one is open or the ring is closed.
+     */
+    public WriteLog openWriteLog()
+    {
+        final WriteLog log = new WriteLog();
+        if (!writeLog.compareAndSet(null, log))
+        {
+            return null;
+        }
+        try
+        {
+            // Runs after every earlier write was marked; every later one sees the log. Its own cut opens the epoch.
+            submitTask(() -> log.opened(epochPublished + 1)).join();
+            return log;
+        }
+        catch (final RuntimeException ex)
+        {
+            closeWriteLog(log);
+            return null;
+        }
+    }
+
+    /**
+     * Closes a write log (the mark thread stops adding to it at its next write); any thread, idempotent.
+     *
+     * @param log from {@link #openWriteLog()}, or {@code null}.
+     */
+    public void closeWriteLog(final WriteLog log)
+    {
+        if (log != null)
+        {
+            writeLog.compareAndSet(log, null);
+        }
+    }
+
     /** @return how the ring spreads its handlers over threads. */
     public Pipeline pipeline()
     {
@@ -283,12 +390,21 @@ public final class WriteRing implements AutoCloseable
     {
         if (Thread.currentThread() == markThread)
         {
+            unstage(request.actions);
             throw new IllegalStateException("a transaction cannot be submitted from the mark thread");
         }
         publishing.increment();
         try
         {
-            checkOpen();
+            try
+            {
+                checkOpen();
+            }
+            catch (final RuntimeException ex)
+            {
+                unstage(request.actions);
+                throw ex;
+            }
             final long sequence = ring.next();
             try
             {
@@ -312,6 +428,22 @@ public final class WriteRing implements AutoCloseable
             publishing.decrement();
         }
         return request.result;
+    }
+
+    /** Lets every action release what it staged ahead of the cut; never fails. */
+    private static void unstage(final List<ControlAction> actions)
+    {
+        for (final ControlAction action : actions)
+        {
+            try
+            {
+                action.unstage();
+            }
+            catch (final RuntimeException ex)
+            {
+                // A leak at worst (a staged file is deleted as an orphan at the next open); the ring goes on.
+            }
+        }
     }
 
     private void checkOpen()
@@ -354,7 +486,9 @@ public final class WriteRing implements AutoCloseable
         private final List<DirtyBitmap> gained = new ArrayList<>();
         /** The hook whose stores await the group commit (kept: a cut later in the batch may change the hook). */
         private MarkHook hookGained;
+        /** The interceptors being built by the running cut; {@link #current} holds the epoch's own. */
         private WriteInterceptor[] interceptors = RingEvent.NO_INTERCEPTORS;
+        private Epoch current = new Epoch(0, new DirtyBitmap[0], RingEvent.NO_INTERCEPTORS);
         private Thread owner;
 
         void start()
@@ -362,6 +496,18 @@ public final class WriteRing implements AutoCloseable
             owner = Thread.currentThread();
             markThread = owner;
             registry.bindMarkThread(owner);
+            current = new Epoch(0, registry.recorders(), interceptors);
+        }
+
+        /**
+         * Ends a control request: a committed cut opens the next epoch, an aborted one keeps the number; either way
+         * the state writes use from here on is read once from the registry and the cut's interceptors.
+         */
+        private void closeCut(final boolean committed)
+        {
+            final long number = committed ? current.number() + 1 : current.number();
+            current = new Epoch(number, registry.recorders(), interceptors);
+            epochPublished = number;
         }
 
         boolean sameThread()
@@ -369,13 +515,23 @@ public final class WriteRing implements AutoCloseable
             return owner == Thread.currentThread();
         }
 
-        /** Sets the request's bits in every recording bitmap and stamps it with the interceptors of its place. */
+        /**
+         * Places the request in the current epoch and, from that epoch's state alone, sets its bits in the epoch's
+         * recorders and stamps it with the epoch's interceptors.
+         */
         void mark(final RingEvent event)
         {
             try
             {
+                final Epoch epoch = current;
+                event.epoch = epoch.number();
+                final WriteLog log = writeLog.get();
+                if (log != null)
+                {
+                    log.add(event.offset, event.length);
+                }
                 final boolean track = durable;
-                for (final DirtyBitmap bitmap : registry.recorders())
+                for (final DirtyBitmap bitmap : epoch.recorders())
                 {
                     if (bitmap.mark(event.offset, event.length) && track && !containsIdentity(bitmap))
                     {
@@ -387,7 +543,7 @@ public final class WriteRing implements AutoCloseable
                 {
                     hookGained = hook;
                 }
-                event.interceptors = interceptors;
+                event.interceptors = epoch.interceptors();
             }
             catch (final Throwable ex)
             {
@@ -449,31 +605,45 @@ public final class WriteRing implements AutoCloseable
         /** Runs a transaction or a task at {@code sequence}, its cut, and completes its result. */
         void runControl(final ControlRequest request, final long sequence)
         {
+            final long cpuStart = cpuTime();
+            final long start = System.nanoTime();
+            boolean committed = false;
             try
             {
-                runControlOrThrow(request, sequence);
+                committed = runControlOrThrow(request, sequence);
             }
             catch (final Throwable ex)
             {
                 // As FailEventHandler would: the ring keeps going, the caller learns of the bug.
-                request.result.completeExceptionally(ex);
+                request.fail(ex);
+            }
+            finally
+            {
+                closeCut(committed);
+                unstage(request.actions);
+                final long wall = System.nanoTime() - start;
+                controlTimes.record(request.kind, wall, cpuStart < 0 ? -1 : cpuTime() - cpuStart);
+                // Last: whoever waits for the result sees the new epoch, the statistics and the staging released.
+                request.finish();
             }
         }
 
-        private void runControlOrThrow(final ControlRequest request, final long sequence)
+        /** @return whether the request committed (a task that ran, a transaction whose actions committed). */
+        private boolean runControlOrThrow(final ControlRequest request, final long sequence)
         {
             if (request.task != null)
             {
                 try
                 {
                     request.task.run();
-                    request.result.complete(sequence);
+                    request.succeed(sequence);
+                    return true;
                 }
                 catch (final RuntimeException ex)
                 {
-                    request.result.completeExceptionally(ex);
+                    request.fail(ex);
+                    return false;
                 }
-                return;
             }
             final Cut cut = new Cut(sequence, request);
             final List<ControlAction> prepared = new ArrayList<>();
@@ -539,8 +709,8 @@ public final class WriteRing implements AutoCloseable
                     interceptors = cut.interceptorsBefore;
                     journal.abortGroup();
                     registry.computeRecordersAfterChange();
-                    request.result.completeExceptionally(failure);
-                    return;
+                    request.fail(failure);
+                    return false;
                 }
                 journal.commitGroup(sequence);
                 RuntimeException commitFailure = null;
@@ -579,12 +749,13 @@ public final class WriteRing implements AutoCloseable
                 }
                 if (commitFailure != null)
                 {
-                    request.result.completeExceptionally(commitFailure);
+                    request.fail(commitFailure);
                 }
                 else
                 {
-                    request.result.complete(sequence);
+                    request.succeed(sequence);
                 }
+                return true;
             }
         }
 
@@ -607,6 +778,12 @@ public final class WriteRing implements AutoCloseable
             public long cutSequence()
             {
                 return sequence;
+            }
+
+            @Override
+            public long epoch()
+            {
+                return current.number();
             }
 
             @Override
@@ -655,6 +832,24 @@ public final class WriteRing implements AutoCloseable
                 afterCommit.add(task);
             }
         }
+    }
+
+    /** @return the calling thread's CPU time in nanoseconds, or -1 when the JVM does not measure it. */
+    private static long cpuTime()
+    {
+        return THREADS.isCurrentThreadCpuTimeSupported() ? THREADS.getCurrentThreadCpuTime() : -1;
+    }
+
+    /**
+     * What the writes of one epoch use, fixed when the epoch opens; the mark thread reads it for every write and
+     * replaces it (one reference) at each cut.
+     *
+     * @param number the epoch.
+     * @param recorders the bitmaps its writes are marked in.
+     * @param interceptors the interceptors its writes pass before the store.
+     */
+    private record Epoch(long number, DirtyBitmap[] recorders, WriteInterceptor[] interceptors)
+    {
     }
 
     /**

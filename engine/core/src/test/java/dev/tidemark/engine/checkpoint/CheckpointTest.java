@@ -217,9 +217,9 @@ class CheckpointTest
         disk.transaction(CheckpointActions.add("c", List.of()));
         disk.durable(true);
         assertThat(disk.checkpoints().epochMap().isDurable()).isTrue();
-        final long before = disk.ring().forcedPages();
+        final long before = disk.ringStatistics().forcedPages();
         write(disk, 0, 4096);
-        assertThat(disk.ring().forcedPages()).isGreaterThan(before);
+        assertThat(disk.ringStatistics().forcedPages()).isGreaterThan(before);
         assertThat(disk.checkpoints().epochMap().pendingPageCount()).isZero();
         write(disk, 0, 4096);
         disk.durable(false);

@@ -1,0 +1,37 @@
+package dev.tidemark.engine.ring;
+
+import java.util.Map;
+
+/**
+ * A snapshot of one write ring's counters; immutable, safe to share between threads.
+ *
+ * @param groupCommits group commits run (one per batch that gained bits in durable mode).
+ * @param forcedPages bitmap pages those group commits forced.
+ * @param batches batches group-committed and written (fused: drains; staged: the mark handler's batches).
+ * @param epoch the disk's current epoch: how many cuts have committed since the ring started.
+ * @param controlTimes per kind of control request (its action types joined with {@code +}, {@code task} for a
+ *                     mark-thread task, prefixed {@code joint:} for a part of a transaction over several disks):
+ *                     how long it held the mark thread.
+ */
+public record RingStatistics(long groupCommits, long forcedPages, long batches, long epoch,
+    Map<String, ControlTime> controlTimes)
+{
+    /** Copies the control times, keeping their order. */
+    public RingStatistics
+    {
+        controlTimes = java.util.Collections.unmodifiableMap(new java.util.LinkedHashMap<>(controlTimes));
+    }
+
+    /**
+     * Time the mark thread spent on one kind of control request.
+     *
+     * @param count requests of this kind.
+     * @param totalNanos their summed wall-clock time.
+     * @param maxNanos the longest one.
+     * @param totalCpuNanos their summed CPU time on the mark thread (negative when the JVM cannot measure it).
+     * @param maxCpuNanos the most CPU time one of them took.
+     */
+    public record ControlTime(long count, long totalNanos, long maxNanos, long totalCpuNanos, long maxCpuNanos)
+    {
+    }
+}
