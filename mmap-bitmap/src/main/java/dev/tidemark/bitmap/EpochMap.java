@@ -6,7 +6,6 @@ import java.nio.ByteOrder;
 import java.nio.MappedByteBuffer;
 import java.nio.channels.FileChannel;
 import java.nio.channels.FileLock;
-import java.nio.channels.OverlappingFileLockException;
 import java.nio.file.FileAlreadyExistsException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -191,7 +190,7 @@ public final class EpochMap implements AutoCloseable
         FileLock lock = null;
         try
         {
-            lock = lock(file, channel);
+            lock = MappedBitmap.lockExclusive(file, channel);
             final ByteBuffer bytes = ByteBuffer.allocate(HEADER_LENGTH);
             final UnsafeBuffer h = new UnsafeBuffer(bytes);
             h.putLong(OFF_MAGIC, MAGIC, ByteOrder.LITTLE_ENDIAN);
@@ -201,12 +200,12 @@ public final class EpochMap implements AutoCloseable
             h.putLong(OFF_DISK_SIZE, diskSize, ByteOrder.LITTLE_ENDIAN);
             h.putLong(OFF_PERIOD, period, ByteOrder.LITTLE_ENDIAN);
             h.putLong(OFF_CREATED, clock.getAsLong(), ByteOrder.LITTLE_ENDIAN);
-            writeFully(channel, bytes, 0);
+            MappedBitmap.writeFully(channel, bytes, 0);
             final long length = fileLength(diskSize, granularity);
             if (length > HEADER_LENGTH)
             {
                 // Sparse: the entries cost storage only where a chunk is written.
-                writeFully(channel, ByteBuffer.allocate(1), length - 1);
+                MappedBitmap.writeFully(channel, ByteBuffer.allocate(1), length - 1);
             }
             channel.force(true);
             final EpochMap map = mapOpened(file, channel, lock, OpenState.CREATED, bootId());
@@ -217,7 +216,7 @@ public final class EpochMap implements AutoCloseable
         {
             if (!done)
             {
-                closeQuietly(lock, channel);
+                MappedBitmap.closeQuietly(lock, channel);
                 Files.deleteIfExists(file);
             }
         }
@@ -249,7 +248,7 @@ public final class EpochMap implements AutoCloseable
         FileLock lock = null;
         try
         {
-            lock = lock(file, channel);
+            lock = MappedBitmap.lockExclusive(file, channel);
             final ByteBuffer bytes = ByteBuffer.allocate(HEADER_LENGTH);
             int read = 0;
             while (bytes.hasRemaining())
@@ -308,7 +307,7 @@ public final class EpochMap implements AutoCloseable
         {
             if (!done)
             {
-                closeQuietly(lock, channel);
+                MappedBitmap.closeQuietly(lock, channel);
             }
         }
     }
@@ -896,7 +895,7 @@ public final class EpochMap implements AutoCloseable
             }
             header.wrap(new byte[HEADER_LENGTH]);
             IoUtil.unmap(headerMapping);
-            closeQuietly(lock, channel);
+            MappedBitmap.closeQuietly(lock, channel);
         }
     }
 
@@ -915,7 +914,7 @@ public final class EpochMap implements AutoCloseable
             }
             header.wrap(new byte[HEADER_LENGTH]);
             IoUtil.unmap(headerMapping);
-            closeQuietly(lock, channel);
+            MappedBitmap.closeQuietly(lock, channel);
         }
     }
 
@@ -1018,57 +1017,6 @@ public final class EpochMap implements AutoCloseable
         if (closed)
         {
             throw new IllegalStateException("epoch map " + file + " is closed");
-        }
-    }
-
-    private static FileLock lock(final Path file, final FileChannel channel) throws IOException
-    {
-        final FileLock lock;
-        try
-        {
-            lock = channel.tryLock();
-        }
-        catch (final OverlappingFileLockException ex)
-        {
-            throw new BitmapFileException(BitmapError.LOCKED, file, "the file is already open in this process");
-        }
-        if (lock == null)
-        {
-            throw new BitmapFileException(BitmapError.LOCKED, file, "another process holds the file's lock");
-        }
-        return lock;
-    }
-
-    private static void writeFully(final FileChannel channel, final ByteBuffer buffer, final long position)
-        throws IOException
-    {
-        long at = position;
-        while (buffer.hasRemaining())
-        {
-            at += channel.write(buffer, at);
-        }
-    }
-
-    private static void closeQuietly(final FileLock lock, final FileChannel channel)
-    {
-        try
-        {
-            if (lock != null && lock.isValid())
-            {
-                lock.release();
-            }
-        }
-        catch (final IOException ignored)
-        {
-            // Closing the channel releases it too.
-        }
-        try
-        {
-            channel.close();
-        }
-        catch (final IOException ignored)
-        {
-            // The mappings are gone and the header was forced.
         }
     }
 }

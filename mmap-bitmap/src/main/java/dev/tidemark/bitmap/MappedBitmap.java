@@ -2240,7 +2240,8 @@ public final class MappedBitmap implements DirtyBitmap
         }
     }
 
-    private static FileLock lockExclusive(final Path file, final FileChannel channel) throws IOException
+    /** Takes the file's exclusive lock, or fails with {@link BitmapError#LOCKED}; also used by {@link EpochMap}. */
+    static FileLock lockExclusive(final Path file, final FileChannel channel) throws IOException
     {
         return lock(file, channel, false);
     }
@@ -2268,7 +2269,8 @@ public final class MappedBitmap implements DirtyBitmap
         return lock;
     }
 
-    private static void writeFully(final FileChannel channel, final ByteBuffer buffer, final long position)
+    /** Writes all of {@code buffer} at {@code position}; also used by {@link EpochMap}. */
+    static void writeFully(final FileChannel channel, final ByteBuffer buffer, final long position)
         throws IOException
     {
         long at = position;
@@ -2278,7 +2280,8 @@ public final class MappedBitmap implements DirtyBitmap
         }
     }
 
-    private static void closeQuietly(final FileLock lock, final FileChannel channel)
+    /** Releases the lock and closes the channel, ignoring failures; also used by {@link EpochMap}. */
+    static void closeQuietly(final FileLock lock, final FileChannel channel)
     {
         try
         {
