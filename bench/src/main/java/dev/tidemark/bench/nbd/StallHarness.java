@@ -52,6 +52,7 @@ public final class StallHarness
 
     private final Path work;
     private final int runs;
+    private final SchedulingProbe probe = new SchedulingProbe();
     private final Map<String, Map<String, List<double[]>>> results = new LinkedHashMap<>();
     private int targetSerial;
 
@@ -89,7 +90,9 @@ public final class StallHarness
         final Path work = Files.createTempDirectory(dir, "stall");
         try
         {
-            new StallHarness(work, runs).run();
+            final StallHarness harness = new StallHarness(work, runs);
+            harness.probe.start();
+            harness.run();
         }
         finally
         {
@@ -159,11 +162,12 @@ public final class StallHarness
                 }
                 for (final String name : COMMANDS)
                 {
-                    final double[] figures = measure(qmp, nbd, name, dir);
+                    final double[] figures = measure(qmp, nbd, name, dir, server.pid());
                     results.computeIfAbsent(name, k -> new LinkedHashMap<>()).computeIfAbsent(side,
                         k -> new ArrayList<>()).add(figures);
-                    System.err.printf(Locale.ROOT, "%s %-40s command %8.1f ms, worst write %8.2f ms, %6.0f IOPS%n",
-                        side, name, figures[0], figures[1], figures[2]);
+                    System.err.printf(Locale.ROOT, "%s %-40s command %8.1f ms, worst write %8.2f ms, %6.0f IOPS,"
+                        + " p99.9 %6.2f ms, probe %7.2f ms, steal %4.1f %%, server CPU %4.2f%n",
+                        side, name, figures[0], figures[1], figures[2], figures[3], figures[4], figures[5], figures[6]);
                 }
                 qmp.execute("quit", JSON.createObjectNode());
             }
@@ -179,8 +183,13 @@ public final class StallHarness
         }
     }
 
-    /** @return {command ms, worst write latency ms during the fio run, fio IOPS}. */
-    private double[] measure(final QmpClient qmp, final Path nbd, final String name, final Path dir) throws Exception
+    /**
+     * @return {command ms, worst write latency ms during the fio run, fio IOPS, p99.9 write latency ms, the probe's
+     *         worst scheduling delay ms, steal time % of the machine, server CPU in cores}, all over the window
+     *         after fio's ramp.
+     */
+    private double[] measure(final QmpClient qmp, final Path nbd, final String name, final Path dir,
+        final long serverPid) throws Exception
     {
         final Path out = dir.resolve("fio.json");
         final Process fio = new ProcessBuilder("fio", "--name=w", "--ioengine=nbd",
@@ -192,12 +201,24 @@ public final class StallHarness
             "--output-format=json").redirectErrorStream(false)
             .redirectOutput(out.toFile()).redirectError(ProcessBuilder.Redirect.DISCARD).start();
         // Writes must be flowing before the command: fio reports each connection in its first second.
-        Thread.sleep(2500);
+        Thread.sleep(2000);
+        // The window fio counts (from its ramp's end) is the window the machine figures cover.
+        probe.reset();
+        final long[] stealBefore = MachineTimes.cpuTicks();
+        final long serverTicksBefore = MachineTimes.processTicks(serverPid);
+        final long windowStart = System.nanoTime();
+        Thread.sleep(500);
         final long start = System.nanoTime();
         command(qmp, name, dir);
         final double commandMs = (System.nanoTime() - start) / 1e6;
         Thread.sleep(1000);
         new ProcessBuilder("kill", "-INT", Long.toString(fio.pid())).start().waitFor();
+        final double windowSeconds = (System.nanoTime() - windowStart) / 1e9;
+        final double probeWorstMs = probe.worstMillis();
+        final long[] stealAfter = MachineTimes.cpuTicks();
+        final double stealPercent = MachineTimes.stealPercent(stealBefore, stealAfter);
+        final double serverCores = (MachineTimes.processTicks(serverPid) - serverTicksBefore)
+            / (double) MachineTimes.TICKS_PER_SECOND / windowSeconds;
         if (!fio.waitFor(60, TimeUnit.SECONDS))
         {
             fio.destroyForcibly();
@@ -205,7 +226,9 @@ public final class StallHarness
         }
         final String json = Files.readString(out, StandardCharsets.UTF_8);
         final JsonNode write = JSON.readTree(json.substring(json.indexOf('{'))).path("jobs").get(0).path("write");
-        return new double[] {commandMs, write.path("lat_ns").path("max").asDouble() / 1e6, write.path("iops").asDouble()};
+        final double p999 = write.path("clat_ns").path("percentile").path("99.900000").asDouble() / 1e6;
+        return new double[] {commandMs, write.path("lat_ns").path("max").asDouble() / 1e6, write.path("iops").asDouble(),
+            p999, probeWorstMs, stealPercent, serverCores};
     }
 
     private void command(final QmpClient qmp, final String name, final Path dir) throws Exception
@@ -277,14 +300,18 @@ public final class StallHarness
     private void print()
     {
         System.out.println("| command | Tidemark worst write (ms) | QSD worst write (ms) | Tidemark command (ms) | QSD command (ms)"
-            + " | Tidemark IOPS | QSD IOPS |");
-        System.out.println("|---|---|---|---|---|---|---|");
+            + " | Tidemark IOPS | QSD IOPS | Tidemark p99.9 (ms) | QSD p99.9 (ms) | probe worst, Tidemark / QSD (ms)"
+            + " | steal %, Tidemark / QSD | server CPU (cores), Tidemark / QSD |");
+        System.out.println("|---|---|---|---|---|---|---|---|---|---|---|---|");
         for (final Map.Entry<String, Map<String, List<double[]>>> entry : results.entrySet())
         {
             final List<double[]> ours = entry.getValue().getOrDefault("tidemark", List.of());
             final List<double[]> qsd = entry.getValue().getOrDefault("qsd", List.of());
-            System.out.printf(Locale.ROOT, "| %s | %.2f | %.2f | %.1f | %.1f | %.0f | %.0f |%n", entry.getKey(),
-                median(ours, 1), median(qsd, 1), median(ours, 0), median(qsd, 0), median(ours, 2), median(qsd, 2));
+            System.out.printf(Locale.ROOT,
+                "| %s | %.2f | %.2f | %.1f | %.1f | %.0f | %.0f | %.2f | %.2f | %.1f / %.1f | %.1f / %.1f | %.2f / %.2f |%n",
+                entry.getKey(), median(ours, 1), median(qsd, 1), median(ours, 0), median(qsd, 0), median(ours, 2),
+                median(qsd, 2), median(ours, 3), median(qsd, 3), median(ours, 4), median(qsd, 4), median(ours, 5),
+                median(qsd, 5), median(ours, 6), median(qsd, 6));
         }
     }
 

@@ -29,7 +29,7 @@ final class Qcow2ReadPath
     @FunctionalInterface
     interface Mapping
     {
-        long entry(long guestCluster);
+        long entry(long guestCluster) throws IOException;
     }
 
     static boolean isData(final long entry)
