@@ -37,8 +37,13 @@ import java.util.concurrent.TimeUnit;
  * ({@code --ramp_time=2}) is the worst wait a guest write saw while the command ran. A run with no command gives the
  * baseline. Sides alternate; each figure is the median over {@code --runs} rounds.
  *
+ * <p>Beside each figure it reports what the machine did in the same window: the worst lateness of a thread that
+ * only sleeps 1 ms at a time ({@link SchedulingProbe}; no server can beat it), the steal time, and the server's
+ * CPU. {@code --rate-iops N} paces fio (its {@code --rate_iops}) so that the machine keeps headroom: on a virtual
+ * machine whose host stops it when both cores are busy, that separates the server's own waits from the host's.
+ *
  * <pre>java -jar bench/target/benchmarks.jar ... or
- * java -cp bench/target/benchmarks.jar dev.tidemark.bench.nbd.StallHarness [--dir /dev/shm] [--runs 3]</pre>
+ * java -cp bench/target/benchmarks.jar dev.tidemark.bench.nbd.StallHarness [--dir /dev/shm] [--runs 3] [--rate-iops N]</pre>
  */
 public final class StallHarness
 {
@@ -52,18 +57,21 @@ public final class StallHarness
 
     private final Path work;
     private final int runs;
+    /** fio's {@code --rate_iops}, or 0 for queue depth 1 as fast as it goes. */
+    private final int rateIops;
     private final SchedulingProbe probe = new SchedulingProbe();
     private final Map<String, Map<String, List<double[]>>> results = new LinkedHashMap<>();
     private int targetSerial;
 
-    private StallHarness(final Path work, final int runs)
+    private StallHarness(final Path work, final int runs, final int rateIops)
     {
         this.work = work;
         this.runs = runs;
+        this.rateIops = rateIops;
     }
 
     /**
-     * @param args {@code [--dir DIR] [--runs N]}.
+     * @param args {@code [--dir DIR] [--runs N] [--rate-iops N]}.
      * @throws Exception when a server or tool fails.
      */
     public static void main(final String[] args) throws Exception
@@ -78,19 +86,21 @@ public final class StallHarness
         }
         Path dir = Path.of("/dev/shm");
         int runs = 3;
+        int rateIops = 0;
         for (int i = 0; i < args.length; i++)
         {
             switch (args[i])
             {
                 case "--dir" -> dir = Path.of(args[++i]);
                 case "--runs" -> runs = Integer.parseInt(args[++i]);
+                case "--rate-iops" -> rateIops = Integer.parseInt(args[++i]);
                 default -> throw new IllegalArgumentException("unknown argument '" + args[i] + "'; see the class comment");
             }
         }
         final Path work = Files.createTempDirectory(dir, "stall");
         try
         {
-            final StallHarness harness = new StallHarness(work, runs);
+            final StallHarness harness = new StallHarness(work, runs, rateIops);
             harness.probe.start();
             harness.run();
         }
@@ -192,13 +202,18 @@ public final class StallHarness
         final long serverPid) throws Exception
     {
         final Path out = dir.resolve("fio.json");
-        final Process fio = new ProcessBuilder("fio", "--name=w", "--ioengine=nbd",
+        final List<String> fioCommand = new ArrayList<>(List.of("fio", "--name=w", "--ioengine=nbd",
             "--uri=nbd+unix:///e0?socket=" + nbd, "--rw=randwrite", "--bs=4k", "--iodepth=1", "--size=" + BIG,
             "--norandommap", "--random_generator=tausworthe64", "--time_based", "--runtime=600",
             // Statistics from 2 s on: fio's first second (connecting, first writes) stalls ~100 ms on both servers
             // with no command at all, and the command starts at 2.5 s.
             "--ramp_time=2",
-            "--output-format=json").redirectErrorStream(false)
+            "--output-format=json"));
+        if (rateIops > 0)
+        {
+            fioCommand.add("--rate_iops=" + rateIops);
+        }
+        final Process fio = new ProcessBuilder(fioCommand).redirectErrorStream(false)
             .redirectOutput(out.toFile()).redirectError(ProcessBuilder.Redirect.DISCARD).start();
         // Writes must be flowing before the command: fio reports each connection in its first second.
         Thread.sleep(2000);
