@@ -4,6 +4,7 @@ import dev.tidemark.bitmap.DirtyBitmap;
 import dev.tidemark.engine.ControlAction;
 import dev.tidemark.engine.CutContext;
 import dev.tidemark.engine.EngineException;
+import dev.tidemark.engine.TrackedDisk;
 import dev.tidemark.engine.journal.JournalRecord;
 import dev.tidemark.engine.registry.BitmapActions;
 import java.io.IOException;
@@ -159,7 +160,10 @@ public final class CheckpointActions
     /**
      * Materialises a checkpoint: a new disabled bitmap holding the chunks changed since it, as of the cut. At the
      * map's granularity it is exact; a finer bitmap gets every one of its chunks inside a changed map chunk, a coarser
-     * one every chunk that overlaps one (both conservative). It costs one walk of the epoch map on the mark thread.
+     * one every chunk that overlaps one (both conservative). The walk of the epoch map (proportional to the disk)
+     * runs before the cut on the submitting thread, with a write log open; the cut adds the writes logged since. If
+     * the checkpoint is not there yet when the transaction is staged (added by an earlier action of it) or changed
+     * by the cut, the walk runs at the cut.
      *
      * @param checkpoint the checkpoint.
      * @param bitmap the new bitmap's name.
@@ -173,21 +177,50 @@ public final class CheckpointActions
         return new ControlAction()
         {
             private ControlAction add;
+            /** The checkpoint's epoch the staged walk used. */
+            private long stagedEpoch = -1;
+
+            @Override
+            public void stage(final TrackedDisk disk)
+            {
+                final DiskCheckpoints source = disk.checkpoints();
+                final Checkpoint found;
+                try
+                {
+                    found = source.get(checkpoint);
+                }
+                catch (final EngineException ex)
+                {
+                    // Reported at the cut, or made by an earlier action of the transaction.
+                    return;
+                }
+                add = addFrom(source, found);
+                stagedEpoch = found.epoch();
+                add.stage(disk);
+            }
 
             @Override
             public void prepare(final CutContext ctx)
             {
                 final DiskCheckpoints source = ctx.disk().checkpoints();
                 final Checkpoint found = source.get(checkpoint);
+                if (add == null || found.epoch() != stagedEpoch)
+                {
+                    unstage();
+                    add = addFrom(source, found);
+                }
+                add.prepare(ctx);
+            }
+
+            private ControlAction addFrom(final DiskCheckpoints source, final Checkpoint found)
+            {
                 final long bits = granularity == 0 ? source.granularity() : granularity;
-                final ControlAction next = BitmapActions.addFilled(bitmap, bits, persistent, (DirtyBitmap target) ->
+                return BitmapActions.addFilled(bitmap, bits, persistent, (DirtyBitmap target) ->
                     source.epochMap().changedSince(found.epoch(), 0, target.diskSize(), (offset, length) ->
                     {
                         target.mark(offset, length);
                         return true;
                     }), BITMAP_FROM);
-                next.prepare(ctx);
-                add = next;
             }
 
             @Override
@@ -200,6 +233,15 @@ public final class CheckpointActions
             public void abort(final CutContext ctx)
             {
                 add.abort(ctx);
+            }
+
+            @Override
+            public void unstage()
+            {
+                if (add != null)
+                {
+                    add.unstage();
+                }
             }
 
             @Override

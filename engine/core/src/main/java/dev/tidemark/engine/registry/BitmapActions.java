@@ -94,12 +94,16 @@ public final class BitmapActions
     }
 
     /**
-     * A disabled bitmap whose bits {@code fill} sets at the cut (a bitmap materialised from a checkpoint).
+     * A disabled bitmap whose bits {@code fill} sets (a bitmap materialised from a checkpoint). Staged: the bitmap is
+     * made and filled before the cut, off the ring, with a write log open, and the cut adds only the writes logged
+     * since; so {@code fill} must give every chunk it would give at the cut except those written after the log
+     * opened (true of an epoch map: a chunk written later carries a later epoch). Without staging, or when another
+     * cut came between, {@code fill} runs at the cut.
      *
      * @param name new bitmap's name (1..1023 bytes, unique on the disk).
      * @param granularity bytes per chunk.
      * @param persistent whether it lives in a file beside the image.
-     * @param fill sets the bits, on the mark thread, before the transaction commits.
+     * @param fill sets the bits: on the submitting thread when staged, else on the mark thread at the cut.
      * @param type the QMP action type, for messages.
      * @return the action; abort removes the bitmap.
      */
@@ -109,19 +113,64 @@ public final class BitmapActions
         return new ControlAction()
         {
             private BitmapRegistry.Entry added;
+            private TrackedDisk disk;
+            private WriteLog log;
+            private BitmapRegistry.Staged staged;
+            private long applied;
+
+            @Override
+            public void stage(final TrackedDisk on)
+            {
+                final BitmapRegistry registry = on.bitmaps();
+                disk = on;
+                log = on.openWriteLog();
+                if (log == null)
+                {
+                    return;
+                }
+                // The walk starts after the log opened: whatever it misses was written since, and is in the log.
+                staged = registry.stage(name, granularity, persistent);
+                if (staged == null || !registry.fillBy(staged, fill))
+                {
+                    unstage();
+                    return;
+                }
+                applied = catchUp(log, 0, BitmapRegistry.bits(staged));
+            }
 
             @Override
             public void prepare(final CutContext ctx)
             {
                 final BitmapRegistry registry = ctx.registry();
-                // Not staged: the file is made at the cut (its bits are filled there anyway).
-                final BitmapRegistry.Entry entry = registry.addEntry(name, granularity, persistent, false, null);
+                final BitmapRegistry.Entry entry;
+                final boolean filled;
+                if (staged != null && log != null && log.complete() && log.epoch() == ctx.epoch())
+                {
+                    // No other cut since the log opened: the staged bits plus the logged writes are the bits now.
+                    final DirtyBitmap fresh = BitmapRegistry.bits(staged);
+                    log.forEach(applied, log.size(), (offset, length) ->
+                    {
+                        fresh.mark(offset, length);
+                        return true;
+                    });
+                    entry = registry.addEntry(name, granularity, persistent, false, staged);
+                    filled = entry.bitmap == fresh;
+                }
+                else
+                {
+                    entry = registry.addEntry(name, granularity, persistent, false, null);
+                    filled = false;
+                }
                 try
                 {
-                    fill.accept(entry.bitmap);
+                    if (!filled)
+                    {
+                        fill.accept(entry.bitmap);
+                    }
                     if (persistent && registry.isDurable())
                     {
-                        // Its journal record commits with the transaction: the bits must be on storage first.
+                        // Its journal record commits with the transaction: the bits must be on storage first (when
+                        // staged, only the pages of the writes applied here are left to force).
                         entry.bitmap.force();
                     }
                 }
@@ -147,11 +196,50 @@ public final class BitmapActions
             }
 
             @Override
+            public void unstage()
+            {
+                if (disk != null)
+                {
+                    disk.closeWriteLog(log);
+                    disk.bitmaps().unstage(staged);
+                    log = null;
+                    staged = null;
+                    disk = null;
+                }
+            }
+
+            @Override
             public String type()
             {
                 return type;
             }
         };
+    }
+
+    /**
+     * Applies the writes logged since {@code from} to a bitmap built off the ring, a few rounds while many arrive, so
+     * that the cut applies only the last ones.
+     *
+     * @return the log position applied up to.
+     */
+    private static long catchUp(final WriteLog log, final long from, final DirtyBitmap fresh)
+    {
+        long applied = from;
+        for (int round = 0; round < 4; round++)
+        {
+            final long size = log.size();
+            if (size - applied < 64)
+            {
+                break;
+            }
+            log.forEach(applied, size, (offset, length) ->
+            {
+                fresh.mark(offset, length);
+                return true;
+            });
+            applied = size;
+        }
+        return applied;
     }
 
     /**
@@ -398,20 +486,9 @@ public final class BitmapActions
                     return;
                 }
                 // Catch up with the writes logged while copying, so that the cut applies only the last ones.
-                final DirtyBitmap fresh = BitmapRegistry.bits(staged);
-                for (int round = 0; round < 4 && recording; round++)
+                if (recording)
                 {
-                    final long size = log.size();
-                    if (size - applied < 64)
-                    {
-                        break;
-                    }
-                    log.forEach(applied, size, (offset, length) ->
-                    {
-                        fresh.mark(offset, length);
-                        return true;
-                    });
-                    applied = size;
+                    applied = catchUp(log, applied, BitmapRegistry.bits(staged));
                 }
             }
 

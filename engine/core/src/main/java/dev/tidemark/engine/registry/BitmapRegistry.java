@@ -19,6 +19,7 @@ import java.util.HexFormat;
 import java.util.IdentityHashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.function.Consumer;
 import java.util.Map;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
@@ -792,6 +793,40 @@ public final class BitmapRegistry
         finally
         {
             unpin(sources);
+        }
+    }
+
+    /**
+     * Sets bits of a staged bitmap by a caller's walk (a checkpoint's epoch map), outside the monitor: not on the mark
+     * thread, because the walk is proportional to the disk. Writes may land meanwhile; the caller's write log covers
+     * them.
+     *
+     * @param staged from {@link #stage}, not in use.
+     * @param walk sets the bits.
+     * @return whether it filled (not when the staged bitmap was taken or released, or the walk failed).
+     */
+    public boolean fillBy(final Staged staged, final Consumer<DirtyBitmap> walk)
+    {
+        synchronized (this)
+        {
+            if (staged.used || staged.released)
+            {
+                return false;
+            }
+        }
+        try
+        {
+            staged.touched = true;
+            walk.accept(staged.bitmap);
+            if (staged.durable)
+            {
+                staged.bitmap.force();
+            }
+            return true;
+        }
+        catch (final RuntimeException ex)
+        {
+            return false;
         }
     }
 
