@@ -3,6 +3,7 @@ package dev.tidemark.io.qcow2;
 import dev.tidemark.io.BlockStore;
 
 import java.io.IOException;
+import java.io.UncheckedIOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.LongBuffer;
@@ -11,16 +12,21 @@ import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import java.util.HashSet;
 import java.util.Set;
+import java.util.concurrent.atomic.AtomicReferenceArray;
 
 /**
- * Safe for concurrent use by any number of threads (it is immutable once open) until {@link #close()}:
- * a read-only {@link BlockStore} over a qcow2 image, version 2 or 3, read through its backing chain.
+ * Safe for concurrent use by any number of threads (its tables are immutable once open; the table cache
+ * publishes immutable entries) until {@link #close()}: a read-only {@link BlockStore} over a qcow2 image,
+ * version 2 or 3, read through its backing chain.
  *
  * <p>On open it reads the header and every L1 and L2 table, and validates them: bad magic, unsupported
  * version, encryption, compressed clusters, an external data file, extended L2 entries, reserved bits,
  * unaligned offsets and tables or clusters beyond the end of the file each fail with a
- * {@link Qcow2FormatException} that says what and where. The tables stay in memory (8 bytes per allocated
- * guest cluster), so reads cost no metadata I/O.
+ * {@link Qcow2FormatException} that says what and where. The L1 table stays in memory; L2 tables are read
+ * again when a read needs them and kept in a direct-mapped cache of {@value #CACHED_TABLES} tables (32 MiB at
+ * 64 KiB clusters), so an image whose data is scattered over a large disk (one 64 KiB table per 512 MiB touched:
+ * 5 GiB for 80,000 scattered chunks of 64 TiB) does not fill the heap; an image of up to that many tables reads
+ * with no metadata I/O once each table was read.
  *
  * <p>Reads: a data cluster reads from this file; a zero cluster (v3) reads zeroes; an unallocated cluster
  * reads from the backing file (qcow2 or raw; a relative name resolves against this image's directory;
@@ -32,7 +38,12 @@ public final class Qcow2Reader implements BlockStore
     private final Path path;
     private final FileChannel channel;
     private final Qcow2Header header;
-    private final long[][] l2Tables;
+    /** Bounds the cached L2 tables; a power of two. */
+    static final int CACHED_TABLES = 512;
+
+    /** Host offset of each L2 table by L1 index, 0 where none. */
+    private final long[] l2Offsets;
+    private final AtomicReferenceArray<CachedTable> tableCache = new AtomicReferenceArray<>(CACHED_TABLES);
     private final int l2Bits;
     private final BlockStore backing;
 
@@ -40,13 +51,13 @@ public final class Qcow2Reader implements BlockStore
         final Path path,
         final FileChannel channel,
         final Qcow2Header header,
-        final long[][] l2Tables,
+        final long[] l2Offsets,
         final BlockStore backing)
     {
         this.path = path;
         this.channel = channel;
         this.header = header;
-        this.l2Tables = l2Tables;
+        this.l2Offsets = l2Offsets;
         this.l2Bits = header.clusterBits() - 3;
         this.backing = backing;
     }
@@ -83,7 +94,7 @@ public final class Qcow2Reader implements BlockStore
         try
         {
             final Qcow2Header header = Qcow2Header.read(image, channel);
-            final long[][] tables = loadTables(image, channel, header);
+            final long[] tables = checkTables(image, channel, header);
             if (header.backingFile() != null)
             {
                 backing = Qcow2ReadPath.openBacking(image, header.backingFile(), header.backingFormat(), depth, seen);
@@ -101,7 +112,8 @@ public final class Qcow2Reader implements BlockStore
         }
     }
 
-    private static long[][] loadTables(final Path image, final FileChannel channel, final Qcow2Header header)
+    /** Reads and validates every L2 table once. @return the host offset of each, by L1 index. */
+    private static long[] checkTables(final Path image, final FileChannel channel, final Qcow2Header header)
         throws IOException
     {
         final long fileSize = channel.size();
@@ -109,10 +121,10 @@ public final class Qcow2Reader implements BlockStore
         final int l2Entries = clusterSize / 8;
         final long guestClusters = Qcow2Header.ceilDiv(header.size(), clusterSize);
         final int usedL1 = (int)Qcow2Header.ceilDiv(guestClusters, l2Entries);
-        final long[][] tables = new long[usedL1][];
+        final long[] offsets = new long[usedL1];
         if (usedL1 == 0)
         {
-            return tables;
+            return offsets;
         }
         final LongBuffer l1 = Qcow2Header.readAt(channel, header.l1TableOffset(), usedL1 * 8).asLongBuffer();
         for (int i = 0; i < usedL1; i++)
@@ -133,19 +145,16 @@ public final class Qcow2Reader implements BlockStore
                 throw new Qcow2FormatException(image, "L2 table " + i + " at offset " + l2Offset
                     + " is unaligned or beyond the end of the file (" + fileSize + " bytes; truncated?)");
             }
-            final ByteBuffer raw = ByteBuffer.allocate(clusterSize).order(ByteOrder.BIG_ENDIAN);
-            final ByteBuffer read = Qcow2Header.readAt(channel, l2Offset, clusterSize);
-            raw.put(read).flip();
-            final long[] table = new long[l2Entries];
-            raw.asLongBuffer().get(table);
+            final LongBuffer table = Qcow2Header.readAt(channel, l2Offset, clusterSize).order(ByteOrder.BIG_ENDIAN)
+                .asLongBuffer();
             final long firstCluster = (long)i * l2Entries;
             for (int j = 0; j < l2Entries && firstCluster + j < guestClusters; j++)
             {
-                checkL2Entry(image, header, fileSize, (firstCluster + j) * clusterSize, table[j]);
+                checkL2Entry(image, header, fileSize, (firstCluster + j) * clusterSize, table.get(j));
             }
-            tables[i] = table;
+            offsets[i] = l2Offset;
         }
-        return tables;
+        return offsets;
     }
 
     private static void checkL2Entry(
@@ -174,10 +183,31 @@ public final class Qcow2Reader implements BlockStore
         }
     }
 
-    private long entry(final long guestCluster)
+    private long entry(final long guestCluster) throws IOException
     {
-        final long[] table = l2Tables[(int)(guestCluster >>> l2Bits)];
-        return table == null ? 0 : table[(int)(guestCluster & ((1 << l2Bits) - 1))];
+        final int index = (int)(guestCluster >>> l2Bits);
+        final long offset = l2Offsets[index];
+        if (offset == 0)
+        {
+            return 0;
+        }
+        final int slot = index & (CACHED_TABLES - 1);
+        CachedTable cached = tableCache.get(slot);
+        if (cached == null || cached.index != index)
+        {
+            // Validated at open; the file is opened read-only and images are not changed under a reader.
+            final long[] table = new long[1 << l2Bits];
+            Qcow2Header.readAt(channel, offset, header.clusterSize()).order(ByteOrder.BIG_ENDIAN).asLongBuffer()
+                .get(table);
+            cached = new CachedTable(index, table);
+            tableCache.set(slot, cached);
+        }
+        return cached.table[(int)(guestCluster & ((1 << l2Bits) - 1))];
+    }
+
+    /** An L2 table in the cache; immutable, so a racing reader sees a whole one. */
+    private record CachedTable(int index, long[] table)
+    {
     }
 
     /** @return the image file. */
@@ -233,7 +263,15 @@ public final class Qcow2Reader implements BlockStore
     public ClusterState clusterState(final long offset)
     {
         checkRange(offset, 1);
-        final long entry = entry(offset >>> header.clusterBits());
+        final long entry;
+        try
+        {
+            entry = entry(offset >>> header.clusterBits());
+        }
+        catch (final IOException ex)
+        {
+            throw new UncheckedIOException("reading an L2 table of " + path, ex);
+        }
         if (Qcow2ReadPath.isData(entry))
         {
             return ClusterState.DATA;

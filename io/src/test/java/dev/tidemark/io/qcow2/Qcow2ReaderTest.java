@@ -138,6 +138,70 @@ class Qcow2ReaderTest
         }
     }
 
+    /**
+     * More L2 tables than the reader caches (512-byte clusters: a table covers 32 KiB): tables are pushed out and read
+     * again, also by several threads at once, and every read still matches qemu's view.
+     */
+    @Test
+    @Timeout(value = 60, unit = TimeUnit.SECONDS)
+    void readsImagesWithMoreL2TablesThanItCaches() throws Exception
+    {
+        final int cluster = 512;
+        final int tables = Qcow2Reader.CACHED_TABLES + 300;
+        final int size = tables * 32 * KIB;
+        final byte[] expected = new byte[size];
+        final SplittableRandom random = new SplittableRandom(55);
+        final Path image = dir.resolve("many-tables.qcow2");
+        try (Qcow2Writer writer = Qcow2Writer.create(image, size,
+            Qcow2Writer.Options.defaults().withClusterSize(cluster)))
+        {
+            for (int t = 0; t < tables; t++)
+            {
+                final int offset = t * 32 * KIB + random.nextInt(64) * cluster;
+                final byte[] data = new byte[cluster];
+                random.nextBytes(data);
+                System.arraycopy(data, 0, expected, offset, cluster);
+                writer.write(offset, ByteBuffer.wrap(data));
+            }
+        }
+        assertThat(QemuTools.convertToRaw(image, dir)).isEqualTo(expected);
+        try (Qcow2Reader reader = Qcow2Reader.open(image))
+        {
+            final List<Thread> threads = new ArrayList<>();
+            final List<Throwable> failures = java.util.Collections.synchronizedList(new ArrayList<>());
+            for (int t = 0; t < 3; t++)
+            {
+                final SplittableRandom mine = new SplittableRandom(100 + t);
+                final Thread thread = new Thread(() ->
+                {
+                    try
+                    {
+                        for (int i = 0; i < 3000; i++)
+                        {
+                            final int offset = mine.nextInt(size / cluster) * cluster;
+                            final ByteBuffer part = ByteBuffer.allocate(cluster);
+                            reader.read(offset, part);
+                            assertThat(part.array()).as("read at %d", offset)
+                                .isEqualTo(Arrays.copyOfRange(expected, offset, offset + cluster));
+                        }
+                    }
+                    catch (final Throwable ex)
+                    {
+                        failures.add(ex);
+                    }
+                });
+                thread.start();
+                threads.add(thread);
+            }
+            for (final Thread thread : threads)
+            {
+                thread.join();
+            }
+            assertThat(failures).isEmpty();
+            assertThat(readAll(reader)).isEqualTo(expected);
+        }
+    }
+
     @Test
     void readsVersion2Images() throws Exception
     {
