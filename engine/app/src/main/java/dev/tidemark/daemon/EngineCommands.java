@@ -58,6 +58,8 @@ import java.util.Map;
  */
 public final class EngineCommands
 {
+    private static final System.Logger LOG = System.getLogger(EngineCommands.class.getName());
+
     static final String PREFIX = "__dev.tidemark_";
     /** {@code nbd-server-start}'s argument that allows clear text on a non-loopback address ({@code --nbd-insecure}). */
     public static final String NBD_INSECURE = ExportManager.INSECURE_ARGUMENT;
@@ -294,7 +296,7 @@ public final class EngineCommands
     private static void logRefusal(final dev.tidemark.io.nbd.NbdRefusal refusal, final String remote,
         final String detail)
     {
-        java.util.logging.Logger.getLogger(EngineCommands.class.getName()).warning(() ->
+        LOG.log(System.Logger.Level.WARNING, () ->
             "event=nbd-client-refused reason=" + refusal + " remote=" + remote + " detail=\"" + detail + "\"");
     }
 
@@ -751,7 +753,7 @@ public final class EngineCommands
                     new NbdSecurity(credentials, authz, insecure, EngineCommands::logRefusal));
                 if (insecure && credentials == null)
                 {
-                    java.util.logging.Logger.getLogger(EngineCommands.class.getName()).warning(() ->
+                    LOG.log(System.Logger.Level.WARNING, () ->
                         "event=nbd-insecure address=" + where + " detail=\"NBD is served in clear text without"
                             + " client authentication (--nbd-insecure): anyone who can reach it can read and write"
                             + " the exports\"");
