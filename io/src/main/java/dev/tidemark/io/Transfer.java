@@ -87,23 +87,9 @@ public final class Transfer
         }
         if (src.isDirect() || dst.isDirect())
         {
-            final ByteBuffer buffer = POOL.acquire(CHUNK);
-            try
-            {
-                long done = 0;
-                while (done < length)
-                {
-                    buffer.clear().limit((int)Math.min(CHUNK, length - done));
-                    src.read(srcOffset + done, buffer);
-                    buffer.flip();
-                    dst.write(dstOffset + done, buffer);
-                    done += buffer.limit();
-                }
-            }
-            finally
-            {
-                POOL.release(buffer);
-            }
+            throughBuffer(length,
+                (done, chunk) -> src.read(srcOffset + done, chunk),
+                (done, chunk) -> dst.write(dstOffset + done, chunk));
             return;
         }
         copy(src.channel(), srcOffset, dst.channel(), dstOffset, length, fileToFileMethod(dst.fileSystemType()));
@@ -154,27 +140,16 @@ public final class Transfer
             }
             return;
         }
-        final ByteBuffer buffer = POOL.acquire(CHUNK);
-        try
-        {
-            long done = 0;
-            while (done < length)
+        throughBuffer(length,
+            (done, chunk) -> readFully(src, srcOffset + done, chunk, srcOffset, length, done),
+            (done, chunk) ->
             {
-                buffer.clear().limit((int)Math.min(CHUNK, length - done));
-                readFully(src, srcOffset + done, buffer, srcOffset, length, done);
-                buffer.flip();
                 long position = dstOffset + done;
-                while (buffer.hasRemaining())
+                while (chunk.hasRemaining())
                 {
-                    position += dst.write(buffer, position);
+                    position += dst.write(chunk, position);
                 }
-                done += buffer.limit();
-            }
-        }
-        finally
-        {
-            POOL.release(buffer);
-        }
+            });
     }
 
     /** Sends {@code length} bytes of {@code src} from {@code offset} to a blocking socket (or any channel). */
@@ -211,6 +186,28 @@ public final class Transfer
             }
             return;
         }
+        throughBuffer(length,
+            (done, chunk) -> readFully(src, offset + done, chunk, offset, length, done),
+            (done, chunk) ->
+            {
+                while (chunk.hasRemaining())
+                {
+                    socket.write(chunk);
+                }
+            });
+    }
+
+    /** Runs on the copying thread: one step of a buffered copy; {@code done} counts the range's bytes before it. */
+    @FunctionalInterface
+    private interface ChunkStep
+    {
+        void apply(long done, ByteBuffer chunk) throws IOException;
+    }
+
+    /** Moves {@code length} bytes a pooled chunk at a time: {@code fill} reads each chunk, {@code drain} writes it. */
+    private static void throughBuffer(final long length, final ChunkStep fill, final ChunkStep drain)
+        throws IOException
+    {
         final ByteBuffer buffer = POOL.acquire(CHUNK);
         try
         {
@@ -218,12 +215,9 @@ public final class Transfer
             while (done < length)
             {
                 buffer.clear().limit((int)Math.min(CHUNK, length - done));
-                readFully(src, offset + done, buffer, offset, length, done);
+                fill.apply(done, buffer);
                 buffer.flip();
-                while (buffer.hasRemaining())
-                {
-                    socket.write(buffer);
-                }
+                drain.apply(done, buffer);
                 done += buffer.limit();
             }
         }
