@@ -245,11 +245,7 @@ class JobStateMachineTest
             {
                 job = newJob(manager, log, JobOptions.DEFAULTS);
                 final ScriptedJob peer = newJob(manager, log, JobOptions.DEFAULTS);
-                final JobTransaction txn = new JobTransaction();
-                manager.reserve(job.id());
-                manager.reserve(peer.id());
-                manager.register(job, txn);
-                manager.register(peer, txn);
+                registerGrouped(manager, job, peer);
                 job.finish = true;
                 manager.start(job);
                 manager.start(peer);
@@ -267,11 +263,7 @@ class JobStateMachineTest
                 final ScriptedJob peer = newJob(manager, log, JobOptions.DEFAULTS);
                 final CountDownLatch hold = new CountDownLatch(1);
                 peer.stubborn = hold;
-                final JobTransaction txn = new JobTransaction();
-                manager.reserve(job.id());
-                manager.reserve(peer.id());
-                manager.register(job, txn);
-                manager.register(peer, txn);
+                registerGrouped(manager, job, peer);
                 job.failWrite = true;
                 manager.start(peer);
                 manager.start(job);
@@ -414,6 +406,17 @@ class JobStateMachineTest
         assertThat(log.last("a", "BLOCK_JOB_COMPLETED").data()).doesNotContainKey("error");
     }
 
+    /** Reserves each job's id and registers the jobs in one transaction, as a grouped transaction does. */
+    private static void registerGrouped(final JobManager manager, final ScriptedJob... jobs)
+    {
+        final JobTransaction txn = new JobTransaction();
+        for (final ScriptedJob job : jobs)
+        {
+            manager.reserve(job.id());
+            manager.register(job, txn);
+        }
+    }
+
     @Test
     void groupedFailureCancelsThePeers()
     {
@@ -422,12 +425,7 @@ class JobStateMachineTest
         final ScriptedJob a = new ScriptedJob("a", JobOptions.DEFAULTS, log);
         final ScriptedJob b = new ScriptedJob("b", JobOptions.DEFAULTS, log);
         final ScriptedJob c = new ScriptedJob("c", JobOptions.DEFAULTS, log);
-        final JobTransaction txn = new JobTransaction();
-        for (final ScriptedJob j : List.of(a, b, c))
-        {
-            manager.reserve(j.id());
-            manager.register(j, txn);
-        }
+        registerGrouped(manager, a, b, c);
         c.finish = true;
         for (final ScriptedJob j : List.of(a, b, c))
         {
@@ -452,12 +450,7 @@ class JobStateMachineTest
         final JobManager manager = new JobManager();
         final ScriptedJob a = new ScriptedJob("a", JobOptions.DEFAULTS, log);
         final ScriptedJob b = new ScriptedJob("b", JobOptions.DEFAULTS, log);
-        final JobTransaction txn = new JobTransaction();
-        for (final ScriptedJob j : List.of(a, b))
-        {
-            manager.reserve(j.id());
-            manager.register(j, txn);
-        }
+        registerGrouped(manager, a, b);
         a.finish = true;
         manager.start(a);
         manager.start(b);
