@@ -160,6 +160,13 @@ public final class BitmapCommand implements Callable<Integer>
         Path file;
     }
 
+    /** A subcommand that prints what it finds in one bitmap file as text or JSON; confined to one invocation. */
+    abstract static class ReportSubcommand extends ExistingFileSubcommand
+    {
+        @Option(names = "--json", description = "Print JSON instead of text.")
+        boolean json;
+    }
+
     /** {@code create}. */
     @Command(name = "create", mixinStandardHelpOptions = true, description = "Create a new, clean bitmap file.")
     static final class Create extends BitmapSubcommand
@@ -247,11 +254,8 @@ public final class BitmapCommand implements Callable<Integer>
     /** {@code inspect}. */
     @Command(name = "inspect", mixinStandardHelpOptions = true,
         description = "Print the header, the trust state, dirty counts and an extent summary (read-only).")
-    static final class Inspect extends ExistingFileSubcommand
+    static final class Inspect extends ReportSubcommand
     {
-        @Option(names = "--json", description = "Print JSON instead of text.")
-        boolean json;
-
         @Override
         int execute() throws IOException
         {
@@ -384,11 +388,8 @@ public final class BitmapCommand implements Callable<Integer>
     /** {@code dump}. */
     @Command(name = "dump", mixinStandardHelpOptions = true,
         description = "Print the dirty extents (offset length per line, or --json).")
-    static final class Dump extends ExistingFileSubcommand
+    static final class Dump extends ReportSubcommand
     {
-        @Option(names = "--json", description = "Print a JSON object with the extents.")
-        boolean json;
-
         @Option(names = "--offset", defaultValue = "0", converter = SizeConverter.class, description = "Start of the range.")
         long offset;
 
