@@ -126,17 +126,7 @@ public final class Transfer
             // callers that share a destination serialize on it here.
             synchronized (dst)
             {
-                long done = 0;
-                while (done < length)
-                {
-                    dst.position(dstOffset + done);
-                    final long n = src.transferTo(srcOffset + done, length - done, dst);
-                    if (n <= 0)
-                    {
-                        throw shortSource(srcOffset, length, done, src);
-                    }
-                    done += n;
-                }
+                transferAll(src, srcOffset, length, dst, dstOffset);
             }
             return;
         }
@@ -174,16 +164,7 @@ public final class Transfer
         }
         if (method == Method.TRANSFER_TO)
         {
-            long done = 0;
-            while (done < length)
-            {
-                final long n = src.transferTo(offset + done, length - done, socket);
-                if (n <= 0)
-                {
-                    throw shortSource(offset, length, done, src);
-                }
-                done += n;
-            }
+            transferAll(src, offset, length, socket, -1);
             return;
         }
         throughBuffer(length,
@@ -195,6 +176,30 @@ public final class Transfer
                     socket.write(chunk);
                 }
             });
+    }
+
+    /**
+     * Calls {@link FileChannel#transferTo} until the range has moved. With {@code targetOffset} at 0 or above the
+     * target is a file written from there (its position is set before each call); with -1, a stream written where
+     * it stands.
+     */
+    private static void transferAll(final FileChannel src, final long offset, final long length,
+        final WritableByteChannel target, final long targetOffset) throws IOException
+    {
+        long done = 0;
+        while (done < length)
+        {
+            if (targetOffset >= 0)
+            {
+                ((FileChannel)target).position(targetOffset + done);
+            }
+            final long n = src.transferTo(offset + done, length - done, target);
+            if (n <= 0)
+            {
+                throw shortSource(offset, length, done, src);
+            }
+            done += n;
+        }
     }
 
     /** Runs on the copying thread: one step of a buffered copy; {@code done} counts the range's bytes before it. */
