@@ -13,9 +13,8 @@ import java.util.concurrent.atomic.AtomicLong;
  * data change and flush while a switch is on (the daemon started with test commands wraps its targets in one, and
  * {@code __dev.tidemark_x-inject-error} flips it).
  */
-public final class FaultyStore implements BlockStore
+public final class FaultyStore extends ForwardingBlockStore
 {
-    private final BlockStore delegate;
     private final AtomicLong changes = new AtomicLong();
     private final AtomicInteger readFailures = new AtomicInteger();
     private volatile long failFrom = Long.MAX_VALUE;
@@ -25,13 +24,7 @@ public final class FaultyStore implements BlockStore
     /** @param delegate the store that does the work while nothing fails. */
     public FaultyStore(final BlockStore delegate)
     {
-        this.delegate = delegate;
-    }
-
-    /** @return the wrapped store. */
-    public BlockStore delegate()
-    {
-        return delegate;
+        super(delegate);
     }
 
     /**
@@ -80,71 +73,40 @@ public final class FaultyStore implements BlockStore
     }
 
     @Override
-    public long size()
-    {
-        return delegate.size();
-    }
-
-    @Override
-    public boolean isReadOnly()
-    {
-        return delegate.isReadOnly();
-    }
-
-    @Override
     public void read(final long offset, final ByteBuffer dst) throws IOException
     {
         if (readFailures.getAndUpdate(n -> Math.max(0, n - 1)) > 0)
         {
             throw new IOException("Input/output error");
         }
-        delegate.read(offset, dst);
+        super.read(offset, dst);
     }
 
     @Override
     public void write(final long offset, final ByteBuffer src) throws IOException
     {
         check();
-        delegate.write(offset, src);
+        super.write(offset, src);
     }
 
     @Override
     public void flush() throws IOException
     {
         checkSwitch();
-        delegate.flush();
+        super.flush();
     }
 
     @Override
     public void discard(final long offset, final long length) throws IOException
     {
         check();
-        delegate.discard(offset, length);
+        super.discard(offset, length);
     }
 
     @Override
     public void writeZeroes(final long offset, final long length, final boolean mayUnmap) throws IOException
     {
         check();
-        delegate.writeZeroes(offset, length, mayUnmap);
-    }
-
-    @Override
-    public void forEachAllocationExtent(final long offset, final long length, final AllocationSink sink)
-        throws IOException
-    {
-        delegate.forEachAllocationExtent(offset, length, sink);
-    }
-
-    @Override
-    public void close() throws IOException
-    {
-        delegate.close();
-    }
-
-    @Override
-    public String toString()
-    {
-        return delegate.toString();
+        super.writeZeroes(offset, length, mayUnmap);
     }
 }

@@ -87,23 +87,9 @@ public final class Transfer
         }
         if (src.isDirect() || dst.isDirect())
         {
-            final ByteBuffer buffer = POOL.acquire(CHUNK);
-            try
-            {
-                long done = 0;
-                while (done < length)
-                {
-                    buffer.clear().limit((int)Math.min(CHUNK, length - done));
-                    src.read(srcOffset + done, buffer);
-                    buffer.flip();
-                    dst.write(dstOffset + done, buffer);
-                    done += buffer.limit();
-                }
-            }
-            finally
-            {
-                POOL.release(buffer);
-            }
+            throughBuffer(length,
+                (done, chunk) -> src.read(srcOffset + done, chunk),
+                (done, chunk) -> dst.write(dstOffset + done, chunk));
             return;
         }
         copy(src.channel(), srcOffset, dst.channel(), dstOffset, length, fileToFileMethod(dst.fileSystemType()));
@@ -140,41 +126,20 @@ public final class Transfer
             // callers that share a destination serialize on it here.
             synchronized (dst)
             {
-                long done = 0;
-                while (done < length)
-                {
-                    dst.position(dstOffset + done);
-                    final long n = src.transferTo(srcOffset + done, length - done, dst);
-                    if (n <= 0)
-                    {
-                        throw shortSource(srcOffset, length, done, src);
-                    }
-                    done += n;
-                }
+                transferAll(src, srcOffset, length, dst, dstOffset);
             }
             return;
         }
-        final ByteBuffer buffer = POOL.acquire(CHUNK);
-        try
-        {
-            long done = 0;
-            while (done < length)
+        throughBuffer(length,
+            (done, chunk) -> readFully(src, srcOffset + done, chunk, srcOffset, length, done),
+            (done, chunk) ->
             {
-                buffer.clear().limit((int)Math.min(CHUNK, length - done));
-                readFully(src, srcOffset + done, buffer, srcOffset, length, done);
-                buffer.flip();
                 long position = dstOffset + done;
-                while (buffer.hasRemaining())
+                while (chunk.hasRemaining())
                 {
-                    position += dst.write(buffer, position);
+                    position += dst.write(chunk, position);
                 }
-                done += buffer.limit();
-            }
-        }
-        finally
-        {
-            POOL.release(buffer);
-        }
+            });
     }
 
     /** Sends {@code length} bytes of {@code src} from {@code offset} to a blocking socket (or any channel). */
@@ -199,18 +164,55 @@ public final class Transfer
         }
         if (method == Method.TRANSFER_TO)
         {
-            long done = 0;
-            while (done < length)
-            {
-                final long n = src.transferTo(offset + done, length - done, socket);
-                if (n <= 0)
-                {
-                    throw shortSource(offset, length, done, src);
-                }
-                done += n;
-            }
+            transferAll(src, offset, length, socket, -1);
             return;
         }
+        throughBuffer(length,
+            (done, chunk) -> readFully(src, offset + done, chunk, offset, length, done),
+            (done, chunk) ->
+            {
+                while (chunk.hasRemaining())
+                {
+                    socket.write(chunk);
+                }
+            });
+    }
+
+    /**
+     * Calls {@link FileChannel#transferTo} until the range has moved. With {@code targetOffset} at 0 or above the
+     * target is a file written from there (its position is set before each call); with -1, a stream written where
+     * it stands.
+     */
+    private static void transferAll(final FileChannel src, final long offset, final long length,
+        final WritableByteChannel target, final long targetOffset) throws IOException
+    {
+        long done = 0;
+        while (done < length)
+        {
+            if (targetOffset >= 0)
+            {
+                ((FileChannel)target).position(targetOffset + done);
+            }
+            final long n = src.transferTo(offset + done, length - done, target);
+            if (n <= 0)
+            {
+                throw shortSource(offset, length, done, src);
+            }
+            done += n;
+        }
+    }
+
+    /** Runs on the copying thread: one step of a buffered copy; {@code done} counts the range's bytes before it. */
+    @FunctionalInterface
+    private interface ChunkStep
+    {
+        void apply(long done, ByteBuffer chunk) throws IOException;
+    }
+
+    /** Moves {@code length} bytes a pooled chunk at a time: {@code fill} reads each chunk, {@code drain} writes it. */
+    private static void throughBuffer(final long length, final ChunkStep fill, final ChunkStep drain)
+        throws IOException
+    {
         final ByteBuffer buffer = POOL.acquire(CHUNK);
         try
         {
@@ -218,12 +220,9 @@ public final class Transfer
             while (done < length)
             {
                 buffer.clear().limit((int)Math.min(CHUNK, length - done));
-                readFully(src, offset + done, buffer, offset, length, done);
+                fill.apply(done, buffer);
                 buffer.flip();
-                while (buffer.hasRemaining())
-                {
-                    socket.write(buffer);
-                }
+                drain.apply(done, buffer);
                 done += buffer.limit();
             }
         }

@@ -888,14 +888,7 @@ public final class EpochMap implements AutoCloseable
                 forceHeader();
             }
             closed = true;
-            for (int r = 0; r < regions.length; r++)
-            {
-                regions[r].wrap(new byte[0]);
-                IoUtil.unmap(regionMappings[r]);
-            }
-            header.wrap(new byte[HEADER_LENGTH]);
-            IoUtil.unmap(headerMapping);
-            MappedBitmap.closeQuietly(lock, channel);
+            unmapAndUnlock();
         }
     }
 
@@ -907,15 +900,21 @@ public final class EpochMap implements AutoCloseable
         synchronized (compactLock)
         {
             closed = true;
-            for (int r = 0; r < regions.length; r++)
-            {
-                regions[r].wrap(new byte[0]);
-                IoUtil.unmap(regionMappings[r]);
-            }
-            header.wrap(new byte[HEADER_LENGTH]);
-            IoUtil.unmap(headerMapping);
-            MappedBitmap.closeQuietly(lock, channel);
+            unmapAndUnlock();
         }
+    }
+
+    /** Unmaps all (views first: none reads unmapped memory), unlocks and closes the file; under compactLock. */
+    private void unmapAndUnlock()
+    {
+        for (int r = 0; r < regions.length; r++)
+        {
+            regions[r].wrap(new byte[0]);
+            IoUtil.unmap(regionMappings[r]);
+        }
+        header.wrap(new byte[HEADER_LENGTH]);
+        IoUtil.unmap(headerMapping);
+        MappedBitmap.closeQuietly(lock, channel);
     }
 
     /** @return whether {@link #close()} ran. */

@@ -39,28 +39,27 @@ class EpochMapPowerLossTest
     @Test
     void durableModeCoversEveryAcknowledgedMarkInEveryCrashState() throws Exception
     {
-        final long seed = Long.getLong("tidemark.test.seed", System.nanoTime());
-        try
-        {
-            run(true, seed);
-        }
-        catch (final Throwable ex)
-        {
-            throw new AssertionError("durable power loss failed, seed " + seed + ": " + ex, ex);
-        }
+        runNamingTheSeed(true);
     }
 
     @Test
     void lazyModeIsExactOrUntrustedInEveryCrashState() throws Exception
     {
+        runNamingTheSeed(false);
+    }
+
+    /** Runs one mode with a new seed (or {@code -Dtidemark.test.seed}); a failure names the seed. */
+    private void runNamingTheSeed(final boolean durable)
+    {
         final long seed = Long.getLong("tidemark.test.seed", System.nanoTime());
         try
         {
-            run(false, seed);
+            run(durable, seed);
         }
         catch (final Throwable ex)
         {
-            throw new AssertionError("lazy power loss failed, seed " + seed + ": " + ex, ex);
+            throw new AssertionError((durable ? "durable" : "lazy") + " power loss failed, seed " + seed + ": " + ex,
+                ex);
         }
     }
 

@@ -4,6 +4,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import java.io.BufferedReader;
+import java.io.IOException;
 import java.io.InputStreamReader;
 import java.nio.ByteOrder;
 import java.nio.channels.FileChannel;
@@ -64,14 +65,19 @@ class MappedBitmapBadInputTest
         assertOpenRefused(file, error, messageParts);
     }
 
+    private static void truncate(final Path file, final long size) throws IOException
+    {
+        try (FileChannel channel = FileChannel.open(file, StandardOpenOption.WRITE))
+        {
+            channel.truncate(size);
+        }
+    }
+
     @Test
     void truncatedHeader() throws Exception
     {
         final Path file = goodFile("short");
-        try (FileChannel channel = FileChannel.open(file, StandardOpenOption.WRITE))
-        {
-            channel.truncate(100);
-        }
+        truncate(file, 100);
         assertOpenRefused(file, BitmapError.TRUNCATED, "100 bytes", "4096-byte header");
     }
 
@@ -80,10 +86,7 @@ class MappedBitmapBadInputTest
     {
         final Path file = dir.resolve("bigger.tmbm");
         MappedBitmap.create(file, "bigger", 1L << 40, G).close();
-        try (FileChannel channel = FileChannel.open(file, StandardOpenOption.WRITE))
-        {
-            channel.truncate(8192);
-        }
+        truncate(file, 8192);
         assertOpenRefused(file, BitmapError.TRUNCATED, "8192 bytes", "need");
     }
 

@@ -38,6 +38,14 @@ public class MarkBenchmark
     static final long HOT_CHUNKS = CHUNKS / 100;
     static final int BATCH = 1 << 20;
 
+    /** @return a new bitmap of {@link #CHUNKS} chunks in a sparse file at a fresh temporary path. */
+    static MappedBitmap createSparse() throws IOException
+    {
+        final Path file = Files.createTempFile("tidemark-bench-", ".tmbm");
+        Files.delete(file);
+        return MappedBitmap.create(file, "bench", CHUNKS * GRANULARITY, GRANULARITY);
+    }
+
     /** The bitmap and its heap twin; one benchmark thread. */
     @State(Scope.Thread)
     public static class Bitmaps
@@ -47,14 +55,11 @@ public class MarkBenchmark
 
         MappedBitmap mapped;
         long[] heap;
-        Path file;
 
         @Setup(Level.Trial)
         public void open() throws IOException
         {
-            file = Files.createTempFile("tidemark-bench-", ".tmbm");
-            Files.delete(file);
-            mapped = MappedBitmap.create(file, "bench", CHUNKS * GRANULARITY, GRANULARITY);
+            mapped = createSparse();
             heap = new long[(int)(CHUNKS / 64)];
             mapped.mark(0, CHUNKS * GRANULARITY);
             java.util.Arrays.fill(heap, -1L);
@@ -77,7 +82,7 @@ public class MarkBenchmark
         public void close() throws IOException
         {
             mapped.close();
-            Files.deleteIfExists(file);
+            Files.deleteIfExists(mapped.file());
         }
     }
 
@@ -86,21 +91,18 @@ public class MarkBenchmark
     public static class FreshFile
     {
         MappedBitmap mapped;
-        Path file;
 
         @Setup(Level.Invocation)
         public void create() throws IOException
         {
-            file = Files.createTempFile("tidemark-bench-", ".tmbm");
-            Files.delete(file);
-            mapped = MappedBitmap.create(file, "bench", CHUNKS * GRANULARITY, GRANULARITY);
+            mapped = createSparse();
         }
 
         @TearDown(Level.Invocation)
         public void delete() throws IOException
         {
             mapped.close();
-            Files.deleteIfExists(file);
+            Files.deleteIfExists(mapped.file());
         }
     }
 
@@ -161,12 +163,7 @@ public class MarkBenchmark
     @OperationsPerInvocation(BATCH)
     public long mapped(final Bitmaps bitmaps, final Cursor cursor)
     {
-        long gained = 0;
-        for (int i = 0; i < BATCH; i++)
-        {
-            gained += bitmaps.mapped.mark(cursor.nextChunk() * GRANULARITY, 4096) ? 1 : 0;
-        }
-        return gained;
+        return markBatch(bitmaps.mapped, cursor);
     }
 
     /**
@@ -178,10 +175,16 @@ public class MarkBenchmark
     @OperationsPerInvocation(BATCH)
     public long mappedFirstTouch(final FreshFile fresh, final Cursor cursor)
     {
+        return markBatch(fresh.mapped, cursor);
+    }
+
+    /** One batch of 4 KiB marks at the cursor's chunks; @return marks that set a bit. */
+    private static long markBatch(final MappedBitmap bitmap, final Cursor cursor)
+    {
         long gained = 0;
         for (int i = 0; i < BATCH; i++)
         {
-            gained += fresh.mapped.mark(cursor.nextChunk() * GRANULARITY, 4096) ? 1 : 0;
+            gained += bitmap.mark(cursor.nextChunk() * GRANULARITY, 4096) ? 1 : 0;
         }
         return gained;
     }

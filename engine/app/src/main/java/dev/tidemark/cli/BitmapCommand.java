@@ -142,6 +142,29 @@ public final class BitmapCommand implements Callable<Integer>
         }
 
         abstract int execute() throws IOException;
+
+        /** Prints a {@link #describe} report as aligned {@code key: value} lines. */
+        void printReport(final Map<String, Object> report)
+        {
+            for (final Map.Entry<String, Object> entry : report.entrySet())
+            {
+                out().printf("%-22s %s%n", entry.getKey() + ":", entry.getValue());
+            }
+        }
+    }
+
+    /** A subcommand on one existing bitmap file, the first parameter; confined to one invocation. */
+    abstract static class ExistingFileSubcommand extends BitmapSubcommand
+    {
+        @Parameters(index = "0", paramLabel = "FILE", description = "The bitmap file.")
+        Path file;
+    }
+
+    /** A subcommand that prints what it finds in one bitmap file as text or JSON; confined to one invocation. */
+    abstract static class ReportSubcommand extends ExistingFileSubcommand
+    {
+        @Option(names = "--json", description = "Print JSON instead of text.")
+        boolean json;
     }
 
     /** {@code create}. */
@@ -184,11 +207,8 @@ public final class BitmapCommand implements Callable<Integer>
     /** {@code mark}. */
     @Command(name = "mark", mixinStandardHelpOptions = true,
         description = "Mark byte ranges dirty (OFFSET:LENGTH, sizes may use K/M/G) and close cleanly.")
-    static final class Mark extends BitmapSubcommand
+    static final class Mark extends ExistingFileSubcommand
     {
-        @Parameters(index = "0", paramLabel = "FILE", description = "The bitmap file.")
-        Path file;
-
         @Parameters(index = "1..*", arity = "1..*", paramLabel = "OFFSET:LENGTH", description = "Ranges to mark.")
         List<String> ranges;
 
@@ -234,14 +254,8 @@ public final class BitmapCommand implements Callable<Integer>
     /** {@code inspect}. */
     @Command(name = "inspect", mixinStandardHelpOptions = true,
         description = "Print the header, the trust state, dirty counts and an extent summary (read-only).")
-    static final class Inspect extends BitmapSubcommand
+    static final class Inspect extends ReportSubcommand
     {
-        @Parameters(index = "0", paramLabel = "FILE", description = "The bitmap file.")
-        Path file;
-
-        @Option(names = "--json", description = "Print JSON instead of text.")
-        boolean json;
-
         @Override
         int execute() throws IOException
         {
@@ -254,10 +268,7 @@ public final class BitmapCommand implements Callable<Integer>
                 }
                 else
                 {
-                    for (final Map.Entry<String, Object> entry : report.entrySet())
-                    {
-                        out().printf("%-22s %s%n", entry.getKey() + ":", entry.getValue());
-                    }
+                    printReport(report);
                 }
             }
             return TidemarkMain.EXIT_OK;
@@ -333,11 +344,8 @@ public final class BitmapCommand implements Callable<Integer>
     @Command(name = "verify", mixinStandardHelpOptions = true,
         description = "Check the header (magic, version, CRC32C, sizes), padding and the summary against the data; "
             + "exit 1 on a problem.")
-    static final class Verify extends BitmapSubcommand
+    static final class Verify extends ExistingFileSubcommand
     {
-        @Parameters(index = "0", paramLabel = "FILE", description = "The bitmap file.")
-        Path file;
-
         @Override
         int execute() throws IOException
         {
@@ -380,14 +388,8 @@ public final class BitmapCommand implements Callable<Integer>
     /** {@code dump}. */
     @Command(name = "dump", mixinStandardHelpOptions = true,
         description = "Print the dirty extents (offset length per line, or --json).")
-    static final class Dump extends BitmapSubcommand
+    static final class Dump extends ReportSubcommand
     {
-        @Parameters(index = "0", paramLabel = "FILE", description = "The bitmap file.")
-        Path file;
-
-        @Option(names = "--json", description = "Print a JSON object with the extents.")
-        boolean json;
-
         @Option(names = "--offset", defaultValue = "0", converter = SizeConverter.class, description = "Start of the range.")
         long offset;
 
@@ -512,10 +514,7 @@ public final class BitmapCommand implements Callable<Integer>
             out().printf("sample: %d simulated writes (seed %d) into %s in %.1f ms%n%n", writes, seed, file, millis);
             try (MappedBitmap bitmap = MappedBitmap.openReadOnly(file))
             {
-                for (final Map.Entry<String, Object> entry : describe(bitmap).entrySet())
-                {
-                    out().printf("%-22s %s%n", entry.getKey() + ":", entry.getValue());
-                }
+                printReport(describe(bitmap));
                 final List<String> problems = bitmap.checkConsistency();
                 out().println();
                 out().println(problems.isEmpty() ? "verify: OK" : "verify: FAIL " + problems);

@@ -202,12 +202,6 @@ class DurableModeTest
         final List<SpyBitmap> made = new CopyOnWriteArrayList<>();
 
         @Override
-        public DirtyBitmap anonymous(final String name, final long diskSize, final long granularity)
-        {
-            return MappedBitmapFiles.INSTANCE.anonymous(name, diskSize, granularity);
-        }
-
-        @Override
         public DirtyBitmap create(final Path file, final String name, final long diskSize, final long granularity)
             throws IOException
         {

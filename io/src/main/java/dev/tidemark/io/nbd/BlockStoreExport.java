@@ -5,10 +5,7 @@ import dev.tidemark.io.IoReason;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
-import java.util.ArrayList;
-import java.util.EnumSet;
 import java.util.List;
-import java.util.Set;
 
 /**
  * An {@link NbdExport} over any {@link BlockStore}; as thread-safe as the store (which the
@@ -20,13 +17,9 @@ import java.util.Set;
  * given, such as {@link DirtyBitmapContext}s. FAST_ZERO is accepted only without NO_HOLE, where the store
  * may deallocate (punching a hole is fast for files); with NO_HOLE it fails with ENOTSUP.
  */
-public final class BlockStoreExport implements NbdExport
+public final class BlockStoreExport extends StoreExportBase
 {
-    private final String name;
-    private final String description;
     private final BlockStore store;
-    private final boolean readOnly;
-    private final List<MetaContext> contexts;
 
     /**
      * @param name          export name.
@@ -38,14 +31,8 @@ public final class BlockStoreExport implements NbdExport
     public BlockStoreExport(final String name, final String description, final BlockStore store,
         final boolean readOnly, final List<MetaContext> extraContexts)
     {
-        this.name = name;
-        this.description = description;
+        super(name, description, store, readOnly, true, extraContexts);
         this.store = store;
-        this.readOnly = readOnly || store.isReadOnly();
-        final List<MetaContext> all = new ArrayList<>();
-        all.add(new AllocationContext(store));
-        all.addAll(extraContexts);
-        this.contexts = List.copyOf(all);
     }
 
     /** A writable export with no description and only {@code base:allocation}. */
@@ -55,40 +42,9 @@ public final class BlockStoreExport implements NbdExport
     }
 
     @Override
-    public String name()
-    {
-        return name;
-    }
-
-    @Override
-    public String description()
-    {
-        return description;
-    }
-
-    @Override
     public long size()
     {
         return store.size();
-    }
-
-    @Override
-    public boolean isReadOnly()
-    {
-        return readOnly;
-    }
-
-    @Override
-    public Set<Feature> features()
-    {
-        return readOnly ? EnumSet.of(Feature.FLUSH, Feature.FUA, Feature.CACHE, Feature.MULTI_CONN)
-            : EnumSet.allOf(Feature.class);
-    }
-
-    @Override
-    public List<MetaContext> metaContexts()
-    {
-        return contexts;
     }
 
     @Override
@@ -118,13 +74,11 @@ public final class BlockStoreExport implements NbdExport
     @Override
     public void writeZeroes(final long offset, final long length, final int flags, final NbdCompletion done)
     {
-        final boolean noHole = (flags & NbdProtocol.CMD_FLAG_NO_HOLE) != 0;
-        if (noHole && (flags & NbdProtocol.CMD_FLAG_FAST_ZERO) != 0)
+        if (refusedAsNotFast(flags, done))
         {
-            done.complete(NbdProtocol.ENOTSUP);
             return;
         }
-        done.complete(call(flags, () -> store.writeZeroes(offset, length, !noHole)));
+        done.complete(call(flags, () -> store.writeZeroes(offset, length, mayUnmap(flags))));
     }
 
     /** A store call that may fail. */

@@ -466,40 +466,16 @@ public final class Qcow2Writer implements BlockStore
             while (done < count)
             {
                 final long cluster = firstCluster + done;
-                final long host = entry(cluster) & Qcow2Header.OFFSET_MASK;
-                long run = 1;
-                final long hostStart;
-                if (host != 0)
-                {
-                    while (done + run < count
-                        && (entry(cluster + run) & Qcow2Header.OFFSET_MASK) == host + (run << clusterBits))
-                    {
-                        run++;
-                    }
-                    hostStart = host;
-                }
-                else
-                {
-                    while (done + run < count && (entry(cluster + run) & Qcow2Header.OFFSET_MASK) == 0)
-                    {
-                        run++;
-                    }
-                    final long first = allocate(run);
-                    run = Math.min(run, nextCluster - first);
-                    hostStart = first << clusterBits;
-                }
+                final HostRun run = nextHostRun(cluster, count - done);
                 final long guestStart = cluster << clusterBits;
-                final long bytes = Math.min((cluster + run) << clusterBits, size) - guestStart;
-                final long copied = src.copyTo(guestStart, kernelTarget, hostStart, bytes);
+                final long bytes = guestBytes(cluster, run);
+                final long copied = src.copyTo(guestStart, kernelTarget, run.hostStart(), bytes);
                 if (copied < bytes)
                 {
-                    finishThroughBuffer(src, guestStart + copied, hostStart + copied, bytes - copied);
+                    finishThroughBuffer(src, guestStart + copied, run.hostStart() + copied, bytes - copied);
                 }
-                for (long i = 0; i < run; i++)
-                {
-                    setEntry(cluster + i, (hostStart + (i << clusterBits)) | Qcow2Header.COPIED);
-                }
-                done += run;
+                mapRun(cluster, run);
+                done += run.clusters();
             }
             return length;
         }
@@ -533,35 +509,55 @@ public final class Qcow2Writer implements BlockStore
         while (done < count)
         {
             final long cluster = firstCluster + done;
-            final long host = entry(cluster) & Qcow2Header.OFFSET_MASK;
-            long run = 1;
-            long hostStart;
-            if (host != 0)
+            final HostRun run = nextHostRun(cluster, count - done);
+            writeHost(run.hostStart(), src, (int)guestBytes(cluster, run));
+            mapRun(cluster, run);
+            done += run.clusters();
+        }
+    }
+
+    /** Immutable: guest clusters that go to one contiguous host range starting at {@code hostStart} (bytes). */
+    private record HostRun(long clusters, long hostStart)
+    {
+    }
+
+    /** @return the guest bytes {@code run} covers from {@code cluster}, the last cluster cut at the disk's end. */
+    private long guestBytes(final long cluster, final HostRun run)
+    {
+        return Math.min((cluster + run.clusters()) << clusterBits, size) - (cluster << clusterBits);
+    }
+
+    /**
+     * Finds the longest run, at most {@code remaining} clusters from {@code cluster}, that one host range can take:
+     * clusters already mapped back to back, or unmapped ones, which are allocated together here.
+     */
+    private HostRun nextHostRun(final long cluster, final long remaining) throws IOException
+    {
+        final long host = entry(cluster) & Qcow2Header.OFFSET_MASK;
+        long run = 1;
+        if (host != 0)
+        {
+            while (run < remaining
+                && (entry(cluster + run) & Qcow2Header.OFFSET_MASK) == host + (run << clusterBits))
             {
-                while (done + run < count
-                    && (entry(cluster + run) & Qcow2Header.OFFSET_MASK) == host + (run << clusterBits))
-                {
-                    run++;
-                }
-                hostStart = host;
+                run++;
             }
-            else
-            {
-                while (done + run < count && (entry(cluster + run) & Qcow2Header.OFFSET_MASK) == 0)
-                {
-                    run++;
-                }
-                final long first = allocate(run);
-                run = Math.min(run, nextCluster - first);
-                hostStart = first << clusterBits;
-            }
-            final long bytes = Math.min((cluster + run) << clusterBits, size) - (cluster << clusterBits);
-            writeHost(hostStart, src, (int)bytes);
-            for (long i = 0; i < run; i++)
-            {
-                setEntry(cluster + i, (hostStart + (i << clusterBits)) | Qcow2Header.COPIED);
-            }
-            done += run;
+            return new HostRun(run, host);
+        }
+        while (run < remaining && (entry(cluster + run) & Qcow2Header.OFFSET_MASK) == 0)
+        {
+            run++;
+        }
+        final long first = allocate(run);
+        return new HostRun(Math.min(run, nextCluster - first), first << clusterBits);
+    }
+
+    /** Points the run's guest clusters at its host range. */
+    private void mapRun(final long cluster, final HostRun run) throws IOException
+    {
+        for (long i = 0; i < run.clusters(); i++)
+        {
+            setEntry(cluster + i, (run.hostStart() + (i << clusterBits)) | Qcow2Header.COPIED);
         }
     }
 

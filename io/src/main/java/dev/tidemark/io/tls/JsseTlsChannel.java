@@ -123,16 +123,7 @@ final class JsseTlsChannel implements TlsChannel
     {
         while (true)
         {
-            netIn.flip();
-            final SSLEngineResult result;
-            try
-            {
-                result = engine.unwrap(netIn, appIn);
-            }
-            finally
-            {
-                netIn.compact();
-            }
+            final SSLEngineResult result = unwrapInto(appIn);
             switch (result.getStatus())
             {
                 case OK:
@@ -147,6 +138,20 @@ final class JsseTlsChannel implements TlsChannel
                 default:
                     throw new EOFException("peer closed the TLS session during the handshake");
             }
+        }
+    }
+
+    /** Unwraps what {@link #netIn} holds into {@code target}, leaving the rest of {@link #netIn} for more bytes. */
+    private SSLEngineResult unwrapInto(final ByteBuffer target) throws SSLException
+    {
+        netIn.flip();
+        try
+        {
+            return engine.unwrap(netIn, target);
+        }
+        finally
+        {
+            netIn.compact();
         }
     }
 
@@ -205,16 +210,7 @@ final class JsseTlsChannel implements TlsChannel
                 final boolean direct = dst.remaining() >= appSize;
                 final ByteBuffer target = direct ? dst : appIn;
                 final int before = dst.position();
-                netIn.flip();
-                final SSLEngineResult result;
-                try
-                {
-                    result = engine.unwrap(netIn, target);
-                }
-                finally
-                {
-                    netIn.compact();
-                }
+                final SSLEngineResult result = unwrapInto(target);
                 afterUnwrap(result);
                 switch (result.getStatus())
                 {
@@ -363,30 +359,10 @@ final class JsseTlsChannel implements TlsChannel
     @Override
     public void close()
     {
-        // close_notify only when no writer holds the lock: a stuck peer must not block closing.
-        if (writeLock.tryLock())
+        TlsClose.close(writeLock, () ->
         {
-            try
-            {
-                engine.closeOutbound();
-                wrapAndFlush(NOTHING);
-            }
-            catch (final IOException | RuntimeException ex)
-            {
-                // Best effort: the socket closes regardless.
-            }
-            finally
-            {
-                writeLock.unlock();
-            }
-        }
-        try
-        {
-            channel.close();
-        }
-        catch (final IOException ex)
-        {
-            // Nothing left to release.
-        }
+            engine.closeOutbound();
+            wrapAndFlush(NOTHING);
+        }, channel);
     }
 }

@@ -185,29 +185,7 @@ final class PskTlsChannel implements TlsChannel
     @Override
     public void close()
     {
-        if (writeLock.tryLock())
-        {
-            try
-            {
-                protocol.close();
-            }
-            catch (final IOException | RuntimeException ex)
-            {
-                // Best effort close_notify.
-            }
-            finally
-            {
-                writeLock.unlock();
-            }
-        }
-        try
-        {
-            channel.close();
-        }
-        catch (final IOException ex)
-        {
-            // Nothing left to release.
-        }
+        TlsClose.close(writeLock, protocol::close, channel);
     }
 
     /** The server's policy: 1.3 and 1.2, and the usernames of keys.psk; runs on the handshaking thread. */

@@ -110,6 +110,22 @@ final class Libc
     }
 
     /**
+     * A zeroed msghdr with one iovec over {@code length} bytes of {@code buf} and no control buffer. The iovec
+     * lives in the same allocation, after the header, so it stays reachable as long as the header does.
+     */
+    private static Memory messageOver(final Pointer buf, final long length)
+    {
+        final Memory msg = new Memory(MSGHDR_SIZE + 16);
+        msg.clear();
+        final Pointer iov = msg.share(MSGHDR_SIZE);
+        iov.setPointer(0, buf);
+        iov.setLong(8, length);
+        msg.setPointer(16, iov);
+        msg.setLong(24, 1);
+        return msg;
+    }
+
+    /**
      * Receives up to {@code length} bytes into {@code buf} and the descriptors that came with them.
      *
      * @param fds filled with received descriptors (close-on-exec); its first {@code return[1]} entries are valid.
@@ -117,16 +133,10 @@ final class Libc
      */
     static long[] recvWithFds(final int fd, final Pointer buf, final long length, final int[] fds) throws IOException
     {
-        // Control-path only: the three small buffers are freed by the collector.
-        final Memory msg = new Memory(MSGHDR_SIZE);
-        final Memory iov = new Memory(16);
+        // Control-path only: the small buffers are freed by the collector.
+        final Memory msg = messageOver(buf, length);
         final Memory control = new Memory(CONTROL_SIZE);
-        msg.clear();
         control.clear();
-        iov.setPointer(0, buf);
-        iov.setLong(8, length);
-        msg.setPointer(16, iov);
-        msg.setLong(24, 1);
         msg.setPointer(32, control);
         msg.setLong(40, CONTROL_SIZE);
         final long n = retry(() -> recvmsg(fd, msg, MSG_CMSG_CLOEXEC), "recvmsg");
@@ -166,16 +176,10 @@ final class Libc
     /** Sends {@code length} bytes of {@code buf} with {@code fds} attached (none when empty). */
     static void sendWithFds(final int fd, final Pointer buf, final long length, final int[] fds) throws IOException
     {
-        // Control-path only: the three small buffers are freed by the collector.
-        final Memory msg = new Memory(MSGHDR_SIZE);
-        final Memory iov = new Memory(16);
+        // Control-path only: the small buffers are freed by the collector.
+        final Memory msg = messageOver(buf, length);
         final Memory control = new Memory(CONTROL_SIZE);
-        msg.clear();
         control.clear();
-        iov.setPointer(0, buf);
-        iov.setLong(8, length);
-        msg.setPointer(16, iov);
-        msg.setLong(24, 1);
         if (fds.length > 0)
         {
             if (fds.length > MAX_FDS)

@@ -1,5 +1,6 @@
 package dev.tidemark.io.nbd;
 
+import dev.tidemark.io.ForwardingBlockStore;
 import dev.tidemark.io.testing.HeapStore;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -34,35 +35,29 @@ class NbdServerTest
     Path dir;
 
     /** An export whose writes complete, on a thread of their own, only when the test opens the gate; thread-safe. */
-    private static final class GatedExport implements NbdExport
+    private static final class GatedExport extends StoreExportBase
     {
-        final HeapStore store = new HeapStore(new byte[1 << 20], false);
-        final BlockStoreExport inner = new BlockStoreExport("gated", store);
+        final HeapStore store;
+        final BlockStoreExport inner;
         final CountDownLatch entered = new CountDownLatch(1);
         final CountDownLatch gate = new CountDownLatch(1);
 
-        @Override
-        public String name()
+        GatedExport()
         {
-            return "gated";
+            this(new HeapStore(new byte[1 << 20], false));
+        }
+
+        private GatedExport(final HeapStore store)
+        {
+            super("gated", "", store, false, true, List.of());
+            this.store = store;
+            this.inner = new BlockStoreExport("gated", store);
         }
 
         @Override
         public long size()
         {
             return inner.size();
-        }
-
-        @Override
-        public boolean isReadOnly()
-        {
-            return false;
-        }
-
-        @Override
-        public Set<Feature> features()
-        {
-            return inner.features();
         }
 
         @Override
@@ -272,32 +267,14 @@ class NbdServerTest
     {
         final List<String> events = java.util.Collections.synchronizedList(new ArrayList<>());
         final HeapStore memory = new HeapStore(new byte[1 << 20], false);
-        final dev.tidemark.io.BlockStore tracking = new dev.tidemark.io.BlockStore()
+        final dev.tidemark.io.BlockStore tracking = new ForwardingBlockStore(memory)
         {
             private final Set<Long> unflushed = java.util.concurrent.ConcurrentHashMap.newKeySet();
 
             @Override
-            public long size()
-            {
-                return memory.size();
-            }
-
-            @Override
-            public boolean isReadOnly()
-            {
-                return false;
-            }
-
-            @Override
-            public void read(final long offset, final ByteBuffer dst)
-            {
-                memory.read(offset, dst);
-            }
-
-            @Override
             public void write(final long offset, final ByteBuffer src) throws IOException
             {
-                memory.write(offset, src);
+                super.write(offset, src);
                 unflushed.add(offset);
             }
 
@@ -306,29 +283,6 @@ class NbdServerTest
             {
                 events.add("flush covering " + unflushed.size());
                 unflushed.clear();
-            }
-
-            @Override
-            public void discard(final long offset, final long length) throws IOException
-            {
-                memory.discard(offset, length);
-            }
-
-            @Override
-            public void writeZeroes(final long offset, final long length, final boolean mayUnmap) throws IOException
-            {
-                memory.writeZeroes(offset, length, mayUnmap);
-            }
-
-            @Override
-            public void forEachAllocationExtent(final long offset, final long length, final AllocationSink sink)
-            {
-                memory.forEachAllocationExtent(offset, length, sink);
-            }
-
-            @Override
-            public void close()
-            {
             }
         };
         try (NbdServer server = new NbdServer())

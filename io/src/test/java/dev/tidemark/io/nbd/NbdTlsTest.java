@@ -20,8 +20,6 @@ import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
 import java.util.SplittableRandom;
-import java.util.concurrent.BlockingQueue;
-import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
 
 import static dev.tidemark.io.nbd.NbdProtocol.*;
@@ -41,11 +39,9 @@ class NbdTlsTest
 
     private TestPki pki;
     private byte[] content;
-    private NbdServer x509Server;
-    private NbdServer pskServer;
+    private TlsServers servers;
     private InetSocketAddress x509Address;
     private InetSocketAddress pskAddress;
-    private final BlockingQueue<NbdRefusal> refusals = new LinkedBlockingQueue<>();
 
     @BeforeAll
     void start(@TempDir final Path dir) throws Exception
@@ -53,31 +49,23 @@ class NbdTlsTest
         pki = TestPki.create(dir);
         content = new byte[SIZE];
         new SplittableRandom(12).nextBytes(content);
-        // A generous timeout: a cold JVM on a loaded machine can take seconds for a TLS handshake.
-        x509Server = new NbdServer(16, Duration.ofSeconds(60));
-        x509Server.requireTls(TlsCredentials.x509(pki.server, TlsCredentials.Endpoint.SERVER, true),
-            TestPki.CLIENT_DN::equals);
-        x509Server.setListener((refusal, remote, detail) -> refusals.add(refusal));
-        x509Server.addExport(new BlockStoreExport("disk", new HeapStore(content, false)));
-        x509Address = x509Server.listenTcp(0);
-        pskServer = new NbdServer(16, Duration.ofSeconds(60));
-        pskServer.requireTls(TlsCredentials.psk(pki.pskServer, TlsCredentials.Endpoint.SERVER, null), null);
-        pskServer.setListener((refusal, remote, detail) -> refusals.add(refusal));
-        pskServer.addExport(new BlockStoreExport("disk", new HeapStore(content, false)));
-        pskAddress = pskServer.listenTcp(0);
+        servers = new TlsServers(pki, null);
+        servers.x509.addExport(new BlockStoreExport("disk", new HeapStore(content, false)));
+        x509Address = servers.x509.listenTcp(0);
+        servers.psk.addExport(new BlockStoreExport("disk", new HeapStore(content, false)));
+        pskAddress = servers.psk.listenTcp(0);
     }
 
     @AfterAll
     void stop() throws Exception
     {
-        x509Server.close();
-        pskServer.close();
+        servers.close();
     }
 
     @BeforeEach
     void clearRefusals()
     {
-        refusals.clear();
+        servers.refusals.clear();
     }
 
     private NbdClient x509Client(final Path dir) throws IOException
@@ -111,7 +99,7 @@ class NbdTlsTest
 
     private NbdRefusal nextRefusal() throws InterruptedException
     {
-        final NbdRefusal refusal = refusals.poll(10, TimeUnit.SECONDS);
+        final NbdRefusal refusal = servers.refusals.poll(10, TimeUnit.SECONDS);
         assertThat(refusal).as("the server reported a refusal").isNotNull();
         return refusal;
     }
@@ -266,7 +254,7 @@ class NbdTlsTest
         try (NbdServer strict = new NbdServer(16, Duration.ofSeconds(2)))
         {
             strict.requireTls(TlsCredentials.x509(pki.server, TlsCredentials.Endpoint.SERVER, true), null);
-            strict.setListener((refusal, remote, detail) -> refusals.add(refusal));
+            strict.setListener((refusal, remote, detail) -> servers.refusals.add(refusal));
             strict.addExport(new BlockStoreExport("disk", new HeapStore(content, true)));
             final InetSocketAddress address = strict.listenTcp(0);
             try (SocketChannel channel = SocketChannel.open(address))

@@ -55,23 +55,17 @@ final class TestPki
         {
             Files.createDirectories(dir);
         }
-        Files.copy(ca.resolve("cert.pem"), pki.server.resolve("ca-cert.pem"));
-        issue(work, ca, pki.server, "server", "rsa",
-            "organization = Tidemark Test\ncn = localhost\ndns_name = localhost\nip_address = 127.0.0.1\n"
-            + "tls_www_server\nencryption_key\nsigning_key\nexpiration_days = 30\n");
-        Files.copy(ca.resolve("cert.pem"), pki.client.resolve("ca-cert.pem"));
-        issue(work, ca, pki.client, "client", "ecdsa",
-            "country = GB\norganization = Tidemark Test\ncn = client1\ntls_www_client\nsigning_key\nexpiration_days = 30\n");
-        Files.copy(ca.resolve("cert.pem"), pki.otherClient.resolve("ca-cert.pem"));
-        issue(work, otherCa, pki.otherClient, "client", "ecdsa",
-            "country = GB\norganization = Tidemark Test\ncn = client1\ntls_www_client\nsigning_key\nexpiration_days = 30\n");
-        Files.copy(ca.resolve("cert.pem"), pki.expiredClient.resolve("ca-cert.pem"));
-        issue(work, ca, pki.expiredClient, "client", "ecdsa",
-            "country = GB\norganization = Tidemark Test\ncn = client1\ntls_www_client\nsigning_key\n"
+        final String goodClient =
+            "country = GB\norganization = Tidemark Test\ncn = client1\ntls_www_client\nsigning_key\n";
+        final String month = "expiration_days = 30\n";
+        issue(work, ca, ca, pki.server, "server", "rsa", "organization = Tidemark Test\ncn = localhost\n"
+            + "dns_name = localhost\nip_address = 127.0.0.1\ntls_www_server\nencryption_key\nsigning_key\n" + month);
+        issue(work, ca, ca, pki.client, "client", "ecdsa", goodClient + month);
+        issue(work, otherCa, ca, pki.otherClient, "client", "ecdsa", goodClient + month);
+        issue(work, ca, ca, pki.expiredClient, "client", "ecdsa", goodClient
             + "activation_date = \"2020-01-01 00:00:00 UTC\"\nexpiration_date = \"2020-01-02 00:00:00 UTC\"\n");
-        Files.copy(ca.resolve("cert.pem"), pki.intruder.resolve("ca-cert.pem"));
-        issue(work, ca, pki.intruder, "client", "ecdsa",
-            "country = GB\norganization = Elsewhere\ncn = intruder\ntls_www_client\nsigning_key\nexpiration_days = 30\n");
+        issue(work, ca, ca, pki.intruder, "client", "ecdsa",
+            "country = GB\norganization = Elsewhere\ncn = intruder\ntls_www_client\nsigning_key\n" + month);
         final String key = "9f1c0d6a4e2b7c3d5a8e1f0b6c2d4e7a9b3c5d1e8f0a2b4c6d8e0f1a3b5c7d9e";
         Files.writeString(pki.pskServer.resolve("keys.psk"), "other:00112233445566778899aabbccddeeff\n" + PSK_USER + ":" + key + "\n");
         Files.writeString(pki.pskClient.resolve("keys.psk"), PSK_USER + ":" + key + "\n");
@@ -90,15 +84,17 @@ final class TestPki
         return dir;
     }
 
-    private static void issue(final Path work, final Path ca, final Path dir, final String prefix, final String keyType,
-        final String template) throws Exception
+    /** Issues {@code dir}'s certificate signed by {@code signer}, and puts {@code trusted}'s certificate beside it. */
+    private static void issue(final Path work, final Path signer, final Path trusted, final Path dir, final String prefix,
+        final String keyType, final String template) throws Exception
     {
+        Files.copy(trusted.resolve("cert.pem"), dir.resolve("ca-cert.pem"));
         final Path key = dir.resolve(prefix + "-key.pem");
         certtool("--generate-privkey", "--key-type=" + keyType, "--outfile", key.toString());
         final Path info = Files.createTempFile(work, prefix, ".info");
         Files.writeString(info, template);
         certtool("--generate-certificate", "--load-privkey", key.toString(), "--load-ca-certificate",
-            ca.resolve("cert.pem").toString(), "--load-ca-privkey", ca.resolve("key.pem").toString(),
+            signer.resolve("cert.pem").toString(), "--load-ca-privkey", signer.resolve("key.pem").toString(),
             "--template", info.toString(), "--outfile", dir.resolve(prefix + "-cert.pem").toString());
     }
 

@@ -263,6 +263,20 @@ final class FrontEnd implements AutoCloseable
         guest.putLong((int)at + 8, sector);
     }
 
+    /**
+     * Publishes {@code count} one-sector writes on queue {@code q} without kicking: request i writes sector i from
+     * one shared data buffer, its header at {@code DATA + i * 1024} and its status byte 64 bytes after it.
+     */
+    void publishWrites(final int q, final int count)
+    {
+        for (int i = 0; i < count; i++)
+        {
+            header(DATA + i * 1024, VhostUser.VIRTIO_BLK_T_OUT, i);
+            publish(q, new Buf(DATA + i * 1024, 16, false), new Buf(DATA + 8192, 512, false),
+                new Buf(DATA + i * 1024 + 64, 1, true));
+        }
+    }
+
     @Override
     public void close()
     {

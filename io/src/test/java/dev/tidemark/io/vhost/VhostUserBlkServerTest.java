@@ -131,29 +131,35 @@ class VhostUserBlkServerTest
         assertThat(fe.usedLen(0, 3)).isEqualTo(6);
     }
 
+    /**
+     * Sends a write-zeroes or discard request with one segment ({@code sectors} sectors from {@code sector}, no
+     * flags) on queue 0, header at {@code DATA}, segment at {@code DATA + 256}, status at {@code DATA + 512}, and
+     * waits until the used index reaches {@code used}.
+     */
+    private void sendOneSegment(final int type, final long sector, final int sectors, final int used) throws Exception
+    {
+        final long hdr = FrontEnd.DATA;
+        final long seg = FrontEnd.DATA + 256;
+        fe.header(hdr, type, 0);
+        fe.guest.putLong((int)seg, sector).putInt((int)seg + 8, sectors).putInt((int)seg + 12, 0);
+        fe.publish(0, new FrontEnd.Buf(hdr, 16, false), new FrontEnd.Buf(seg, 16, false),
+            new FrontEnd.Buf(FrontEnd.DATA + 512, 1, true));
+        fe.kick(0);
+        fe.awaitUsed(0, used);
+    }
+
     @Test
     void discardsWritesZeroesAndRefusesBadRequests() throws Exception
     {
         start(1);
         fe.setUp(0);
         final long hdr = FrontEnd.DATA;
-        final long seg = FrontEnd.DATA + 256;
         final long status = FrontEnd.DATA + 512;
-        fe.header(hdr, VhostUser.VIRTIO_BLK_T_WRITE_ZEROES, 0);
-        fe.guest.putLong((int)seg, 8).putInt((int)seg + 8, 16).putInt((int)seg + 12, 0);
-        fe.publish(0, new FrontEnd.Buf(hdr, 16, false), new FrontEnd.Buf(seg, 16, false),
-            new FrontEnd.Buf(status, 1, true));
-        fe.kick(0);
-        fe.awaitUsed(0, 1);
+        sendOneSegment(VhostUser.VIRTIO_BLK_T_WRITE_ZEROES, 8, 16, 1);
         assertThat(fe.guest.get((int)status)).isEqualTo((byte)0);
         assertThat(export.calls).containsExactly("zeroes 4096+8192 flags " + NbdProtocol.CMD_FLAG_NO_HOLE);
 
-        fe.header(hdr, VhostUser.VIRTIO_BLK_T_DISCARD, 0);
-        fe.guest.putLong((int)seg, 0).putInt((int)seg + 8, 8).putInt((int)seg + 12, 0);
-        fe.publish(0, new FrontEnd.Buf(hdr, 16, false), new FrontEnd.Buf(seg, 16, false),
-            new FrontEnd.Buf(status, 1, true));
-        fe.kick(0);
-        fe.awaitUsed(0, 2);
+        sendOneSegment(VhostUser.VIRTIO_BLK_T_DISCARD, 0, 8, 2);
         assertThat(export.calls).endsWith("trim 0+4096");
 
         // A write past the end, and an unknown request type.
@@ -251,12 +257,7 @@ class VhostUserBlkServerTest
         final long base = FrontEnd.DATA;
         // used_event far ahead: the driver wants no interrupt for the first two requests.
         fe.usedEvent(0, 100);
-        for (int i = 0; i < 2; i++)
-        {
-            fe.header(base + i * 1024, VhostUser.VIRTIO_BLK_T_OUT, i);
-            fe.publish(0, new FrontEnd.Buf(base + i * 1024, 16, false), new FrontEnd.Buf(base + 8192, 512, false),
-                new FrontEnd.Buf(base + i * 1024 + 64, 1, true));
-        }
+        fe.publishWrites(0, 2);
         fe.kick(0);
         fe.awaitUsed(0, 2);
         assertThat(fe.signals).isZero();
@@ -295,13 +296,7 @@ class VhostUserBlkServerTest
     {
         start(1);
         fe.setUp(0);
-        final long base = FrontEnd.DATA;
-        for (int i = 0; i < 3; i++)
-        {
-            fe.header(base + i * 1024, VhostUser.VIRTIO_BLK_T_OUT, i);
-            fe.publish(0, new FrontEnd.Buf(base + i * 1024, 16, false), new FrontEnd.Buf(base + 8192, 512, false),
-                new FrontEnd.Buf(base + i * 1024 + 64, 1, true));
-        }
+        fe.publishWrites(0, 3);
         fe.kick(0);
         fe.awaitUsed(0, 3);
         fe.send(VhostUser.GET_VRING_BASE, 0, FrontEnd.le(8).putInt(0, 0).array());

@@ -218,22 +218,41 @@ public final class ExportManager implements AutoCloseable
      */
     public void stop()
     {
-        final List<CompletableFuture<Void>> removals = new ArrayList<>();
+        final List<CompletableFuture<Void>> removals;
         final NbdServer stopping;
         synchronized (this)
         {
             requireRunning();
-            for (final Entry entry : new ArrayList<>(exports.values()))
-            {
-                if (entry.vhost == null)
-                {
-                    removals.add(entry.shuttingDown ? entry.deleted : beginRemoval(entry));
-                }
-            }
+            removals = beginRemovals(false);
             stopping = server;
             server = null;
             address = null;
         }
+        // The server close after the wait drops what a timed-out removal left.
+        awaitRemovals(removals);
+        closeQuietly(stopping);
+    }
+
+    /**
+     * Starts removing every vhost export ({@code vhost}) or every NBD export, joining removals already under way;
+     * the caller holds this monitor.
+     */
+    private List<CompletableFuture<Void>> beginRemovals(final boolean vhost)
+    {
+        final List<CompletableFuture<Void>> removals = new ArrayList<>();
+        for (final Entry entry : new ArrayList<>(exports.values()))
+        {
+            if ((entry.vhost != null) == vhost)
+            {
+                removals.add(entry.shuttingDown ? entry.deleted : beginRemoval(entry));
+            }
+        }
+        return removals;
+    }
+
+    /** Waits up to {@link #STOP_WAIT_SECONDS} for each removal; an interrupt ends the wait and stays set. */
+    private static void awaitRemovals(final List<CompletableFuture<Void>> removals)
+    {
         for (final CompletableFuture<Void> removal : removals)
         {
             try
@@ -247,10 +266,9 @@ public final class ExportManager implements AutoCloseable
             }
             catch (final ExecutionException | TimeoutException ex)
             {
-                // The removal thread releases what it can; the server close below drops what is left.
+                // The removal thread releases what it can; the caller closes what holds the rest.
             }
         }
-        closeQuietly(stopping);
     }
 
     // ------------------------------------------------------------------------------------------ exports
@@ -265,19 +283,8 @@ public final class ExportManager implements AutoCloseable
     public synchronized ExportInfo add(final ExportRequest request)
     {
         requireRunning();
-        if (!isWellFormedId(request.id()))
-        {
-            throw EngineException.generic("Invalid block export id");
-        }
-        if (exports.containsKey(request.id()))
-        {
-            throw EngineException.generic("Block export id '" + request.id() + "' is already in use");
-        }
+        checkIdAndWritability(request);
         final ExportNode node = request.node();
-        if (request.writable() && !node.isWritable())
-        {
-            throw EngineException.generic("Cannot export read-only node as writable");
-        }
         final String exportName = request.exportName();
         if (exportName.getBytes(StandardCharsets.UTF_8).length > NbdProtocol.MAX_STRING)
         {
@@ -334,6 +341,23 @@ public final class ExportManager implements AutoCloseable
         return entry.info();
     }
 
+    /** The rules every export type shares, in QEMU's order: a free, well-formed id, and no writable read-only node. */
+    private void checkIdAndWritability(final ExportRequest request)
+    {
+        if (!isWellFormedId(request.id()))
+        {
+            throw EngineException.generic("Invalid block export id");
+        }
+        if (exports.containsKey(request.id()))
+        {
+            throw EngineException.generic("Block export id '" + request.id() + "' is already in use");
+        }
+        if (request.writable() && !request.node().isWritable())
+        {
+            throw EngineException.generic("Cannot export read-only node as writable");
+        }
+    }
+
     /**
      * Adds a vhost-user-blk export ({@code block-export-add} with {@code type: vhost-user-blk}): listens on
      * {@code socket} for a QEMU front end at once.
@@ -348,19 +372,8 @@ public final class ExportManager implements AutoCloseable
     public synchronized ExportInfo addVhostUserBlk(final ExportRequest request, final Path socket,
         final int numQueues, final int logicalBlockSize)
     {
-        if (!isWellFormedId(request.id()))
-        {
-            throw EngineException.generic("Invalid block export id");
-        }
-        if (exports.containsKey(request.id()))
-        {
-            throw EngineException.generic("Block export id '" + request.id() + "' is already in use");
-        }
+        checkIdAndWritability(request);
         final ExportNode node = request.node();
-        if (request.writable() && !node.isWritable())
-        {
-            throw EngineException.generic("Cannot export read-only node as writable");
-        }
         if (numQueues < 1 || numQueues > 256)
         {
             throw EngineException.generic("num-queues must be in 1..256, was " + numQueues);
@@ -484,33 +497,12 @@ public final class ExportManager implements AutoCloseable
     @Override
     public void close()
     {
-        final List<CompletableFuture<Void>> removals = new ArrayList<>();
+        final List<CompletableFuture<Void>> removals;
         synchronized (this)
         {
-            for (final Entry entry : new ArrayList<>(exports.values()))
-            {
-                if (entry.vhost != null)
-                {
-                    removals.add(entry.shuttingDown ? entry.deleted : beginRemoval(entry));
-                }
-            }
+            removals = beginRemovals(true);
         }
-        for (final CompletableFuture<Void> removal : removals)
-        {
-            try
-            {
-                removal.get(STOP_WAIT_SECONDS, TimeUnit.SECONDS);
-            }
-            catch (final InterruptedException ex)
-            {
-                Thread.currentThread().interrupt();
-                break;
-            }
-            catch (final ExecutionException | TimeoutException ex)
-            {
-                // The removal thread releases what it can.
-            }
-        }
+        awaitRemovals(removals);
         if (isRunning())
         {
             try

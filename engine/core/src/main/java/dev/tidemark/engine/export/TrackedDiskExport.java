@@ -4,17 +4,13 @@ import dev.tidemark.engine.IoCompletion;
 import dev.tidemark.engine.RequestKind;
 import dev.tidemark.engine.TrackedDisk;
 import dev.tidemark.io.IoReason;
-import dev.tidemark.io.nbd.AllocationContext;
 import dev.tidemark.io.nbd.MetaContext;
 import dev.tidemark.io.nbd.NbdCompletion;
-import dev.tidemark.io.nbd.NbdExport;
+import dev.tidemark.io.nbd.StoreExportBase;
 import dev.tidemark.io.nbd.NbdProtocol;
 import java.io.IOException;
 import java.nio.ByteBuffer;
-import java.util.ArrayList;
-import java.util.EnumSet;
 import java.util.List;
-import java.util.Set;
 
 /**
  * An NBD export of a {@link TrackedDisk}; safe for concurrent calls from every connection's reader thread, and
@@ -27,14 +23,9 @@ import java.util.Set;
  * see every completed write. {@code base:allocation} comes from the store; dirty-bitmap contexts are given by
  * the caller.
  */
-public final class TrackedDiskExport implements NbdExport
+public final class TrackedDiskExport extends StoreExportBase
 {
-    private final String name;
-    private final String description;
     private final TrackedDisk disk;
-    private final boolean readOnly;
-    private final Set<Feature> features;
-    private final List<MetaContext> contexts;
 
     /**
      * @param name export name.
@@ -48,57 +39,14 @@ public final class TrackedDiskExport implements NbdExport
     public TrackedDiskExport(final String name, final String description, final TrackedDisk disk,
         final boolean readOnly, final boolean multiConn, final List<MetaContext> bitmapContexts)
     {
-        this.name = name;
-        this.description = description;
+        super(name, description, disk.store(), readOnly, multiConn, bitmapContexts);
         this.disk = disk;
-        this.readOnly = readOnly || disk.store().isReadOnly();
-        final EnumSet<Feature> offered = this.readOnly ? EnumSet.of(Feature.FLUSH, Feature.FUA, Feature.CACHE,
-            Feature.MULTI_CONN) : EnumSet.allOf(Feature.class);
-        if (!multiConn)
-        {
-            offered.remove(Feature.MULTI_CONN);
-        }
-        this.features = Set.copyOf(offered);
-        final List<MetaContext> all = new ArrayList<>();
-        all.add(new AllocationContext(disk.store()));
-        all.addAll(bitmapContexts);
-        this.contexts = List.copyOf(all);
-    }
-
-    @Override
-    public String name()
-    {
-        return name;
-    }
-
-    @Override
-    public String description()
-    {
-        return description;
     }
 
     @Override
     public long size()
     {
         return disk.size();
-    }
-
-    @Override
-    public boolean isReadOnly()
-    {
-        return readOnly;
-    }
-
-    @Override
-    public Set<Feature> features()
-    {
-        return features;
-    }
-
-    @Override
-    public List<MetaContext> metaContexts()
-    {
-        return contexts;
     }
 
     @Override
@@ -136,14 +84,11 @@ public final class TrackedDiskExport implements NbdExport
     @Override
     public void writeZeroes(final long offset, final long length, final int flags, final NbdCompletion done)
     {
-        final boolean noHole = (flags & NbdProtocol.CMD_FLAG_NO_HOLE) != 0;
-        if (noHole && (flags & NbdProtocol.CMD_FLAG_FAST_ZERO) != 0)
+        if (refusedAsNotFast(flags, done))
         {
-            // Zeroes that must stay allocated are written, not punched: not fast.
-            done.complete(NbdProtocol.ENOTSUP);
             return;
         }
-        submit(RequestKind.WRITE_ZEROES, offset, length, null, fua(flags), !noHole, done);
+        submit(RequestKind.WRITE_ZEROES, offset, length, null, fua(flags), mayUnmap(flags), done);
     }
 
     private void submit(final RequestKind kind, final long offset, final long length, final ByteBuffer data,

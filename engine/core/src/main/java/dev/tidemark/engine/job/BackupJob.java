@@ -372,43 +372,11 @@ public final class BackupJob extends Job
         final long stop = Math.min(claims.diskSize(), claims.offsetOf(end));
         if (options.sync() == SyncMode.TOP)
         {
-            final long[] cursor = {start};
-            final CopyFailure[] failed = new CopyFailure[1];
-            try
+            final long walked = copyByExtents(source, start, stop - start,
+                (off, len) -> copyBytes(off, len, buffer, false));
+            if (walked < stop)
             {
-                source.forEachAllocationExtent(start, stop - start, (off, len, allocated, zero) ->
-                {
-                    try
-                    {
-                        if (allocated && !zero)
-                        {
-                            copyBytes(off, len, buffer, false);
-                        }
-                        else
-                        {
-                            writeZeroes(off, len, true);
-                        }
-                        cursor[0] = off + len;
-                        return true;
-                    }
-                    catch (final CopyFailure f)
-                    {
-                        failed[0] = f;
-                        return false;
-                    }
-                });
-            }
-            catch (final IOException ex)
-            {
-                throw new CopyFailure(true, ex);
-            }
-            if (failed[0] != null)
-            {
-                throw failed[0];
-            }
-            if (cursor[0] < stop)
-            {
-                copyBytes(cursor[0], stop - cursor[0], buffer, false);
+                copyBytes(walked, stop - walked, buffer, false);
             }
         }
         else
@@ -463,21 +431,42 @@ public final class BackupJob extends Job
     private void kernelCopyKeepingHoles(final long offset, final long length, final ByteBuffer buffer)
         throws CopyFailure
     {
+        copyByExtents(kernelSource, offset, length, (off, len) -> kernelCopy(off, len, buffer));
+    }
+
+    /** Runs on the copying thread: copies one data extent of the source to the target. */
+    @FunctionalInterface
+    private interface DataCopy
+    {
+        void copy(long offset, long length) throws CopyFailure;
+    }
+
+    /**
+     * Walks the allocation extents of {@code store} over the range: data extents go through {@code copyData},
+     * holes and zero extents become zero ranges of the target.
+     *
+     * @return where the walk ended: the range's end, or less when the store reported fewer extents.
+     */
+    private long copyByExtents(final BlockStore store, final long offset, final long length, final DataCopy copyData)
+        throws CopyFailure
+    {
+        final long[] cursor = {offset};
         final CopyFailure[] failed = new CopyFailure[1];
         try
         {
-            kernelSource.forEachAllocationExtent(offset, length, (off, len, allocated, zero) ->
+            store.forEachAllocationExtent(offset, length, (off, len, allocated, zero) ->
             {
                 try
                 {
                     if (allocated && !zero)
                     {
-                        kernelCopy(off, len, buffer);
+                        copyData.copy(off, len);
                     }
                     else
                     {
                         writeZeroes(off, len, true);
                     }
+                    cursor[0] = off + len;
                     return true;
                 }
                 catch (final CopyFailure f)
@@ -495,6 +484,7 @@ public final class BackupJob extends Job
         {
             throw failed[0];
         }
+        return cursor[0];
     }
 
     private void copyThroughBuffer(final long offset, final long length, final ByteBuffer buffer,

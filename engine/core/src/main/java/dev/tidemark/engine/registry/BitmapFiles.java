@@ -1,6 +1,7 @@
 package dev.tidemark.engine.registry;
 
 import dev.tidemark.bitmap.DirtyBitmap;
+import dev.tidemark.bitmap.MappedBitmap;
 import java.io.IOException;
 import java.nio.file.Path;
 
@@ -14,9 +15,13 @@ public interface BitmapFiles
      * @param name the bitmap's name.
      * @param diskSize bytes of the tracked disk.
      * @param granularity bytes per chunk.
-     * @return a bitmap in memory (non-persistent bitmaps, successors of non-persistent bitmaps, backups).
+     * @return a bitmap in memory (non-persistent bitmaps, successors of non-persistent bitmaps, backups); every
+     *         factory makes them the same way, in direct memory, since no file policy applies to them.
      */
-    DirtyBitmap anonymous(String name, long diskSize, long granularity);
+    default DirtyBitmap anonymous(final String name, final long diskSize, final long granularity)
+    {
+        return MappedBitmap.createAnonymous(name, diskSize, granularity);
+    }
 
     /**
      * @param file the new file; must not exist.

@@ -6,8 +6,8 @@ import java.io.IOException;
 import java.nio.file.Path;
 
 /**
- * Makes {@link MappedBitmap}s: direct memory for anonymous bitmaps, mapped files with the trust rule on open;
- * stateless and safe for concurrent use.
+ * Stateless and safe for concurrent use: makes {@link MappedBitmap}s, in direct memory for anonymous bitmaps (the
+ * interface's default) and in mapped files with the trust rule on open.
  */
 public final class MappedBitmapFiles implements BitmapFiles
 {
@@ -16,12 +16,6 @@ public final class MappedBitmapFiles implements BitmapFiles
 
     private MappedBitmapFiles()
     {
-    }
-
-    @Override
-    public DirtyBitmap anonymous(final String name, final long diskSize, final long granularity)
-    {
-        return MappedBitmap.createAnonymous(name, diskSize, granularity);
     }
 
     @Override

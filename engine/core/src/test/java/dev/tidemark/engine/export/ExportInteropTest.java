@@ -2,10 +2,7 @@ package dev.tidemark.engine.export;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import dev.tidemark.engine.DiskOptions;
-import dev.tidemark.engine.TrackedDisk;
 import dev.tidemark.engine.registry.BitmapActions;
-import dev.tidemark.io.RawFileStore;
 import dev.tidemark.io.testing.ExternalTools;
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -15,52 +12,19 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.SplittableRandom;
 import java.util.TreeSet;
-import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
-import org.junit.jupiter.api.io.TempDir;
 
 /** Tracked-disk exports read and written by qemu-img, nbdinfo and fio; a missing tool fails the test. */
 @Timeout(120)
-class ExportInteropTest
+class ExportInteropTest extends ExportedDiskTestSupport
 {
-    private static final long SIZE = 32L << 20;
     private static final long GRANULARITY = 64 << 10;
 
-    @TempDir
-    Path dir;
-
-    private final long seed = System.nanoTime();
-    private TrackedDisk disk;
-    private ExportManager manager;
-    private Path socket;
-
-    @BeforeEach
-    void open() throws IOException
-    {
-        disk = TrackedDisk.open(DiskOptions.of(RawFileStore.create(dir.resolve("disk.img"), SIZE),
-            dir.resolve("bitmaps")).withName("vda"));
-        manager = new ExportManager((name, data) -> { });
-        socket = dir.resolve("nbd.sock");
-        manager.start(ExportAddress.unix(socket), 0);
-    }
-
-    @AfterEach
-    void close() throws IOException
-    {
-        manager.close();
-        disk.close();
-    }
-
+    /** Writes {@code count} random ranges and returns the whole disk's content after them. */
     private byte[] writeRandom(final SplittableRandom random, final int count) throws IOException
     {
-        for (int i = 0; i < count; i++)
-        {
-            final byte[] data = new byte[1 + random.nextInt(200_000)];
-            random.nextBytes(data);
-            disk.write(random.nextLong(SIZE - data.length), ByteBuffer.wrap(data), false);
-        }
+        writeRandom(random, count, 200_000);
         final byte[] all = new byte[(int)SIZE];
         disk.read(0, ByteBuffer.wrap(all));
         return all;
@@ -96,23 +60,7 @@ class ExportInteropTest
         manager.add(ExportRequest.of("e0", ExportNode.disk("vda", disk)).withBitmaps("b0"));
         final String out = ExternalTools.run(30, "nbdinfo", "--map=qemu:dirty-bitmap:b0",
             ExternalTools.uri("vda", socket));
-        final List<String> dirty = new ArrayList<>();
-        long covered = 0;
-        for (final String line : out.split("\n"))
-        {
-            final String[] fields = line.trim().split("\\s+");
-            if (fields.length < 3)
-            {
-                continue;
-            }
-            assertThat(Long.parseLong(fields[0])).isEqualTo(covered);
-            covered += Long.parseLong(fields[1]);
-            if ("1".equals(fields[2]))
-            {
-                dirty.add(fields[0] + "+" + fields[1]);
-            }
-        }
-        assertThat(covered).isEqualTo(SIZE);
+        final List<String> dirty = setExtentsOfNbdinfoMap(out);
         final List<String> expected = new ArrayList<>();
         disk.bitmaps().view("b0").forEachDirtyExtent(0, SIZE, (offset, length) -> expected.add(offset + "+" + length));
         assertThat(expected).isNotEmpty();

@@ -9,6 +9,8 @@ import org.junit.jupiter.api.io.TempDir;
 
 import java.nio.file.Path;
 
+import static org.assertj.core.api.Assertions.assertThat;
+
 /**
  * What the backup tests share, as their base class: a disk {@code vda} of seeded data in a temporary folder, its
  * events and job manager, raw targets, and waiting for a job to be gone; each test instance is confined to its test
@@ -80,5 +82,12 @@ abstract class DiskTestSupport
         EventLog.await(() -> job.status() == JobStatus.NULL
             && events.briefFor(job.id()).contains(job.id() + ":null"), 60_000,
             "job " + job.id() + " to finish (seed " + seed + ")");
+    }
+
+    /** Waits as {@link #awaitGone} for the started job, which must have completed without an error. */
+    void awaitSucceeded(final BackupStartAction start)
+    {
+        awaitGone(start.job());
+        assertThat(events.last(start.job().id(), "BLOCK_JOB_COMPLETED").data()).doesNotContainKey("error");
     }
 }

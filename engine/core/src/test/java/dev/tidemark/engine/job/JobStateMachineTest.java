@@ -46,6 +46,9 @@ class JobStateMachineTest
         "concluded", "null"));
 
     private final AtomicInteger ids = new AtomicInteger();
+    /** The event log and job manager of the test methods that need one of each. */
+    private final EventLog log = new EventLog();
+    private final JobManager manager = new JobManager();
 
     @Test
     void tablesMatchTheProtocolBrief()
@@ -245,11 +248,7 @@ class JobStateMachineTest
             {
                 job = newJob(manager, log, JobOptions.DEFAULTS);
                 final ScriptedJob peer = newJob(manager, log, JobOptions.DEFAULTS);
-                final JobTransaction txn = new JobTransaction();
-                manager.reserve(job.id());
-                manager.reserve(peer.id());
-                manager.register(job, txn);
-                manager.register(peer, txn);
+                registerGrouped(manager, job, peer);
                 job.finish = true;
                 manager.start(job);
                 manager.start(peer);
@@ -257,9 +256,7 @@ class JobStateMachineTest
                 break;
             }
             case PENDING:
-                job = newJob(manager, log, new JobOptions(false, true, 0));
-                job.finish = true;
-                manager.startAlone(job);
+                job = startFinishingAlone(manager, log, new JobOptions(false, true, 0));
                 break;
             case ABORTING:
             {
@@ -267,11 +264,7 @@ class JobStateMachineTest
                 final ScriptedJob peer = newJob(manager, log, JobOptions.DEFAULTS);
                 final CountDownLatch hold = new CountDownLatch(1);
                 peer.stubborn = hold;
-                final JobTransaction txn = new JobTransaction();
-                manager.reserve(job.id());
-                manager.reserve(peer.id());
-                manager.register(job, txn);
-                manager.register(peer, txn);
+                registerGrouped(manager, job, peer);
                 job.failWrite = true;
                 manager.start(peer);
                 manager.start(job);
@@ -279,14 +272,10 @@ class JobStateMachineTest
                 break;
             }
             case CONCLUDED:
-                job = newJob(manager, log, new JobOptions(true, false, 0));
-                job.finish = true;
-                manager.startAlone(job);
+                job = startFinishingAlone(manager, log, new JobOptions(true, false, 0));
                 break;
             case NULL:
-                job = newJob(manager, log, JobOptions.DEFAULTS);
-                job.finish = true;
-                manager.startAlone(job);
+                job = startFinishingAlone(manager, log, JobOptions.DEFAULTS);
                 break;
             default:
                 throw new AssertionError(state);
@@ -298,8 +287,6 @@ class JobStateMachineTest
     @Test
     void successEventOrder() throws Exception
     {
-        final EventLog log = new EventLog();
-        final JobManager manager = new JobManager();
         final ScriptedJob job = new ScriptedJob("j", JobOptions.DEFAULTS, log);
         job.finish = true;
         manager.startAlone(job);
@@ -317,8 +304,6 @@ class JobStateMachineTest
     @Test
     void failureEventOrder()
     {
-        final EventLog log = new EventLog();
-        final JobManager manager = new JobManager();
         final ScriptedJob job = new ScriptedJob("j", JobOptions.DEFAULTS, log);
         job.failWrite = true;
         manager.startAlone(job);
@@ -335,8 +320,6 @@ class JobStateMachineTest
     @Test
     void cancelEventOrder()
     {
-        final EventLog log = new EventLog();
-        final JobManager manager = new JobManager();
         final ScriptedJob job = new ScriptedJob("j", JobOptions.DEFAULTS, log);
         manager.startAlone(job);
         EventLog.await(() -> job.status() == JobStatus.RUNNING, 10_000, "running");
@@ -353,8 +336,6 @@ class JobStateMachineTest
     @Test
     void autoFinalizeFalseStopsAtPendingAndCancelThereCancels()
     {
-        final EventLog log = new EventLog();
-        final JobManager manager = new JobManager();
         final ScriptedJob a = new ScriptedJob("a", new JobOptions(false, true, 0), log);
         a.finish = true;
         manager.startAlone(a);
@@ -377,8 +358,6 @@ class JobStateMachineTest
     @Test
     void autoDismissFalseStaysConcludedUntilDismiss()
     {
-        final EventLog log = new EventLog();
-        final JobManager manager = new JobManager();
         final ScriptedJob a = new ScriptedJob("a", new JobOptions(true, false, 0), log);
         a.finish = true;
         manager.startAlone(a);
@@ -396,8 +375,6 @@ class JobStateMachineTest
     @Test
     void stopPolicyPausesAndResumeRetries()
     {
-        final EventLog log = new EventLog();
-        final JobManager manager = new JobManager();
         final ScriptedJob a = new ScriptedJob("a", JobOptions.DEFAULTS, log);
         a.targetPolicy = OnError.STOP;
         a.failuresLeft = 1;
@@ -414,20 +391,34 @@ class JobStateMachineTest
         assertThat(log.last("a", "BLOCK_JOB_COMPLETED").data()).doesNotContainKey("error");
     }
 
+    /** @return a new job with nothing left to do, started alone. */
+    private ScriptedJob startFinishingAlone(final JobManager manager, final EventLog log,
+        final JobOptions options)
+    {
+        final ScriptedJob job = newJob(manager, log, options);
+        job.finish = true;
+        manager.startAlone(job);
+        return job;
+    }
+
+    /** Reserves each job's id and registers the jobs in one transaction, as a grouped transaction does. */
+    private static void registerGrouped(final JobManager manager, final ScriptedJob... jobs)
+    {
+        final JobTransaction txn = new JobTransaction();
+        for (final ScriptedJob job : jobs)
+        {
+            manager.reserve(job.id());
+            manager.register(job, txn);
+        }
+    }
+
     @Test
     void groupedFailureCancelsThePeers()
     {
-        final EventLog log = new EventLog();
-        final JobManager manager = new JobManager();
         final ScriptedJob a = new ScriptedJob("a", JobOptions.DEFAULTS, log);
         final ScriptedJob b = new ScriptedJob("b", JobOptions.DEFAULTS, log);
         final ScriptedJob c = new ScriptedJob("c", JobOptions.DEFAULTS, log);
-        final JobTransaction txn = new JobTransaction();
-        for (final ScriptedJob j : List.of(a, b, c))
-        {
-            manager.reserve(j.id());
-            manager.register(j, txn);
-        }
+        registerGrouped(manager, a, b, c);
         c.finish = true;
         for (final ScriptedJob j : List.of(a, b, c))
         {
@@ -448,16 +439,9 @@ class JobStateMachineTest
     @Test
     void groupedSuccessWaitsForAll()
     {
-        final EventLog log = new EventLog();
-        final JobManager manager = new JobManager();
         final ScriptedJob a = new ScriptedJob("a", JobOptions.DEFAULTS, log);
         final ScriptedJob b = new ScriptedJob("b", JobOptions.DEFAULTS, log);
-        final JobTransaction txn = new JobTransaction();
-        for (final ScriptedJob j : List.of(a, b))
-        {
-            manager.reserve(j.id());
-            manager.register(j, txn);
-        }
+        registerGrouped(manager, a, b);
         a.finish = true;
         manager.start(a);
         manager.start(b);
@@ -472,7 +456,6 @@ class JobStateMachineTest
     @Test
     void idsAreCheckedLikeQemu()
     {
-        final JobManager manager = new JobManager();
         for (final String bad : new String[] {"", "1abc", "a b", "a/b", "-x", "é"})
         {
             assertThatThrownBy(() -> manager.reserve(bad)).isInstanceOf(EngineException.class)

@@ -70,6 +70,23 @@ class NbdTargetBackupTest extends DiskTestSupport
         assertThat(completed.data()).as(what + " (seed " + seed + ")").doesNotContainKey("error");
     }
 
+    /** @return two writers on the disk, started and past their first writes; the caller halts them. */
+    private Workload runningLoad()
+    {
+        final Workload load = new Workload(disk, base, seed, 2, 64 << 10);
+        load.start();
+        try
+        {
+            EventLog.await(() -> load.logged() > 30, 20_000, "load to start");
+        }
+        catch (final RuntimeException | Error ex)
+        {
+            load.halt();
+            throw ex;
+        }
+        return load;
+    }
+
     @Test
     void fullAndIncrementalToQemuNbdEqualTheDiskAtTheirCuts() throws Exception
     {
@@ -77,11 +94,9 @@ class NbdTargetBackupTest extends DiskTestSupport
         ExternalTools.run(30, "qemu-img", "create", "-q", "-f", "raw", target.toString(), String.valueOf(SIZE));
         final Path socket = server("qemu-nbd", "qemu-nbd", "-t", "-f", "raw", "-x", "tgt", "--cache=none",
             "--socket=SOCKET", target.toString());
-        final Workload load = new Workload(disk, base, seed, 2, 64 << 10);
-        load.start();
+        final Workload load = runningLoad();
         try (NbdClient client = client(socket, "tgt"))
         {
-            EventLog.await(() -> load.logged() > 30, 20_000, "load to start");
             final BackupStartAction full = new BackupStartAction(manager,
                 BackupOptions.of("vda", SyncMode.FULL).withJobId("full"), client, null);
             final long cut0 = disk.transaction(List.of(BitmapActions.add("b0", 65536, false, false), full));
@@ -113,11 +128,9 @@ class NbdTargetBackupTest extends DiskTestSupport
     void fullBackupToNbdkitMemoryReadsBackAsTheDiskAtTheCut() throws Exception
     {
         final Path socket = server("nbdkit", "nbdkit", "-f", "-U", "SOCKET", "memory", "size=" + SIZE);
-        final Workload load = new Workload(disk, base, seed, 2, 64 << 10);
-        load.start();
+        final Workload load = runningLoad();
         try (NbdClient client = client(socket, ""))
         {
-            EventLog.await(() -> load.logged() > 30, 20_000, "load to start");
             final BackupStartAction full = new BackupStartAction(manager,
                 BackupOptions.of("vda", SyncMode.FULL).withJobId("full"), client, null);
             final long cut = disk.transaction(full);

@@ -4,7 +4,9 @@ import dev.tidemark.bitmap.DirtyBitmap;
 import dev.tidemark.bitmap.MappedBitmap;
 import dev.tidemark.bitmap.SimulatedBitmapAccess;
 import dev.tidemark.engine.registry.BitmapFiles;
+import dev.tidemark.engine.registry.MappedBitmapFiles;
 import dev.tidemark.io.BlockStore;
+import dev.tidemark.io.ForwardingBlockStore;
 import dev.tidemark.io.RawFileStore;
 import java.io.IOException;
 import java.io.UncheckedIOException;
@@ -169,26 +171,8 @@ final class PowerLossSimulator
     /** The image as the engine sees it: every write recorded, flush forces the pages written since the last one. */
     BlockStore store(final RawFileStore delegate)
     {
-        return new BlockStore()
+        return new ForwardingBlockStore(delegate)
         {
-            @Override
-            public long size()
-            {
-                return delegate.size();
-            }
-
-            @Override
-            public boolean isReadOnly()
-            {
-                return false;
-            }
-
-            @Override
-            public void read(final long offset, final ByteBuffer dst) throws IOException
-            {
-                delegate.read(offset, dst);
-            }
-
             @Override
             public void write(final long offset, final ByteBuffer src) throws IOException
             {
@@ -242,19 +226,6 @@ final class PowerLossSimulator
                     touched(offset, length);
                 }
             }
-
-            @Override
-            public void forEachAllocationExtent(final long offset, final long length, final AllocationSink sink)
-                throws IOException
-            {
-                delegate.forEachAllocationExtent(offset, length, sink);
-            }
-
-            @Override
-            public void close() throws IOException
-            {
-                delegate.close();
-            }
         };
     }
 
@@ -282,12 +253,6 @@ final class PowerLossSimulator
         return new BitmapFiles()
         {
             @Override
-            public DirtyBitmap anonymous(final String name, final long diskSize, final long granularity)
-            {
-                return MappedBitmap.createAnonymous(name, diskSize, granularity);
-            }
-
-            @Override
             public DirtyBitmap create(final Path file, final String name, final long diskSize, final long granularity)
                 throws IOException
             {
@@ -307,14 +272,8 @@ final class PowerLossSimulator
             @Override
             public void durable(final DirtyBitmap bitmap, final boolean on)
             {
-                if (bitmap instanceof MappedBitmap mapped && mapped.isPersistent())
-                {
-                    mapped.setDurable(on);
-                }
-                else if (on)
-                {
-                    bitmap.force();
-                }
+                // The simulated bitmaps are MappedBitmaps with seams: the production rule applies as is.
+                MappedBitmapFiles.INSTANCE.durable(bitmap, on);
             }
         };
     }

@@ -22,6 +22,7 @@ import java.util.Map;
 import java.util.SplittableRandom;
 import java.util.UUID;
 import java.util.concurrent.TimeUnit;
+import java.util.function.LongConsumer;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
@@ -226,6 +227,24 @@ class PowerLossTest
         {
             assertThat(exact).as("epoch map untrusted: %s", context).isTrue();
         }
+        forEachBlockThatReachedTheImage(pages, baseline, offset ->
+        {
+            final boolean[] changed = {false};
+            disk.checkpoints().changedSince("ck", offset, FINE, (o, l) ->
+            {
+                changed[0] = true;
+                return false;
+            });
+            figures.bitsVerified++;
+            assertThat(changed[0]).as("block at %d reached the image but is not changed since 'ck'; %s", offset,
+                context).isTrue();
+        });
+    }
+
+    /** Calls {@code check} with the offset of each {@link #FINE} block of {@code pages} unlike the baseline. */
+    private static void forEachBlockThatReachedTheImage(final Map<Integer, byte[]> pages, final byte[] baseline,
+        final LongConsumer check)
+    {
         for (final Map.Entry<Integer, byte[]> page : pages.entrySet())
         {
             final byte[] bytes = page.getValue();
@@ -233,19 +252,10 @@ class PowerLossTest
             {
                 final long offset = (long) page.getKey() * PowerLossSimulator.PAGE + block;
                 if (java.util.Arrays.mismatch(bytes, block, block + (int) FINE, baseline, (int) offset,
-                    (int) offset + (int) FINE) < 0)
+                    (int) offset + (int) FINE) >= 0)
                 {
-                    continue;
+                    check.accept(offset);
                 }
-                final boolean[] changed = {false};
-                disk.checkpoints().changedSince("ck", offset, FINE, (o, l) ->
-                {
-                    changed[0] = true;
-                    return false;
-                });
-                figures.bitsVerified++;
-                assertThat(changed[0]).as("block at %d reached the image but is not changed since 'ck'; %s", offset,
-                    context).isTrue();
             }
         }
     }
@@ -288,24 +298,14 @@ class PowerLossTest
             figures.trustedStates++;
             final BitmapView fineBits = disk.bitmaps().view("fine");
             final BitmapView coarseBits = disk.bitmaps().view("coarse");
-            for (final Map.Entry<Integer, byte[]> page : pages.entrySet())
+            forEachBlockThatReachedTheImage(pages, baseline, offset ->
             {
-                final byte[] bytes = page.getValue();
-                for (int block = 0; block < PowerLossSimulator.PAGE; block += (int) FINE)
-                {
-                    final long offset = (long) page.getKey() * PowerLossSimulator.PAGE + block;
-                    if (java.util.Arrays.mismatch(bytes, block, block + (int) FINE, baseline, (int) offset,
-                        (int) offset + (int) FINE) < 0)
-                    {
-                        continue;
-                    }
-                    figures.bitsVerified += 2;
-                    assertThat(fineBits.isDirty(offset)).as("I1: block at %d reached the image but is clean in"
-                        + " 'fine'; %s", offset, context).isTrue();
-                    assertThat(coarseBits.isDirty(offset)).as("I1: block at %d reached the image but is clean in"
-                        + " 'coarse'; %s", offset, context).isTrue();
-                }
-            }
+                figures.bitsVerified += 2;
+                assertThat(fineBits.isDirty(offset)).as("I1: block at %d reached the image but is clean in"
+                    + " 'fine'; %s", offset, context).isTrue();
+                assertThat(coarseBits.isDirty(offset)).as("I1: block at %d reached the image but is clean in"
+                    + " 'coarse'; %s", offset, context).isTrue();
+            });
             if (durable && snapshot.where().contains("end"))
             {
                 assertThat(disk.bitmaps().exists("late")).as("'late' was acknowledged: %s", context).isTrue();
