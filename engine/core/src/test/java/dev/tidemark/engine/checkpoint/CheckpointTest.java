@@ -206,7 +206,8 @@ class CheckpointTest
                 {
                     while (!stop.get())
                     {
-                        write(disk, random.nextLong(size / 4096) * 4096, 4096 * (1 + random.nextInt(3)));
+                        final int blocks = 1 + random.nextInt(3);
+                        write(disk, random.nextLong(size / 4096 - blocks + 1) * 4096, 4096L * blocks);
                         LockSupport.parkNanos(20_000);
                     }
                 }
