@@ -68,12 +68,6 @@ final class JointCut
         return journals;
     }
 
-    /** @return how many disks take part. */
-    int members()
-    {
-        return members;
-    }
-
     /**
      * Waits until every member arrived.
      *
