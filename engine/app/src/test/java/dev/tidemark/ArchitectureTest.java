@@ -9,6 +9,11 @@ import com.tngtech.archunit.core.domain.JavaClasses;
 import com.tngtech.archunit.core.importer.ClassFileImporter;
 import com.tngtech.archunit.core.importer.ImportOption;
 import com.tngtech.archunit.library.GeneralCodingRules;
+import dev.tidemark.engine.ControlAction;
+import dev.tidemark.engine.CutContext;
+import dev.tidemark.engine.TrackedDisk;
+import dev.tidemark.engine.registry.BitmapRegistry;
+import dev.tidemark.engine.registry.MarkSide;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -67,6 +72,26 @@ class ArchitectureTest
         noClasses().that().resideInAPackage("dev.tidemark.bitmap..")
             .should().dependOnClassesThat().resideInAnyPackage("dev.tidemark.io..", "dev.tidemark.engine..", APP,
                 "dev.tidemark.daemon..", "dev.tidemark.qmp..")
+            .check(classes);
+    }
+
+    @Test
+    void theRingKnowsEventsAndHandlersNotDisks()
+    {
+        // The package table allows engine.ring -> engine (seams such as WriteInterceptor); this is the class-level cut.
+        noClasses().that().resideInAPackage("dev.tidemark.engine.ring")
+            .should().dependOnClassesThat().belongToAnyOf(TrackedDisk.class, CutContext.class, ControlAction.class)
+            .because("the disk builds its ring and runs its transactions as cut handlers (docs/architecture.md)")
+            .check(classes);
+    }
+
+    @Test
+    void onlyTheRingUsesTheRegistrysMarkThreadHooks()
+    {
+        noClasses().that().resideOutsideOfPackages("dev.tidemark.engine.ring", "dev.tidemark.engine.registry")
+            .should().callMethod(BitmapRegistry.class, "claimMarkSide")
+            .orShould().dependOnClassesThat().belongToAnyOf(MarkSide.class)
+            .because("BitmapRegistry's public methods are what an embedder may call; its mark side is the ring's")
             .check(classes);
     }
 

@@ -8,7 +8,8 @@ package dev.tidemark.engine;
  * <p>A transaction calls {@link #prepare} on each action in order. If one throws, {@link #abort} runs on the
  * already-prepared actions in reverse order and the transaction fails with that error; otherwise {@link #commit}
  * runs on all of them in order. {@code commit} and {@code abort} must not fail. None of them may block on the
- * ring (for example on {@link CutContext#writesBeforeCutDone()}): the ring waits for them.
+ * ring (for example on {@link CutContext#writesBeforeCutDone()}): the ring waits for them. The disk's
+ * {@link Transaction} runs them; the ring sees only that transaction, as a cut handler.
  */
 public interface ControlAction
 {

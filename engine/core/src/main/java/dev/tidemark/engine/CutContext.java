@@ -7,6 +7,9 @@ import java.util.concurrent.CompletableFuture;
 /**
  * A transaction's place in the write order; valid only on the mark thread and only while the transaction's
  * actions run.
+ *
+ * <p>The engine builds it around the ring's own cut ({@code dev.tidemark.engine.ring.RingCut}) and adds the disk,
+ * its registry and its journal, which the ring does not know.
  */
 public interface CutContext
 {
@@ -15,7 +18,7 @@ public interface CutContext
 
     /**
      * @return the epoch this cut closes: every write sequenced before the cut and after the previous committed cut is
-     *         in it (see {@code WriteRing}); equal to the epoch a {@code WriteRing.WriteLog} opened in exactly when no
+     *         in it (see {@code WriteRing}); equal to the epoch a {@link WriteLog} opened in exactly when no
      *         other cut committed in between.
      */
     long epoch();

@@ -4,7 +4,6 @@ import dev.tidemark.engine.checkpoint.DiskCheckpoints;
 import dev.tidemark.engine.journal.Journal;
 import dev.tidemark.engine.journal.JournalRecord;
 import dev.tidemark.engine.registry.BitmapRegistry;
-import dev.tidemark.engine.ring.JointCut;
 import dev.tidemark.engine.ring.RingStatistics;
 import dev.tidemark.engine.ring.WriteRing;
 import dev.tidemark.io.BlockStore;
@@ -35,6 +34,9 @@ import java.util.concurrent.ExecutionException;
  * every bitmap that recorded at its place in the ring (and forced, in durable mode). Reads go to the store
  * directly and see every completed write. Transactions travel through the same ring, so their place in the
  * write order is their cut.
+ *
+ * <p>The disk builds its ring and hands it each transaction as a cut handler ({@link Transaction}, which gives the
+ * actions a {@link CutContext} with this disk); the ring itself never sees the disk.
  */
 public final class TrackedDisk implements AutoCloseable
 {
@@ -157,7 +159,7 @@ public final class TrackedDisk implements AutoCloseable
     {
         registry.durable(options.durable());
         journal.syncOnCommit(options.durable());
-        ring = new WriteRing(this, store, registry, journal, options.ringSize(), options.waitStrategy(),
+        ring = new WriteRing(name, store, registry, journal, options.ringSize(), options.waitStrategy(),
             options.durable(), options.pipeline());
         if (checkpoints.hasMap())
         {
@@ -393,7 +395,7 @@ public final class TrackedDisk implements AutoCloseable
     {
         final List<ControlAction> copy = List.copyOf(actions);
         stage(this, copy);
-        return ring.submitTransaction(copy);
+        return ring.submitCut(new Transaction(this, copy, null, 0));
     }
 
     /** Lets each action build ahead of the cut, on this thread, what it can (best effort: see ControlAction). */
@@ -408,21 +410,6 @@ public final class TrackedDisk implements AutoCloseable
             catch (final RuntimeException ex)
             {
                 // Nothing staged: prepare does the work at the cut, and reports any error there.
-            }
-        }
-    }
-
-    private static void unstage(final List<ControlAction> actions)
-    {
-        for (final ControlAction action : actions)
-        {
-            try
-            {
-                action.unstage();
-            }
-            catch (final RuntimeException ex)
-            {
-                // A leak at worst; the caller reports the failure that stopped the transaction.
             }
         }
     }
@@ -472,7 +459,8 @@ public final class TrackedDisk implements AutoCloseable
             {
                 try
                 {
-                    parts.add(entry.getKey().ring.submitJointTransaction(entry.getValue(), joint, parts.size()));
+                    final TrackedDisk member = entry.getKey();
+                    parts.add(member.ring.submitCut(new Transaction(member, entry.getValue(), joint, parts.size())));
                 }
                 catch (final RuntimeException ex)
                 {
@@ -481,7 +469,7 @@ public final class TrackedDisk implements AutoCloseable
                     final List<List<ControlAction>> all = new ArrayList<>(actionsByDisk.values());
                     for (int later = parts.size() + 1; later < all.size(); later++)
                     {
-                        unstage(all.get(later));
+                        Transaction.unstage(all.get(later));
                     }
                     parts.forEach(TrackedDisk::joinQuietly);
                     throw ex;

@@ -30,8 +30,9 @@ import java.util.concurrent.TimeUnit;
  * ring's mark thread (checked), except {@link #setBusy} which any thread may call.
  *
  * <p>The mark thread is the single writer of "which bitmaps are recording": every change recomputes the array
- * of bitmaps the mark handler sets bits in ({@link #recorders()}), and only the mark thread reads it, so a write
- * is marked in exactly the bitmaps that recorded at its place in the ring. The registry's monitor guards the
+ * of bitmaps the mark handler sets bits in, and only the mark thread reads it ({@link MarkSide#recorders()}), so a
+ * write is marked in exactly the bitmaps that recorded at its place in the ring. Those hooks are not this class's
+ * public API: the disk's write ring claims them once ({@link #claimMarkSide()}). The registry's monitor guards the
  * entries against concurrent queries; the marking hot path takes no lock.
  *
  * <p>Persistent bitmaps live in files {@code bitmap-<n>.tmbm} in the disk's bitmap directory; the journal says
@@ -62,6 +63,7 @@ public final class BitmapRegistry
     private final List<String> openMessages = new ArrayList<>();
     private long nextFileId = 1;
     private volatile Thread markThread;
+    private boolean markSideClaimed;
     private volatile boolean durable;
     private DirtyBitmap[] recorders = NONE;
     // Bitmaps read outside the monitor, with their reader counts; guarded by the monitor.
@@ -242,11 +244,25 @@ public final class BitmapRegistry
     }
 
     /**
-     * Binds the registry to the ring's mark thread; called once by the ring.
+     * Hands the registry's mark-thread hooks to the write ring that marks for it; the ring calls it once when it is
+     * built, so an embedder, who gets the registry from an open disk, finds it claimed (ArchitectureTest also keeps
+     * every class outside {@code dev.tidemark.engine.ring} from calling it).
      *
-     * @param thread the mark thread.
+     * @return the hooks.
+     * @throws IllegalStateException when a ring claimed them already.
      */
-    public void bindMarkThread(final Thread thread)
+    public synchronized MarkSide claimMarkSide()
+    {
+        if (markSideClaimed)
+        {
+            throw new IllegalStateException("the mark side of this bitmap registry belongs to a write ring already");
+        }
+        markSideClaimed = true;
+        return new MarkSide(this);
+    }
+
+    /** Binds the registry to the ring's mark thread ({@link MarkSide#bindMarkThread}). */
+    void bindMarkThread(final Thread thread)
     {
         markThread = thread;
     }
@@ -614,18 +630,16 @@ public final class BitmapRegistry
 
     // ------------------------------------------------------------------------------------------ mark thread
 
-    /**
-     * @return the bitmaps that record writes now; mark thread only (the array is replaced, never changed).
-     */
-    public DirtyBitmap[] recorders()
+    /** @return the bitmaps that record writes now ({@link MarkSide#recorders()}). */
+    DirtyBitmap[] recorders()
     {
         assert Thread.currentThread() == markThread || markThread == null
             : "recorders read off the mark thread by " + Thread.currentThread().getName();
         return recorders;
     }
 
-    /** Recomputes the recording set after a transaction committed or rolled back; mark thread only. */
-    public synchronized void computeRecordersAfterChange()
+    /** Recomputes the recording set after a transaction committed or rolled back ({@link MarkSide}). */
+    synchronized void computeRecordersAfterChange()
     {
         checkMarkThread();
         computeRecorders();

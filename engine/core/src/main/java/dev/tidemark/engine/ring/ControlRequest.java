@@ -1,53 +1,49 @@
 package dev.tidemark.engine.ring;
 
-import dev.tidemark.engine.ControlAction;
-import java.util.List;
 import java.util.concurrent.CompletableFuture;
 
 /**
- * A transaction (or a mark-thread task) travelling through the ring; created by the submitting thread, then
+ * A cut handler (or a mark-thread task) travelling through the ring; created by the submitting thread, then
  * used by the mark thread (which completes {@link #result}) and the thread that writes (which completes
  * {@link #writesBeforeCut}: the same ring thread when fused, before it runs the control; the write thread when
  * staged).
  */
 final class ControlRequest
 {
-    final List<ControlAction> actions;
+    /** What runs at the cut; {@code null} for a task. */
+    final CutHandler handler;
     final Runnable task;
-    // The other disks' requests of the same transaction meet here; null for a one-disk transaction or a task.
-    final JointCut joint;
-    final int jointMember;
     final CompletableFuture<Long> result = new CompletableFuture<>();
     final CompletableFuture<Void> writesBeforeCut = new CompletableFuture<>();
     // The outcome, kept by the mark thread until its bookkeeping is done (see finish).
     private long cut;
     private Throwable failure;
 
-    /** What {@link ControlTimes} files it under: its action types joined with '+', or "task". */
+    /** What {@link ControlTimes} files it under: the handler's kind, or "task". */
     final String kind;
 
-    ControlRequest(final List<ControlAction> actions, final Runnable task, final JointCut joint,
-        final int jointMember)
+    ControlRequest(final CutHandler handler, final Runnable task)
     {
-        this.actions = actions;
+        this.handler = handler;
         this.task = task;
-        this.joint = joint;
-        this.jointMember = jointMember;
-        this.kind = kindOf(actions, task, joint);
+        this.kind = task != null ? "task" : handler.kind();
     }
 
-    private static String kindOf(final List<ControlAction> actions, final Runnable task, final JointCut joint)
+    /** Lets the handler release what it built ahead of the cut; never fails. */
+    void release()
     {
-        if (task != null)
+        if (handler == null)
         {
-            return "task";
+            return;
         }
-        final StringBuilder out = new StringBuilder(joint != null ? "joint:" : "");
-        for (int i = 0; i < actions.size(); i++)
+        try
         {
-            out.append(i == 0 ? "" : "+").append(actions.get(i).type());
+            handler.release();
         }
-        return actions.isEmpty() ? out.append("empty").toString() : out.toString();
+        catch (final RuntimeException ex)
+        {
+            // A leak at worst (a staged file is deleted as an orphan at the next open); the ring goes on.
+        }
     }
 
     /** Notes success at {@code sequence}; mark thread. */

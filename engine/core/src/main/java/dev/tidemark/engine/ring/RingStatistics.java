@@ -9,9 +9,9 @@ import java.util.Map;
  * @param forcedPages bitmap pages those group commits forced.
  * @param batches batches group-committed and written (fused: drains; staged: the mark handler's batches).
  * @param epoch the disk's current epoch: how many cuts have committed since the ring started.
- * @param controlTimes per kind of control request (its action types joined with {@code +}, {@code task} for a
- *                     mark-thread task, prefixed {@code joint:} for a part of a transaction over several disks):
- *                     how long it held the mark thread.
+ * @param controlTimes per kind of control request ({@link CutHandler#kind()}: for a transaction its action types
+ *                     joined with {@code +}, prefixed {@code joint:} for a part of a transaction over several disks;
+ *                     {@code task} for a mark-thread task): how long it held the mark thread.
  */
 public record RingStatistics(long groupCommits, long forcedPages, long batches, long epoch,
     Map<String, ControlTime> controlTimes)

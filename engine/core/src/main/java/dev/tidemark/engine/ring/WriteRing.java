@@ -8,19 +8,16 @@ import com.lmax.disruptor.WaitStrategy;
 import com.lmax.disruptor.dsl.Disruptor;
 import com.lmax.disruptor.dsl.ProducerType;
 import dev.tidemark.bitmap.DirtyBitmap;
-import dev.tidemark.engine.ControlAction;
-import dev.tidemark.engine.CutContext;
 import dev.tidemark.engine.EngineException;
 import dev.tidemark.engine.IoCompletion;
 import dev.tidemark.engine.MarkHook;
 import dev.tidemark.engine.Pipeline;
 import dev.tidemark.engine.RequestKind;
-import dev.tidemark.engine.TrackedDisk;
 import dev.tidemark.engine.WriteInterceptor;
 import dev.tidemark.engine.WriteLog;
 import dev.tidemark.engine.journal.Journal;
-import dev.tidemark.engine.journal.JournalRecord;
 import dev.tidemark.engine.registry.BitmapRegistry;
+import dev.tidemark.engine.registry.MarkSide;
 import dev.tidemark.io.BlockStore;
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -43,7 +40,7 @@ import java.util.concurrent.atomic.LongAdder;
  * {@value #DRAIN_BOUND} requests it forces the bitmap pages they dirtied (durable mode: group commit), then calls
  * the interceptors, issues the store call and completes each pending request in ring order. A control request
  * runs at its sequence (the cut) after every earlier request completed, and completes its
- * {@link CutContext#writesBeforeCutDone()} before its actions run. Each request crosses one hand-off (producer to
+ * {@link RingCut#writesBeforeCutDone()} before its handler runs. Each request crosses one hand-off (producer to
  * ring thread) instead of three.
  *
  * <p>Staged: the mark thread ({@code <disk>-mark}) sets bits, runs control actions and forces at the end of every
@@ -73,14 +70,14 @@ import java.util.concurrent.atomic.LongAdder;
  * sequence order, and a cut is itself a slot (a control request). Every data slot is marked exactly once, and
  * reads the {@code Epoch} exactly once; a cut replaces it only between two slots. So the writes sequenced before
  * the cut's slot are in the old epoch and all later ones in the new one. Fused, every write of the old epoch is in
- * the store before the cut's actions run ({@link CutContext#writesBeforeCutDone()}); staged, the write thread
+ * the store before the cut's handler runs ({@link RingCut#writesBeforeCutDone()}); staged, the write thread
  * completes that future when it passes the cut.
  *
  * <p><b>What readers see while a cut runs.</b> A cut's actions run on the mark thread under the registry's
  * monitor, so queries see the registry before or after the transaction, never in between; sha256 and exports read
  * bitmaps outside the monitor and may see bits of writes of the epoch being marked (reads are not snapshots), but
  * never a bitmap that was cleared, replaced or retired under them (retired bitmaps wait for their readers). The
- * costly parts of a cut are built before its slot enters the ring ({@link ControlAction#stage}: new bitmaps and
+ * costly parts of a cut are built before its slot enters the ring ({@code ControlAction.stage}: new bitmaps and
  * successors, their files), so the mark thread only swaps references; {@link #statistics()} reports how long each
  * kind of control request held it.
  *
@@ -89,7 +86,7 @@ import java.util.concurrent.atomic.LongAdder;
  * state or the new one's. Group commit forces the bitmap pages the writes of a batch dirtied before any of them
  * reaches the store; fused, a batch ends at every cut, so its writes all belong to one epoch; staged, a batch may
  * span a cut, and nothing of it moves downstream before its force. A cut over several disks is
- * one instant on all of them ({@link JointCut}): each ring stops at its slot until every member arrived.
+ * one instant on all of them ({@code JointCut}): each ring stops at its slot until every member arrived.
  *
  * <p>A merge cannot copy its bitmaps at the cut, so it copies them before and asks the ring for a
  * {@link WriteLog} ({@link #openWriteLog()}): the mark step appends every write it marks while the log is open, so
@@ -99,6 +96,14 @@ import java.util.concurrent.atomic.LongAdder;
  * <p>What this is not yet: the cut is still a barrier in each ring, not the lock-free epoch increment with a grace
  * period that docs/architecture.md describes; writes wait for the cut's own mark-thread time (reference swaps, the
  * journal group and, in durable mode, its force), and a joint cut waits until every member ring arrived.
+ *
+ * <h2>What the ring knows</h2>
+ * <p>Events and handlers, not disks: a control request carries a {@link CutHandler}, which the mark thread runs
+ * at the cut with a {@link RingCut} (sequence, epoch, interceptors, writes-before-cut, after-commit). The engine's
+ * {@code TrackedDisk} builds this ring and submits its transactions as handlers; the transaction (its actions,
+ * their {@code CutContext} with the disk, the journal group, the meeting of a joint cut) runs in the engine's
+ * package. So the ring does not depend on the disk that owns it, and the registry's mark-thread hooks
+ * ({@link MarkSide}) reach only the ring, which claims them when it is built.
  */
 public final class WriteRing implements AutoCloseable
 {
@@ -110,8 +115,9 @@ public final class WriteRing implements AutoCloseable
     private final String diskName;
     private final BlockStore store;
     private final BitmapRegistry registry;
+    /** The registry's hooks for its mark thread, claimed by this ring alone. */
+    private final MarkSide markSide;
     private final Journal journal;
-    private final TrackedDisk disk;
     private final Pipeline pipeline;
     private final Disruptor<RingEvent> disruptor;
     private final RingBuffer<RingEvent> ring;
@@ -132,25 +138,25 @@ public final class WriteRing implements AutoCloseable
     private MarkHook markHook;
 
     /**
-     * Creates and starts the ring.
+     * Creates and starts the ring; it claims the registry's mark side ({@link BitmapRegistry#claimMarkSide()}).
      *
-     * @param disk the disk (for {@link CutContext#disk()}).
+     * @param diskName the disk's name (for thread names and messages).
      * @param store where data goes.
-     * @param registry the disk's bitmaps.
+     * @param registry the disk's bitmaps, whose mark side no other ring claimed.
      * @param journal the disk's journal.
      * @param size ring slots, a power of two.
      * @param waitStrategy how handlers wait.
      * @param durable whether durable mode starts on.
      * @param pipeline one ring thread or three.
      */
-    public WriteRing(final TrackedDisk disk, final BlockStore store, final BitmapRegistry registry,
+    public WriteRing(final String diskName, final BlockStore store, final BitmapRegistry registry,
         final Journal journal, final int size, final WaitStrategy waitStrategy, final boolean durable,
         final Pipeline pipeline)
     {
-        this.disk = disk;
-        this.diskName = disk.name();
+        this.diskName = diskName;
         this.store = store;
         this.registry = registry;
+        this.markSide = registry.claimMarkSide();
         this.journal = journal;
         this.durable = durable;
         this.pipeline = pipeline;
@@ -347,50 +353,36 @@ public final class WriteRing implements AutoCloseable
     }
 
     /**
-     * Runs a transaction at one cut.
+     * Publishes a control request whose handler runs at its cut; a transaction of the engine is one. A handler that
+     * waits at its cut for other rings (a part of a transaction over several disks) must be published on every ring
+     * before any result is awaited, and two such transactions in the same order on every ring they share (the
+     * caller serialises), or two rings could each wait at a different cut for the other.
      *
-     * @param actions the actions, in order.
-     * @return completes with the cut sequence once the mark thread committed, or with the first action's error.
+     * @param handler what runs at the cut; released by the ring (also when this throws).
+     * @return completes with the cut sequence once the handler committed without failure, else with the failure it
+     *         or an after-commit task noted.
      */
-    public CompletableFuture<Long> submitTransaction(final List<ControlAction> actions)
+    public CompletableFuture<Long> submitCut(final CutHandler handler)
     {
-        return publishControl(new ControlRequest(List.copyOf(actions), null, null, 0));
+        return publishControl(new ControlRequest(handler, null));
     }
 
     /**
-     * Publishes this disk's part of a transaction over several disks; its actions run when every member's ring
-     * reached its part ({@link JointCut}). Publish every member's part before waiting for any result, and publish
-     * the parts of two joint transactions in the same order on every ring they share (the caller serialises), or
-     * two rings could each wait at a different transaction for the other.
-     *
-     * @param actions this disk's actions, in order.
-     * @param joint the meeting point shared by every member's part.
-     * @param member this disk's index in the transaction's order of disks (the first member's failure is reported).
-     * @return completes with this disk's cut sequence once every member committed, or with the failure of the first
-     *         member that failed.
-     */
-    public CompletableFuture<Long> submitJointTransaction(final List<ControlAction> actions, final JointCut joint,
-        final int member)
-    {
-        return publishControl(new ControlRequest(List.copyOf(actions), null, joint, member));
-    }
-
-    /**
-     * Runs {@code task} on the mark thread at a cut (no journal group).
+     * Runs {@code task} on the mark thread at a cut (not under the registry's monitor).
      *
      * @param task the task; must not block.
      * @return completes with the cut sequence.
      */
     public CompletableFuture<Long> submitTask(final Runnable task)
     {
-        return publishControl(new ControlRequest(List.of(), task, null, 0));
+        return publishControl(new ControlRequest(null, task));
     }
 
     private CompletableFuture<Long> publishControl(final ControlRequest request)
     {
         if (Thread.currentThread() == markThread)
         {
-            unstage(request.actions);
+            request.release();
             throw new IllegalStateException("a transaction cannot be submitted from the mark thread");
         }
         publishing.increment();
@@ -402,7 +394,7 @@ public final class WriteRing implements AutoCloseable
             }
             catch (final RuntimeException ex)
             {
-                unstage(request.actions);
+                request.release();
                 throw ex;
             }
             final long sequence = ring.next();
@@ -428,22 +420,6 @@ public final class WriteRing implements AutoCloseable
             publishing.decrement();
         }
         return request.result;
-    }
-
-    /** Lets every action release what it staged ahead of the cut; never fails. */
-    private static void unstage(final List<ControlAction> actions)
-    {
-        for (final ControlAction action : actions)
-        {
-            try
-            {
-                action.unstage();
-            }
-            catch (final RuntimeException ex)
-            {
-                // A leak at worst (a staged file is deleted as an orphan at the next open); the ring goes on.
-            }
-        }
     }
 
     private void checkOpen()
@@ -495,8 +471,8 @@ public final class WriteRing implements AutoCloseable
         {
             owner = Thread.currentThread();
             markThread = owner;
-            registry.bindMarkThread(owner);
-            current = new Epoch(0, registry.recorders(), interceptors);
+            markSide.bindMarkThread(owner);
+            current = new Epoch(0, markSide.recorders(), interceptors);
         }
 
         /**
@@ -506,7 +482,7 @@ public final class WriteRing implements AutoCloseable
         private void closeCut(final boolean committed)
         {
             final long number = committed ? current.number() + 1 : current.number();
-            current = new Epoch(number, registry.recorders(), interceptors);
+            current = new Epoch(number, markSide.recorders(), interceptors);
             epochPublished = number;
         }
 
@@ -602,7 +578,7 @@ public final class WriteRing implements AutoCloseable
             }
         }
 
-        /** Runs a transaction or a task at {@code sequence}, its cut, and completes its result. */
+        /** Runs a cut handler or a task at {@code sequence}, its cut, and completes its result. */
         void runControl(final ControlRequest request, final long sequence)
         {
             final long cpuStart = cpuTime();
@@ -620,7 +596,7 @@ public final class WriteRing implements AutoCloseable
             finally
             {
                 closeCut(committed);
-                unstage(request.actions);
+                request.release();
                 final long wall = System.nanoTime() - start;
                 controlTimes.record(request.kind, wall, cpuStart < 0 ? -1 : cpuTime() - cpuStart);
                 // Last: whoever waits for the result sees the new epoch, the statistics and the staging released.
@@ -628,7 +604,7 @@ public final class WriteRing implements AutoCloseable
             }
         }
 
-        /** @return whether the request committed (a task that ran, a transaction whose actions committed). */
+        /** @return whether the request committed (a task that ran, a handler that committed). */
         private boolean runControlOrThrow(final ControlRequest request, final long sequence)
         {
             if (request.task != null)
@@ -646,93 +622,18 @@ public final class WriteRing implements AutoCloseable
                 }
             }
             final Cut cut = new Cut(sequence, request);
-            final List<ControlAction> prepared = new ArrayList<>();
-            final JointCut joint = request.joint;
             synchronized (registry)
             {
-                journal.beginGroup();
-                Throwable failure = null;
-                // A joint transaction's rings all stop here until the last one arrives: that instant is the cut.
-                if (joint != null && !joint.arrive(diskName))
+                final boolean committed = request.handler.run(cut);
+                if (!committed)
                 {
-                    failure = joint.failure();
-                }
-                else
-                {
-                    try
-                    {
-                        for (final ControlAction action : request.actions)
-                        {
-                            action.prepare(cut);
-                            prepared.add(action);
-                        }
-                    }
-                    catch (final RuntimeException | Error ex)
-                    {
-                        // An Error too: the journal group and the registry must not stay half-prepared.
-                        failure = ex;
-                    }
-                    if (joint != null && failure == null)
-                    {
-                        try
-                        {
-                            // The members' journals name each other: a member whose commit a crash cut off asks.
-                            journal.append(JournalRecord.jointCut(joint.id(), joint.journals()));
-                            journal.forceGroupIfDurable();
-                        }
-                        catch (final RuntimeException ex)
-                        {
-                            failure = ex;
-                        }
-                    }
-                    if (joint != null && !joint.vote(request.jointMember, failure))
-                    {
-                        failure = joint.failure();
-                    }
-                }
-                if (failure != null)
-                {
-                    for (int i = prepared.size() - 1; i >= 0; i--)
-                    {
-                        try
-                        {
-                            prepared.get(i).abort(cut);
-                        }
-                        catch (final RuntimeException abortFailure)
-                        {
-                            if (failure != abortFailure)
-                            {
-                                failure.addSuppressed(abortFailure);
-                            }
-                        }
-                    }
                     interceptors = cut.interceptorsBefore;
-                    journal.abortGroup();
-                    registry.computeRecordersAfterChange();
-                    request.fail(failure);
+                }
+                markSide.recomputeRecorders();
+                if (!committed)
+                {
                     return false;
                 }
-                journal.commitGroup(sequence);
-                RuntimeException commitFailure = null;
-                for (final ControlAction action : prepared)
-                {
-                    try
-                    {
-                        action.commit(cut);
-                    }
-                    catch (final RuntimeException ex)
-                    {
-                        if (commitFailure == null)
-                        {
-                            commitFailure = ex;
-                        }
-                        else
-                        {
-                            commitFailure.addSuppressed(ex);
-                        }
-                    }
-                }
-                registry.computeRecordersAfterChange();
                 for (final Runnable task : cut.afterCommit)
                 {
                     try
@@ -741,26 +642,16 @@ public final class WriteRing implements AutoCloseable
                     }
                     catch (final RuntimeException ex)
                     {
-                        if (commitFailure == null)
-                        {
-                            commitFailure = ex;
-                        }
+                        request.fail(ex);
                     }
                 }
-                if (commitFailure != null)
-                {
-                    request.fail(commitFailure);
-                }
-                else
-                {
-                    request.succeed(sequence);
-                }
+                request.succeed(sequence);
                 return true;
             }
         }
 
-        /** The cut handed to control actions; lives for one transaction on the mark thread. */
-        private final class Cut implements CutContext
+        /** The cut handed to a control request's handler; lives for one request on the mark thread. */
+        private final class Cut implements RingCut
         {
             private final long sequence;
             private final ControlRequest request;
@@ -784,24 +675,6 @@ public final class WriteRing implements AutoCloseable
             public long epoch()
             {
                 return current.number();
-            }
-
-            @Override
-            public TrackedDisk disk()
-            {
-                return disk;
-            }
-
-            @Override
-            public BitmapRegistry registry()
-            {
-                return registry;
-            }
-
-            @Override
-            public Journal journal()
-            {
-                return journal;
             }
 
             @Override
@@ -830,6 +703,12 @@ public final class WriteRing implements AutoCloseable
             public void afterCommit(final Runnable task)
             {
                 afterCommit.add(task);
+            }
+
+            @Override
+            public void fail(final Throwable why)
+            {
+                request.fail(why);
             }
         }
     }
@@ -1080,7 +959,7 @@ public final class WriteRing implements AutoCloseable
                 return;
             }
             // Release everything before this request to the write thread first: an interceptor may wait for
-            // CutContext.writesBeforeCutDone(), which the write thread completes only once it gets there.
+            // RingCut.writesBeforeCutDone(), which the write thread completes only once it gets there.
             progress.set(sequence - 1);
             intercept(event);
         }

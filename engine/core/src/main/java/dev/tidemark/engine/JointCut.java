@@ -1,4 +1,4 @@
-package dev.tidemark.engine.ring;
+package dev.tidemark.engine;
 
 import java.nio.file.Path;
 import java.util.List;
@@ -25,7 +25,7 @@ import java.util.concurrent.TimeUnit;
  * <p>A member that does not arrive within {@code arrivalTimeout} (its ring is stuck behind a store call that does
  * not return) aborts the transaction for everyone: no ring waits forever for another.
  */
-public final class JointCut
+final class JointCut
 {
     private final int members;
     private final String id;
@@ -44,7 +44,7 @@ public final class JointCut
      * @param arrivalTimeout how long an arrived member waits for the others before the transaction aborts.
      * @param unit the unit of {@code arrivalTimeout}.
      */
-    public JointCut(final String id, final List<Path> journals, final long arrivalTimeout, final TimeUnit unit)
+    JointCut(final String id, final List<Path> journals, final long arrivalTimeout, final TimeUnit unit)
     {
         if (journals.isEmpty())
         {
@@ -57,21 +57,15 @@ public final class JointCut
     }
 
     /** @return the transaction's id, recorded in every member's journal group. */
-    public String id()
+    String id()
     {
         return id;
     }
 
     /** @return every member's journal file. */
-    public List<Path> journals()
+    List<Path> journals()
     {
         return journals;
-    }
-
-    /** @return how many disks take part. */
-    public int members()
-    {
-        return members;
     }
 
     /**
@@ -164,7 +158,7 @@ public final class JointCut
      *
      * @param why the failure every member completes with.
      */
-    public synchronized void cancel(final Throwable why)
+    synchronized void cancel(final Throwable why)
     {
         if (arrived < members && !aborted)
         {

@@ -1,0 +1,56 @@
+package dev.tidemark.engine.ring;
+
+import dev.tidemark.engine.WriteInterceptor;
+import java.util.concurrent.CompletableFuture;
+
+/**
+ * A control request's place in one ring's write order, as its {@link CutHandler} sees it; valid only on the mark
+ * thread and only while the handler runs.
+ *
+ * <p>The engine's {@code CutContext} (which adds the disk, its registry and its journal) is built around it.
+ */
+public interface RingCut
+{
+    /** @return the ring sequence of the request: writes with a smaller sequence are before the cut. */
+    long cutSequence();
+
+    /** @return the epoch this cut closes (see {@link WriteRing}). */
+    long epoch();
+
+    /**
+     * Makes {@code interceptor} see every data-changing request with a sequence greater than the cut; undone if the
+     * cut does not commit.
+     *
+     * @param interceptor the interceptor.
+     */
+    void addInterceptor(WriteInterceptor interceptor);
+
+    /**
+     * Stops {@code interceptor} from seeing requests with a sequence greater than the cut.
+     *
+     * @param interceptor the interceptor.
+     */
+    void removeInterceptor(WriteInterceptor interceptor);
+
+    /**
+     * @return completed once every request sequenced before the cut reached the store (fused: before the handler
+     *         runs; staged: by the write thread, so never wait for it on the mark thread).
+     */
+    CompletableFuture<Void> writesBeforeCutDone();
+
+    /**
+     * Runs {@code task} on the mark thread once the cut committed, after the recording bitmaps were recomputed;
+     * dropped when it does not commit. A task that throws fails the request (unless it failed already).
+     *
+     * @param task the task; must not block.
+     */
+    void afterCommit(Runnable task);
+
+    /**
+     * Notes the failure the request completes with; the first one counts. A cut that commits and failed (a commit
+     * step threw) still opens its epoch.
+     *
+     * @param why the failure.
+     */
+    void fail(Throwable why);
+}
