@@ -3,8 +3,7 @@ package dev.tidemark.io.nbd;
 import java.nio.ByteBuffer;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.concurrent.ConcurrentLinkedQueue;
-import java.util.concurrent.atomic.AtomicIntegerArray;
+import org.agrona.concurrent.ManyToManyConcurrentArrayQueue;
 
 /**
  * A pool of direct buffers in power-of-two size classes from 4 KiB to 32 MiB; safe for concurrent use
@@ -15,6 +14,10 @@ import java.util.concurrent.atomic.AtomicIntegerArray;
  * capacity) would exceed the budget, which is how many pipelined 32 MiB writes from many clients are
  * kept from exhausting direct memory. Every holder releases without needing another acquire, so the
  * wait always ends.
+ *
+ * <p>The idle buffers of a class wait in a bounded Agrona array queue, so a release on the write path
+ * allocates nothing (a linked queue allocated a node per release: 4.5 MB in 12 s of 4 KiB writes, which made
+ * the young collections that paused writes).
  */
 final class BufferPool
 {
@@ -22,8 +25,7 @@ final class BufferPool
     private static final int MAX_SHIFT = 25;
     private static final int KEEP_BYTES_PER_CLASS = 32 * 1024 * 1024;
 
-    private final List<ConcurrentLinkedQueue<ByteBuffer>> free;
-    private final AtomicIntegerArray idle;
+    private final List<ManyToManyConcurrentArrayQueue<ByteBuffer>> free;
     private final java.util.concurrent.Semaphore budget;
 
     /** @param budgetBytes most bytes of buffers out at once; at least 32 MiB. */
@@ -34,13 +36,12 @@ final class BufferPool
             throw new IllegalArgumentException("buffer budget must be at least 32 MiB, was " + budgetBytes);
         }
         budget = new java.util.concurrent.Semaphore(budgetBytes);
-        final List<ConcurrentLinkedQueue<ByteBuffer>> queues = new ArrayList<>();
+        final List<ManyToManyConcurrentArrayQueue<ByteBuffer>> queues = new ArrayList<>();
         for (int shift = MIN_SHIFT; shift <= MAX_SHIFT; shift++)
         {
-            queues.add(new ConcurrentLinkedQueue<>());
+            queues.add(new ManyToManyConcurrentArrayQueue<>(Math.max(2, KEEP_BYTES_PER_CLASS >> shift)));
         }
         free = List.copyOf(queues);
-        idle = new AtomicIntegerArray(free.size());
     }
 
     /**
@@ -56,10 +57,6 @@ final class BufferPool
         {
             buffer = ByteBuffer.allocateDirect(1 << (index + MIN_SHIFT));
         }
-        else
-        {
-            idle.decrementAndGet(index);
-        }
         buffer.clear().limit(length);
         return buffer;
     }
@@ -69,15 +66,8 @@ final class BufferPool
     {
         final int index = classIndex(buffer.capacity());
         budget.release(buffer.capacity());
-        final int keep = Math.max(2, KEEP_BYTES_PER_CLASS >> (index + MIN_SHIFT));
-        if (idle.incrementAndGet(index) <= keep)
-        {
-            free.get(index).offer(buffer);
-        }
-        else
-        {
-            idle.decrementAndGet(index);
-        }
+        // A full queue keeps enough idle buffers of this class: the garbage collector frees this one.
+        free.get(index).offer(buffer);
     }
 
     private static int classIndex(final int length)

@@ -801,7 +801,9 @@ final class NbdConnection
                 {
                     // Bytes already received first, the rest straight from the socket.
                     final int buffered = Math.min(received.remaining(), payload.remaining());
-                    payload.put(received.slice().limit(buffered));
+                    // An absolute bulk put: a slice would be one more object per request.
+                    payload.put(payload.position(), received, received.position(), buffered);
+                    payload.position(payload.position() + buffered);
                     received.position(received.position() + buffered);
                     readFully(payload);
                 }
