@@ -65,6 +65,8 @@ final class NbdConnection
         new ManyToOneConcurrentArrayQueue<>(2 * MAX_IN_FLIGHT);
     /** Reply thread only: simple replies of one batch, written with one socket write. */
     private final ByteBuffer replyBatch = ByteBuffer.allocateDirect(16 * 2 * MAX_IN_FLIGHT);
+    /** {@link #replyBatch} as the gathering write's argument, made once: varargs would allocate per batch. */
+    private final ByteBuffer[] replyBatchArray = {replyBatch};
     private volatile boolean replyWriterParked;
     private volatile boolean replyWriterStop;
     private final ReentrantLock sendLock = new ReentrantLock();
@@ -1178,7 +1180,7 @@ final class NbdConnection
                         sendLock.lock();
                         try
                         {
-                            writeFully(replyBatch);
+                            writeFully(replyBatchArray);
                         }
                         finally
                         {
