@@ -304,13 +304,26 @@ public final class RawFileStore implements BlockStore
 
     private void readFully(final long offset, final ByteBuffer dst) throws IOException
     {
+        readFully(channel, offset, dst);
+    }
+
+    /**
+     * Reads {@code dst.remaining()} bytes at {@code offset}; past the end of the file it fills zeroes (a hole as far
+     * as readers care). Any thread, on a channel safe for positional reads.
+     *
+     * @param channel the file.
+     * @param offset first byte.
+     * @param dst filled to its limit.
+     * @throws IOException when a read fails.
+     */
+    public static void readFully(final FileChannel channel, final long offset, final ByteBuffer dst) throws IOException
+    {
         long position = offset;
         while (dst.hasRemaining())
         {
             final int n = channel.read(dst, position);
             if (n < 0)
             {
-                // End of file inside the store's size: the tail is a hole as far as readers care.
                 while (dst.hasRemaining())
                 {
                     dst.put((byte)0);

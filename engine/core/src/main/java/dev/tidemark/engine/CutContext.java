@@ -27,10 +27,16 @@ public interface CutContext
     TrackedDisk disk();
 
     /** @return the disk's bitmap registry (mark-thread access). */
-    BitmapRegistry registry();
+    default BitmapRegistry registry()
+    {
+        return disk().bitmaps();
+    }
 
     /** @return the disk's metadata journal; records appended now belong to this transaction. */
-    Journal journal();
+    default Journal journal()
+    {
+        return disk().journal();
+    }
 
     /**
      * Makes {@code interceptor} see every data-changing request with a sequence greater than the cut. Undone

@@ -1,7 +1,5 @@
 package dev.tidemark.engine;
 
-import dev.tidemark.engine.journal.Journal;
-import dev.tidemark.engine.registry.BitmapRegistry;
 import dev.tidemark.engine.ring.RingCut;
 import java.util.concurrent.CompletableFuture;
 
@@ -36,18 +34,6 @@ final class DiskCut implements CutContext
     public TrackedDisk disk()
     {
         return disk;
-    }
-
-    @Override
-    public BitmapRegistry registry()
-    {
-        return disk.bitmaps();
-    }
-
-    @Override
-    public Journal journal()
-    {
-        return disk.journal();
     }
 
     @Override

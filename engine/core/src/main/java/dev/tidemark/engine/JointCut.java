@@ -132,23 +132,8 @@ final class JointCut
         {
             notifyAll();
         }
-        boolean interrupted = false;
         // Every member arrived, so every member votes after running its own actions: no timeout needed.
-        while (voted < members)
-        {
-            try
-            {
-                wait();
-            }
-            catch (final InterruptedException ex)
-            {
-                interrupted = true;
-            }
-        }
-        if (interrupted)
-        {
-            Thread.currentThread().interrupt();
-        }
+        Monitors.awaitUninterruptibly(this, () -> voted >= members);
         return failure == null;
     }
 

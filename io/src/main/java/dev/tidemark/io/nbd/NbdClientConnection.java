@@ -647,16 +647,6 @@ final class NbdClientConnection implements AutoCloseable
 
     private void writeFully(final ByteBuffer... buffers) throws IOException
     {
-        final dev.tidemark.io.tls.TlsChannel session = tls;
-        if (session != null)
-        {
-            session.write(buffers);
-            return;
-        }
-        final ByteBuffer last = buffers[buffers.length - 1];
-        while (last.hasRemaining() || buffers[0].hasRemaining())
-        {
-            channel.write(buffers);
-        }
+        NbdConnection.writeFully(channel, tls, buffers);
     }
 }

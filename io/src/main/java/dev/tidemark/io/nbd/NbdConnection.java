@@ -1384,7 +1384,16 @@ final class NbdConnection
 
     private void writeFully(final ByteBuffer... buffers) throws IOException
     {
-        final TlsChannel session = tls;
+        writeFully(channel, tls, buffers);
+    }
+
+    /**
+     * Writes every byte of {@code buffers}, through the TLS session when there is one; the server's and the client's
+     * connections share it. The caller serializes writers.
+     */
+    static void writeFully(final SocketChannel channel, final TlsChannel session, final ByteBuffer... buffers)
+        throws IOException
+    {
         if (session != null)
         {
             session.write(buffers);

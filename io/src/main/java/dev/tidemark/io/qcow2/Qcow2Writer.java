@@ -931,21 +931,8 @@ public final class Qcow2Writer implements BlockStore
 
     private void readHost(final long host, final ByteBuffer dst) throws IOException
     {
-        long position = host;
-        while (dst.hasRemaining())
-        {
-            final int read = channel.read(dst, position);
-            if (read < 0)
-            {
-                // A table allocated but not yet extended into the file reads as zeroes.
-                while (dst.hasRemaining())
-                {
-                    dst.put((byte)0);
-                }
-                return;
-            }
-            position += read;
-        }
+        // A table allocated but not yet extended into the file reads as zeroes.
+        RawFileStore.readFully(channel, host, dst);
     }
 
     /**

@@ -144,7 +144,7 @@ public final class BitmapActions
                 final BitmapRegistry registry = ctx.registry();
                 final BitmapRegistry.Entry entry;
                 final boolean filled;
-                if (staged != null && log != null && log.complete() && log.epoch() == ctx.epoch())
+                if (disk != null && staged != null && log != null && log.complete() && log.epoch() == ctx.epoch())
                 {
                     // No other cut since the log opened: the staged bits plus the logged writes are the bits now.
                     final DirtyBitmap fresh = BitmapRegistry.bits(staged);
@@ -198,14 +198,8 @@ public final class BitmapActions
             @Override
             public void unstage()
             {
-                if (disk != null)
-                {
-                    disk.closeWriteLog(log);
-                    disk.bitmaps().unstage(staged);
-                    log = null;
-                    staged = null;
-                    disk = null;
-                }
+                releaseStaged(disk, log, staged);
+                disk = null;
             }
 
             @Override
@@ -214,6 +208,16 @@ public final class BitmapActions
                 return type;
             }
         };
+    }
+
+    /** Closes a staged action's write log and releases its staged bitmap; nothing when it staged nothing. */
+    private static void releaseStaged(final TrackedDisk disk, final WriteLog log, final BitmapRegistry.Staged staged)
+    {
+        if (disk != null)
+        {
+            disk.closeWriteLog(log);
+            disk.bitmaps().unstage(staged);
+        }
     }
 
     /**
@@ -521,7 +525,7 @@ public final class BitmapActions
                 // The staged copy is exact only if no other cut committed since the log opened and nothing (an
                 // earlier action of this transaction) changed the bitmaps since the copy: then every write since the
                 // copy is in the log, and those the target or a source recorded belong in the result.
-                if (staged != null && log != null && log.complete() && log.epoch() == ctx.epoch()
+                if (disk != null && staged != null && log != null && log.complete() && log.epoch() == ctx.epoch()
                     && registry.changes() == changes && recordingNow == recording)
                 {
                     if (recording)
@@ -587,13 +591,8 @@ public final class BitmapActions
             @Override
             public void unstage()
             {
-                if (disk != null)
-                {
-                    disk.closeWriteLog(log);
-                    disk.bitmaps().unstage(staged);
-                    log = null;
-                    staged = null;
-                }
+                releaseStaged(disk, log, staged);
+                disk = null;
             }
 
             @Override

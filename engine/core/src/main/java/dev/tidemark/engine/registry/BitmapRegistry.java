@@ -6,6 +6,7 @@ import dev.tidemark.bitmap.BitmapFileException;
 import dev.tidemark.bitmap.BitmapView;
 import dev.tidemark.bitmap.DirtyBitmap;
 import dev.tidemark.engine.EngineException;
+import dev.tidemark.engine.Monitors;
 import dev.tidemark.engine.journal.Journal;
 import dev.tidemark.engine.journal.JournalRecord;
 import java.io.IOException;
@@ -452,22 +453,7 @@ public final class BitmapRegistry
         {
             synchronized (this)
             {
-                boolean interrupted = false;
-                while (pinned.containsKey(bitmap))
-                {
-                    try
-                    {
-                        wait();
-                    }
-                    catch (final InterruptedException ex)
-                    {
-                        interrupted = true;
-                    }
-                }
-                if (interrupted)
-                {
-                    Thread.currentThread().interrupt();
-                }
+                Monitors.awaitUninterruptibly(this, () -> !pinned.containsKey(bitmap));
             }
             bitmap.close();
             if (file != null)
