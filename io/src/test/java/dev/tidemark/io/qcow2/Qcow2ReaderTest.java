@@ -202,6 +202,31 @@ class Qcow2ReaderTest
         }
     }
 
+    /** An empty 64 TiB image answers at once; a zero cluster is not data; one data cluster anywhere is. */
+    @Test
+    @Timeout(value = 30, unit = TimeUnit.SECONDS)
+    void holdsDataReadsOnlyTheTablesThatExist() throws Exception
+    {
+        final Path empty = dir.resolve("empty.qcow2");
+        QemuTools.ok("qemu-img", "create", "-f", "qcow2", empty.toString(), Long.toString(64L << 40));
+        try (Qcow2Reader reader = Qcow2Reader.open(empty))
+        {
+            assertThat(reader.holdsData()).isFalse();
+        }
+        final Path image = dir.resolve("some.qcow2");
+        QemuTools.ok("qemu-img", "create", "-f", "qcow2", image.toString(), Long.toString(64L << 30));
+        QemuTools.ok("qemu-io", "-f", "qcow2", "-c", "write -z 0 64k", image.toString());
+        try (Qcow2Reader reader = Qcow2Reader.open(image))
+        {
+            assertThat(reader.holdsData()).as("a zero cluster is not data").isFalse();
+        }
+        QemuTools.ok("qemu-io", "-f", "qcow2", "-c", "write -P 0x5a " + (40L << 30) + " 4k", image.toString());
+        try (Qcow2Reader reader = Qcow2Reader.open(image))
+        {
+            assertThat(reader.holdsData()).isTrue();
+        }
+    }
+
     @Test
     void readsVersion2Images() throws Exception
     {

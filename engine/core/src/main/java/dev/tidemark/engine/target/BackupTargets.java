@@ -2,7 +2,6 @@ package dev.tidemark.engine.target;
 
 import dev.tidemark.io.BlockStore;
 import dev.tidemark.io.RawFileStore;
-import dev.tidemark.io.qcow2.ClusterState;
 import dev.tidemark.io.qcow2.Qcow2Reader;
 import dev.tidemark.io.qcow2.Qcow2Writer;
 
@@ -131,13 +130,10 @@ public final class BackupTargets
             cluster = reader.clusterSize();
             backingFile = reader.backingFile();
             backingFormat = reader.backingFormat();
-            for (long at = 0; at < size; at += cluster)
+            if (reader.holdsData())
             {
-                if (reader.clusterState(at) == ClusterState.DATA)
-                {
-                    throw new IOException("image already holds data; Tidemark writes backups only into new, empty"
-                        + " qcow2 images (open it with read-only=true to read it)");
-                }
+                throw new IOException("image already holds data; Tidemark writes backups only into new, empty"
+                    + " qcow2 images (open it with read-only=true to read it)");
             }
         }
         Qcow2Writer.Options options = Qcow2Writer.Options.defaults().withClusterSize(cluster);
