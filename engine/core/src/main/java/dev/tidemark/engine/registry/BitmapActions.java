@@ -44,9 +44,8 @@ public final class BitmapActions
     public static ControlAction add(final String name, final long granularity, final boolean persistent,
         final boolean disabled)
     {
-        return new ControlAction()
+        return new AddingAction()
         {
-            private BitmapRegistry.Entry added;
             private BitmapRegistry registry;
             private BitmapRegistry.Staged staged;
 
@@ -70,19 +69,6 @@ public final class BitmapActions
                 {
                     registry.unstage(staged);
                 }
-            }
-
-            @Override
-            public void commit(final CutContext ctx)
-            {
-                added = null;
-            }
-
-            @Override
-            public void abort(final CutContext ctx)
-            {
-                ctx.registry().journalRemoved(added);
-                ctx.registry().dropEntry(added);
             }
 
             @Override
@@ -110,9 +96,8 @@ public final class BitmapActions
     public static ControlAction addFilled(final String name, final long granularity, final boolean persistent,
         final java.util.function.Consumer<DirtyBitmap> fill, final String type)
     {
-        return new ControlAction()
+        return new AddingAction()
         {
-            private BitmapRegistry.Entry added;
             private TrackedDisk disk;
             private WriteLog log;
             private BitmapRegistry.Staged staged;
@@ -183,19 +168,6 @@ public final class BitmapActions
             }
 
             @Override
-            public void commit(final CutContext ctx)
-            {
-                added = null;
-            }
-
-            @Override
-            public void abort(final CutContext ctx)
-            {
-                ctx.registry().journalRemoved(added);
-                ctx.registry().dropEntry(added);
-            }
-
-            @Override
             public void unstage()
             {
                 releaseStaged(disk, log, staged);
@@ -208,6 +180,29 @@ public final class BitmapActions
                 return type;
             }
         };
+    }
+
+    /**
+     * An action that adds a bitmap in {@code prepare} (setting {@link #added}); used by one transaction on the mark
+     * thread. Commit keeps it, abort journals its removal and drops it.
+     */
+    private abstract static class AddingAction implements ControlAction
+    {
+        /** The entry prepare added, until the transaction ends. */
+        BitmapRegistry.Entry added;
+
+        @Override
+        public void commit(final CutContext ctx)
+        {
+            added = null;
+        }
+
+        @Override
+        public void abort(final CutContext ctx)
+        {
+            ctx.registry().journalRemoved(added);
+            ctx.registry().dropEntry(added);
+        }
     }
 
     /** Closes a staged action's write log and releases its staged bitmap; nothing when it staged nothing. */
