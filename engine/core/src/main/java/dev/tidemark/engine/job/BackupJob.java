@@ -1,11 +1,13 @@
 package dev.tidemark.engine.job;
 
+import dev.tidemark.bitmap.DirtyBitmap;
 import dev.tidemark.engine.ControlAction;
 import dev.tidemark.engine.CutContext;
 import dev.tidemark.engine.EngineEvents;
 import dev.tidemark.engine.EngineException;
 import dev.tidemark.engine.TrackedDisk;
 import dev.tidemark.engine.WriteInterceptor;
+import dev.tidemark.engine.WriteLog;
 import dev.tidemark.engine.journal.JournalRecord;
 import dev.tidemark.engine.registry.Successor;
 import dev.tidemark.io.AlignedBufferPool;
@@ -84,6 +86,8 @@ public final class BackupJob extends Job
     private volatile boolean cutReached;
     private boolean parentSealed;
     private boolean resolved;
+    /** Whether the reclaim at the job's end found the successor merged ahead of its cut (tests). */
+    private volatile boolean reclaimedAhead;
 
     BackupJob(final String id, final BackupOptions options, final TrackedDisk disk, final BlockStore target,
         final ChunkClaims claims, final Successor successor, final BitmapMode bitmapMode,
@@ -665,6 +669,12 @@ public final class BackupJob extends Job
         }
     }
 
+    /** @return whether the job's end reclaimed its successor by the merge staged ahead of the cut (tests). */
+    boolean reclaimedAhead()
+    {
+        return reclaimedAhead;
+    }
+
     // ------------------------------------------------------------------------------------------------ outcome
 
     @Override
@@ -732,17 +742,93 @@ public final class BackupJob extends Job
         }
     }
 
-    /** The control action that ends the job at a cut. */
+    /**
+     * The control action that ends the job at a cut; built and staged on the job's thread, the rest on the ring's mark
+     * thread.
+     *
+     * <p>A reclaim ORs the successor into the frozen bitmap, which costs what the successor holds: every chunk written
+     * while the job ran. So that the ring does not wait for it, {@link #stage} merges ahead of the cut with a
+     * {@link WriteLog} open (the frozen bitmap is sealed, no copy clears it any more, and a merge is a marker, safe
+     * beside the ring marking the successor) and forces the result in durable mode; the cut then ORs in only the
+     * writes logged since, when no other cut came in between (else it merges everything again). Bits merged early
+     * are bits the reclaim adds anyway: a query between the two sees them a moment before the job ends, and a crash
+     * in between reopens the successor as merged back, the same set.
+     */
     private final class Finish implements ControlAction
     {
         private final boolean success;
         private final String outcome;
         private volatile CompletableFuture<Void> drained = CompletableFuture.completedFuture(null);
+        private TrackedDisk stagedOn;
+        private WriteLog log;
+        private boolean recording;
+        private long applied;
 
         Finish(final boolean success, final String outcome)
         {
             this.success = success;
             this.outcome = outcome;
+        }
+
+        private boolean reclaims()
+        {
+            return successor != null && !(success && bitmapMode == BitmapMode.ON_SUCCESS);
+        }
+
+        @Override
+        public void stage(final TrackedDisk on)
+        {
+            if (!reclaims() || successor.isResolved())
+            {
+                return;
+            }
+            log = on.openWriteLog();
+            if (log == null)
+            {
+                return;
+            }
+            stagedOn = on;
+            try
+            {
+                // Read after the log opened: a cut in between fails the epoch check at the cut.
+                recording = on.bitmaps().queryFlags(successor.bitmapName()).recording();
+                final DirtyBitmap parent = successor.frozenParent();
+                parent.merge(successor.bitmap());
+                applied = catchUp(parent, log.size());
+                if (on.bitmaps().isDurable())
+                {
+                    parent.force();
+                }
+            }
+            catch (final RuntimeException ex)
+            {
+                // Nothing lost: the cut merges everything itself.
+                unstage();
+            }
+        }
+
+        /** ORs the writes logged in {@code [applied, to)} into the frozen bitmap when the successor records them. */
+        private long catchUp(final DirtyBitmap parent, final long to)
+        {
+            if (recording)
+            {
+                log.forEach(applied, to, (offset, length) ->
+                {
+                    parent.mark(offset, length);
+                    return true;
+                });
+            }
+            return to;
+        }
+
+        @Override
+        public void unstage()
+        {
+            if (stagedOn != null)
+            {
+                stagedOn.closeWriteLog(log);
+                stagedOn = null;
+            }
         }
 
         @Override
@@ -771,7 +857,14 @@ public final class BackupJob extends Job
                 }
                 else
                 {
-                    ctx.registry().reclaim(successor);
+                    // The early merge is whole only if the log saw every write since it began: no cut in between.
+                    final boolean merged = stagedOn != null && log.complete() && log.epoch() == ctx.epoch();
+                    if (merged)
+                    {
+                        applied = catchUp(successor.frozenParent(), log.size());
+                    }
+                    reclaimedAhead = merged;
+                    ctx.registry().reclaim(successor, merged);
                 }
             }
         }

@@ -594,12 +594,28 @@ public final class BitmapRegistry
      *
      * @param successor from {@link #createSuccessor}.
      */
-    public synchronized void reclaim(final Successor successor)
+    public void reclaim(final Successor successor)
+    {
+        reclaim(successor, false);
+    }
+
+    /**
+     * {@link #reclaim(Successor)}, for a caller that already merged the successor into the frozen bitmap ahead of
+     * the cut (off the mark thread: a merge is a marker) and applied every write the successor recorded since; the
+     * cut then only forces what that merge left unforced, journals and swaps. Mark thread only.
+     *
+     * @param successor from {@link #createSuccessor}.
+     * @param merged whether the frozen bitmap already holds every bit of the successor.
+     */
+    public synchronized void reclaim(final Successor successor, final boolean merged)
     {
         changes++;
         checkMarkThread();
         final Entry entry = ownerOf(successor);
-        entry.bitmap.merge(successor.bitmap());
+        if (!merged)
+        {
+            entry.bitmap.merge(successor.bitmap());
+        }
         if (entry.persistent)
         {
             if (durable)

@@ -42,6 +42,12 @@ abstract class DiskTestSupport
         openDisk(DiskOptions.of(store, dir.resolve("bitmaps")).withName("vda"));
     }
 
+    /** Opens a store the test made itself as the disk, with a given ring pipeline. */
+    void openDisk(final RawFileStore store, final Pipeline pipeline) throws Exception
+    {
+        openDisk(DiskOptions.of(store, dir.resolve("bitmaps")).withName("vda").withPipeline(pipeline));
+    }
+
     /** As {@link #openDisk(int)} with a given ring pipeline. */
     void openDisk(final int size, final Pipeline pipeline) throws Exception
     {
