@@ -787,6 +787,21 @@ public final class EpochMap implements AutoCloseable
     // ------------------------------------------------------------------------------------------ state
 
     /**
+     * Writes back every dirty page of the map from the calling thread, beside the controlling thread's marks, so that
+     * a {@link #setDurable setDurable(true)} right after has only the pages marked since to write (lazy mode tracks
+     * no pages, so that call msyncs every mapping; msync costs what is dirty, not the mapping's size). Any thread
+     * while the map is open; concurrent marks are not lost, they are forced by that later call.
+     */
+    public void forceAhead()
+    {
+        checkOpen();
+        for (int r = 0; r < regionMappings.length; r++)
+        {
+            regionMappings[r].force();
+        }
+    }
+
+    /**
      * Switches durable mode: turning it on forces every entry stored so far first; the flag is stored in the header
      * and the header forced. Controlling thread.
      *

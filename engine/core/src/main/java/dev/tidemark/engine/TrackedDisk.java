@@ -513,12 +513,26 @@ public final class TrackedDisk implements AutoCloseable
 
     /**
      * Switches durable mode at a cut (I5): when on, bits are forced before the data writes of their batch, and
-     * journal commits are forced too. Turning it on first forces every bit recorded so far.
+     * journal commits are forced too. Turning it on first forces every bit recorded so far: most of it from the
+     * calling thread before the cut (a lazy disk may hold GiBs of unforced bits), the cut only what was marked
+     * since, so the ring waits for little.
      *
      * @param on the mode.
      */
     public void durable(final boolean on)
     {
+        if (on && !ring.isDurable())
+        {
+            synchronized (this)
+            {
+                // Under the monitor: close (which unmaps) waits for it.
+                if (!closed)
+                {
+                    registry.forceAhead();
+                    checkpoints.forceAhead();
+                }
+            }
+        }
         ring.durable(on);
     }
 

@@ -220,6 +220,20 @@ public final class DiskCheckpoints implements MarkHook, AutoCloseable
         return map.force();
     }
 
+    /**
+     * Writes the epoch map's dirty pages back from the calling thread ahead of turning durable mode on
+     * ({@link EpochMap#forceAhead}); nothing without a map. Any thread; the map is closed only with the disk, after
+     * its ring stopped, and the disk's close waits for this (the caller holds the disk's monitor).
+     */
+    public void forceAhead()
+    {
+        final EpochMap current = map;
+        if (current != null)
+        {
+            current.forceAhead();
+        }
+    }
+
     /** @param on durable mode of the disk, switched at a cut. */
     @Override
     public void durable(final boolean on)

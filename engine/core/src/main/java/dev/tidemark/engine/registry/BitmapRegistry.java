@@ -292,6 +292,52 @@ public final class BitmapRegistry
         }
     }
 
+    /**
+     * Forces every persistent bitmap's unforced pages from the calling thread, beside the running ring, so that
+     * turning durable mode on forces at its cut only what was marked after this (a lazy disk may have GiBs unforced).
+     * Any thread; the monitor is held only to pin the bitmaps, so that none is retired under the force.
+     */
+    public void forceAhead()
+    {
+        final List<DirtyBitmap> persistent = new ArrayList<>();
+        synchronized (this)
+        {
+            for (final Entry entry : entries.values())
+            {
+                if (entry.persistent && !entry.removed)
+                {
+                    persistent.add(entry.bitmap);
+                    if (entry.successor != null)
+                    {
+                        persistent.add(entry.successor.bitmap());
+                    }
+                }
+            }
+            for (final DirtyBitmap bitmap : persistent)
+            {
+                pinned.merge(bitmap, 1, Integer::sum);
+            }
+        }
+        try
+        {
+            for (final DirtyBitmap bitmap : persistent)
+            {
+                bitmap.force();
+            }
+        }
+        finally
+        {
+            synchronized (this)
+            {
+                for (final DirtyBitmap bitmap : persistent)
+                {
+                    pinned.computeIfPresent(bitmap, (b, n) -> n == 1 ? null : n - 1);
+                }
+                notifyAll();
+            }
+        }
+    }
+
     /** @return whether durable mode is on. */
     public boolean isDurable()
     {
@@ -1192,6 +1238,8 @@ public final class BitmapRegistry
 
     private synchronized void closeEntries()
     {
+        // A sha256 or a force ahead may still read a live bitmap.
+        Monitors.awaitUninterruptibly(this, pinned::isEmpty);
         for (final Entry entry : entries.values())
         {
             if (entry.successor != null)
