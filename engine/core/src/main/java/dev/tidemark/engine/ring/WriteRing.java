@@ -93,6 +93,9 @@ import java.util.concurrent.atomic.LongAdder;
  * at the cut only the writes since the copy caught up are applied. The copy is valid only if the log's epoch is
  * still the current one at the cut, that is, if no other cut committed in between.
  *
+ * <p>A backup job's reclaim and the switch to durable mode do their bulk the same way, before the cut: the reclaim
+ * merges the successor ahead with a log open, the switch forces what lazy mode left unforced.
+ *
  * <p>What this is not yet: the cut is still a barrier in each ring, not the lock-free epoch increment with a grace
  * period that docs/architecture.md describes; writes wait for the cut's own mark-thread time (reference swaps, the
  * journal group and, in durable mode, its force), and a joint cut waits until every member ring arrived.
