@@ -53,7 +53,7 @@ public final class StallHarness
     private static final String CHILD_PROPERTY = "tidemark.stall.child";
     private static final List<String> COMMANDS = List.of("none", "block-dirty-bitmap-clear",
         "block-dirty-bitmap-merge", "x-debug-block-dirty-bitmap-sha256", "block-dirty-bitmap-add+remove (2 GiB)",
-        "incremental backup start to finish", "transaction over 3 disks");
+        "incremental backup start to finish", "incremental backup cancelled (reclaim)", "transaction over 3 disks");
 
     private final Path work;
     private final int runs;
@@ -270,15 +270,23 @@ public final class StallHarness
             }
             case "incremental backup start to finish" ->
             {
-                final Path target = dir.resolve("target" + (targetSerial++) + ".qcow2");
-                BenchProcesses.run("qemu-img", "create", "-f", "qcow2", target.toString(), Long.toString(BIG));
-                final ObjectNode add = args("driver", "qcow2", "node-name", "t0");
-                add.putObject("file").put("driver", "file").put("filename", target.toString());
-                qmp.execute("blockdev-add", add);
-                qmp.drainEvents();
+                final Path target = addQcow2Target(qmp, dir);
                 qmp.execute("blockdev-backup", args("device", "f0", "target", "t0", "sync", "incremental",
                     "bitmap", "b0", "job-id", "j0"));
                 qmp.awaitEvent("BLOCK_JOB_COMPLETED", Duration.ofMinutes(5));
+                awaitNoJobs(qmp);
+                qmp.execute("blockdev-del", args("node-name", "t0"));
+                Files.deleteIfExists(target);
+            }
+            case "incremental backup cancelled (reclaim)" ->
+            {
+                // Slowed so that it is still copying when cancelled: the bitmap takes back the successor's bits.
+                final Path target = addQcow2Target(qmp, dir);
+                qmp.execute("blockdev-backup", args("device", "f0", "target", "t0", "sync", "incremental",
+                    "bitmap", "b1", "job-id", "j1", "speed", 1 << 20));
+                Thread.sleep(500);
+                qmp.execute("block-job-cancel", args("device", "j1"));
+                qmp.awaitEvent("BLOCK_JOB_CANCELLED", Duration.ofMinutes(5));
                 awaitNoJobs(qmp);
                 qmp.execute("blockdev-del", args("node-name", "t0"));
                 Files.deleteIfExists(target);
@@ -297,6 +305,18 @@ public final class StallHarness
             }
             default -> throw new IllegalArgumentException(name);
         }
+    }
+
+    /** Creates a 64 TiB qcow2 image and adds it as node {@code t0}. @return its path. */
+    private Path addQcow2Target(final QmpClient qmp, final Path dir) throws Exception
+    {
+        final Path target = dir.resolve("target" + (targetSerial++) + ".qcow2");
+        BenchProcesses.run("qemu-img", "create", "-f", "qcow2", target.toString(), Long.toString(BIG));
+        final ObjectNode add = args("driver", "qcow2", "node-name", "t0");
+        add.putObject("file").put("driver", "file").put("filename", target.toString());
+        qmp.execute("blockdev-add", add);
+        qmp.drainEvents();
+        return target;
     }
 
     private static void awaitNoJobs(final QmpClient qmp) throws Exception
