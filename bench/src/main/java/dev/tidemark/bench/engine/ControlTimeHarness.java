@@ -6,7 +6,9 @@ import dev.tidemark.engine.TrackedDisk;
 import dev.tidemark.engine.job.BackupJob;
 import dev.tidemark.engine.job.BackupOptions;
 import dev.tidemark.engine.job.BackupStartAction;
+import dev.tidemark.engine.job.BitmapMode;
 import dev.tidemark.engine.job.JobManager;
+import dev.tidemark.engine.job.JobOptions;
 import dev.tidemark.engine.job.JobStatus;
 import dev.tidemark.engine.job.SyncMode;
 import dev.tidemark.engine.registry.BitmapActions;
@@ -100,6 +102,24 @@ public final class ControlTimeHarness
                             throw new IllegalStateException("backup failed: " + started.error());
                         }
                     });
+                    measure(rows, "backup cancelled (reclaim of " + dirty + " chunks)" + r, disk, writer, random, dirty,
+                        () ->
+                    {
+                        // Slowed so that it is still running when cancelled; the writes after its start go to the
+                        // successor, which the bitmap takes back at the cancel.
+                        final BackupJob started = BackupStartAction.start(disk, manager,
+                            BackupOptions.of("a", SyncMode.BITMAP).withJobId(job + "c").withBitmap("b2", BitmapMode.ON_SUCCESS)
+                                .withJob(new JobOptions(true, true, 1 << 20)), new NullStore(DISK));
+                        dirty(disk, random, dirty);
+                        started.cancel();
+                        while (started.status() != JobStatus.NULL)
+                        {
+                            sleep(1);
+                        }
+                    });
+                    measure(rows, "durable mode on (after lazy writes)" + r, disk, writer, random, dirty,
+                        () -> disk.durable(true));
+                    disk.durable(false);
                     measure(rows, "transaction over 3 disks (a bitmap on each)" + r, disk, writer, random, dirty, () ->
                     {
                         final Map<TrackedDisk, List<ControlAction>> actions = new LinkedHashMap<>();

@@ -19,19 +19,24 @@ import org.junit.jupiter.api.Timeout;
 class ChunkClaimsTest
 {
     private static final long CHUNK = 64 << 10;
+    /** Bits per page of {@link ChunkClaims.SparseBits} (16 words) and per group of 1024 pages. */
+    private static final long PAGE_BITS = 16 * 64;
+    private static final long GROUP_BITS = 1024 * PAGE_BITS;
 
     @RepeatedTest(20)
     void sparseBitsMatchABitSet()
     {
         final long seed = System.nanoTime();
         final SplittableRandom random = new SplittableRandom(seed);
-        // Sizes around the page edge (1024 words = 65536 bits) and the word edge.
-        final long bits = 65536L * (1 + random.nextInt(3)) + random.nextInt(130) - 65;
+        // Sizes around a group edge (1024 pages of 16 words = 2^20 bits); bits are set in a few groups only, so
+        // that walks skip missing groups and missing pages.
+        final long bits = GROUP_BITS * (2 + random.nextInt(30)) + random.nextInt(130) - 65;
+        final long[] active = random.longs(1 + random.nextInt(3), 0, (bits + GROUP_BITS - 1) / GROUP_BITS).toArray();
         final ChunkClaims.SparseBits sparse = new ChunkClaims.SparseBits((bits + 63) >>> 6);
         final BitSet model = new BitSet();
         for (int step = 0; step < 2000; step++)
         {
-            final long bit = pick(random, bits);
+            final long bit = pick(random, bits, active);
             switch (random.nextInt(4))
             {
                 case 0, 1 ->
@@ -46,11 +51,13 @@ class ChunkClaimsTest
                 }
                 default ->
                 {
-                    final int expectedSet = model.nextSetBit((int)bit);
-                    assertThat(sparse.nextSet(bit)).as("seed %d nextSet(%d)", seed, bit)
+                    // Half the walks start anywhere, mostly in groups never touched.
+                    final long from = random.nextBoolean() ? bit : random.nextLong(bits);
+                    final int expectedSet = model.nextSetBit((int)from);
+                    assertThat(sparse.nextSet(from)).as("seed %d nextSet(%d)", seed, from)
                         .isEqualTo(expectedSet < 0 ? -1 : expectedSet);
-                    assertThat(sparse.nextClear(bit)).as("seed %d nextClear(%d)", seed, bit)
-                        .isEqualTo(model.nextClearBit((int)bit));
+                    assertThat(sparse.nextClear(from)).as("seed %d nextClear(%d)", seed, from)
+                        .isEqualTo(model.nextClearBit((int)from));
                 }
             }
             assertThat(sparse.get(bit)).as("seed %d get(%d)", seed, bit).isEqualTo(model.get((int)bit));
@@ -58,16 +65,20 @@ class ChunkClaimsTest
         assertThat(sparse.count()).as("seed %d", seed).isEqualTo(model.cardinality());
     }
 
-    private static long pick(final SplittableRandom random, final long bits)
+    /** @return a bit in one of the active groups (or just past one), half of them near a page or word edge. */
+    private static long pick(final SplittableRandom random, final long bits, final long[] active)
     {
-        // Half the picks near page and word edges, where off-by-ones live.
-        if (random.nextBoolean())
+        final long group = active[random.nextInt(active.length)] * GROUP_BITS;
+        final long unit = switch (random.nextInt(4))
         {
-            final long edge = random.nextBoolean() ? 65536L * random.nextInt((int)(bits / 65536) + 1)
-                : 64L * random.nextInt((int)(bits / 64) + 1);
-            return Math.max(0, Math.min(bits - 1, edge + random.nextInt(5) - 2));
-        }
-        return random.nextLong(bits);
+            case 0 -> GROUP_BITS;
+            case 1 -> PAGE_BITS;
+            case 2 -> 64L;
+            default -> 1L;
+        };
+        // Edges where off-by-ones live: the group's own ends, its pages' and its words'.
+        final long edge = group + unit * random.nextLong(GROUP_BITS / unit + 1);
+        return Math.max(0, Math.min(bits - 1, edge + (unit == 1 ? 0 : random.nextInt(5) - 2)));
     }
 
     @Test
