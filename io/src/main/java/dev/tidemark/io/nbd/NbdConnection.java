@@ -23,9 +23,9 @@ import java.util.concurrent.Semaphore;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicIntegerFieldUpdater;
-import java.util.function.Function;
 import java.util.concurrent.locks.LockSupport;
 import java.util.concurrent.locks.ReentrantLock;
+import java.util.function.Function;
 
 import static dev.tidemark.io.nbd.NbdProtocol.*;
 
@@ -985,6 +985,11 @@ final class NbdConnection
         if (done == null)
         {
             // Cannot happen: every completion out of the pool holds one of MAX_IN_FLIGHT permits.
+            if (payload != null)
+            {
+                server.buffers().release(payload);
+            }
+            release();
             throw new IllegalStateException("the completion pool of " + remote() + " ran dry");
         }
         done.arm(cookie, type, payload);
