@@ -5,6 +5,7 @@ import dev.tidemark.io.tls.TlsChannel;
 import dev.tidemark.io.tls.TlsCredentials;
 import dev.tidemark.io.tls.TlsException;
 import org.agrona.concurrent.ManyToOneConcurrentArrayQueue;
+import org.agrona.concurrent.OneToOneConcurrentArrayQueue;
 
 import java.io.EOFException;
 import java.io.IOException;
@@ -21,8 +22,10 @@ import java.util.concurrent.ScheduledFuture;
 import java.util.concurrent.Semaphore;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicIntegerFieldUpdater;
 import java.util.concurrent.locks.LockSupport;
 import java.util.concurrent.locks.ReentrantLock;
+import java.util.function.Function;
 
 import static dev.tidemark.io.nbd.NbdProtocol.*;
 
@@ -37,6 +40,15 @@ import static dev.tidemark.io.nbd.NbdProtocol.*;
  * waits: the reply queue holds more entries than there are permits. Both writers take {@link #sendLock}, so
  * each reply, and every structured chunk of one cookie, goes out whole; replies of different cookies may go
  * out in any order, as NBD allows.
+ *
+ * <p>The write path allocates nothing per request (young collections paused writes): each modifying request
+ * takes a {@link Completion} from a pool of {@link #MAX_IN_FLIGHT}, which cannot run dry because every request
+ * out of it holds an in-flight permit. The reader takes entries, the reply thread returns them once their reply
+ * is written (or discarded) and before it releases their permits, so an entry is reused only after its one
+ * completion was consumed. The reader also completes through an entry (zero length, unknown command), so those
+ * replies take the same way back; an entry whose export threw instead of completing may still be held by the
+ * export, so the reply thread retires it and pools a new one. At the end of a connection the reader takes no
+ * more entries, so a late completion after the drain gave up finds nothing reused.
  *
  * <p>Protocol violations that leave the stream unparseable (bad magic, bad client flags, oversized
  * option or write payload, EOF mid-frame) close the connection; everything else gets the protocol's
@@ -63,6 +75,11 @@ final class NbdConnection
     /** Completed requests not yet answered; each holds an in-flight permit, so it never fills. */
     private final ManyToOneConcurrentArrayQueue<Completion> replies =
         new ManyToOneConcurrentArrayQueue<>(2 * MAX_IN_FLIGHT);
+    /** Completions not in use: the reader takes, the reply thread returns. */
+    private final OneToOneConcurrentArrayQueue<Completion> idleCompletions =
+        new OneToOneConcurrentArrayQueue<>(MAX_IN_FLIGHT);
+    /** Reply thread only: the completions whose replies are in {@link #replyBatch}, returned after its write. */
+    private final Completion[] batchCompletions = new Completion[2 * MAX_IN_FLIGHT];
     /** Reply thread only: simple replies of one batch, written with one socket write. */
     private final ByteBuffer replyBatch = ByteBuffer.allocateDirect(16 * 2 * MAX_IN_FLIGHT);
     /** {@link #replyBatch} as the gathering write's argument, made once: varargs would allocate per batch. */
@@ -100,6 +117,10 @@ final class NbdConnection
         this.reader.setDaemon(true);
         this.replyWriter = new Thread(this::writeReplies, "nbd-reply-" + id);
         this.replyWriter.setDaemon(true);
+        for (int i = 0; i < MAX_IN_FLIGHT; i++)
+        {
+            idleCompletions.offer(new Completion());
+        }
     }
 
     void start()
@@ -921,7 +942,7 @@ final class NbdConnection
             default:
                 break;
         }
-        final Completion done = new Completion(cookie, type, payload);
+        final Completion done = takeCompletion(cookie, type, payload);
         if (length == 0 && type != CMD_FLUSH)
         {
             done.complete(OK);
@@ -953,8 +974,26 @@ final class NbdConnection
         }
         catch (final RuntimeException ex)
         {
-            done.complete(EIO);
+            done.complete(EIO, true);
         }
+    }
+
+    /** Reader thread: an idle completion armed for one request. */
+    private Completion takeCompletion(final long cookie, final int type, final ByteBuffer payload)
+    {
+        final Completion done = idleCompletions.poll();
+        if (done == null)
+        {
+            // Cannot happen: every completion out of the pool holds one of MAX_IN_FLIGHT permits.
+            if (payload != null)
+            {
+                server.buffers().release(payload);
+            }
+            release();
+            throw new IllegalStateException("the completion pool of " + remote() + " ran dry");
+        }
+        done.arm(cookie, type, payload);
+        return done;
     }
 
     private void read(final NbdExport target, final int flags, final long cookie, final long offset,
@@ -1114,36 +1153,59 @@ final class NbdConnection
 
     /**
      * Completes one modifying request exactly once, from any thread, by handing its reply to the reply thread;
-     * the completing thread never blocks.
+     * the completing thread never blocks. Reused for later requests: the reader arms it, the reply thread frees it
+     * after the reply (see the class comment); {@link #adapter} runs on the reader only.
      */
     private final class Completion implements NbdCompletion
     {
-        private final long cookie;
-        private final int type;
-        private final ByteBuffer payload;
-        private final AtomicBoolean completed = new AtomicBoolean();
+        private static final int IDLE = 0;
+        private static final int ARMED = 1;
+        private static final int COMPLETED = 2;
+        private static final AtomicIntegerFieldUpdater<Completion> STATE =
+            AtomicIntegerFieldUpdater.newUpdater(Completion.class, "state");
+
+        private volatile int state;
+        private long cookie;
+        private int type;
+        private ByteBuffer payload;
         /** Written before the queue hands this to the reply thread. */
         private int error;
+        /** Set when the export threw: it may still hold this, so this is never reused. */
+        private boolean retired;
+        private Function<NbdCompletion, ?> adapterFactory;
+        private Object adapter;
 
-        Completion(final long cookie, final int type, final ByteBuffer payload)
+        /** Reader thread, on an entry just taken from the pool. */
+        void arm(final long requestCookie, final int requestType, final ByteBuffer requestPayload)
         {
-            this.cookie = cookie;
-            this.type = type;
-            this.payload = payload;
+            cookie = requestCookie;
+            type = requestType;
+            payload = requestPayload;
+            // Volatile: orders the fields above before the export, and any thread it hands this to, sees ARMED.
+            state = ARMED;
         }
 
         @Override
         public void complete(final int error)
         {
-            if (!completed.compareAndSet(false, true))
+            complete(error, false);
+        }
+
+        void complete(final int error, final boolean retire)
+        {
+            if (!STATE.compareAndSet(this, ARMED, COMPLETED))
             {
                 throw new IllegalStateException(commandName(type) + " request " + cookie + " completed twice");
             }
-            if (payload != null)
+            final ByteBuffer data = payload;
+            if (data != null)
             {
-                server.buffers().release(payload);
+                payload = null;
+                server.buffers().release(data);
             }
             this.error = error;
+            retired = retire;
+            // From the offer on, the reply thread may free this and the reader reuse it: touch no field after it.
             if (!replies.offer(this))
             {
                 // Cannot happen: every queued reply holds one of MAX_IN_FLIGHT permits.
@@ -1155,6 +1217,32 @@ final class NbdConnection
             {
                 LockSupport.unpark(replyWriter);
             }
+        }
+
+        @Override
+        public <T> T adapter(final Class<T> adapterType, final Function<NbdCompletion, ? extends T> factory)
+        {
+            if (adapterFactory != factory)
+            {
+                adapter = factory.apply(this);
+                adapterFactory = factory;
+            }
+            return adapterType.cast(adapter);
+        }
+
+        /**
+         * Reply thread, after the reply was written or discarded: back to the pool; a retired one stays completed
+         * (a late call still fails as a second completion) and a fresh one takes its place.
+         */
+        void free()
+        {
+            if (retired)
+            {
+                idleCompletions.offer(new Completion());
+                return;
+            }
+            state = IDLE;
+            idleCompletions.offer(this);
         }
     }
 
@@ -1194,6 +1282,11 @@ final class NbdConnection
                         forceClose();
                     }
                 }
+                for (int i = 0; i < count; i++)
+                {
+                    batchCompletions[i].free();
+                    batchCompletions[i] = null;
+                }
                 inFlight.release(count);
                 continue;
             }
@@ -1225,7 +1318,7 @@ final class NbdConnection
         while (replyBatch.remaining() >= 16 && (next = replies.poll()) != null)
         {
             replyBatch.putInt(SIMPLE_REPLY_MAGIC).putInt(next.error).putLong(next.cookie);
-            count++;
+            batchCompletions[count++] = next;
         }
         replyBatch.flip();
         return count;

@@ -11,6 +11,7 @@ import dev.tidemark.io.nbd.NbdProtocol;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.util.List;
+import java.util.function.Function;
 
 /**
  * An NBD export of a {@link TrackedDisk}; safe for concurrent calls from every connection's reader thread, and
@@ -25,6 +26,10 @@ import java.util.List;
  */
 public final class TrackedDiskExport extends StoreExportBase
 {
+    /** The ring's completion callback for an NBD completion; one constant, as {@link NbdCompletion#adapter} asks. */
+    private static final Function<NbdCompletion, IoCompletion> TO_IO_COMPLETION = done ->
+        (sequence, error) -> done.complete(error == null ? NbdProtocol.OK : errorOf(error));
+
     private final TrackedDisk disk;
 
     /**
@@ -94,8 +99,8 @@ public final class TrackedDiskExport extends StoreExportBase
     private void submit(final RequestKind kind, final long offset, final long length, final ByteBuffer data,
         final boolean fua, final boolean mayUnmap, final NbdCompletion done)
     {
-        final IoCompletion completion = (sequence, error) -> done.complete(error == null ? NbdProtocol.OK
-            : errorOf(error));
+        // Made once per reusable server completion, not per request: no allocation on the write path.
+        final IoCompletion completion = done.adapter(IoCompletion.class, TO_IO_COMPLETION);
         try
         {
             disk.submit(kind, offset, length, data, fua, mayUnmap, completion);
