@@ -521,19 +521,17 @@ public final class TrackedDisk implements AutoCloseable
      */
     public void durable(final boolean on)
     {
-        if (on && !ring.isDurable())
+        // Switches are serialised under the monitor, and close (which unmaps) waits for them: the force ahead must
+        // run only while the ring is lazy, or it could take pages a durable group commit needs forced before a write.
+        synchronized (this)
         {
-            synchronized (this)
+            if (on && !closed && !ring.isDurable())
             {
-                // Under the monitor: close (which unmaps) waits for it.
-                if (!closed)
-                {
-                    registry.forceAhead();
-                    checkpoints.forceAhead();
-                }
+                registry.forceAhead();
+                checkpoints.forceAhead();
             }
+            ring.durable(on);
         }
-        ring.durable(on);
     }
 
     /** @return whether durable mode is on. */
