@@ -8,8 +8,6 @@ import dev.tidemark.bitmap.BitmapView;
 import dev.tidemark.bitmap.DirtyBitmap;
 import dev.tidemark.bitmap.ExtentConsumer;
 import dev.tidemark.engine.registry.BitmapActions;
-import dev.tidemark.engine.registry.BitmapFiles;
-import dev.tidemark.engine.registry.MappedBitmapFiles;
 import dev.tidemark.io.testing.HeapStore;
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -197,29 +195,22 @@ class DurableModeTest
     }
 
     /** Wraps every bitmap it makes in a {@link SpyBitmap}. */
-    private static final class SpyFiles implements BitmapFiles
+    private static final class SpyFiles extends ObservedBitmapFiles
     {
         final List<SpyBitmap> made = new CopyOnWriteArrayList<>();
 
         @Override
-        public DirtyBitmap create(final Path file, final String name, final long diskSize, final long granularity)
-            throws IOException
+        DirtyBitmap made(final DirtyBitmap created)
         {
-            final SpyBitmap spy = new SpyBitmap(MappedBitmapFiles.INSTANCE.create(file, name, diskSize, granularity));
+            final SpyBitmap spy = new SpyBitmap(created);
             made.add(spy);
             return spy;
         }
 
         @Override
-        public DirtyBitmap open(final Path file) throws IOException
+        DirtyBitmap unwrap(final DirtyBitmap bitmap)
         {
-            return MappedBitmapFiles.INSTANCE.open(file);
-        }
-
-        @Override
-        public void durable(final DirtyBitmap bitmap, final boolean on)
-        {
-            MappedBitmapFiles.INSTANCE.durable(bitmap instanceof SpyBitmap spy ? spy.inner : bitmap, on);
+            return bitmap instanceof SpyBitmap spy ? spy.inner : bitmap;
         }
     }
 

@@ -6,8 +6,6 @@ import dev.tidemark.bitmap.DirtyBitmap;
 import dev.tidemark.bitmap.MappedBitmap;
 import dev.tidemark.engine.checkpoint.CheckpointActions;
 import dev.tidemark.engine.registry.BitmapActions;
-import dev.tidemark.engine.registry.BitmapFiles;
-import dev.tidemark.engine.registry.MappedBitmapFiles;
 import dev.tidemark.io.RawFileStore;
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -119,36 +117,26 @@ class DurableSwitchTest
         }
     }
 
-    /** Real mapped bitmaps; records, at each switch to durable (on the ring), how many pages were still unforced. */
-    private static final class PendingAtSwitch implements BitmapFiles
+    /** Real mapped bitmaps; records, at the first switch to durable (on the ring), how many pages were unforced. */
+    private static final class PendingAtSwitch extends ObservedBitmapFiles
     {
         final List<MappedBitmap> made = new CopyOnWriteArrayList<>();
         final List<Long> pendingAtSwitch = new CopyOnWriteArrayList<>();
 
         @Override
-        public DirtyBitmap create(final Path file, final String name, final long diskSize, final long granularity)
-            throws IOException
+        DirtyBitmap made(final DirtyBitmap created)
         {
-            final MappedBitmap bitmap = (MappedBitmap)MappedBitmapFiles.INSTANCE.create(file, name, diskSize,
-                granularity);
-            made.add(bitmap);
-            return bitmap;
+            made.add((MappedBitmap)created);
+            return created;
         }
 
         @Override
-        public DirtyBitmap open(final Path file) throws IOException
-        {
-            return MappedBitmapFiles.INSTANCE.open(file);
-        }
-
-        @Override
-        public void durable(final DirtyBitmap bitmap, final boolean on)
+        void switching(final DirtyBitmap bitmap, final boolean on)
         {
             if (on && pendingAtSwitch.isEmpty())
             {
                 pendingAtSwitch.add(((MappedBitmap)bitmap).pendingPageCount());
             }
-            MappedBitmapFiles.INSTANCE.durable(bitmap, on);
         }
     }
 }
