@@ -49,6 +49,16 @@ public final class WriteLog
         return !overflowed;
     }
 
+    /**
+     * @param cut the cut an action runs at, on the mark thread.
+     * @return whether the log holds every write since it opened and no other cut committed in between: only then may
+     *         the action apply the logged writes to what it built before the cut instead of doing the work itself.
+     */
+    public boolean isExactAt(final CutContext cut)
+    {
+        return complete() && epoch == cut.epoch();
+    }
+
     /** @return extents published so far; any thread. */
     public long size()
     {

@@ -9,6 +9,7 @@ import dev.tidemark.engine.TrackedDisk;
 import dev.tidemark.engine.WriteInterceptor;
 import dev.tidemark.engine.WriteLog;
 import dev.tidemark.engine.journal.JournalRecord;
+import dev.tidemark.engine.registry.BitmapActions;
 import dev.tidemark.engine.registry.Successor;
 import dev.tidemark.io.AlignedBufferPool;
 import dev.tidemark.io.BlockStore;
@@ -810,15 +811,7 @@ public final class BackupJob extends Job
         /** ORs the writes logged in {@code [applied, to)} into the frozen bitmap when the successor records them. */
         private long catchUp(final DirtyBitmap parent, final long to)
         {
-            if (recording)
-            {
-                log.forEach(applied, to, (offset, length) ->
-                {
-                    parent.mark(offset, length);
-                    return true;
-                });
-            }
-            return to;
+            return recording ? BitmapActions.markLogged(log, applied, to, parent) : to;
         }
 
         @Override
@@ -858,7 +851,7 @@ public final class BackupJob extends Job
                 else
                 {
                     // The early merge is whole only if the log saw every write since it began: no cut in between.
-                    final boolean merged = stagedOn != null && log.complete() && log.epoch() == ctx.epoch();
+                    final boolean merged = stagedOn != null && log.isExactAt(ctx);
                     if (merged)
                     {
                         applied = catchUp(successor.frozenParent(), log.size());

@@ -129,15 +129,11 @@ public final class BitmapActions
                 final BitmapRegistry registry = ctx.registry();
                 final BitmapRegistry.Entry entry;
                 final boolean filled;
-                if (disk != null && staged != null && log != null && log.complete() && log.epoch() == ctx.epoch())
+                if (disk != null && staged != null && log != null && log.isExactAt(ctx))
                 {
                     // No other cut since the log opened: the staged bits plus the logged writes are the bits now.
                     final DirtyBitmap fresh = BitmapRegistry.bits(staged);
-                    log.forEach(applied, log.size(), (offset, length) ->
-                    {
-                        fresh.mark(offset, length);
-                        return true;
-                    });
+                    markLogged(log, applied, log.size(), fresh);
                     entry = registry.addEntry(name, granularity, persistent, false, staged);
                     filled = entry.bitmap == fresh;
                 }
@@ -216,6 +212,26 @@ public final class BitmapActions
     }
 
     /**
+     * Marks the writes logged in {@code [from, to)} in a bitmap an action built off the ring; on the thread that may
+     * read the log that far ({@link WriteLog#forEach}).
+     *
+     * @param log the action's write log.
+     * @param from first extent to apply.
+     * @param to end extent.
+     * @param bitmap the bitmap that catches up.
+     * @return {@code to}: the log position applied up to.
+     */
+    public static long markLogged(final WriteLog log, final long from, final long to, final DirtyBitmap bitmap)
+    {
+        log.forEach(from, to, (offset, length) ->
+        {
+            bitmap.mark(offset, length);
+            return true;
+        });
+        return to;
+    }
+
+    /**
      * Applies the writes logged since {@code from} to a bitmap built off the ring, a few rounds while many arrive, so
      * that the cut applies only the last ones.
      *
@@ -231,12 +247,7 @@ public final class BitmapActions
             {
                 break;
             }
-            log.forEach(applied, size, (offset, length) ->
-            {
-                fresh.mark(offset, length);
-                return true;
-            });
-            applied = size;
+            applied = markLogged(log, applied, size, fresh);
         }
         return applied;
     }
@@ -520,17 +531,13 @@ public final class BitmapActions
                 // The staged copy is exact only if no other cut committed since the log opened and nothing (an
                 // earlier action of this transaction) changed the bitmaps since the copy: then every write since the
                 // copy is in the log, and those the target or a source recorded belong in the result.
-                if (disk != null && staged != null && log != null && log.complete() && log.epoch() == ctx.epoch()
+                if (disk != null && staged != null && log != null && log.isExactAt(ctx)
                     && registry.changes() == changes && recordingNow == recording)
                 {
                     if (recording)
                     {
                         final DirtyBitmap fresh = BitmapRegistry.bits(staged);
-                        log.forEach(applied, log.size(), (offset, length) ->
-                        {
-                            fresh.mark(offset, length);
-                            return true;
-                        });
+                        markLogged(log, applied, log.size(), fresh);
                     }
                     replaced = registry.swapIn(found, staged);
                     if (replaced != null)

@@ -313,10 +313,7 @@ public final class BitmapRegistry
                     }
                 }
             }
-            for (final DirtyBitmap bitmap : persistent)
-            {
-                pinned.merge(bitmap, 1, Integer::sum);
-            }
+            persistent.forEach(this::pin);
         }
         try
         {
@@ -327,14 +324,7 @@ public final class BitmapRegistry
         }
         finally
         {
-            synchronized (this)
-            {
-                for (final DirtyBitmap bitmap : persistent)
-                {
-                    pinned.computeIfPresent(bitmap, (b, n) -> n == 1 ? null : n - 1);
-                }
-                notifyAll();
-            }
+            unpin(persistent);
         }
     }
 
@@ -373,7 +363,7 @@ public final class BitmapRegistry
                 {
                     flags.add(flags(entry));
                     bits.add(entry.bitmap);
-                    pinned.merge(entry.bitmap, 1, Integer::sum);
+                    pin(entry.bitmap);
                 }
             }
         }
@@ -392,6 +382,12 @@ public final class BitmapRegistry
         {
             unpin(bits);
         }
+    }
+
+    /** Counts one more reader of {@code bitmap}, so it is not retired under it; the caller holds the monitor. */
+    private void pin(final DirtyBitmap bitmap)
+    {
+        pinned.merge(bitmap, 1, Integer::sum);
     }
 
     private synchronized void unpin(final List<DirtyBitmap> bits)
@@ -428,7 +424,7 @@ public final class BitmapRegistry
             final Entry entry = lookup(name);
             f = flags(entry);
             bits = entry.bitmap;
-            pinned.merge(bits, 1, Integer::sum);
+            pin(bits);
         }
         try
         {
@@ -464,7 +460,7 @@ public final class BitmapRegistry
         synchronized (this)
         {
             bitmap = lookup(name).bitmap;
-            pinned.merge(bitmap, 1, Integer::sum);
+            pin(bitmap);
         }
         try
         {
@@ -472,11 +468,7 @@ public final class BitmapRegistry
         }
         finally
         {
-            synchronized (this)
-            {
-                pinned.computeIfPresent(bitmap, (b, n) -> n == 1 ? null : n - 1);
-                notifyAll();
-            }
+            unpin(List.of(bitmap));
         }
     }
 
@@ -827,7 +819,7 @@ public final class BitmapRegistry
                     break;
                 }
                 sources.add(entry.bitmap);
-                pinned.merge(entry.bitmap, 1, Integer::sum);
+                pin(entry.bitmap);
             }
         }
         try
