@@ -23,8 +23,8 @@ import org.junit.jupiter.params.provider.EnumSource;
 
 /**
  * Turning durable mode on forces the bits a lazy disk left unforced before its cut, from the caller's thread, so the
- * cut (on the ring) finds nothing left of them; writers racing the switch lose no bit and leave nothing unforced.
- * Each instance is confined to its test thread; writers are its own threads.
+ * cut (on the ring) finds nothing left of them; writers racing the switch lose no bit and leave nothing unforced; and
+ * switches from several threads at once force ahead only while the ring is still lazy. Each instance is confined to its test thread; writers are its own threads.
  */
 @Timeout(120)
 class DurableSwitchTest
@@ -114,6 +114,89 @@ class DurableSwitchTest
             {
                 assertThat(bits.isDirty(chunk * CHUNK)).as("chunk " + chunk + " (seed " + seed + ")").isTrue();
             }
+        }
+    }
+
+    @ParameterizedTest
+    @EnumSource(Pipeline.class)
+    void switchesFromSeveralThreadsForceAheadOnlyWhileTheRingIsLazy(final Pipeline pipeline) throws Exception
+    {
+        final long seed = System.nanoTime();
+        final SpyFiles files = new SpyFiles();
+        try (TrackedDisk disk = TrackedDisk.open(DiskOptions.of(RawFileStore.create(dir.resolve("d.raw"), SIZE),
+            dir.resolve("bm"), files).withPipeline(pipeline)))
+        {
+            disk.transaction(BitmapActions.add("b", CHUNK, true, false));
+            final SpyBitmap spy = files.made.get(0);
+            final List<String> violations = new CopyOnWriteArrayList<>();
+            // A force off the ring is a force ahead: if the ring turned durable before it ended, a group commit could
+            // have found the pages it needed already taken, and let a write through before they were on disk.
+            spy.forcing = () ->
+            {
+                final String thread = Thread.currentThread().getName();
+                if (!thread.startsWith("tidemark-") && disk.isDurable())
+                {
+                    violations.add(thread + " forced ahead while the ring was durable");
+                }
+            };
+            final AtomicBoolean stop = new AtomicBoolean();
+            final List<Throwable> failures = new CopyOnWriteArrayList<>();
+            final List<Thread> threads = new ArrayList<>();
+            for (int w = 0; w < 2; w++)
+            {
+                final SplittableRandom random = new SplittableRandom(seed + w);
+                threads.add(new Thread(() ->
+                {
+                    final ByteBuffer buffer = ByteBuffer.allocateDirect((int)CHUNK);
+                    try
+                    {
+                        while (!stop.get())
+                        {
+                            buffer.clear();
+                            disk.write(random.nextLong(SIZE / CHUNK) * CHUNK, buffer, false);
+                        }
+                    }
+                    catch (final IOException | RuntimeException ex)
+                    {
+                        failures.add(ex);
+                    }
+                }, "writer-" + w));
+            }
+            final List<Thread> switchers = new ArrayList<>();
+            for (int s = 0; s < 4; s++)
+            {
+                final SplittableRandom random = new SplittableRandom(seed + 100 + s);
+                switchers.add(new Thread(() ->
+                {
+                    try
+                    {
+                        for (int i = 0; i < 40; i++)
+                        {
+                            disk.durable(random.nextInt(3) != 0);
+                        }
+                    }
+                    catch (final RuntimeException ex)
+                    {
+                        failures.add(ex);
+                    }
+                }, "switcher-" + s));
+            }
+            threads.addAll(switchers);
+            threads.forEach(Thread::start);
+            for (final Thread switcher : switchers)
+            {
+                switcher.join(60_000);
+                assertThat(switcher.isAlive()).as(switcher.getName() + " stuck (seed " + seed + ")").isFalse();
+            }
+            stop.set(true);
+            for (final Thread thread : threads)
+            {
+                thread.join(30_000);
+                assertThat(thread.isAlive()).as(thread.getName() + " stuck (seed " + seed + ")").isFalse();
+            }
+            assertThat(failures).isEmpty();
+            assertThat(spy.forces.get()).as("forces ahead and group commits happened").isPositive();
+            assertThat(violations).as("seed " + seed).isEmpty();
         }
     }
 

@@ -22,9 +22,6 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.function.Consumer;
 import java.util.Map;
-import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
-import java.util.concurrent.TimeUnit;
 
 /**
  * A disk's named dirty bitmaps with QEMU's semantics; queries are safe from any thread, every change runs on the
@@ -41,9 +38,10 @@ import java.util.concurrent.TimeUnit;
  * ({@link #createSuccessor}, {@link #abdicate}, {@link #reclaim}) are called by job actions at their cut.
  *
  * <p>A bitmap that leaves the registry (removed, replaced by its successor, a successor merged back) is retired
- * on the registry's own thread ({@code tidemark-bitmap-retire}): unmapping 2 GiB and deleting its file must not
- * happen on the ring thread at the cut. A reader that works on a bitmap outside the monitor (sha256) pins it; a
- * pinned bitmap is retired only after its last reader unpinned it, so no reader touches unmapped memory.
+ * on the registry's own thread ({@code tidemark-bitmap-retire}, see {@link BitmapRetirer}): unmapping 2 GiB and
+ * deleting its file must not happen on the ring thread at the cut. A reader that works on a bitmap outside the
+ * monitor (sha256) pins it; a pinned bitmap is retired only after its last reader unpinned it, so no reader
+ * touches unmapped memory.
  */
 public final class BitmapRegistry
 {
@@ -69,7 +67,7 @@ public final class BitmapRegistry
     private DirtyBitmap[] recorders = NONE;
     // Bitmaps read outside the monitor, with their reader counts; guarded by the monitor.
     private final Map<DirtyBitmap, Integer> pinned = new IdentityHashMap<>();
-    private ExecutorService retirement;
+    private final BitmapRetirer retirer = new BitmapRetirer(this::closeRetired, "tidemark-bitmap-retire");
     // Bumped by every change of an entry (names, flags, bits in place, files, successors); guarded by the monitor.
     private long changes;
 
@@ -476,29 +474,23 @@ public final class BitmapRegistry
      * Closes {@code bitmap} and deletes {@code file} (if not null) on the retirement thread, once nobody reads it;
      * the caller has already removed it from every entry and from the recorders.
      */
-    private synchronized void retire(final DirtyBitmap bitmap, final Path file)
+    private void retire(final DirtyBitmap bitmap, final long fileId)
     {
-        if (retirement == null)
+        retirer.retire(bitmap, fileId);
+    }
+
+    /** The retiring thread: closes one retired bitmap once its last reader unpinned it, then deletes its file. */
+    private void closeRetired(final BitmapRetirer.Retired retired)
+    {
+        synchronized (this)
         {
-            retirement = Executors.newSingleThreadExecutor(runnable ->
-            {
-                final Thread thread = new Thread(runnable, "tidemark-bitmap-retire");
-                thread.setDaemon(true);
-                return thread;
-            });
+            Monitors.awaitUninterruptibly(this, () -> !pinned.containsKey(retired.bitmap()));
         }
-        retirement.execute(() ->
+        retired.bitmap().close();
+        if (retired.fileId() != 0)
         {
-            synchronized (this)
-            {
-                Monitors.awaitUninterruptibly(this, () -> !pinned.containsKey(bitmap));
-            }
-            bitmap.close();
-            if (file != null)
-            {
-                deleteQuietly(file);
-            }
-        });
+            deleteQuietly(fileOf(retired.fileId()));
+        }
     }
 
     /**
@@ -623,7 +615,7 @@ public final class BitmapRegistry
         entry.successor = null;
         successor.markResolved();
         computeRecorders();
-        retire(old, entry.persistent ? fileOf(oldFileId) : null);
+        retire(old, entry.persistent ? oldFileId : 0);
     }
 
     /**
@@ -665,7 +657,7 @@ public final class BitmapRegistry
         entry.successor = null;
         successor.markResolved();
         computeRecorders();
-        retire(successor.bitmap(), entry.persistent ? fileOf(successor.fileId()) : null);
+        retire(successor.bitmap(), entry.persistent ? successor.fileId() : 0);
     }
 
     // ------------------------------------------------------------------------------------------ mark thread
@@ -737,6 +729,8 @@ public final class BitmapRegistry
         {
             fileId = persistent ? nextFileId++ : 0;
         }
+        // The cut that swaps this in retires the bits it replaces: the retiring thread is not started there.
+        retirer.start();
         try
         {
             final DirtyBitmap bits = persistent ? files.create(fileOf(fileId), name, diskSize, granularity)
@@ -790,7 +784,7 @@ public final class BitmapRegistry
             }
             return;
         }
-        retire(staged.bitmap, staged.persistent ? fileOf(staged.fileId) : null);
+        retire(staged.bitmap, staged.persistent ? staged.fileId : 0);
     }
 
     /**
@@ -971,7 +965,7 @@ public final class BitmapRegistry
     /** Retires the bits a committed {@link #swapIn} replaced, off the ring thread once no reader pins them. */
     void retireReplaced(final Entry entry, final Replaced replaced)
     {
-        retire(replaced.bitmap(), entry.persistent ? fileOf(replaced.fileId()) : null);
+        retire(replaced.bitmap(), entry.persistent ? replaced.fileId() : 0);
     }
 
     /** The bits and file an entry had before a swap. */
@@ -1141,7 +1135,7 @@ public final class BitmapRegistry
     /** Closes a detached entry's bitmap and deletes its file (a remove committed). */
     void release(final Entry entry)
     {
-        retire(entry.bitmap, entry.persistent ? fileOf(entry.fileId) : null);
+        retire(entry.bitmap, entry.persistent ? entry.fileId : 0);
     }
 
     /** Undoes an add: the bitmap was made in this transaction and nobody read it, so it closes here at once. */
@@ -1199,32 +1193,7 @@ public final class BitmapRegistry
      */
     public void close()
     {
-        final ExecutorService retiring;
-        synchronized (this)
-        {
-            retiring = retirement;
-            retirement = null;
-        }
-        if (retiring != null)
-        {
-            retiring.shutdown();
-            boolean interrupted = false;
-            try
-            {
-                while (!retiring.awaitTermination(1, TimeUnit.MINUTES))
-                {
-                    // A reader still pins a retired bitmap (a sha256 of 2 GiB): its files must close cleanly first.
-                }
-            }
-            catch (final InterruptedException ex)
-            {
-                interrupted = true;
-            }
-            if (interrupted)
-            {
-                Thread.currentThread().interrupt();
-            }
-        }
+        retirer.close();
         closeEntries();
     }
 
