@@ -43,7 +43,10 @@ import java.util.concurrent.TimeUnit;
  * machine whose host stops it when both cores are busy, that separates the server's own waits from the host's.
  *
  * <pre>java -jar bench/target/benchmarks.jar ... or
- * java -cp bench/target/benchmarks.jar dev.tidemark.bench.nbd.StallHarness [--dir /dev/shm] [--runs 3] [--rate-iops N]</pre>
+ * java -cp bench/target/benchmarks.jar dev.tidemark.bench.nbd.StallHarness [--dir /dev/shm] [--runs 3] [--rate-iops N]
+ *     [--only COMMAND,COMMAND]</pre>
+ *
+ * <p>JVM options given to this program ({@code -Dtidemark.background.nice=0}, say) reach {@code tidemark serve} too.
  */
 public final class StallHarness
 {
@@ -59,19 +62,22 @@ public final class StallHarness
     private final int runs;
     /** fio's {@code --rate_iops}, or 0 for queue depth 1 as fast as it goes. */
     private final int rateIops;
+    /** The commands measured, in {@link #COMMANDS}' order. */
+    private final List<String> commands;
     private final SchedulingProbe probe = new SchedulingProbe();
     private final Map<String, Map<String, List<double[]>>> results = new LinkedHashMap<>();
     private int targetSerial;
 
-    private StallHarness(final Path work, final int runs, final int rateIops)
+    private StallHarness(final Path work, final int runs, final int rateIops, final List<String> commands)
     {
+        this.commands = commands;
         this.work = work;
         this.runs = runs;
         this.rateIops = rateIops;
     }
 
     /**
-     * @param args {@code [--dir DIR] [--runs N] [--rate-iops N]}.
+     * @param args {@code [--dir DIR] [--runs N] [--rate-iops N] [--only COMMAND,COMMAND]}.
      * @throws Exception when a server or tool fails.
      */
     public static void main(final String[] args) throws Exception
@@ -87,6 +93,7 @@ public final class StallHarness
         Path dir = Path.of("/dev/shm");
         int runs = 3;
         int rateIops = 0;
+        List<String> commands = COMMANDS;
         for (int i = 0; i < args.length; i++)
         {
             switch (args[i])
@@ -94,13 +101,14 @@ public final class StallHarness
                 case "--dir" -> dir = Path.of(args[++i]);
                 case "--runs" -> runs = Integer.parseInt(args[++i]);
                 case "--rate-iops" -> rateIops = Integer.parseInt(args[++i]);
+                case "--only" -> commands = only(args[++i]);
                 default -> throw new IllegalArgumentException("unknown argument '" + args[i] + "'; see the class comment");
             }
         }
         final Path work = Files.createTempDirectory(dir, "stall");
         try
         {
-            final StallHarness harness = new StallHarness(work, runs, rateIops);
+            final StallHarness harness = new StallHarness(work, runs, rateIops, commands);
             harness.probe.start();
             harness.run();
         }
@@ -108,6 +116,20 @@ public final class StallHarness
         {
             deleteTree(work);
         }
+    }
+
+    /** @return the commands named in a comma-separated list, in the order of {@link #COMMANDS}. */
+    private static List<String> only(final String list)
+    {
+        final List<String> wanted = List.of(list.split(","));
+        for (final String name : wanted)
+        {
+            if (!COMMANDS.contains(name))
+            {
+                throw new IllegalArgumentException("--only: unknown command '" + name + "'; known: " + COMMANDS);
+            }
+        }
+        return COMMANDS.stream().filter(wanted::contains).toList();
     }
 
     private void run() throws Exception
@@ -170,7 +192,7 @@ public final class StallHarness
                     }
                     qmp.execute("block-dirty-bitmap-add", add);
                 }
-                for (final String name : COMMANDS)
+                for (final String name : commands)
                 {
                     final double[] figures = measure(qmp, nbd, name, dir, server.pid());
                     results.computeIfAbsent(name, k -> new LinkedHashMap<>()).computeIfAbsent(side,

@@ -6,6 +6,7 @@ import dev.tidemark.bitmap.ExtentConsumer;
 import dev.tidemark.engine.EngineException;
 import dev.tidemark.engine.MarkHook;
 import dev.tidemark.engine.journal.Journal;
+import dev.tidemark.io.BackgroundPriority;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -467,6 +468,7 @@ public final class DiskCheckpoints implements MarkHook, AutoCloseable
         final EpochMap current = map;
         final Thread thread = new Thread(() ->
         {
+            BackgroundPriority.applyToCurrentThread();
             try
             {
                 final Checkpoint oldest = oldest();

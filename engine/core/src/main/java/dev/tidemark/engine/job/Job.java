@@ -2,6 +2,7 @@ package dev.tidemark.engine.job;
 
 import dev.tidemark.engine.EngineEvents;
 import dev.tidemark.engine.EngineException;
+import dev.tidemark.io.BackgroundPriority;
 
 import java.io.IOException;
 import java.util.Collections;
@@ -694,6 +695,8 @@ public abstract class Job
 
     private void workerMain()
     {
+        // A job copies in the background: when the guest needs the core, its writes go first (BackgroundPriority).
+        BackgroundPriority.applyToCurrentThread();
         Throwable failure = null;
         try
         {

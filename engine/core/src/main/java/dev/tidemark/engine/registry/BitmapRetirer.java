@@ -1,6 +1,7 @@
 package dev.tidemark.engine.registry;
 
 import dev.tidemark.bitmap.DirtyBitmap;
+import dev.tidemark.io.BackgroundPriority;
 import org.agrona.concurrent.ManyToOneConcurrentLinkedQueue;
 
 import java.util.concurrent.locks.LockSupport;
@@ -92,6 +93,8 @@ final class BitmapRetirer
 
     private void run()
     {
+        // Unmapping and deleting can wait for a core the guest's writes need.
+        BackgroundPriority.applyToCurrentThread();
         while (true)
         {
             final Retired next = queue.poll();

@@ -5,17 +5,22 @@ import dev.tidemark.engine.DiskOptions;
 import dev.tidemark.engine.EngineException;
 import dev.tidemark.engine.TrackedDisk;
 import dev.tidemark.engine.registry.BitmapActions;
+import dev.tidemark.io.BackgroundPriority;
+import dev.tidemark.io.BlockStore;
+import dev.tidemark.io.ForwardingBlockStore;
 import dev.tidemark.io.RawFileStore;
 import dev.tidemark.io.FaultyStore;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
+import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
+import java.util.concurrent.CopyOnWriteArrayList;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
@@ -107,6 +112,31 @@ class BackupBehaviourTest extends DiskTestSupport
             assertThatThrownBy(() -> disk.transaction(new BackupStartAction(manager, options, t, null)))
                 .isInstanceOf(EngineException.class).hasMessage(message);
         }
+    }
+
+    @Test
+    void theJobCopiesAtALowerPriorityThanTheThreadsThatServeTheGuest() throws Exception
+    {
+        final int serving = BackgroundPriority.currentThreadNice();
+        final List<Integer> copying = new CopyOnWriteArrayList<>();
+        try (RawFileStore t = target(SIZE))
+        {
+            final BlockStore watched = new ForwardingBlockStore(t)
+            {
+                @Override
+                public void write(final long offset, final ByteBuffer src) throws IOException
+                {
+                    copying.add(BackgroundPriority.currentThreadNice());
+                    super.write(offset, src);
+                }
+            };
+            awaitGone(BackupStartAction.start(disk, manager, BackupOptions.of("vda", SyncMode.FULL).withJobId("nice"),
+                watched));
+            Workload.assertSameContent(base, Workload.read(t), "full backup at a lower priority");
+        }
+        assertThat(copying).as("writes to the target").isNotEmpty()
+            .containsOnly(Math.min(19, serving + BackgroundPriority.DEFAULT_NICE));
+        assertThat(BackgroundPriority.currentThreadNice()).as("the caller's own priority").isEqualTo(serving);
     }
 
     @Test
