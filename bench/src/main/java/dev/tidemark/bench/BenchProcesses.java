@@ -195,6 +195,33 @@ public final class BenchProcesses
     }
 
     /**
+     * Waits until a {@code tidemark serve --verbose} has finished its start-up warm-up (its log says
+     * {@code event=warmup}), so that a measurement sees a daemon as it serves after its first seconds, not the
+     * warm-up's background load; returns at once for a daemon started with {@code --warmup-rounds 0}.
+     *
+     * @param process the daemon.
+     * @param log its output.
+     * @throws Exception if it exits, or the warm-up fails or takes more than 120 s.
+     */
+    public static void awaitWarmup(final Process process, final Path log) throws Exception
+    {
+        final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(120);
+        while (true)
+        {
+            final String text = Files.readString(log);
+            if (text.contains("event=warmup ") || text.contains("event=warmup-failed"))
+            {
+                return;
+            }
+            if (!process.isAlive() || System.nanoTime() > deadline)
+            {
+                throw new IOException("tidemark serve did not finish its warm-up: " + text);
+            }
+            Thread.sleep(50);
+        }
+    }
+
+    /**
      * Creates an image with non-zero data everywhere, so that no server can skip holes (the same bytes every run).
      *
      * @param image the new file.

@@ -8,6 +8,7 @@ import static dev.tidemark.bench.BenchProcesses.stop;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.tidemark.bench.BenchProcesses;
 import dev.tidemark.engine.JvmFlags;
 import dev.tidemark.io.nbd.NbdClient;
 import dev.tidemark.qmp.QmpClient;
@@ -270,7 +271,7 @@ public final class AsAUser
                 {
                     command.add("-Dtidemark.backup.copy=buffer");
                 }
-                command.addAll(List.of("-jar", jar.toString(), "serve"));
+                command.addAll(List.of("-jar", jar.toString(), "serve", "--verbose"));
                 addBlockdevs(command, images);
                 command.addAll(List.of("--bitmap-root", work.resolve("bitmaps").toString(), "--nbd-server", nbdAddress,
                     "--export", "type=nbd,id=exp0,node-name=d0,name=" + EXPORT + ",writable=on",
@@ -309,6 +310,10 @@ public final class AsAUser
                 // The socket exists before the server accepts on it.
             }
             Thread.sleep(20);
+        }
+        if (side == Side.TIDEMARK || side == Side.TIDEMARK_BUFFER)
+        {
+            BenchProcesses.awaitWarmup(process, log);
         }
         return new Server(side, process, qmp, uri, nbdSocket);
     }

@@ -13,6 +13,7 @@ import dev.tidemark.engine.job.JobStatus;
 import dev.tidemark.engine.job.SyncMode;
 import dev.tidemark.engine.registry.BitmapActions;
 import dev.tidemark.engine.ring.RingStatistics;
+import dev.tidemark.engine.warmup.ControlWarmup;
 
 import java.nio.ByteBuffer;
 import java.nio.file.Files;
@@ -31,14 +32,15 @@ import java.util.stream.Stream;
 /**
  * Measures how long each control command holds a disk's ring (mark) thread, in process; runs on its main thread
  * plus one writer thread. Usage: {@code java -cp benchmarks.jar dev.tidemark.bench.engine.ControlTimeHarness
- * [dir] [dirtyChunks] [rounds]}; defaults {@code /dev/shm 30000 2}.
+ * [dir] [dirtyChunks] [rounds] [warmupRounds]}; defaults {@code /dev/shm 30000 2 0}.
  *
  * <p>A 64 TiB disk (its data goes nowhere: {@link NullStore}) has two persistent bitmaps of 4 KiB granularity
  * (2 GiB each, files in {@code dir}); before each command, {@code dirtyChunks} random 4 KiB writes dirty both, and
  * a writer keeps writing 4 KiB at random while the command runs. For each command the harness prints the time
  * the command held the ring thread ({@link RingStatistics#controlTimes()}: wall-clock and CPU time, the latter
  * hardly depending on machine load) and the worst in-process write latency around it (which does). Each round
- * runs every command once; the first round includes class loading and interpreted code.
+ * runs every command once; the first round includes class loading and interpreted code, unless
+ * {@code warmupRounds} of {@link ControlWarmup} (what {@code tidemark serve} runs at start) came first.
  */
 public final class ControlTimeHarness
 {
@@ -51,7 +53,7 @@ public final class ControlTimeHarness
     }
 
     /**
-     * @param args {@code [dir] [dirtyChunks] [rounds]}.
+     * @param args {@code [dir] [dirtyChunks] [rounds] [warmupRounds]}.
      * @throws Exception on failure.
      */
     public static void main(final String[] args) throws Exception
@@ -59,6 +61,13 @@ public final class ControlTimeHarness
         final Path dir = Files.createTempDirectory(Path.of(args.length > 0 ? args[0] : "/dev/shm"), "tm-ctl-");
         final int dirty = args.length > 1 ? Integer.parseInt(args[1]) : 30_000;
         final int rounds = args.length > 2 ? Integer.parseInt(args[2]) : 2;
+        final int warmup = args.length > 3 ? Integer.parseInt(args[3]) : 0;
+        if (warmup > 0)
+        {
+            final long start = System.nanoTime();
+            ControlWarmup.run(dir, warmup);
+            System.out.printf("warm-up: %d rounds in %.1f s%n", warmup, (System.nanoTime() - start) / 1e9);
+        }
         final SplittableRandom random = new SplittableRandom(42);
         final JobManager manager = new JobManager();
         try (TrackedDisk disk = TrackedDisk.open(DiskOptions.of(new NullStore(DISK), dir.resolve("a")).withName("a"));

@@ -159,7 +159,7 @@ public final class StallHarness
         final boolean ours = "tidemark".equals(side);
         if (ours)
         {
-            command.addAll(JvmFlags.javaCommand("dev.tidemark.cli.TidemarkMain", List.of(), "serve"));
+            command.addAll(JvmFlags.javaCommand("dev.tidemark.cli.TidemarkMain", List.of(), "serve", "--verbose"));
         }
         else
         {
@@ -179,6 +179,10 @@ public final class StallHarness
         {
             awaitSocket(server, qmpSocket, log);
             awaitSocket(server, nbd, log);
+            if (ours)
+            {
+                BenchProcesses.awaitWarmup(server, log);
+            }
             try (QmpClient qmp = QmpClient.connectUnix(qmpSocket))
             {
                 qmp.setTimeout(Duration.ofMinutes(5));

@@ -147,7 +147,7 @@ public final class TlsVsQsd
             command.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
             command.addAll(JvmFlags.forThisJava());
             command.addAll(List.of("-cp", System.getProperty("java.class.path"), "dev.tidemark.cli.TidemarkMain",
-                "serve", "--qmp-socket", work.resolve("qmp-" + port + ".sock").toString(),
+                "serve", "--verbose", "--qmp-socket", work.resolve("qmp-" + port + ".sock").toString(),
                 "--bitmap-root", work.resolve("bitmaps").toString()));
             if (tls)
             {
@@ -174,6 +174,10 @@ public final class TlsVsQsd
                 }
             }
             BenchProcesses.awaitTcp(port, process, log);
+            if (!"qsd".equals(server))
+            {
+                BenchProcesses.awaitWarmup(process, log);
+            }
             final String uri = (tls ? "nbds" : "nbd") + "://127.0.0.1:" + port + "/disk"
                 + (tls ? "?tls-certificates=" + pki.resolve("client") : "");
             // One untimed pass first, for every server alike: the JVM's AES-GCM and GHASH intrinsics only

@@ -9,6 +9,7 @@ import com.fasterxml.jackson.databind.node.TextNode;
 
 import dev.tidemark.daemon.Daemon;
 import dev.tidemark.daemon.EngineCommands;
+import dev.tidemark.engine.warmup.ControlWarmup;
 import dev.tidemark.qmp.QmpError;
 import dev.tidemark.qmp.QmpJson;
 import picocli.CommandLine;
@@ -101,6 +102,12 @@ final class ServeCommand implements Callable<Integer>
     @Option(names = "--durable", description = "Start disks in durable mode.")
     boolean durable;
 
+    @Option(names = "--warmup-rounds", paramLabel = "N",
+        description = "Once serving, run every control command N times on scratch disks in the temporary folder,"
+            + " at a low priority, so that the first real command's cut runs loaded, compiled code (default "
+            + ControlWarmup.DEFAULT_ROUNDS + "; 0: none).")
+    int warmupRounds = ControlWarmup.DEFAULT_ROUNDS;
+
     @Option(names = "--config", paramLabel = "FILE", description = "Read options from FILE, one per line.")
     Path config;
 
@@ -123,6 +130,10 @@ final class ServeCommand implements Callable<Integer>
             {
                 return TidemarkMain.EXIT_USAGE;
             }
+        }
+        if (warmupRounds < 0)
+        {
+            return usage("--warmup-rounds: must be 0 or more, not " + warmupRounds);
         }
         final Map<String, ObjectNode> chardevById = new HashMap<>();
         for (final String spec : chardevs)
@@ -229,6 +240,7 @@ final class ServeCommand implements Callable<Integer>
         final Thread hook = new Thread(daemon::close, "tidemark-sigterm");
         Runtime.getRuntime().addShutdownHook(hook);
         System.getLogger("dev.tidemark").log(System.Logger.Level.INFO, () -> "event=ready " + daemon.summary());
+        startWarmup(warmupRounds);
         daemon.terminated().join();
         try
         {
@@ -516,5 +528,32 @@ final class ServeCommand implements Callable<Integer>
         });
         root.addHandler(handler);
         root.setLevel(verbose ? Level.INFO : Level.WARNING);
+    }
+
+    /** Runs {@link ControlWarmup} on a daemon thread of its own; its outcome is logged, never fatal. */
+    private static void startWarmup(final int rounds)
+    {
+        if (rounds == 0)
+        {
+            return;
+        }
+        final Thread thread = new Thread(() ->
+        {
+            final System.Logger log = System.getLogger("dev.tidemark");
+            final long start = System.nanoTime();
+            try
+            {
+                ControlWarmup.run(Path.of(System.getProperty("java.io.tmpdir")), rounds);
+                log.log(System.Logger.Level.INFO, () -> "event=warmup rounds=" + rounds + " millis="
+                    + (System.nanoTime() - start) / 1_000_000);
+            }
+            catch (final IOException | RuntimeException ex)
+            {
+                // The daemon serves as well without it; only the first commands cost the write path more.
+                log.log(System.Logger.Level.WARNING, () -> "event=warmup-failed rounds=" + rounds + " reason=" + ex);
+            }
+        }, "tidemark-warmup");
+        thread.setDaemon(true);
+        thread.start();
     }
 }

@@ -117,6 +117,31 @@ class DaemonSignalTest
     }
 
     @Test
+    void theWarmUpRunsBesideServingAndShowsNoDiskOrJobOfItsOwn() throws Exception
+    {
+        process = serve("--verbose", "--warmup-rounds", "3");
+        try (QmpClient qmp = connect())
+        {
+            final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(90);
+            while (!Files.readString(work.resolve("serve.log")).contains("event=warmup rounds=3 "))
+            {
+                assertThat(Files.readString(work.resolve("serve.log"))).doesNotContain("event=warmup-failed");
+                assertThat(System.nanoTime()).as("the warm-up to end").isLessThan(deadline);
+                // Its scratch disks and jobs are its own: a client sees only the daemon's.
+                assertThat(qmp.execute("query-jobs", QmpJson.object())).isEmpty();
+                final List<String> names = new ArrayList<>();
+                qmp.execute("query-named-block-nodes", QmpJson.object())
+                    .forEach(n -> names.add(n.path("node-name").asText()));
+                assertThat(names).containsExactlyInAnyOrder("f0", "d0");
+                Thread.sleep(20);
+            }
+            qmp.execute("quit", QmpJson.object());
+        }
+        assertThat(process.waitFor(60, TimeUnit.SECONDS)).isTrue();
+        assertThat(process.exitValue()).isZero();
+    }
+
+    @Test
     void badOptionsAreUsageErrors() throws Exception
     {
         for (final String[] bad : new String[][] {
@@ -126,6 +151,7 @@ class DaemonSignalTest
                 "driver=file,node-name=x,filename=/nonexistent.raw"},
             {"serve", "--monitor", "chardev=nope"},
             {"serve", "--config", work.resolve("missing.conf").toString()},
+            {"serve", "--qmp-socket", work.resolve("q.sock").toString(), "--warmup-rounds", "-1"},
         })
         {
             final Process p = new ProcessBuilder(DaemonEndToEndTest.javaCommand(bad)).redirectErrorStream(true).start();
