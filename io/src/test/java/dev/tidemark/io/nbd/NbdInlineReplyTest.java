@@ -244,58 +244,66 @@ class NbdInlineReplyTest
             while (System.nanoTime() < until || rounds < 40)
             {
                 rounds++;
-                final List<RawNbd> victims = new ArrayList<>();
-                for (int v = 0; v < 3; v++)
+                try
                 {
-                    final RawNbd victim = new RawNbd(address, 30_000);
-                    victims.add(victim);
-                    victim.open(export.name(), false);
-                    for (int i = 0; i < 40; i++)
+                    final List<RawNbd> victims = new ArrayList<>();
+                    for (int v = 0; v < 3; v++)
                     {
-                        victim.request(0, CMD_WRITE, cookieBase++, (long)random.nextInt(SIZE / BLOCK) * BLOCK, BLOCK,
-                            new byte[BLOCK]);
+                        final RawNbd victim = new RawNbd(address, 30_000);
+                        victims.add(victim);
+                        victim.open(export.name(), false);
+                        for (int i = 0; i < 40; i++)
+                        {
+                            victim.request(0, CMD_WRITE, cookieBase++, (long)random.nextInt(SIZE / BLOCK) * BLOCK, BLOCK,
+                                new byte[BLOCK]);
+                        }
                     }
-                }
-                if (rounds % 2 == 0)
-                {
-                    server.forceCloseConnections();
-                }
-                else
-                {
+                    if (rounds % 2 == 0)
+                    {
+                        server.forceCloseConnections();
+                    }
+                    else
+                    {
+                        for (final RawNbd victim : victims)
+                        {
+                            // A reset, not a clean close.
+                            victim.socket.setSoLinger(true, 0);
+                            victim.close();
+                        }
+                    }
+                    // Likely to get a descriptor number a victim just gave up, while its completions still fire.
+                    try (RawNbd witness = new RawNbd(address, 30_000))
+                    {
+                        witness.open(export.name(), false);
+                        final Set<Long> own = new HashSet<>();
+                        for (int i = 0; i < 40; i++)
+                        {
+                            final long cookie = cookieBase++;
+                            own.add(cookie);
+                            witness.request(0, CMD_WRITE, cookie, (long)random.nextInt(SIZE / BLOCK) * BLOCK, BLOCK,
+                                new byte[BLOCK]);
+                        }
+                        final Set<Long> answered = new HashSet<>();
+                        for (int i = 0; i < 40; i++)
+                        {
+                            final RawNbd.Reply reply = witness.readReply(Map.of());
+                            assertThat(own).as("round %d: reply of another connection, seed %d", rounds, seed)
+                                .contains(reply.cookie);
+                            assertThat(answered.add(reply.cookie)).as("cookie %d twice", reply.cookie).isTrue();
+                        }
+                        witness.request(0, CMD_DISC, cookieBase++, 0, 0, null);
+                        assertThat(witness.in.read()).as("round %d: a byte after the witness's replies, seed %d", rounds,
+                            seed).isEqualTo(-1);
+                    }
                     for (final RawNbd victim : victims)
                     {
-                        // A reset, not a clean close.
-                        victim.socket.setSoLinger(true, 0);
                         victim.close();
                     }
                 }
-                // Likely to get a descriptor number a victim just gave up, while its completions still fire.
-                try (RawNbd witness = new RawNbd(address, 30_000))
+                catch (final java.io.IOException ex)
                 {
-                    witness.open(export.name(), false);
-                    final Set<Long> own = new HashSet<>();
-                    for (int i = 0; i < 40; i++)
-                    {
-                        final long cookie = cookieBase++;
-                        own.add(cookie);
-                        witness.request(0, CMD_WRITE, cookie, (long)random.nextInt(SIZE / BLOCK) * BLOCK, BLOCK,
-                            new byte[BLOCK]);
-                    }
-                    final Set<Long> answered = new HashSet<>();
-                    for (int i = 0; i < 40; i++)
-                    {
-                        final RawNbd.Reply reply = witness.readReply(Map.of());
-                        assertThat(own).as("round %d: reply of another connection, seed %d", rounds, seed)
-                            .contains(reply.cookie);
-                        assertThat(answered.add(reply.cookie)).as("cookie %d twice", reply.cookie).isTrue();
-                    }
-                    witness.request(0, CMD_DISC, cookieBase++, 0, 0, null);
-                    assertThat(witness.in.read()).as("round %d: a byte after the witness's replies, seed %d", rounds,
-                        seed).isEqualTo(-1);
-                }
-                for (final RawNbd victim : victims)
-                {
-                    victim.close();
+                    // The test's own sockets share the descriptor numbers: stray reply bytes also break those.
+                    throw new AssertionError("round " + rounds + ": a connection broke, seed " + seed, ex);
                 }
             }
             // Every connection drains (its permits come back) and ends well before the 30 s drain limit.
