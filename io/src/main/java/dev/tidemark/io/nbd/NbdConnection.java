@@ -57,7 +57,8 @@ import static dev.tidemark.io.nbd.NbdProtocol.*;
  * {@link #inlineGuard} counts the inline senders inside a send, and every path that closes the channel (or
  * starts TLS) first calls {@link #closeInline}: it marks the guard closed, so no sender enters any more, and
  * waits until those inside have left; a send never blocks, so that wait is a few microseconds. A sender thus
- * sends either before the close began or not at all.
+ * sends either before the close began or not at all. (The JDK also closes a channel when a thread blocked in
+ * it is interrupted; nothing interrupts the reader or the reply thread.)
  *
  * <p>The write path allocates nothing per request (young collections paused writes): each modifying request
  * takes a {@link Completion} from a pool of {@link #MAX_IN_FLIGHT}, which cannot run dry because every request
@@ -1333,7 +1334,7 @@ final class NbdConnection
             {
                 return false;
             }
-            final long sent;
+            long sent = -1;
             try
             {
                 if (!sendLock.tryAcquire())
@@ -1343,6 +1344,11 @@ final class NbdConnection
                 inlineReply.clear();
                 inlineReply.putInt(0, SIMPLE_REPLY_MAGIC).putInt(4, error).putLong(8, cookie);
                 sent = inlineSender.send(inlineFd, inlineReplyAddress, 16);
+            }
+            catch (final RuntimeException ex)
+            {
+                // Only a test's sender could throw: count it as nothing sent, the reply thread takes the reply.
+                sent = -1;
             }
             finally
             {
