@@ -1184,7 +1184,7 @@ final class NbdConnection
             }
             finally
             {
-                sendLock.release();
+                releaseSendLock();
             }
         }
         finally
@@ -1262,8 +1262,10 @@ final class NbdConnection
         private int error;
         /** Set when the export threw: it may still hold this, so this is never reused. */
         private boolean retired;
-        /** The simple reply as sent inline (null when this connection never sends inline); after a partial send,
-         * positioned at its unsent rest for the reply thread. */
+        /**
+         * The simple reply as sent inline (null when this connection never sends inline); after a partial send,
+         * positioned at its unsent rest for the reply thread.
+         */
         private final ByteBuffer inlineReply;
         private final Pointer inlineReplyAddress;
         private Function<NbdCompletion, ?> adapterFactory;
@@ -1356,7 +1358,7 @@ final class NbdConnection
             }
             if (sent <= 0)
             {
-                sendLock.release();
+                releaseSendLock();
                 return false;
             }
             if (sent < 16)
@@ -1367,7 +1369,7 @@ final class NbdConnection
                 LockSupport.unpark(replyWriter);
                 return true;
             }
-            sendLock.release();
+            releaseSendLock();
             server.countInlineReply();
             free();
             release();
@@ -1495,9 +1497,9 @@ final class NbdConnection
     }
 
     /**
-     * Reply thread, with a batch in hand: takes the send lock. Inline senders may hold it only for a moment, but
-     * one that sent in part keeps it for this thread, so instead of blocking this waits in short naps and writes
-     * any such rest meanwhile.
+     * Reply thread, with a batch in hand: takes the send lock. An inline sender that sent in part keeps the lock
+     * for this thread, so this cannot block in the semaphore: it parks, writes any such rest when woken, and
+     * retries. Whoever else releases the lock wakes it ({@link #releaseSendLock}), as does a hand-over.
      *
      * @return whether writes have failed.
      */
@@ -1508,8 +1510,8 @@ final class NbdConnection
         {
             return failedNow;
         }
+        // Volatile write before the next tryAcquire: a release after it sees the flag and unparks.
         replyWriterWaiting = true;
-        long napNanos = 1_000;
         int spins = 0;
         while (true)
         {
@@ -1528,11 +1530,20 @@ final class NbdConnection
             }
             else
             {
-                // The reader may hold the lock for a whole read reply to a slow client: back off up to 1 ms.
-                // An inline sender that hands over unparks this thread.
-                LockSupport.parkNanos(this, napNanos);
-                napNanos = Math.min(1_000_000, 2 * napNanos);
+                // The reader may hold the lock for a whole read reply to a slow client. The timeout only bounds
+                // a lost wake-up.
+                LockSupport.parkNanos(this, 10_000_000L);
             }
+        }
+    }
+
+    /** Any writer but the reply thread: releases the send lock, waking the reply thread if it waits for it. */
+    private void releaseSendLock()
+    {
+        sendLock.release();
+        if (replyWriterWaiting)
+        {
+            LockSupport.unpark(replyWriter);
         }
     }
 
@@ -1593,7 +1604,7 @@ final class NbdConnection
         }
         finally
         {
-            sendLock.release();
+            releaseSendLock();
         }
     }
 
@@ -1607,7 +1618,7 @@ final class NbdConnection
         }
         finally
         {
-            sendLock.release();
+            releaseSendLock();
         }
     }
 
@@ -1642,7 +1653,7 @@ final class NbdConnection
         }
         finally
         {
-            sendLock.release();
+            releaseSendLock();
         }
     }
 
