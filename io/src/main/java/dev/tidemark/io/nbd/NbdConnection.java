@@ -4,8 +4,9 @@ import dev.tidemark.io.tls.TlsAuthorizer;
 import dev.tidemark.io.tls.TlsChannel;
 import dev.tidemark.io.tls.TlsCredentials;
 import dev.tidemark.io.tls.TlsException;
+import com.sun.jna.Native;
+import com.sun.jna.Pointer;
 import org.agrona.concurrent.ManyToOneConcurrentArrayQueue;
-import org.agrona.concurrent.OneToOneConcurrentArrayQueue;
 
 import java.io.EOFException;
 import java.io.IOException;
@@ -22,33 +23,52 @@ import java.util.concurrent.ScheduledFuture;
 import java.util.concurrent.Semaphore;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicIntegerFieldUpdater;
 import java.util.concurrent.locks.LockSupport;
-import java.util.concurrent.locks.ReentrantLock;
 import java.util.function.Function;
 
 import static dev.tidemark.io.nbd.NbdProtocol.*;
 
 /**
  * One server-side NBD connection: its reader thread owns the handshake, request parsing and the replies to
- * reads and block-status queries; its reply thread writes the replies of asynchronously completed requests;
- * completing threads (the engine's write ring) only enqueue and never touch the socket.
+ * reads and block-status queries; the replies of asynchronously completed requests are written by the
+ * completing thread (the engine's write ring) when the socket takes them at once, else by the connection's
+ * reply thread; a completing thread never waits for the socket.
  *
  * <p>A client that stops reading its replies therefore blocks only this connection: the reply thread (or the
  * reader, for read data) waits in the socket write, replies not yet written keep their in-flight permits, and
  * after {@link #MAX_IN_FLIGHT} of them the reader stops reading new requests. The completing thread never
- * waits: the reply queue holds more entries than there are permits. Both writers take {@link #sendLock}, so
+ * waits: the reply queue holds more entries than there are permits. Every writer takes {@link #sendLock}, so
  * each reply, and every structured chunk of one cookie, goes out whole; replies of different cookies may go
  * out in any order, as NBD allows.
  *
+ * <p>Inline replies (plain connections; {@code -Dtidemark.nbd.inlineReply=false} turns them off): a completing
+ * thread that finds the reply queue empty and the send lock free ({@code tryAcquire}, never a wait) sends the
+ * 16-byte simple reply itself with a send that cannot block ({@link NbdServer.InlineSender}), saving the reply
+ * thread's wake-up. Nothing sent: it queues the reply as before. Part sent (the socket buffer was nearly full):
+ * it leaves the rest in {@link #handedOver} and keeps the send lock, a permit rather than an owner, for the
+ * reply thread, which writes that rest before anything else and then releases the lock, so the stream stays
+ * whole. The isolation holds because the attempt never blocks: once a client stops reading, its sends fail
+ * and its replies wait on its own reply thread. The send lock is not reentrant; no writer takes it twice.
+ *
+ * <p>The inline send uses the socket's descriptor behind the JDK's back, so the JDK cannot defer a close
+ * while one runs, and a closed descriptor's number may already name another connection's socket. So
+ * {@link #inlineGuard} counts the inline senders inside a send, and every path that closes the channel (or
+ * starts TLS) first calls {@link #closeInline}: it marks the guard closed, so no sender enters any more, and
+ * waits until those inside have left; a send never blocks, so that wait is a few microseconds. A sender thus
+ * sends either before the close began or not at all. (The JDK also closes a channel when a thread blocked in
+ * it is interrupted; nothing interrupts the reader or the reply thread.)
+ *
  * <p>The write path allocates nothing per request (young collections paused writes): each modifying request
  * takes a {@link Completion} from a pool of {@link #MAX_IN_FLIGHT}, which cannot run dry because every request
- * out of it holds an in-flight permit. The reader takes entries, the reply thread returns them once their reply
- * is written (or discarded) and before it releases their permits, so an entry is reused only after its one
- * completion was consumed. The reader also completes through an entry (zero length, unknown command), so those
- * replies take the same way back; an entry whose export threw instead of completing may still be held by the
- * export, so the reply thread retires it and pools a new one. At the end of a connection the reader takes no
- * more entries, so a late completion after the drain gave up finds nothing reused.
+ * out of it holds an in-flight permit. The reader takes entries; whichever thread wrote a reply (the completing
+ * thread inline, else the reply thread) returns its entry once the reply is written (or discarded) and before it
+ * releases the permit, so an entry is reused only after its one completion was consumed. The reader also
+ * completes through an entry (zero length, unknown command), so those replies take the same way back; an entry
+ * whose export threw instead of completing may still be held by the export, so it is retired and a new one
+ * pooled. At the end of a connection the reader takes no more entries, so a late completion after the drain
+ * gave up finds nothing reused.
  *
  * <p>Protocol violations that leave the stream unparseable (bad magic, bad client flags, oversized
  * option or write payload, EOF mid-frame) close the connection; everything else gets the protocol's
@@ -66,6 +86,7 @@ final class NbdConnection
     private static final int PREFERRED_BLOCK = 4096;
     private static final long DRAIN_WAIT_MILLIS = 30_000;
     private static final int RECEIVE_BUFFER = 64 * 1024;
+    private static final int INLINE_CLOSED = Integer.MIN_VALUE;
 
     private final NbdServer server;
     private final SocketChannel channel;
@@ -75,9 +96,9 @@ final class NbdConnection
     /** Completed requests not yet answered; each holds an in-flight permit, so it never fills. */
     private final ManyToOneConcurrentArrayQueue<Completion> replies =
         new ManyToOneConcurrentArrayQueue<>(2 * MAX_IN_FLIGHT);
-    /** Completions not in use: the reader takes, the reply thread returns. */
-    private final OneToOneConcurrentArrayQueue<Completion> idleCompletions =
-        new OneToOneConcurrentArrayQueue<>(MAX_IN_FLIGHT);
+    /** Completions not in use: the reader takes, the reply thread and inline-replying completers return. */
+    private final ManyToOneConcurrentArrayQueue<Completion> idleCompletions =
+        new ManyToOneConcurrentArrayQueue<>(MAX_IN_FLIGHT);
     /** Reply thread only: the completions whose replies are in {@link #replyBatch}, returned after its write. */
     private final Completion[] batchCompletions = new Completion[2 * MAX_IN_FLIGHT];
     /** Reply thread only: simple replies of one batch, written with one socket write. */
@@ -86,7 +107,17 @@ final class NbdConnection
     private final ByteBuffer[] replyBatchArray = {replyBatch};
     private volatile boolean replyWriterParked;
     private volatile boolean replyWriterStop;
-    private final ReentrantLock sendLock = new ReentrantLock();
+    /** Serialises writers; a semaphore, so an inline sender can pass it to the reply thread with a reply's rest. */
+    private final Semaphore sendLock = new Semaphore(1);
+    /** The socket's descriptor for inline replies, or -1: never inline (turned off, or the JDK hides it). */
+    private final int inlineFd;
+    private final NbdServer.InlineSender inlineSender;
+    /** Inline senders inside a send, plus {@link #INLINE_CLOSED} once the channel may close (class comment). */
+    private final AtomicInteger inlineGuard = new AtomicInteger();
+    /** A reply an inline sender wrote in part; it came with the send lock, the reply thread writes the rest. */
+    private volatile Completion handedOver;
+    /** Set while the reply thread waits for the send lock with a batch: inline senders then queue instead. */
+    private volatile boolean replyWriterWaiting;
     private final ByteBuffer sendHeader = ByteBuffer.allocateDirect(64);
     /** Bytes read from the socket but not parsed yet (reader thread only); pipelined requests arrive in one read. */
     private final ByteBuffer received = ByteBuffer.allocateDirect(RECEIVE_BUFFER).flip();
@@ -117,6 +148,13 @@ final class NbdConnection
         this.reader.setDaemon(true);
         this.replyWriter = new Thread(this::writeReplies, "nbd-reply-" + id);
         this.replyWriter.setDaemon(true);
+        final NbdServer.InlineSender sender = server.inlineSender();
+        this.inlineFd = sender == null ? -1 : NonBlockingSend.descriptor(channel);
+        this.inlineSender = inlineFd < 0 ? null : sender;
+        if (inlineSender == null)
+        {
+            inlineGuard.set(INLINE_CLOSED);
+        }
         for (int i = 0; i < MAX_IN_FLIGHT; i++)
         {
             idleCompletions.offer(new Completion());
@@ -142,6 +180,7 @@ final class NbdConnection
             {
                 if (export == null)
                 {
+                    closeInline();
                     channel.close();
                 }
                 else
@@ -158,7 +197,54 @@ final class NbdConnection
 
     void forceClose()
     {
+        closeInline();
         NbdServer.closeQuietly(channel);
+    }
+
+    /**
+     * Any thread but an inline sender inside its send: no inline send starts from now on, and those running
+     * have returned, so the channel may close (its descriptor number be reused). Idempotent.
+     */
+    private void closeInline()
+    {
+        int seen = inlineGuard.get();
+        while (seen >= 0 && !inlineGuard.compareAndSet(seen, seen | INLINE_CLOSED))
+        {
+            seen = inlineGuard.get();
+        }
+        int spins = 0;
+        while (inlineGuard.get() != INLINE_CLOSED)
+        {
+            // A sender holds the guard for one non-blocking send: spin briefly, then let it run.
+            if (++spins < 100)
+            {
+                Thread.onSpinWait();
+            }
+            else
+            {
+                Thread.yield();
+            }
+        }
+    }
+
+    /** @return whether an inline send may run now; if so, {@link #exitInline} must follow it. */
+    private boolean enterInline()
+    {
+        int seen = inlineGuard.get();
+        while (seen >= 0)
+        {
+            if (inlineGuard.compareAndSet(seen, seen + 1))
+            {
+                return true;
+            }
+            seen = inlineGuard.get();
+        }
+        return false;
+    }
+
+    private void exitInline()
+    {
+        inlineGuard.decrementAndGet();
     }
 
     /** @return whether the reader has stopped reading: the client disconnected or the connection failed. */
@@ -248,6 +334,8 @@ final class NbdConnection
             timeout.cancel(false);
             drain();
             stopReplyWriter();
+            // Before the TLS session closes the channel.
+            closeInline();
             final TlsChannel session = tls;
             if (session != null)
             {
@@ -425,6 +513,8 @@ final class NbdConnection
             return;
         }
         optionReply(OPT_STARTTLS, REP_ACK, new byte[0]);
+        // Replies go through the TLS session from now on, never inline; it may also close the channel.
+        closeInline();
         final TlsChannel session;
         try
         {
@@ -1084,17 +1174,17 @@ final class NbdConnection
                 }
                 chunks[i] = payload.flip();
             }
-            sendLock.lock();
+            sendLock.acquireUninterruptibly();
             try
             {
                 for (int i = 0; i < chunks.length; i++)
                 {
-                    sendChunk(cookie, i == chunks.length - 1 ? REPLY_FLAG_DONE : 0, REPLY_TYPE_BLOCK_STATUS, chunks[i]);
+                    writeChunk(cookie, i == chunks.length - 1 ? REPLY_FLAG_DONE : 0, REPLY_TYPE_BLOCK_STATUS, chunks[i]);
                 }
             }
             finally
             {
-                sendLock.unlock();
+                releaseSendLock();
             }
         }
         finally
@@ -1152,9 +1242,9 @@ final class NbdConnection
     }
 
     /**
-     * Completes one modifying request exactly once, from any thread, by handing its reply to the reply thread;
-     * the completing thread never blocks. Reused for later requests: the reader arms it, the reply thread frees it
-     * after the reply (see the class comment); {@link #adapter} runs on the reader only.
+     * Completes one modifying request exactly once, from any thread, by sending its reply inline or handing it
+     * to the reply thread; the completing thread never blocks. Reused for later requests: the reader arms it,
+     * whichever thread wrote the reply frees it (see the class comment); {@link #adapter} runs on the reader only.
      */
     private final class Completion implements NbdCompletion
     {
@@ -1172,8 +1262,20 @@ final class NbdConnection
         private int error;
         /** Set when the export threw: it may still hold this, so this is never reused. */
         private boolean retired;
+        /**
+         * The simple reply as sent inline (null when this connection never sends inline); after a partial send,
+         * positioned at its unsent rest for the reply thread.
+         */
+        private final ByteBuffer inlineReply;
+        private final Pointer inlineReplyAddress;
         private Function<NbdCompletion, ?> adapterFactory;
         private Object adapter;
+
+        Completion()
+        {
+            inlineReply = inlineSender == null ? null : ByteBuffer.allocateDirect(16);
+            inlineReplyAddress = inlineReply == null ? null : Native.getDirectBufferPointer(inlineReply);
+        }
 
         /** Reader thread, on an entry just taken from the pool. */
         void arm(final long requestCookie, final int requestType, final ByteBuffer requestPayload)
@@ -1205,6 +1307,10 @@ final class NbdConnection
             }
             this.error = error;
             retired = retire;
+            if (inlineReply != null && replyInline())
+            {
+                return;
+            }
             // From the offer on, the reply thread may free this and the reader reuse it: touch no field after it.
             if (!replies.offer(this))
             {
@@ -1219,6 +1325,57 @@ final class NbdConnection
             }
         }
 
+        /**
+         * Tries to send the reply from this thread without waiting for anything (class comment).
+         *
+         * @return whether it went out, or its rest is the reply thread's; false: queue it.
+         */
+        private boolean replyInline()
+        {
+            if (!replies.isEmpty() || replyWriterWaiting || !enterInline())
+            {
+                return false;
+            }
+            long sent = -1;
+            try
+            {
+                if (!sendLock.tryAcquire())
+                {
+                    return false;
+                }
+                inlineReply.clear();
+                inlineReply.putInt(0, SIMPLE_REPLY_MAGIC).putInt(4, error).putLong(8, cookie);
+                sent = inlineSender.send(inlineFd, inlineReplyAddress, 16);
+            }
+            catch (final RuntimeException ex)
+            {
+                // Only a test's sender could throw: count it as nothing sent, the reply thread takes the reply.
+                sent = -1;
+            }
+            finally
+            {
+                exitInline();
+            }
+            if (sent <= 0)
+            {
+                releaseSendLock();
+                return false;
+            }
+            if (sent < 16)
+            {
+                // The rest must be the next bytes on the stream: the send lock stays taken for the reply thread.
+                inlineReply.position((int)sent);
+                handedOver = this;
+                LockSupport.unpark(replyWriter);
+                return true;
+            }
+            releaseSendLock();
+            server.countInlineReply();
+            free();
+            release();
+            return true;
+        }
+
         @Override
         public <T> T adapter(final Class<T> adapterType, final Function<NbdCompletion, ? extends T> factory)
         {
@@ -1231,8 +1388,8 @@ final class NbdConnection
         }
 
         /**
-         * Reply thread, after the reply was written or discarded: back to the pool; a retired one stays completed
-         * (a late call still fails as a second completion) and a fresh one takes its place.
+         * The thread that wrote or discarded the reply, before it releases the permit: back to the pool; a retired
+         * one stays completed (a late call still fails as a second completion) and a fresh one takes its place.
          */
         void free()
         {
@@ -1247,9 +1404,10 @@ final class NbdConnection
     }
 
     /**
-     * The reply thread: writes queued replies in batches until the reader stops it. Modifying requests only
-     * ever get simple replies (structured error chunks are for reads and block status), so a batch is a run
-     * of 16-byte headers and one socket write. After a write fails it keeps discarding, so permits return.
+     * The reply thread: writes queued replies in batches until the reader stops it, and the rest of any reply an
+     * inline sender could write only in part. Modifying requests only ever get simple replies (structured error
+     * chunks are for reads and block status), so a batch is a run of 16-byte headers and one socket write. After
+     * a write fails it keeps discarding, so permits return.
      */
     private void writeReplies()
     {
@@ -1257,23 +1415,22 @@ final class NbdConnection
         int idle = 0;
         while (true)
         {
+            if (handedOver != null)
+            {
+                idle = 0;
+                failed = finishHandedOver(failed);
+                continue;
+            }
             final int count = batch();
             if (count > 0)
             {
                 idle = 0;
+                failed = acquireSendLockForBatch(failed);
                 if (!failed)
                 {
                     try
                     {
-                        sendLock.lock();
-                        try
-                        {
-                            writeFully(replyBatchArray);
-                        }
-                        finally
-                        {
-                            sendLock.unlock();
-                        }
+                        writeFully(replyBatchArray);
                     }
                     catch (final IOException ex)
                     {
@@ -1282,6 +1439,7 @@ final class NbdConnection
                         forceClose();
                     }
                 }
+                sendLock.release();
                 for (int i = 0; i < count; i++)
                 {
                     batchCompletions[i].free();
@@ -1290,7 +1448,7 @@ final class NbdConnection
                 inFlight.release(count);
                 continue;
             }
-            if (replyWriterStop && replies.isEmpty())
+            if (replyWriterStop && replies.isEmpty() && handedOver == null)
             {
                 return;
             }
@@ -1300,12 +1458,92 @@ final class NbdConnection
                 continue;
             }
             replyWriterParked = true;
-            if (replies.isEmpty() && !replyWriterStop)
+            if (replies.isEmpty() && handedOver == null && !replyWriterStop)
             {
                 // The timeout only bounds a lost wake-up; producers unpark while this flag is set.
                 LockSupport.parkNanos(this, 100_000_000L);
             }
             replyWriterParked = false;
+        }
+    }
+
+    /**
+     * Reply thread, {@link #handedOver} set: it came with the send lock, so this writes its rest first, then
+     * releases the lock, frees it and returns its permit.
+     *
+     * @return whether writes have failed.
+     */
+    private boolean finishHandedOver(final boolean failed)
+    {
+        final Completion partial = handedOver;
+        handedOver = null;
+        boolean failedNow = failed;
+        if (!failedNow)
+        {
+            try
+            {
+                writeFully(partial.inlineReply);
+            }
+            catch (final IOException ex)
+            {
+                failedNow = true;
+                forceClose();
+            }
+        }
+        sendLock.release();
+        partial.free();
+        release();
+        return failedNow;
+    }
+
+    /**
+     * Reply thread, with a batch in hand: takes the send lock. An inline sender that sent in part keeps the lock
+     * for this thread, so this cannot block in the semaphore: it parks, writes any such rest when woken, and
+     * retries. Whoever else releases the lock wakes it ({@link #releaseSendLock}), as does a hand-over.
+     *
+     * @return whether writes have failed.
+     */
+    private boolean acquireSendLockForBatch(final boolean failed)
+    {
+        boolean failedNow = failed;
+        if (sendLock.tryAcquire())
+        {
+            return failedNow;
+        }
+        // Volatile write before the next tryAcquire: a release after it sees the flag and unparks.
+        replyWriterWaiting = true;
+        int spins = 0;
+        while (true)
+        {
+            if (handedOver != null)
+            {
+                failedNow = finishHandedOver(failedNow);
+            }
+            if (sendLock.tryAcquire())
+            {
+                replyWriterWaiting = false;
+                return failedNow;
+            }
+            if (++spins < 64)
+            {
+                Thread.onSpinWait();
+            }
+            else
+            {
+                // The reader may hold the lock for a whole read reply to a slow client. The timeout only bounds
+                // a lost wake-up.
+                LockSupport.parkNanos(this, 10_000_000L);
+            }
+        }
+    }
+
+    /** Any writer but the reply thread: releases the send lock, waking the reply thread if it waits for it. */
+    private void releaseSendLock()
+    {
+        sendLock.release();
+        if (replyWriterWaiting)
+        {
+            LockSupport.unpark(replyWriter);
         }
     }
 
@@ -1350,7 +1588,7 @@ final class NbdConnection
 
     private void sendSimple(final long cookie, final int error, final ByteBuffer data) throws IOException
     {
-        sendLock.lock();
+        sendLock.acquireUninterruptibly();
         try
         {
             sendHeader.clear();
@@ -1366,39 +1604,46 @@ final class NbdConnection
         }
         finally
         {
-            sendLock.unlock();
+            releaseSendLock();
         }
     }
 
     private void sendChunk(final long cookie, final int flags, final int type, final ByteBuffer payload)
         throws IOException
     {
-        sendLock.lock();
+        sendLock.acquireUninterruptibly();
         try
         {
-            final int length = payload == null ? 0 : payload.remaining();
-            sendHeader.clear();
-            sendHeader.putInt(STRUCTURED_REPLY_MAGIC).putShort((short)flags).putShort((short)type)
-                .putLong(cookie).putInt(length).flip();
-            if (payload == null)
-            {
-                writeFully(sendHeader);
-            }
-            else
-            {
-                writeFully(sendHeader, payload);
-            }
+            writeChunk(cookie, flags, type, payload);
         }
         finally
         {
-            sendLock.unlock();
+            releaseSendLock();
+        }
+    }
+
+    /** Writes one structured chunk; the caller holds {@link #sendLock}. */
+    private void writeChunk(final long cookie, final int flags, final int type, final ByteBuffer payload)
+        throws IOException
+    {
+        final int length = payload == null ? 0 : payload.remaining();
+        sendHeader.clear();
+        sendHeader.putInt(STRUCTURED_REPLY_MAGIC).putShort((short)flags).putShort((short)type)
+            .putLong(cookie).putInt(length).flip();
+        if (payload == null)
+        {
+            writeFully(sendHeader);
+        }
+        else
+        {
+            writeFully(sendHeader, payload);
         }
     }
 
     private void sendChunk(final long cookie, final int flags, final int type, final ByteBuffer data,
         final long offset) throws IOException
     {
-        sendLock.lock();
+        sendLock.acquireUninterruptibly();
         try
         {
             sendHeader.clear();
@@ -1408,7 +1653,7 @@ final class NbdConnection
         }
         finally
         {
-            sendLock.unlock();
+            releaseSendLock();
         }
     }
 

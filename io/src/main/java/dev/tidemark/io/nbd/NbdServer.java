@@ -25,6 +25,9 @@ import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.LongAdder;
+
+import com.sun.jna.Pointer;
 
 /**
  * An NBD server (fixed newstyle, structured replies, metadata contexts) on TCP and Unix sockets; safe
@@ -32,9 +35,14 @@ import java.util.concurrent.atomic.AtomicInteger;
  *
  * <p>Each listener has an accept thread; each connection has one reader thread that runs the handshake
  * and then reads and dispatches requests, which pipeline (up to {@value NbdConnection#MAX_IN_FLIGHT} in
- * flight per connection). Replies are written by whichever thread completes the request, serialised per
- * connection. Exports come and go at run time: removing one shuts down its connections cleanly (no new
- * requests are read, in-flight ones are answered, then the socket closes).
+ * flight per connection). Read replies are written by the reader; the replies of modifying requests by the
+ * completing thread when the socket takes them at once (plain connections), else by the connection's reply
+ * thread; every reply goes out whole (see {@code NbdConnection}). Exports come and go at run time: removing
+ * one shuts down its connections cleanly (no new requests are read, in-flight ones are answered, then the
+ * socket closes).
+ *
+ * <p>The system property {@code tidemark.nbd.inlineReply=false}, read once, keeps every such reply on the reply
+ * thread (for A/B measurements).
  *
  * <p>With {@link #requireTls} the server is TLS-only, as QEMU's is with {@code tls-creds}: before
  * {@code NBD_OPT_STARTTLS} every option but ABORT gets {@code NBD_REP_ERR_TLS_REQD}, so no export is listed
@@ -52,6 +60,21 @@ public final class NbdServer implements AutoCloseable
 
     private static final long CLOSE_WAIT_MILLIS = 10_000;
 
+    /** Whether completing threads may write replies themselves ({@code -Dtidemark.nbd.inlineReply=false}: never). */
+    private static final boolean INLINE_REPLY =
+        !"false".equalsIgnoreCase(System.getProperty("tidemark.nbd.inlineReply", "true"));
+
+    /**
+     * Writes the first bytes of a reply without blocking; any thread. The seam tests use to force partial
+     * sends; the default is libc's {@code send} with {@code MSG_DONTWAIT}.
+     */
+    @FunctionalInterface
+    interface InlineSender
+    {
+        /** @return bytes sent (at most {@code length}), or a value below 1 when none were. */
+        long send(int fd, Pointer buffer, int length);
+    }
+
     private final int maxConnections;
     private final Duration handshakeTimeout;
     private final Object exportLock = new Object();
@@ -68,6 +91,10 @@ public final class NbdServer implements AutoCloseable
     private volatile TlsCredentials tls;
     private volatile TlsAuthorizer authorizer;
     private volatile Listener listener = (refusal, remote, detail) -> { };
+    private volatile InlineSender inlineSender =
+        INLINE_REPLY && NonBlockingSend.AVAILABLE ? NonBlockingSend::sendNow : null;
+    /** Replies a completing thread wrote whole itself, over all connections (tests read it). */
+    private final LongAdder inlineReplies = new LongAdder();
 
     /** Hears about refused clients; called on connection threads, so implementations must be thread-safe. */
     @FunctionalInterface
@@ -377,6 +404,38 @@ public final class NbdServer implements AutoCloseable
         {
             return List.copyOf(exports.values());
         }
+    }
+
+    /** @return how connections accepted from now on send replies inline, or null for never. */
+    InlineSender inlineSender()
+    {
+        return inlineSender;
+    }
+
+    /** Tests: replaces the inline sender for connections accepted from now on (null: no inline replies). */
+    void inlineSender(final InlineSender sender)
+    {
+        inlineSender = sender;
+    }
+
+    /** @return replies written whole by a completing thread since the server started. */
+    long inlineReplies()
+    {
+        return inlineReplies.sum();
+    }
+
+    /** Tests: closes every connection's socket at once, as a removal that timed out does. */
+    void forceCloseConnections()
+    {
+        for (final NbdConnection connection : connections)
+        {
+            connection.forceClose();
+        }
+    }
+
+    void countInlineReply()
+    {
+        inlineReplies.increment();
     }
 
     BufferPool buffers()
