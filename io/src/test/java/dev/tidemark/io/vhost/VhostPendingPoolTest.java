@@ -110,6 +110,7 @@ class VhostPendingPoolTest
         /** Completions the export kept when it threw; the worker must never reuse them. */
         final ConcurrentLinkedQueue<NbdCompletion> kept = new ConcurrentLinkedQueue<>();
         final LinkedBlockingQueue<NbdCompletion> parked = new LinkedBlockingQueue<>();
+        final AtomicInteger flushes = new AtomicInteger();
         final AtomicReference<Throwable> unexpected = new AtomicReference<>();
 
         ScatteringExport(final long seed)
@@ -163,6 +164,7 @@ class VhostPendingPoolTest
         @Override
         public void flush(final NbdCompletion done)
         {
+            flushes.incrementAndGet();
             seen.add(done);
             later(done, NbdProtocol.OK);
         }
@@ -395,6 +397,58 @@ class VhostPendingPoolTest
             fe.kick(0);
             fe.awaitUsed(0, total + QUEUE + 1);
             assertThat(fe.guest.get((int)status((total + QUEUE) % QUEUE))).isEqualTo((byte)0);
+        }
+        finally
+        {
+            export.close();
+        }
+    }
+
+    @Test
+    void aDriverWithMoreRequestsOutThanTheRingHoldsWaitsUntilOneIsUsed() throws Exception
+    {
+        final ScatteringExport export = new ScatteringExport(2);
+        try
+        {
+            start(export);
+            for (int k = 0; k < QUEUE; k++)
+            {
+                publish(k, new Request(VhostUser.VIRTIO_BLK_T_OUT, PARK_FROM + (long)k * 2 * BLOCK,
+                    VhostUser.VIRTIO_BLK_S_OK));
+            }
+            fe.kick(0);
+            final List<NbdCompletion> parked = new ArrayList<>();
+            while (parked.size() < 2 * QUEUE)
+            {
+                final NbdCompletion next = export.parked.poll(10, TimeUnit.SECONDS);
+                assertThat(next).as("parked part %d reached the export", parked.size()).isNotNull();
+                parked.add(next);
+            }
+            // Breaks virtio's rule: a request beyond the ring's size, in a descriptor still in use. The worker must
+            // not take it (the pool and the used ring's slots hold the ring's size of requests).
+            publish(QUEUE, new Request(VhostUser.VIRTIO_BLK_T_FLUSH, 0, VhostUser.VIRTIO_BLK_S_OK));
+            fe.kick(0);
+            Thread.sleep(300);
+            assertThat(export.flushes).hasValue(0);
+            assertThat(export.parked).isEmpty();
+            // The first request's two parts complete: it is used, and the worker takes the waiting flush.
+            parked.get(0).complete(NbdProtocol.OK);
+            parked.get(1).complete(NbdProtocol.OK);
+            final int used = awaitMoreUsed(0);
+            assertThat(used).isEqualTo(1);
+            final long deadline = System.nanoTime() + 10_000_000_000L;
+            while (export.flushes.get() == 0 && System.nanoTime() < deadline)
+            {
+                Thread.sleep(1);
+            }
+            assertThat(export.flushes).as("the flush was taken once there was room").hasValue(1);
+            for (final NbdCompletion done : parked.subList(2, parked.size()))
+            {
+                done.complete(NbdProtocol.OK);
+            }
+            fe.awaitUsed(0, QUEUE + 1);
+            assertThat(fe.guest.get((int)status(0))).isEqualTo((byte)VhostUser.VIRTIO_BLK_S_OK);
+            assertThat(export.unexpected.get()).isNull();
         }
         finally
         {
