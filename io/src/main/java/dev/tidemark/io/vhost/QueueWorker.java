@@ -26,21 +26,21 @@ import java.util.function.Function;
  * handed to the export with buffers that are slices of guest memory, and complete from the export's thread. No
  * state is shared with other queues: each queue has its own ring, its own worker and its own completion monitor.
  *
- * <p>The request path allocates only the slices of guest memory an export is handed (young collections paused
- * writes): the chain is walked into reused arrays, the header, indirect tables and range lists are copied into
- * reused arrays, the status byte is written by address, and each asynchronous request takes a {@link Pending}
- * from this worker's pool. The pool cannot run dry and never overflows: an entry is armed from a request taken
- * from the ring and returned to the pool before that request is handed to {@link Virtqueue#complete}, so the
- * entries in use never exceed the requests taken and not yet used, and the worker takes no request while the
- * ring's size of them are (a driver keeps at most that many in flight, one descriptor each at least). The pool
- * fills lazily up to that bound. An entry whose export threw instead of completing may still be held by the
- * export, so it is retired (a later call fails as a second completion) and a new entry takes its place.
+ * <p>The request path allocates only the slices of guest memory an export is handed: the chain is walked into
+ * reused arrays, the header, indirect tables and range lists are copied into reused arrays, the status byte is
+ * written by address, and each asynchronous request takes a {@link Pending} from this worker's pool. The pool
+ * cannot run dry and never overflows: an entry is armed for a request taken from the ring and returned to the pool
+ * before that request is handed to {@link Virtqueue#complete}, so the entries in use never exceed the requests
+ * taken and not yet used, and the worker takes no request while the ring's size of them are out (a driver keeps
+ * at most that many in flight, each holds a descriptor until it is used). The pool fills lazily up to that bound.
+ * An entry whose export threw instead of completing may still be held by the export, so it is retired (a later
+ * call fails as a second completion) and a new entry takes its place.
  */
 final class QueueWorker implements Runnable
 {
     /** Longest descriptor chain followed before the request is refused (a loop in a buggy or hostile ring). */
     private static final int MAX_CHAIN = 4096;
-    /** Most discard or write-zeroes segments in one request ({@code max_discard_seg} in the config is 1). */
+    /** Most discard or write-zeroes segments accepted in one request (the config advertises one). */
     private static final int MAX_RANGES = 256;
     private static final short POLLIN = 1;
     /** How long the worker waits for a used entry before it looks at {@link #stopping} again. */
@@ -560,7 +560,7 @@ final class QueueWorker implements Runnable
      * finishes once every part has, with an error if any. Reused for later requests of this queue: the worker
      * arms it, the completing thread of the last part returns it to the pool (see the class comment).
      */
-    final class Pending implements NbdCompletion
+    private final class Pending implements NbdCompletion
     {
         private static final AtomicIntegerFieldUpdater<Pending> PARTS_LEFT =
             AtomicIntegerFieldUpdater.newUpdater(Pending.class, "partsLeft");

@@ -138,7 +138,7 @@ class QueueWorkerAllocationTest
         }
     }
 
-    /** {@code rounds} times: {@link #BATCH} 4 KiB requests (header, data, status descriptors), then their used entries. */
+    /** {@code rounds} times: {@link #BATCH} 4 KiB requests (header, data, status), then await their used entries. */
     private void run(final int type, final int rounds, final int[] used) throws InterruptedException
     {
         final boolean read = type == VhostUser.VIRTIO_BLK_T_IN;
