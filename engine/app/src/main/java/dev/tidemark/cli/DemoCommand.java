@@ -3,6 +3,7 @@ package dev.tidemark.cli;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
 
+import dev.tidemark.engine.ControlAction;
 import dev.tidemark.engine.DiskOptions;
 import dev.tidemark.engine.TrackedDisk;
 import dev.tidemark.engine.fleece.FleecingOptions;
@@ -10,6 +11,7 @@ import dev.tidemark.engine.fleece.FleecingView;
 import dev.tidemark.engine.job.BackupOptions;
 import dev.tidemark.engine.job.BackupStartAction;
 import dev.tidemark.engine.job.JobManager;
+import dev.tidemark.engine.job.JobTransaction;
 import dev.tidemark.engine.job.SyncMode;
 import dev.tidemark.engine.registry.BitmapActions;
 import dev.tidemark.engine.target.BackupTargets;
@@ -49,7 +51,9 @@ import java.util.stream.Stream;
  * one transaction that rotates the bitmaps, starts an incremental backup (a qcow2 backed by the full one) and
  * opens a second view; that view is exported over NBD and read back; the chain is restored to a raw file and
  * compared byte for byte with the disk at the cut (through NBD, and with {@code qemu-img compare} when it is
- * installed). Exit 0 only when every comparison matched.
+ * installed); then a second disk and a checkpoint of both in one transaction with one cut (a bitmap and a backup
+ * on each), both backups restored and compared with their disk at the cut. Exit 0 only when every comparison
+ * matched.
  */
 @Command(
     name = "demo",
@@ -57,11 +61,15 @@ import java.util.stream.Stream;
     description = {
         "Run the whole cycle on generated data and verify the restored backup.",
         "In a temporary directory: write tracking, full and incremental backup to qcow2 in transactions,",
-        "a fleecing view over NBD, restore and byte-for-byte verification. Exit 0 only when it passes."})
+        "a fleecing view over NBD, restore and byte-for-byte verification, then a checkpoint of two disks in one",
+        "transaction. Exit 0 only when it passes."})
 final class DemoCommand implements Callable<Integer>
 {
     private static final long MIB = 1 << 20;
     private static final String NODE = "disk0";
+    private static final String NODE_1 = "disk1";
+    /** The bitmap the two-disk checkpoint adds on each disk, named after it as libvirt does. */
+    private static final String CHECKPOINT = "checkpoint-1";
     /** The bitmaps' granularity, and so the qcow2 targets' cluster size (QEMU's default for both). */
     private static final long GRANULARITY = 64 << 10;
 
@@ -255,8 +263,235 @@ final class DemoCommand implements Callable<Integer>
                 report.put("verification", verify);
             }
             cut2.close();
+            checkpoint(work, disk, jobs, waiter, inc);
             report.put("events_seen", waiter.eventCount());
             report.put("bitmaps_at_end", disk.bitmaps().query().stream().map(b -> b.name()).toList());
+        }
+    }
+
+    /**
+     * A second disk, guest writes to both, then one checkpoint across both as libvirt takes it: one transaction,
+     * one cut, that adds bitmap {@code checkpoint-1} on each disk and starts a backup of each (disk0 incremental
+     * since the last cut, disk1 full; {@code completion-mode: grouped}) and a point-in-time view of each. While it
+     * runs, a writer alternates numbered writes between the disks; each disk's image at the cut must hold writes
+     * up to neighbouring numbers (one instant), and each backup is restored and compared with its view.
+     */
+    private void checkpoint(final Path work, final TrackedDisk disk0, final JobManager jobs, final JobWaiter waiter,
+        final Path disk0Previous) throws Exception
+    {
+        final long size1 = Math.max(16 * MIB, size / 4);
+        final Path image1 = work.resolve("disk1.raw");
+        final Path inc2 = work.resolve("inc-2.qcow2");
+        final Path full1 = work.resolve("disk1-full.qcow2");
+        final SplittableRandom random = new SplittableRandom(seed + 3);
+        final Map<String, Object> checkpoint = new LinkedHashMap<>();
+        report.put("checkpoint", checkpoint);
+        try (TrackedDisk disk1 = TrackedDisk.open(DiskOptions.of(RawFileStore.create(image1, size1),
+            DiskOptions.bitmapDirectoryFor(image1)).withName(NODE_1).withCloseStore(true)))
+        {
+            disk1.addListener(waiter);
+            step("second disk disk1: guest writes to both disks");
+            long t = System.nanoTime();
+            final long written = randomWrites(disk0, size, random, 300, null)
+                + randomWrites(disk1, size1, random, 300, null);
+            disk0.flush();
+            disk1.flush();
+            checkpoint.put("writes_before", phase(written, t));
+
+            step("transaction on disk0 + disk1: block-dirty-bitmap-add checkpoint-1 on each + blockdev-backup of"
+                + " each (disk0 incremental bitmap=daily-2, disk1 full, completion-mode grouped) + views, one cut");
+            final Qcow2Writer target0 = BackupTargets.createQcow2(inc2, size, GRANULARITY, disk0Previous);
+            final Qcow2Writer target1 = BackupTargets.createQcow2(full1, size1, GRANULARITY);
+            final FleecingView view0 = FleecingView.create(disk0, FleecingOptions.of(work.resolve("cbw-0"), size));
+            final FleecingView view1 = FleecingView.create(disk1, FleecingOptions.of(work.resolve("cbw-1"), size1));
+            final JobTransaction grouped = new JobTransaction();
+            final SequenceWriter writer = new SequenceWriter(disk0, size, disk1, size1);
+            writer.start();
+            final Map<TrackedDisk, List<ControlAction>> actions = new LinkedHashMap<>();
+            actions.put(disk0, List.of(BitmapActions.add(CHECKPOINT, GRANULARITY, true, false),
+                new BackupStartAction(jobs, BackupOptions.of(NODE, SyncMode.INCREMENTAL).withJobId("cp-disk0")
+                    .withBitmap("daily-2", null), target0, grouped),
+                view0.openAction()));
+            actions.put(disk1, List.of(BitmapActions.add(CHECKPOINT, GRANULARITY, true, false),
+                new BackupStartAction(jobs, BackupOptions.of(NODE_1, SyncMode.FULL).withJobId("cp-disk1"), target1,
+                    grouped),
+                view1.openAction()));
+            t = System.nanoTime();
+            final Map<TrackedDisk, Long> cuts;
+            final Map<String, Object> end0;
+            final Map<String, Object> end1;
+            try
+            {
+                writer.awaitWrites(64);
+                cuts = TrackedDisk.transaction(actions);
+                end0 = waiter.await("cp-disk0", 120);
+                end1 = waiter.await("cp-disk1", 120);
+            }
+            finally
+            {
+                writer.finish();
+            }
+            final double jobSeconds = seconds(t);
+            target0.close();
+            target1.close();
+            checkJob("cp-disk0", end0);
+            checkJob("cp-disk1", end1);
+            disk0.transaction(BitmapActions.remove("daily-2"));
+            checkpoint.put("disks", List.of(NODE, NODE_1));
+            checkpoint.put("cut_sequences", Map.of(NODE, cuts.get(disk0), NODE_1, cuts.get(disk1)));
+            checkpoint.put("seconds", jobSeconds);
+            checkpoint.put("guest_writes_during", writer.count());
+
+            step("restore both backups and compare each with its disk at the cut; check the cut was one instant");
+            final List<Map<String, Object>> backups = new ArrayList<>();
+            backups.add(restoreAndCompare(NODE, inc2, end0, view0, work.resolve("restored-disk0.raw")));
+            backups.add(restoreAndCompare(NODE_1, full1, end1, view1, work.resolve("restored-disk1.raw")));
+            checkpoint.put("backups", backups);
+            final long last0 = SequenceWriter.lastIn(view0, size);
+            final long last1 = SequenceWriter.lastIn(view1, size1);
+            // Writes alternate disk0 (odd), disk1 (even), each done before the next: one instant leaves neighbours.
+            final boolean oneInstant = last0 > 0 && last1 > 0 && Math.abs(last0 - last1) == 1;
+            if (!oneInstant)
+            {
+                failures.add("checkpoint: the last numbered writes at the cut are " + last0 + " on disk0 and "
+                    + last1 + " on disk1, not one instant");
+            }
+            checkpoint.put("last_write_at_cut", Map.of(NODE, last0, NODE_1, last1));
+            checkpoint.put("one_instant", oneInstant);
+            view0.close();
+            view1.close();
+            checkpoint.put("bitmaps_at_end", Map.of(NODE, names(disk0), NODE_1, names(disk1)));
+        }
+    }
+
+    private static List<String> names(final TrackedDisk disk)
+    {
+        return disk.bitmaps().query().stream().map(b -> b.name()).toList();
+    }
+
+    /** Restores {@code backup} (through its backing chain) to {@code restored} and compares it with the view. */
+    private Map<String, Object> restoreAndCompare(final String node, final Path backup, final Map<String, Object> end,
+        final FleecingView cut, final Path restored) throws IOException
+    {
+        final Map<String, Object> result = new LinkedHashMap<>();
+        result.put("disk", node);
+        result.put("file", backup.getFileName().toString());
+        result.put("copied_bytes", end.get("offset"));
+        try (Qcow2Reader chain = Qcow2Reader.open(backup))
+        {
+            result.put("chain", ChainTools.describe(chain));
+            ChainTools.restore(chain, restored, ChainTools.Progress.none());
+        }
+        try (RawFileStore back = RawFileStore.open(restored, RawFileStore.Option.READ_ONLY))
+        {
+            result.put("restored_matches_cut", check(node + " restored " + backup.getFileName() + " vs its cut",
+                cut, back));
+        }
+        return result;
+    }
+
+    /**
+     * Writes numbered 4 KiB records alternately to two disks (odd numbers to the first, even to the second), each
+     * write done before the next starts, into the last MiB of each disk; runs on its own thread between
+     * {@link #start} and {@link #finish}, which the demo's thread calls.
+     */
+    private static final class SequenceWriter implements Runnable
+    {
+        private static final long MAGIC = 0x54494445_4d41524bL;
+        private static final int RECORD = 4096;
+        private static final int SLOTS = (int)(MIB / RECORD);
+        private static final long MOST_WRITES = 1_000_000;
+
+        private final TrackedDisk first;
+        private final long firstSize;
+        private final TrackedDisk second;
+        private final long secondSize;
+        private final Thread thread = new Thread(this, "tidemark-demo-writer");
+        private final AtomicLong done = new AtomicLong();
+        private final AtomicBoolean stop = new AtomicBoolean();
+        private volatile Exception failure;
+
+        SequenceWriter(final TrackedDisk first, final long firstSize, final TrackedDisk second, final long secondSize)
+        {
+            this.first = first;
+            this.firstSize = firstSize;
+            this.second = second;
+            this.secondSize = secondSize;
+        }
+
+        void start()
+        {
+            thread.start();
+        }
+
+        @Override
+        public void run()
+        {
+            final ByteBuffer record = ByteBuffer.allocateDirect(RECORD);
+            try
+            {
+                for (long n = 1; n <= MOST_WRITES && !stop.get(); n++)
+                {
+                    record.clear();
+                    record.putLong(0, MAGIC).putLong(8, n).putLong(16, ~n);
+                    final boolean odd = (n & 1) == 1;
+                    final long slot = ((n - 1) / 2) % SLOTS;
+                    (odd ? first : second).write((odd ? firstSize : secondSize) - MIB + slot * RECORD, record, false);
+                    done.set(n);
+                }
+            }
+            catch (final IOException | RuntimeException ex)
+            {
+                failure = ex;
+            }
+        }
+
+        /** Waits until {@code count} records are written, so that the cut falls among the writes. */
+        void awaitWrites(final long count) throws Exception
+        {
+            while (done.get() < count && thread.isAlive())
+            {
+                Thread.onSpinWait();
+            }
+            throwIfFailed();
+        }
+
+        void finish() throws Exception
+        {
+            stop.set(true);
+            thread.join();
+            throwIfFailed();
+        }
+
+        long count()
+        {
+            return done.get();
+        }
+
+        private void throwIfFailed() throws Exception
+        {
+            if (failure != null)
+            {
+                throw failure;
+            }
+        }
+
+        /** @return the highest record number in the last MiB of {@code image}, 0 if none. */
+        static long lastIn(final dev.tidemark.io.BlockStore image, final long imageSize) throws IOException
+        {
+            final ByteBuffer region = ByteBuffer.allocate((int)MIB);
+            image.read(imageSize - MIB, region);
+            long last = 0;
+            for (int slot = 0; slot < SLOTS; slot++)
+            {
+                final int at = slot * RECORD;
+                final long n = region.getLong(at + 8);
+                if (region.getLong(at) == MAGIC && region.getLong(at + 16) == ~n)
+                {
+                    last = Math.max(last, n);
+                }
+            }
+            return last;
         }
     }
 
@@ -365,6 +600,14 @@ final class DemoCommand implements Callable<Integer>
     private long randomWrites(final TrackedDisk disk, final SplittableRandom random, final int count,
         final AtomicBoolean stop) throws IOException
     {
+        return randomWrites(disk, size, random, count, stop);
+    }
+
+    /** As above on a disk of {@code diskSize} bytes. */
+    private static long randomWrites(final TrackedDisk disk, final long diskSize, final SplittableRandom random,
+        final int count, final AtomicBoolean stop) throws IOException
+    {
+        final long size = diskSize;
         final ByteBuffer buffer = ByteBuffer.allocateDirect(64 << 10);
         final long hotStart = size / 2;
         final long hotLength = size / 10;
@@ -461,6 +704,19 @@ final class DemoCommand implements Callable<Integer>
             + " (%.1f MB/s); qemu-img compare: %s%n", yes(full.get("matches_cut")),
             yes(verify.get("restored_vs_nbd_fleecing_export")), num(verify.get("nbd_read_mb_per_s")),
             verify.get("qemu_img_compare"));
+        final Map<String, Object> checkpoint = (Map<String, Object>)report.get("checkpoint");
+        final List<Map<String, Object>> backups = (List<Map<String, Object>>)checkpoint.get("backups");
+        final Map<String, Object> last = (Map<String, Object>)checkpoint.get("last_write_at_cut");
+        out.printf(Locale.ROOT, "  checkpoint      disk0 + disk1 in one transaction, one cut: bitmap %s added on"
+            + " each, %s (disk0, incremental, %s) and %s (disk1, full, %s) in %.2f s; guest wrote %d records"
+            + " meanwhile%n", CHECKPOINT, backups.get(0).get("file"), mib(num(backups.get(0).get("copied_bytes"))),
+            backups.get(1).get("file"), mib(num(backups.get(1).get("copied_bytes"))), num(checkpoint.get("seconds")),
+            ((Number)checkpoint.get("guest_writes_during")).longValue());
+        out.printf(Locale.ROOT, "  verify 2 disks  disk0 chain vs its cut: %s; disk1 vs its cut: %s; last records at"
+            + " the cut #%d (disk0) and #%d (disk1): %s%n", yes(backups.get(0).get("restored_matches_cut")),
+            yes(backups.get(1).get("restored_matches_cut")), ((Number)last.get(NODE)).longValue(),
+            ((Number)last.get(NODE_1)).longValue(),
+            Boolean.TRUE.equals(checkpoint.get("one_instant")) ? "one instant" : "NOT ONE INSTANT");
         out.printf(Locale.ROOT, "  total           %.1f s, %d engine events%n", num(report.get("total_seconds")),
             ((Number)report.get("events_seen")).longValue());
         if (failures.isEmpty())

@@ -38,7 +38,31 @@ class DemoCommandTest
         final long dirty = report.path("dirty_before_incremental").path("bytes").asLong();
         assertThat(dirty).isPositive().isLessThan(256L << 20);
         assertThat(report.path("incremental_backup").path("copied_bytes").asLong()).isEqualTo(dirty);
-        assertThat(report.path("bitmaps_at_end").toString()).isEqualTo("[\"daily-2\"]");
+        assertThat(report.path("bitmaps_at_end").toString()).isEqualTo("[\"checkpoint-1\"]");
+
+        // The two-disk checkpoint: one transaction, each disk's backup restored equals that disk at the cut, and
+        // the writer's last records at the cut are neighbours (a cut taken disk by disk leaves a gap between them).
+        final JsonNode checkpoint = report.path("checkpoint");
+        assertThat(checkpoint.path("disks").toString()).isEqualTo("[\"disk0\",\"disk1\"]");
+        assertThat(checkpoint.path("backups")).hasSize(2);
+        assertThat(checkpoint.path("backups").get(0).path("file").asText()).isEqualTo("inc-2.qcow2");
+        assertThat(checkpoint.path("backups").get(0).path("chain").toString()).contains("inc-1.qcow2", "full.qcow2");
+        assertThat(checkpoint.path("backups").get(0).path("copied_bytes").asLong()).isPositive()
+            .isLessThan(256L << 20);
+        assertThat(checkpoint.path("backups").get(1).path("file").asText()).isEqualTo("disk1-full.qcow2");
+        assertThat(checkpoint.path("backups").get(1).path("copied_bytes").asLong()).isEqualTo(64L << 20);
+        for (final JsonNode backup : checkpoint.path("backups"))
+        {
+            assertThat(backup.path("restored_matches_cut").asBoolean()).as(backup.toString()).isTrue();
+        }
+        final long last0 = checkpoint.path("last_write_at_cut").path("disk0").asLong();
+        final long last1 = checkpoint.path("last_write_at_cut").path("disk1").asLong();
+        assertThat(last0 % 2).as("disk0 holds the odd records").isOne();
+        assertThat(Math.abs(last0 - last1)).as("records %d and %d at the cut", last0, last1).isOne();
+        assertThat(checkpoint.path("one_instant").asBoolean()).isTrue();
+        assertThat(checkpoint.path("guest_writes_during").asLong()).isGreaterThan(Math.max(last0, last1));
+        assertThat(checkpoint.path("bitmaps_at_end").path("disk0").toString()).isEqualTo("[\"checkpoint-1\"]");
+        assertThat(checkpoint.path("bitmaps_at_end").path("disk1").toString()).isEqualTo("[\"checkpoint-1\"]");
     }
 
     @Test
@@ -50,6 +74,9 @@ class DemoCommandTest
         assertThat(result.output)
             .contains("full backup", "incremental", "restore", "dirty", "MB/s")
             .contains("qemu-img compare: skipped (qemu-img not installed)")
+            .contains("checkpoint      disk0 + disk1 in one transaction, one cut: bitmap checkpoint-1 added on each")
+            .containsPattern("verify 2 disks  disk0 chain vs its cut: identical; disk1 vs its cut: identical; last"
+                + " records at the cut #\\d+ \\(disk0\\) and #\\d+ \\(disk1\\): one instant")
             .contains("VERIFIED: the restored chain equals the disk at the cut, byte for byte.");
     }
 

@@ -111,11 +111,71 @@ final class GuestMemory
      */
     ByteBuffer guest(final long gpa, final int length)
     {
+        final Region region = regionOf(gpa, length);
+        return region == null ? null : region.slice(gpa - region.gpa, length);
+    }
+
+    /** @return whether {@code length} bytes from guest physical {@code gpa} lie inside one region. */
+    boolean contains(final long gpa, final int length)
+    {
+        return regionOf(gpa, length) != null;
+    }
+
+    /**
+     * Copies guest bytes without making a buffer (the request path allocates nothing for headers and tables).
+     *
+     * @return whether {@code length} bytes from {@code gpa} lie inside one region (nothing is copied if not).
+     */
+    boolean get(final long gpa, final byte[] dst, final int offset, final int length)
+    {
+        final Region region = regionOf(gpa, length);
+        if (region == null)
+        {
+            return false;
+        }
+        region.get(gpa - region.gpa, dst, offset, length);
+        return true;
+    }
+
+    /**
+     * Copies bytes into guest memory without making a buffer.
+     *
+     * @return whether {@code length} bytes from {@code gpa} lie inside one region (nothing is copied if not).
+     */
+    boolean put(final long gpa, final byte[] src, final int offset, final int length)
+    {
+        final Region region = regionOf(gpa, length);
+        if (region == null)
+        {
+            return false;
+        }
+        region.put(gpa - region.gpa, src, offset, length);
+        return true;
+    }
+
+    /** As {@link #put(long, byte[], int, int)} for one byte (a request's status). */
+    boolean put(final long gpa, final byte value)
+    {
+        final Region region = regionOf(gpa, 1);
+        if (region == null)
+        {
+            return false;
+        }
+        region.put(gpa - region.gpa, value);
+        return true;
+    }
+
+    private Region regionOf(final long gpa, final int length)
+    {
+        if (length < 0)
+        {
+            return null;
+        }
         for (final Region region : regions)
         {
             if (gpa >= region.gpa && gpa - region.gpa <= region.size - length)
             {
-                return region.slice(gpa - region.gpa, length);
+                return region;
             }
         }
         return null;
@@ -186,6 +246,36 @@ final class GuestMemory
                 return mapping.getByteBuffer(offset + (mappedLength - size), length).order(ByteOrder.LITTLE_ENDIAN);
             }
             return view.slice((int)inWindow, length).order(ByteOrder.LITTLE_ENDIAN);
+        }
+
+        void get(final long offset, final byte[] dst, final int at, final int length)
+        {
+            final int window = (int)(offset / WINDOW_STRIDE);
+            final long inWindow = offset - window * WINDOW_STRIDE;
+            if (inWindow + length > windows[window].capacity())
+            {
+                slice(offset, length).get(0, dst, at, length);
+                return;
+            }
+            windows[window].get((int)inWindow, dst, at, length);
+        }
+
+        void put(final long offset, final byte[] src, final int at, final int length)
+        {
+            final int window = (int)(offset / WINDOW_STRIDE);
+            final long inWindow = offset - window * WINDOW_STRIDE;
+            if (inWindow + length > windows[window].capacity())
+            {
+                slice(offset, length).put(0, src, at, length);
+                return;
+            }
+            windows[window].put((int)inWindow, src, at, length);
+        }
+
+        void put(final long offset, final byte value)
+        {
+            final int window = (int)(offset / WINDOW_STRIDE);
+            windows[window].put((int)(offset - window * WINDOW_STRIDE), value);
         }
 
         void unmap()

@@ -7,11 +7,14 @@ import dev.tidemark.io.nbd.NbdCompletion;
 import dev.tidemark.io.nbd.NbdExport;
 import dev.tidemark.io.nbd.NbdProtocol;
 
+import org.agrona.concurrent.ManyToOneConcurrentArrayQueue;
+
 import java.io.IOException;
 import java.nio.ByteBuffer;
-import java.util.ArrayList;
-import java.util.List;
-import java.util.concurrent.atomic.AtomicInteger;
+import java.nio.ByteOrder;
+import java.util.Arrays;
+import java.util.concurrent.atomic.AtomicIntegerFieldUpdater;
+import java.util.function.Function;
 
 /**
  * Serves one virtqueue of a virtio-blk device on its own thread; {@link #start} and {@link #stop} are for the
@@ -22,12 +25,26 @@ import java.util.concurrent.atomic.AtomicInteger;
  * are served on the worker thread straight into guest memory; writes, flushes, discards and write-zeroes are
  * handed to the export with buffers that are slices of guest memory, and complete from the export's thread. No
  * state is shared with other queues: each queue has its own ring, its own worker and its own completion monitor.
+ *
+ * <p>The request path allocates only the slices of guest memory an export is handed: the chain is walked into
+ * reused arrays, the header, indirect tables and range lists are copied into reused arrays, the status byte is
+ * written by address, and each asynchronous request takes a {@link Pending} from this worker's pool. The pool
+ * cannot run dry and never overflows: an entry is armed for a request taken from the ring and returned to the pool
+ * before that request is handed to {@link Virtqueue#complete}, so the entries in use never exceed the requests
+ * taken and not yet used, and the worker takes no request while the ring's size of them are out (a driver keeps
+ * at most that many in flight, each holds a descriptor until it is used). The pool fills lazily up to that bound.
+ * An entry whose export threw instead of completing may still be held by the export, so it is retired (a later
+ * call fails as a second completion) and a new entry takes its place.
  */
 final class QueueWorker implements Runnable
 {
     /** Longest descriptor chain followed before the request is refused (a loop in a buggy or hostile ring). */
     private static final int MAX_CHAIN = 4096;
+    /** Most discard or write-zeroes segments accepted in one request (the config advertises one). */
+    private static final int MAX_RANGES = 256;
     private static final short POLLIN = 1;
+    /** How long the worker waits for a used entry before it looks at {@link #stopping} again. */
+    private static final long ROOM_WAIT_MILLIS = 100;
 
     private final Virtqueue vq;
     private final NbdExport export;
@@ -36,9 +53,30 @@ final class QueueWorker implements Runnable
     private final Memory kickBuffer = new Memory(8);
     private final Memory pollFd = new Memory(8);
     private final Memory wake = new Memory(8);
+    /** Made once: a capturing lambda per wait would allocate. */
+    private final Libc.Call pollKick = () -> Libc.poll(pollFd, 1, -1);
     private final Thread thread;
     private final AtomicRequestCounter counter;
     private volatile boolean stopping;
+
+    /** Pending requests not in use: the worker takes, the thread completing a request's last part returns. */
+    private final ManyToOneConcurrentArrayQueue<Pending> idlePendings;
+
+    // Worker thread only: the request being served, and the arrays it is copied into.
+    /** Guest addresses and lengths of the current chain's descriptors. */
+    private long[] addrs = new long[16];
+    private int[] lengths = new int[16];
+    private int chainLength;
+    /** Index of the first device-writable descriptor ({@link #chainLength} if none). */
+    private int firstWritable;
+    /** Index of the first readable descriptor with bytes after the header. */
+    private int firstData;
+    private final byte[] header = new byte[16];
+    private final ByteBuffer headerView = ByteBuffer.wrap(header).order(ByteOrder.LITTLE_ENDIAN);
+    private final byte[] descriptor = new byte[16];
+    private final ByteBuffer descriptorView = ByteBuffer.wrap(descriptor).order(ByteOrder.LITTLE_ENDIAN);
+    private final byte[] rangeBytes = new byte[16 * MAX_RANGES];
+    private final ByteBuffer rangeView = ByteBuffer.wrap(rangeBytes).order(ByteOrder.LITTLE_ENDIAN);
 
     QueueWorker(final String name, final Virtqueue vq, final NbdExport export, final int kickFd, final byte[] serial,
         final AtomicRequestCounter counter)
@@ -48,6 +86,7 @@ final class QueueWorker implements Runnable
         this.kickFd = kickFd;
         this.serial = serial;
         this.counter = counter;
+        this.idlePendings = new ManyToOneConcurrentArrayQueue<>(Math.max(2, vq.size));
         wake.setLong(0, 1);
         pollFd.setInt(0, kickFd);
         pollFd.setShort(4, POLLIN);
@@ -81,6 +120,7 @@ final class QueueWorker implements Runnable
         {
             // A saturated counter wakes the worker as well.
         }
+        vq.wakeWorker();
         thread.join(millis);
         return !thread.isAlive() && vq.awaitDrained(millis);
     }
@@ -93,13 +133,22 @@ final class QueueWorker implements Runnable
             while (!stopping)
             {
                 int head;
-                while (!stopping && (head = vq.pop()) >= 0)
+                while (!stopping && vq.hasRoom() && (head = vq.pop()) >= 0)
                 {
                     serve(head, vq.ticketOfLastPop());
                 }
-                if (!stopping)
+                if (stopping)
+                {
+                    return;
+                }
+                if (vq.hasRoom())
                 {
                     awaitKick();
+                }
+                else
+                {
+                    // Only a driver breaking virtio's rule has more requests out than the ring has descriptors.
+                    vq.awaitRoom(ROOM_WAIT_MILLIS);
                 }
             }
         }
@@ -107,34 +156,34 @@ final class QueueWorker implements Runnable
         {
             // The kick descriptor is gone: the connection is ending, and its thread stops this worker.
         }
+        catch (final InterruptedException ex)
+        {
+            Thread.currentThread().interrupt();
+        }
     }
 
+    /**
+     * Waits for a kick: asks for one, looks at the ring again, then polls and drains the eventfd. Polling before
+     * reading spares the failed non-blocking read (an exception with its message) on every wait.
+     */
     private void awaitKick() throws IOException
     {
-        while (true)
+        if (!vq.armKick() || stopping)
         {
-            try
+            return;
+        }
+        Libc.retry(pollKick, "poll");
+        try
+        {
+            // QEMU's eventfds are non-blocking (the flag belongs to the shared file description).
+            Libc.read(kickFd, kickBuffer, 8);
+        }
+        catch (final LastErrorException ex)
+        {
+            if (ex.getErrorCode() != Libc.EINTR && ex.getErrorCode() != Libc.EAGAIN)
             {
-                // QEMU's eventfds are non-blocking (the flag belongs to the shared file description).
-                Libc.read(kickFd, kickBuffer, 8);
-                return;
+                throw new IOException("read of kick eventfd failed: errno " + ex.getErrorCode(), ex);
             }
-            catch (final LastErrorException ex)
-            {
-                if (ex.getErrorCode() == Libc.EINTR)
-                {
-                    continue;
-                }
-                if (ex.getErrorCode() != Libc.EAGAIN)
-                {
-                    throw new IOException("read of kick eventfd failed: errno " + ex.getErrorCode(), ex);
-                }
-            }
-            if (!vq.armKick() || stopping)
-            {
-                return;
-            }
-            Libc.retry(() -> Libc.poll(pollFd, 1, -1), "poll");
         }
     }
 
@@ -143,48 +192,48 @@ final class QueueWorker implements Runnable
     private void serve(final int head, final int ticket)
     {
         counter.requests.increment();
-        final List<ByteBuffer> readable = new ArrayList<>(4);
-        final List<ByteBuffer> writable = new ArrayList<>(4);
-        if (!walk(head, readable, writable) || writable.isEmpty())
+        if (!walk(head) || chainLength == firstWritable || lengths[chainLength - 1] == 0)
         {
             // No status byte to report through: give the buffers back untouched.
             counter.malformed.increment();
             vq.complete(ticket, head, 0);
             return;
         }
-        final ByteBuffer last = writable.get(writable.size() - 1);
-        final ByteBuffer status = last.slice(last.limit() - 1, 1);
-        last.limit(last.limit() - 1);
-        if (!last.hasRemaining())
-        {
-            writable.remove(writable.size() - 1);
-        }
-        final byte[] header = new byte[16];
-        if (!take(readable, header))
+        // The status is the last byte of the last device-writable descriptor; the data lies between.
+        final long status = addrs[chainLength - 1] + lengths[chainLength - 1] - 1;
+        lengths[chainLength - 1]--;
+        if (!takeHeader())
         {
             counter.malformed.increment();
             finish(ticket, head, status, VhostUser.VIRTIO_BLK_S_IOERR, 1);
             return;
         }
-        final ByteBuffer h = ByteBuffer.wrap(header).order(java.nio.ByteOrder.LITTLE_ENDIAN);
-        final int type = h.getInt(0);
-        final long sector = h.getLong(8);
+        final int type = headerView.getInt(0);
+        final long sector = headerView.getLong(8);
         switch (type)
         {
-            case VhostUser.VIRTIO_BLK_T_IN -> read(ticket, head, status, sector, writable);
-            case VhostUser.VIRTIO_BLK_T_OUT -> write(ticket, head, status, sector, readable);
+            case VhostUser.VIRTIO_BLK_T_IN -> read(ticket, head, status, sector);
+            case VhostUser.VIRTIO_BLK_T_OUT -> write(ticket, head, status, sector);
             case VhostUser.VIRTIO_BLK_T_FLUSH -> flush(ticket, head, status);
-            case VhostUser.VIRTIO_BLK_T_GET_ID -> getId(ticket, head, status, writable);
+            case VhostUser.VIRTIO_BLK_T_GET_ID -> getId(ticket, head, status);
             case VhostUser.VIRTIO_BLK_T_DISCARD, VhostUser.VIRTIO_BLK_T_WRITE_ZEROES ->
-                ranges(ticket, head, status, type, readable);
+                ranges(ticket, head, status, type);
             default -> finish(ticket, head, status, VhostUser.VIRTIO_BLK_S_UNSUPP, 1);
         }
     }
 
-    private boolean walk(final int head, final List<ByteBuffer> readable, final List<ByteBuffer> writable)
+    /**
+     * Records the chain from {@code head} in {@link #addrs} and {@link #lengths}: the driver-readable descriptors
+     * first, then from {@link #firstWritable} on the device-writable ones, each checked to lie in guest memory.
+     *
+     * @return whether the chain is well formed.
+     */
+    private boolean walk(final int head)
     {
         final GuestMemory memory = vq.memory();
-        ByteBuffer table = null;
+        chainLength = 0;
+        firstWritable = -1;
+        long table = -1;
         int tableSize = vq.size;
         int i = head;
         for (int steps = 0; steps < MAX_CHAIN; steps++)
@@ -193,48 +242,69 @@ final class QueueWorker implements Runnable
             {
                 return false;
             }
-            final long addr = table == null ? vq.descAddr(i) : table.getLong(16 * i);
-            final int length = table == null ? vq.descLength(i) : table.getInt(16 * i + 8);
-            final int flags = table == null ? vq.descFlags(i) : table.getShort(16 * i + 12) & 0xffff;
-            final int next = table == null ? vq.descNext(i) : table.getShort(16 * i + 14) & 0xffff;
+            final long addr;
+            final int length;
+            final int flags;
+            final int next;
+            if (table < 0)
+            {
+                addr = vq.descAddr(i);
+                length = vq.descLength(i);
+                flags = vq.descFlags(i);
+                next = vq.descNext(i);
+            }
+            else
+            {
+                if (!memory.get(table + 16L * i, descriptor, 0, 16))
+                {
+                    return false;
+                }
+                addr = descriptorView.getLong(0);
+                length = descriptorView.getInt(8);
+                flags = descriptorView.getShort(12) & 0xffff;
+                next = descriptorView.getShort(14) & 0xffff;
+            }
             if ((flags & VhostUser.VRING_DESC_F_INDIRECT) != 0)
             {
-                if (table != null || length < 16 || length % 16 != 0)
+                if (table >= 0 || length < 16 || length % 16 != 0 || !memory.contains(addr, length))
                 {
                     return false;
                 }
-                table = memory.guest(addr, length);
-                if (table == null)
-                {
-                    return false;
-                }
+                table = addr;
                 tableSize = length / 16;
                 i = 0;
                 continue;
             }
-            if (length < 0)
-            {
-                return false;
-            }
-            final ByteBuffer buffer = memory.guest(addr, length);
-            if (buffer == null)
+            if (length < 0 || !memory.contains(addr, length))
             {
                 return false;
             }
             if ((flags & VhostUser.VRING_DESC_F_WRITE) != 0)
             {
-                writable.add(buffer);
-            }
-            else
-            {
-                if (!writable.isEmpty())
+                if (firstWritable < 0)
                 {
-                    return false;
+                    firstWritable = chainLength;
                 }
-                readable.add(buffer);
             }
+            else if (firstWritable >= 0)
+            {
+                return false;
+            }
+            if (chainLength == addrs.length)
+            {
+                // Grows to the longest chain seen, at most MAX_CHAIN: no allocation once warm.
+                addrs = Arrays.copyOf(addrs, Math.min(MAX_CHAIN, 2 * chainLength));
+                lengths = Arrays.copyOf(lengths, addrs.length);
+            }
+            addrs[chainLength] = addr;
+            lengths[chainLength] = length;
+            chainLength++;
             if ((flags & VhostUser.VRING_DESC_F_NEXT) == 0)
             {
+                if (firstWritable < 0)
+                {
+                    firstWritable = chainLength;
+                }
                 return true;
             }
             i = next;
@@ -242,30 +312,43 @@ final class QueueWorker implements Runnable
         return false;
     }
 
-    /** Consumes {@code out.length} bytes from the front of {@code buffers}. */
-    private static boolean take(final List<ByteBuffer> buffers, final byte[] out)
+    /** Consumes the 16-byte request header from the front of the readable descriptors into {@link #header}. */
+    private boolean takeHeader()
     {
-        int done = 0;
-        while (done < out.length && !buffers.isEmpty())
-        {
-            final ByteBuffer first = buffers.get(0);
-            final int n = Math.min(first.remaining(), out.length - done);
-            first.get(out, done, n);
-            done += n;
-            if (!first.hasRemaining())
-            {
-                buffers.remove(0);
-            }
-        }
-        return done == out.length;
+        firstData = 0;
+        return take(header, header.length);
     }
 
-    private static long total(final List<ByteBuffer> buffers)
+    /**
+     * Consumes {@code count} bytes of the readable descriptors from {@link #firstData} on into {@code out},
+     * advancing {@link #firstData} and {@link #addrs}/{@link #lengths} past them.
+     */
+    private boolean take(final byte[] out, final int count)
+    {
+        final GuestMemory memory = vq.memory();
+        int done = 0;
+        while (done < count && firstData < firstWritable)
+        {
+            final int n = Math.min(lengths[firstData], count - done);
+            memory.get(addrs[firstData], out, done, n);
+            done += n;
+            addrs[firstData] += n;
+            lengths[firstData] -= n;
+            if (lengths[firstData] == 0)
+            {
+                firstData++;
+            }
+        }
+        return done == count;
+    }
+
+    /** @return the bytes of descriptors {@code from} (inclusive) to {@code to} (exclusive). */
+    private long total(final int from, final int to)
     {
         long sum = 0;
-        for (final ByteBuffer b : buffers)
+        for (int d = from; d < to; d++)
         {
-            sum += b.remaining();
+            sum += lengths[d];
         }
         return sum;
     }
@@ -280,10 +363,9 @@ final class QueueWorker implements Runnable
         return offset <= export.size() && bytes <= export.size() - offset;
     }
 
-    private void read(final int ticket, final int head, final ByteBuffer status, final long sector,
-        final List<ByteBuffer> data)
+    private void read(final int ticket, final int head, final long status, final long sector)
     {
-        final long bytes = total(data);
+        final long bytes = total(firstWritable, chainLength);
         if (!inside(sector, bytes))
         {
             finish(ticket, head, status, VhostUser.VIRTIO_BLK_S_IOERR, 1);
@@ -293,10 +375,10 @@ final class QueueWorker implements Runnable
         int code = VhostUser.VIRTIO_BLK_S_OK;
         try
         {
-            for (final ByteBuffer b : data)
+            for (int d = firstWritable; d < chainLength; d++)
             {
-                final int n = b.remaining();
-                if (export.read(offset, b) != NbdProtocol.OK)
+                final int n = lengths[d];
+                if (n > 0 && export.read(offset, vq.memory().guest(addrs[d], n)) != NbdProtocol.OK)
                 {
                     code = VhostUser.VIRTIO_BLK_S_IOERR;
                     break;
@@ -312,78 +394,87 @@ final class QueueWorker implements Runnable
         finish(ticket, head, status, code, (int)Math.min(Integer.MAX_VALUE, bytes + 1));
     }
 
-    private void write(final int ticket, final int head, final ByteBuffer status, final long sector,
-        final List<ByteBuffer> data)
+    private void write(final int ticket, final int head, final long status, final long sector)
     {
-        final long bytes = total(data);
+        final long bytes = total(firstData, firstWritable);
         if (export.isReadOnly() || !inside(sector, bytes))
         {
             finish(ticket, head, status, VhostUser.VIRTIO_BLK_S_IOERR, 1);
             return;
         }
-        data.removeIf(b -> !b.hasRemaining());
-        if (data.isEmpty())
+        int parts = 0;
+        for (int d = firstData; d < firstWritable; d++)
+        {
+            if (lengths[d] > 0)
+            {
+                parts++;
+            }
+        }
+        if (parts == 0)
         {
             finish(ticket, head, status, VhostUser.VIRTIO_BLK_S_OK, 1);
             return;
         }
         counter.writtenBytes.add(bytes);
-        final Pending pending = new Pending(ticket, head, status, data.size());
+        final Pending pending = takePending(ticket, head, status, parts);
         long offset = sector * VhostUser.SECTOR;
-        for (final ByteBuffer b : data)
+        for (int d = firstData; d < firstWritable; d++)
         {
-            final int n = b.remaining();
+            final int n = lengths[d];
+            if (n == 0)
+            {
+                continue;
+            }
             try
             {
-                export.write(offset, b, 0, pending);
+                // The export keeps the buffer until it completes: a slice per part (see the class comment).
+                export.write(offset, vq.memory().guest(addrs[d], n), 0, pending);
             }
             catch (final RuntimeException ex)
             {
-                pending.complete(NbdProtocol.EIO);
+                pending.failThrown();
             }
             offset += n;
         }
     }
 
-    private void flush(final int ticket, final int head, final ByteBuffer status)
+    private void flush(final int ticket, final int head, final long status)
     {
-        final Pending pending = new Pending(ticket, head, status, 1);
+        final Pending pending = takePending(ticket, head, status, 1);
         try
         {
             export.flush(pending);
         }
         catch (final RuntimeException ex)
         {
-            pending.complete(NbdProtocol.EIO);
+            pending.failThrown();
         }
     }
 
-    private void getId(final int ticket, final int head, final ByteBuffer status, final List<ByteBuffer> data)
+    private void getId(final int ticket, final int head, final long status)
     {
         int written = 0;
-        for (final ByteBuffer b : data)
+        for (int d = firstWritable; d < chainLength && written < serial.length; d++)
         {
-            final int n = Math.min(b.remaining(), serial.length - written);
-            b.put(serial, written, n);
+            final int n = Math.min(lengths[d], serial.length - written);
+            vq.memory().put(addrs[d], serial, written, n);
             written += n;
         }
         finish(ticket, head, status, VhostUser.VIRTIO_BLK_S_OK, written + 1);
     }
 
-    private void ranges(final int ticket, final int head, final ByteBuffer status, final int type,
-        final List<ByteBuffer> data)
+    private void ranges(final int ticket, final int head, final long status, final int type)
     {
-        final long bytes = total(data);
-        if (export.isReadOnly() || bytes == 0 || bytes % 16 != 0 || bytes > 16L * 256)
+        final long bytes = total(firstData, firstWritable);
+        if (export.isReadOnly() || bytes == 0 || bytes % 16 != 0 || bytes > rangeBytes.length)
         {
             finish(ticket, head, status, export.isReadOnly() ? VhostUser.VIRTIO_BLK_S_IOERR
                 : VhostUser.VIRTIO_BLK_S_UNSUPP, 1);
             return;
         }
-        final byte[] raw = new byte[(int)bytes];
-        take(data, raw);
-        final ByteBuffer entries = ByteBuffer.wrap(raw).order(java.nio.ByteOrder.LITTLE_ENDIAN);
-        final int count = raw.length / 16;
+        take(rangeBytes, (int)bytes);
+        final ByteBuffer entries = rangeView;
+        final int count = (int)bytes / 16;
         for (int i = 0; i < count; i++)
         {
             final long sector = entries.getLong(16 * i);
@@ -401,7 +492,7 @@ final class QueueWorker implements Runnable
                 return;
             }
         }
-        final Pending pending = new Pending(ticket, head, status, count);
+        final Pending pending = takePending(ticket, head, status, count);
         for (int i = 0; i < count; i++)
         {
             final long offset = entries.getLong(16 * i) * VhostUser.SECTOR;
@@ -426,14 +517,15 @@ final class QueueWorker implements Runnable
             }
             catch (final RuntimeException ex)
             {
-                pending.complete(NbdProtocol.EIO);
+                pending.failThrown();
             }
         }
     }
 
-    private void finish(final int ticket, final int head, final ByteBuffer status, final int code, final int written)
+    /** Any thread: writes the status byte and hands the request back to the driver. */
+    private void finish(final int ticket, final int head, final long status, final int code, final int written)
     {
-        status.put(0, (byte)code);
+        vq.memory().put(status, (byte)code);
         if (code != VhostUser.VIRTIO_BLK_S_OK)
         {
             counter.errors.increment();
@@ -450,21 +542,49 @@ final class QueueWorker implements Runnable
         return nbdError == NbdProtocol.ENOTSUP ? VhostUser.VIRTIO_BLK_S_UNSUPP : VhostUser.VIRTIO_BLK_S_IOERR;
     }
 
-    /** A request split into parts, completed from any thread; finishes once every part has, with an error if any. */
-    private final class Pending extends AtomicInteger implements NbdCompletion
+    /** Worker thread: an idle pending request armed for one request (see the class comment for the bound). */
+    private Pending takePending(final int ticket, final int head, final long status, final int parts)
     {
-        private static final long serialVersionUID = 1L;
-        private final int ticket;
-        private final int head;
-        private final transient ByteBuffer status;
-        private volatile int error;
-
-        Pending(final int ticket, final int head, final ByteBuffer status, final int parts)
+        Pending pending = idlePendings.poll();
+        if (pending == null)
         {
-            super(parts);
-            this.ticket = ticket;
-            this.head = head;
-            this.status = status;
+            // The pool fills lazily up to the ring size; it holds every entry not armed, so this is warm-up only.
+            pending = new Pending();
+        }
+        pending.arm(ticket, head, status, parts);
+        return pending;
+    }
+
+    /**
+     * A request split into parts (one export call each), completed from any thread, exactly once per part;
+     * finishes once every part has, with an error if any. Reused for later requests of this queue: the worker
+     * arms it, the completing thread of the last part returns it to the pool (see the class comment).
+     */
+    private final class Pending implements NbdCompletion
+    {
+        private static final AtomicIntegerFieldUpdater<Pending> PARTS_LEFT =
+            AtomicIntegerFieldUpdater.newUpdater(Pending.class, "partsLeft");
+
+        /** Parts not yet completed; 0 while idle and after the last part, so a further call fails. */
+        private volatile int partsLeft;
+        private int ticket;
+        private int head;
+        private long status;
+        private volatile int error;
+        /** Set when the export threw: it may still hold this, so this is never reused. */
+        private volatile boolean retired;
+        private Function<NbdCompletion, ?> adapterFactory;
+        private Object adapter;
+
+        /** Worker thread, on an entry just taken from the pool. */
+        void arm(final int requestTicket, final int requestHead, final long requestStatus, final int parts)
+        {
+            ticket = requestTicket;
+            head = requestHead;
+            status = requestStatus;
+            error = NbdProtocol.OK;
+            // Volatile: orders the fields above before the export, and any thread it hands this to, sees them.
+            partsLeft = parts;
         }
 
         @Override
@@ -474,10 +594,57 @@ final class QueueWorker implements Runnable
             {
                 error = nbdError;
             }
-            if (decrementAndGet() == 0)
+            int left;
+            do
             {
-                finish(ticket, head, status, statusOf(error), 1);
+                left = partsLeft;
+                if (left <= 0)
+                {
+                    throw new IllegalStateException("vhost-user request " + ticket + " completed twice");
+                }
             }
+            while (!PARTS_LEFT.compareAndSet(this, left, left - 1));
+            if (left == 1)
+            {
+                finishAndFree();
+            }
+        }
+
+        /** Worker thread: the export threw instead of completing a part, so it answers EIO for it. */
+        void failThrown()
+        {
+            retired = true;
+            try
+            {
+                complete(NbdProtocol.EIO);
+            }
+            catch (final IllegalStateException ex)
+            {
+                // The export completed the part and then threw: the request is answered already.
+            }
+        }
+
+        private void finishAndFree()
+        {
+            final int doneTicket = ticket;
+            final int doneHead = head;
+            final long doneStatus = status;
+            final int code = statusOf(error);
+            // From the offer on, the worker may arm this again: touch no field after it.
+            // Never full: the pool holds at most the ring size (see the class comment).
+            idlePendings.offer(retired ? new Pending() : this);
+            finish(doneTicket, doneHead, doneStatus, code, 1);
+        }
+
+        @Override
+        public <T> T adapter(final Class<T> adapterType, final Function<NbdCompletion, ? extends T> factory)
+        {
+            if (adapterFactory != factory)
+            {
+                adapter = factory.apply(this);
+                adapterFactory = factory;
+            }
+            return adapterType.cast(adapter);
         }
     }
 

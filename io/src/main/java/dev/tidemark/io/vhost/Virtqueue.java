@@ -36,8 +36,9 @@ final class Virtqueue
     // Worker thread only.
     private int lastAvail;
 
+    // Written under this; volatile so the worker's room check needs no lock.
+    private volatile int usedIdx;
     // Guarded by this.
-    private int usedIdx;
     private final int[] doneHead;
     private final int[] doneLength;
     private final boolean[] done;
@@ -100,6 +101,30 @@ final class Virtqueue
             VarHandle.fullFence();
         }
         return !hasAvail();
+    }
+
+    /**
+     * Worker thread: whether fewer than {@link #size} requests are taken and not yet used. A driver cannot have
+     * more out (each holds a descriptor until it is used), so only one that breaks the rules ever finds no room.
+     */
+    boolean hasRoom()
+    {
+        return ((lastAvail - usedIdx) & 0xffff) < size;
+    }
+
+    /** Worker thread: waits up to {@code millis} for a used entry while there is no room. */
+    synchronized void awaitRoom(final long millis) throws InterruptedException
+    {
+        if (!hasRoom())
+        {
+            wait(millis);
+        }
+    }
+
+    /** Wakes a worker waiting in {@link #awaitRoom}, so that it sees it is stopping. */
+    synchronized void wakeWorker()
+    {
+        notifyAll();
     }
 
     /** @return the head descriptor of the next available request, or -1 if none. */

@@ -191,6 +191,37 @@ final class FrontEnd implements AutoCloseable
         return head;
     }
 
+    /**
+     * Writes {@code chain} as an indirect table at guest address {@code table} and publishes one descriptor
+     * pointing to it on queue q, so a request takes one ring descriptor however long its chain; @return its head.
+     */
+    int publishIndirect(final int q, final long table, final Buf... chain)
+    {
+        for (int i = 0; i < chain.length; i++)
+        {
+            final int at = (int)table + 16 * i;
+            guest.putLong(at, chain[i].addr());
+            guest.putInt(at + 8, chain[i].length());
+            final int flags = (chain[i].write() ? VhostUser.VRING_DESC_F_WRITE : 0)
+                | (i + 1 < chain.length ? VhostUser.VRING_DESC_F_NEXT : 0);
+            guest.putShort(at + 12, (short)flags);
+            guest.putShort(at + 14, (short)(i + 1));
+        }
+        final int head = nextDesc[q];
+        final int at = (int)desc(q) + 16 * head;
+        guest.putLong(at, table);
+        guest.putInt(at + 8, 16 * chain.length);
+        guest.putShort(at + 12, (short)VhostUser.VRING_DESC_F_INDIRECT);
+        guest.putShort(at + 14, (short)0);
+        nextDesc[q] = (head + 1) % QUEUE_SIZE;
+        final int slot = nextAvail[q] % QUEUE_SIZE;
+        guest.putShort((int)avail(q) + 4 + 2 * slot, (short)head);
+        nextAvail[q] = (nextAvail[q] + 1) & 0xffff;
+        java.lang.invoke.VarHandle.fullFence();
+        guest.putShort((int)avail(q) + 2, (short)nextAvail[q]);
+        return head;
+    }
+
     void kick(final int q)
     {
         final Memory one = new Memory(8);
