@@ -10,6 +10,7 @@ import com.fasterxml.jackson.databind.node.TextNode;
 import dev.tidemark.daemon.Daemon;
 import dev.tidemark.daemon.EngineCommands;
 import dev.tidemark.engine.warmup.ControlWarmup;
+import dev.tidemark.io.BackgroundPriority;
 import dev.tidemark.qmp.QmpError;
 import dev.tidemark.qmp.QmpJson;
 import picocli.CommandLine;
@@ -539,6 +540,7 @@ final class ServeCommand implements Callable<Integer>
         }
         final Thread thread = new Thread(() ->
         {
+            BackgroundPriority.applyToCurrentThread();
             final System.Logger log = System.getLogger("dev.tidemark");
             final long start = System.nanoTime();
             try

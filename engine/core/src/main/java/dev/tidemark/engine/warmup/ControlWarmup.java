@@ -40,7 +40,7 @@ import java.util.stream.Stream;
  * first incremental backup start of a 64 TiB disk held the ring for 13-16 ms of CPU, after this warm-up about
  * 0.5-1 ms. A few dozen rounds of every command on disks nobody sees take most of those
  * costs off the guest's path. The scratch disks are small sparse files under a temporary directory deleted
- * afterwards; the thread runs at background priority.
+ * afterwards.
  */
 public final class ControlWarmup
 {
@@ -85,7 +85,8 @@ public final class ControlWarmup
     }
 
     /**
-     * Runs the warm-up on the calling thread, at background priority, and deletes what it made.
+     * Runs the warm-up on the calling thread and deletes what it made; a daemon gives it a thread of its own at
+     * background priority ({@link BackgroundPriority}).
      *
      * @param parent where to make the scratch directory.
      * @param rounds how many rounds of every command; 0 or less does nothing.
@@ -98,7 +99,6 @@ public final class ControlWarmup
         {
             return 0;
         }
-        BackgroundPriority.applyToCurrentThread();
         final Path directory = Files.createTempDirectory(parent, "tidemark-warmup-");
         try
         {
