@@ -12,17 +12,18 @@ import java.nio.file.Path;
 
 /**
  * Stateless and safe from any thread, each call acting on the calling thread alone: lowers the CPU priority (the
- * Linux nice value) of a thread whose work must yield to guest I/O, such as a backup job's copy.
+ * Linux nice value) of a thread whose work can wait for the guest's I/O, such as the engine's housekeeping.
  *
- * <p>On a machine with few cores a backup copying at full speed takes the core a guest write needs next: on this
- * project's 2-vCPU test machines the guest's write rate fell to a quarter while an incremental backup ran. A raised
- * nice value keeps the copy at full speed when the guest is idle and lets the scheduler prefer the write path
- * (the NBD or vhost-user threads and the write ring, all at the process's own nice value) when both want a core.
- * Linux schedules threads as tasks, so {@code setpriority(PRIO_PROCESS, tid, nice)} changes one thread, and raising
- * a nice value needs no privilege. Elsewhere, or if libc cannot be bound, nothing changes.
+ * <p>A raised nice value leaves such a thread at full speed when the machine is idle and lets the scheduler prefer
+ * the write path (the NBD or vhost-user threads and the write ring, all at the process's own nice value) when both
+ * want a core. Linux schedules threads as tasks, so {@code setpriority(PRIO_PROCESS, tid, nice)} changes one
+ * thread, and raising a nice value needs no privilege. Elsewhere, or if libc cannot be bound, nothing changes.
+ * (A backup job's copy is not lowered by default: measured on the reference machine, that slowed backups without
+ * raising the guest's write rate; docs/operations.md.)
  *
- * <p>The nice value comes from the system property {@value #PROPERTY} (default {@value #DEFAULT_NICE}, 0 keeps
- * the process's own priority); it is added to the thread's current value, capped at 19.
+ * <p>{@link #applyToCurrentThread} takes the amount from the system property {@value #PROPERTY} (default
+ * {@value #DEFAULT_NICE}, 0 keeps the process's own priority); it is added to the thread's current value, capped
+ * at 19.
  */
 public final class BackgroundPriority
 {

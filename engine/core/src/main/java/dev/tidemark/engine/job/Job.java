@@ -29,6 +29,9 @@ import java.util.concurrent.atomic.AtomicLong;
  */
 public abstract class Job
 {
+    /** The system property by which a job's copying thread raises its nice value (default 0: not at all). */
+    public static final String JOB_NICE_PROPERTY = "tidemark.job.nice";
+
     private final String id;
     private final String type;
     private final boolean autoFinalize;
@@ -695,8 +698,9 @@ public abstract class Job
 
     private void workerMain()
     {
-        // A job copies in the background: when the guest needs the core, its writes go first (BackgroundPriority).
-        BackgroundPriority.applyToCurrentThread();
+        // Off by default: on the reference machine a lower priority slowed backups without helping the guest's
+        // writes (docs/benchmarks.md, "Backup copy at a lower priority").
+        BackgroundPriority.lowerCurrentThread(Integer.getInteger(JOB_NICE_PROPERTY, 0));
         Throwable failure = null;
         try
         {
