@@ -67,6 +67,8 @@ public final class BitmapRegistry
     private DirtyBitmap[] recorders = NONE;
     // Bitmaps read outside the monitor, with their reader counts; guarded by the monitor.
     private final Map<DirtyBitmap, Integer> pinned = new IdentityHashMap<>();
+    // How many bitmaps are pinned; written under the monitor, read by the retiring thread without it.
+    private volatile int pinnedBitmaps;
     private final BitmapRetirer retirer = new BitmapRetirer(this::closeRetired, "tidemark-bitmap-retire");
     // Bumped by every change of an entry (names, flags, bits in place, files, successors); guarded by the monitor.
     private long changes;
@@ -386,6 +388,7 @@ public final class BitmapRegistry
     private void pin(final DirtyBitmap bitmap)
     {
         pinned.merge(bitmap, 1, Integer::sum);
+        pinnedBitmaps = pinned.size();
     }
 
     private synchronized void unpin(final List<DirtyBitmap> bits)
@@ -394,6 +397,7 @@ public final class BitmapRegistry
         {
             pinned.computeIfPresent(bitmap, (b, n) -> n == 1 ? null : n - 1);
         }
+        pinnedBitmaps = pinned.size();
         notifyAll();
     }
 
@@ -482,9 +486,15 @@ public final class BitmapRegistry
     /** The retiring thread: closes one retired bitmap once its last reader unpinned it, then deletes its file. */
     private void closeRetired(final BitmapRetirer.Retired retired)
     {
-        synchronized (this)
+        // Pins are taken under the monitor from live entries only, and this bitmap left them before it was handed
+        // over, so with nothing pinned it stays unpinned: this background thread then skips the monitor the ring
+        // takes for every control request (it could be preempted holding it).
+        if (pinnedBitmaps != 0)
         {
-            Monitors.awaitUninterruptibly(this, () -> !pinned.containsKey(retired.bitmap()));
+            synchronized (this)
+            {
+                Monitors.awaitUninterruptibly(this, () -> !pinned.containsKey(retired.bitmap()));
+            }
         }
         retired.bitmap().close();
         if (retired.fileId() != 0)
