@@ -475,8 +475,8 @@ public final class BitmapRegistry
     }
 
     /**
-     * Closes {@code bitmap} and deletes {@code file} (if not null) on the retirement thread, once nobody reads it;
-     * the caller has already removed it from every entry and from the recorders.
+     * Closes {@code bitmap} and deletes the file {@code fileId} names (0: none) on the retiring thread, once nobody
+     * reads it; the caller has already removed it from every entry and from the recorders. Any thread, no lock.
      */
     private void retire(final DirtyBitmap bitmap, final long fileId)
     {
