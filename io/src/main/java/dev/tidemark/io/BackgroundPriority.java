@@ -22,8 +22,8 @@ import java.nio.file.Path;
  * raising the guest's write rate; docs/operations.md.)
  *
  * <p>{@link #applyToCurrentThread} takes the amount from the system property {@value #PROPERTY} (default
- * {@value #DEFAULT_NICE}, 0 keeps the process's own priority); it is added to the thread's current value, capped
- * at 19.
+ * {@value #DEFAULT_NICE}, 0 keeps the process's own priority): the thread's nice value becomes the process's plus
+ * that amount, capped at 19.
  */
 public final class BackgroundPriority
 {
@@ -73,7 +73,8 @@ public final class BackgroundPriority
     }
 
     /**
-     * Raises the calling thread's nice value by {@code by} (capped at 19).
+     * Sets the calling thread's nice value to the process's plus {@code by} (capped at 19), unless it is already
+     * that high: a pooled thread that runs one background task after another is lowered once.
      *
      * @param by how much; 0 or less changes nothing.
      * @return whether its nice value changed.
@@ -86,9 +87,8 @@ public final class BackgroundPriority
         }
         try
         {
-            final int current = currentThreadNice();
-            final int target = Math.min(MAX_NICE, current + by);
-            if (target == current)
+            final int target = Math.min(MAX_NICE, niceOf("/proc/self/stat") + by);
+            if (currentThreadNice() >= target)
             {
                 return false;
             }
@@ -97,7 +97,7 @@ public final class BackgroundPriority
         }
         catch (final IOException | RuntimeException ex)
         {
-            // Best effort: a thread that keeps its priority still copies correctly.
+            // Best effort (LastErrorException included): a thread that keeps its priority still works correctly.
             return false;
         }
     }
@@ -108,7 +108,13 @@ public final class BackgroundPriority
      */
     public static int currentThreadNice() throws IOException
     {
-        final String stat = Files.readString(Path.of("/proc/thread-self/stat"), StandardCharsets.US_ASCII);
+        return niceOf("/proc/thread-self/stat");
+    }
+
+    /** @return the nice value in a {@code stat} file of procfs (the process's main thread for /proc/self). */
+    private static int niceOf(final String statFile) throws IOException
+    {
+        final String stat = Files.readString(Path.of(statFile), StandardCharsets.US_ASCII);
         // The command name may hold spaces and parentheses: fields are counted after its closing one.
         final String[] fields = stat.substring(stat.lastIndexOf(')') + 2).trim().split(" ");
         // Field 19 (nice) of proc(5), the first after the name being field 3 (state).

@@ -8,7 +8,8 @@ import java.util.concurrent.atomic.AtomicReference;
 import static org.assertj.core.api.Assertions.assertThat;
 
 /**
- * Lowering a thread's priority changes that thread's nice value alone, by the amount asked, capped at 19; each case
+ * Lowering a thread's priority changes that thread's nice value alone, to the process's plus the amount asked,
+ * capped at 19, and once only; each case
  * runs on a thread of its own (a raised nice value cannot be lowered again without privilege), JUnit's waits.
  */
 @Timeout(30)
@@ -22,11 +23,13 @@ class BackgroundPriorityTest
         {
             final int before = BackgroundPriority.currentThreadNice();
             final boolean changed = BackgroundPriority.lowerCurrentThread(3);
-            return new int[] {before, BackgroundPriority.currentThreadNice(), changed ? 1 : 0};
+            final boolean again = BackgroundPriority.lowerCurrentThread(3);
+            return new int[] {before, BackgroundPriority.currentThreadNice(), changed ? 1 : 0, again ? 1 : 0};
         });
         assertThat(seen[0]).as("a new thread starts at the process's value").isEqualTo(callerBefore);
         assertThat(seen[1]).isEqualTo(Math.min(19, callerBefore + 3));
         assertThat(seen[2]).as("reported as changed").isEqualTo(callerBefore + 3 <= 19 ? 1 : 0);
+        assertThat(seen[3]).as("a second call (a pooled thread's next task) lowers it no further").isZero();
         assertThat(BackgroundPriority.currentThreadNice()).as("the caller keeps its own").isEqualTo(callerBefore);
     }
 

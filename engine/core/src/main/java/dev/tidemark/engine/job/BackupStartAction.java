@@ -91,6 +91,8 @@ public final class BackupStartAction implements ControlAction
     @Override
     public void stage(final TrackedDisk disk)
     {
+        // The job's thread waits in the pool before the cut, so the cut hands the job over instead of creating it.
+        Job.prestartWorker();
         // The successor's empty bitmap (a 2 GiB file at 4 KiB over 64 TiB) is made here, not at the cut.
         final String bitmap = options.bitmap();
         if (bitmap == null)

@@ -8,7 +8,10 @@ import java.io.IOException;
 import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.Map;
+import java.util.concurrent.SynchronousQueue;
+import java.util.concurrent.ThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
 
 /**
@@ -32,6 +35,22 @@ public abstract class Job
     /** The system property by which a job's copying thread raises its nice value (default 0: not at all). */
     public static final String JOB_NICE_PROPERTY = "tidemark.job.nice";
 
+    private static final String IDLE_WORKER_NAME = "tidemark-job-idle";
+    /**
+     * Job threads, kept for a minute after a job: a job starts at its transaction's cut, on the write ring, and
+     * handing it to a waiting thread costs the ring a wake-up where creating one cost a {@code Thread.start} that
+     * waits for the new thread (hundreds of microseconds). {@link #prestartWorker} makes one wait before a cut.
+     */
+    private static final AtomicInteger WORKER_THREADS_MADE = new AtomicInteger();
+    private static final ThreadPoolExecutor WORKERS = new ThreadPoolExecutor(0, Integer.MAX_VALUE, 60,
+        TimeUnit.SECONDS, new SynchronousQueue<>(), runnable ->
+        {
+            WORKER_THREADS_MADE.incrementAndGet();
+            final Thread thread = new Thread(runnable, IDLE_WORKER_NAME);
+            thread.setDaemon(true);
+            return thread;
+        });
+
     private final String id;
     private final String type;
     private final boolean autoFinalize;
@@ -54,7 +73,6 @@ public abstract class Job
     private boolean workerDone;
     private volatile String error;
     private volatile String ioStatus = "ok";
-    private Thread worker;
 
     /**
      * @param id the job id (validated and reserved by the {@link JobManager}).
@@ -601,9 +619,22 @@ public abstract class Job
         started = true;
         busy = true;
         transition(JobStatus.RUNNING);
-        worker = new Thread(this::workerMain, "tidemark-job-" + id);
-        worker.setDaemon(true);
-        worker.start();
+        WORKERS.execute(this::workerMain);
+    }
+
+    /**
+     * Makes sure a job thread is idle, so that the next job start (at a cut, on the write ring) hands over to it
+     * instead of creating one; any thread but a ring's, before the cut.
+     */
+    public static void prestartWorker()
+    {
+        WORKERS.execute(() -> { });
+    }
+
+    /** @return how many job threads were made so far in this JVM (for tests of the reuse). */
+    static int workerThreadsMade()
+    {
+        return WORKER_THREADS_MADE.get();
     }
 
     /** @return whether the worker has ended or never started. Caller holds the lock. */
@@ -701,6 +732,8 @@ public abstract class Job
         // Off by default: on the reference machine a lower priority slowed backups without helping the guest's
         // writes (docs/benchmarks.md, "Backup copy at a lower priority").
         BackgroundPriority.lowerCurrentThread(Integer.getInteger(JOB_NICE_PROPERTY, 0));
+        final Thread self = Thread.currentThread();
+        self.setName("tidemark-job-" + id);
         Throwable failure = null;
         try
         {
@@ -709,6 +742,10 @@ public abstract class Job
         catch (final Throwable t)
         {
             failure = t;
+        }
+        finally
+        {
+            self.setName(IDLE_WORKER_NAME);
         }
         synchronized (lock())
         {
@@ -745,14 +782,15 @@ public abstract class Job
      */
     public final void awaitWorker(final long millis) throws InterruptedException
     {
-        final Thread t;
+        final long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(millis);
         synchronized (lock())
         {
-            t = worker;
-        }
-        if (t != null)
-        {
-            t.join(millis);
+            // The worker's thread goes back to the pool: its last step under this lock marks it done and notifies.
+            long left;
+            while (started && !workerDone && (left = deadline - System.nanoTime()) > 0)
+            {
+                TimeUnit.NANOSECONDS.timedWait(lock(), left);
+            }
         }
     }
 }

@@ -155,6 +155,23 @@ class BackupBehaviourTest extends DiskTestSupport
     }
 
     @Test
+    void jobsStartOnThreadsWaitingInThePoolNotOnNewOnes() throws Exception
+    {
+        // The cut hands each job to a thread waiting in the pool (the previous job's, or the one its staging left).
+        final int before = Job.workerThreadsMade();
+        for (int i = 0; i < 20; i++)
+        {
+            try (RawFileStore t = target(SIZE))
+            {
+                awaitGone(BackupStartAction.start(disk, manager, BackupOptions.of("vda", SyncMode.FULL)
+                    .withJobId("pooled" + i), t));
+            }
+        }
+        // One thread per job before the pool; a few may still be made when one is slow to return to it.
+        assertThat(Job.workerThreadsMade() - before).as("job threads made for 20 backups").isLessThan(10);
+    }
+
+    @Test
     void successFailureAndCancelEmitQemusSequences() throws Exception
     {
         try (RawFileStore ok = target(SIZE); RawFileStore bad = target(SIZE); RawFileStore slow = target(SIZE))
