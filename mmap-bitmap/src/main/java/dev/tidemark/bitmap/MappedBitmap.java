@@ -75,7 +75,8 @@ import org.agrona.concurrent.UnsafeBuffer;
  * (the same dance between levels 1 and 2). All these reads and writes are volatile or CAS, so in their
  * single total order either the marker sees the cleared summary bit and sets it, or the clearer sees the
  * marker's data bit: no dirty word is ever left without its summary bit once both have finished. A
- * summary bit may briefly be set over a zero word; readers skip such words.
+ * summary bit may be left set over a zero word (a marker that saw it clear sets it after a racing clear zeroed
+ * the word again) until the word is next dirtied and cleared; readers skip such words.
  *
  * <p>Between clearing a level-1 bit and restoring it, a word a marker has just dirtied is briefly
  * invisible through the summary. The clearer therefore brackets every summary drop with a sequence

@@ -126,7 +126,7 @@ class MappedBitmapConcurrencyTest
 
     @ParameterizedTest(name = "chunks={0}")
     @ValueSource(longs = {256, 64 * 64 * 3})
-    void summaryStaysExactWhenClearsRaceWithMarks(final long chunks) throws Exception
+    void noDirtyWordLosesItsSummaryWhenClearsRaceWithMarks(final long chunks) throws Exception
     {
         final long seed = System.nanoTime();
         assertTimeoutPreemptively(Duration.ofSeconds(60), () -> runMarkersAndClearer(seed, chunks),
@@ -219,7 +219,11 @@ class MappedBitmapConcurrencyTest
                 final long chunk = lastMarks[t].nextSetBit(0);
                 bitmap.mark(chunk * GRANULARITY, 1);
             }
-            assertThat(bitmap.checkConsistency()).as("seed %d", seed).isEmpty();
+            // A marker that found a summary bit clear sets it after its data CAS; a clear that zeroed the word in
+            // between leaves that bit set over a zero word (MappedBitmap's class comment: readers skip it). Every
+            // other inconsistency, a dirty word without its summary bit above all, is a bug.
+            assertThat(bitmap.checkConsistency()).as("seed %d", seed)
+                .allMatch(problem -> problem.matches("level-[12] bit \\d+ is 1 but (data|level-1) word \\d+ is zero"));
             for (int t = 0; t < MARKERS; t++)
             {
                 final long chunk = lastMarks[t].nextSetBit(0);
