@@ -1,10 +1,11 @@
 package dev.tidemark.io.nbd;
 
+import dev.tidemark.io.testing.DelayedCompleter;
+import dev.tidemark.io.testing.DiscardingExport;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
 import java.net.InetSocketAddress;
-import java.nio.ByteBuffer;
 import java.util.ArrayList;
 import java.util.EnumSet;
 import java.util.HashMap;
@@ -14,9 +15,6 @@ import java.util.Map;
 import java.util.Set;
 import java.util.SplittableRandom;
 import java.util.concurrent.ConcurrentLinkedQueue;
-import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
-import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
@@ -36,6 +34,9 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 class NbdCompletionPoolTest
 {
     private static final int SIZE = 64 << 20;
+    private static final String POOL_EXPORT = "pool";
+    private static final Set<NbdExport.Feature> POOL_FEATURES =
+        EnumSet.of(NbdExport.Feature.FLUSH, NbdExport.Feature.TRIM, NbdExport.Feature.WRITE_ZEROES);
     private static final int BLOCK = 4096;
 
     /** Offsets from here on park their completion until the test releases it; the random requests stay below. */
@@ -60,92 +61,32 @@ class NbdCompletionPoolTest
         }
     }
 
-    /** An export that keeps no data and answers modifying requests as {@link #modify} says; thread-safe. */
-    private abstract static class DiscardingExport implements NbdExport
-    {
-        @Override
-        public String name()
-        {
-            return "pool";
-        }
-
-        @Override
-        public long size()
-        {
-            return SIZE;
-        }
-
-        @Override
-        public boolean isReadOnly()
-        {
-            return false;
-        }
-
-        @Override
-        public Set<Feature> features()
-        {
-            return EnumSet.of(Feature.FLUSH, Feature.TRIM, Feature.WRITE_ZEROES);
-        }
-
-        @Override
-        public int read(final long offset, final ByteBuffer dst)
-        {
-            dst.position(dst.limit());
-            return NbdProtocol.OK;
-        }
-
-        @Override
-        public void write(final long offset, final ByteBuffer data, final int flags, final NbdCompletion done)
-        {
-            modify(offset, done);
-        }
-
-        @Override
-        public void flush(final NbdCompletion done)
-        {
-            modify(-1, done);
-        }
-
-        @Override
-        public void trim(final long offset, final long length, final int flags, final NbdCompletion done)
-        {
-            modify(offset, done);
-        }
-
-        @Override
-        public void writeZeroes(final long offset, final long length, final int flags, final NbdCompletion done)
-        {
-            modify(offset, done);
-        }
-
-        /** @param offset the request's, or -1 for a flush. */
-        abstract void modify(long offset, NbdCompletion done);
-    }
-
     /** Completes on other threads after random delays, or as {@link Outcome} says; thread-safe. */
     private static final class ScatteringExport extends DiscardingExport
     {
-        private final ScheduledExecutorService delays = Executors.newScheduledThreadPool(2);
-        private final ExecutorService completers = Executors.newFixedThreadPool(4);
-        private final SplittableRandom random;
+        private final DelayedCompleter completer;
         /** Completions the export kept when it threw; the server must never reuse them. */
         final ConcurrentLinkedQueue<NbdCompletion> kept = new ConcurrentLinkedQueue<>();
         final LinkedBlockingQueue<NbdCompletion> parked = new LinkedBlockingQueue<>();
-        final AtomicReference<Throwable> unexpected = new AtomicReference<>();
 
         ScatteringExport(final long seed)
         {
-            random = new SplittableRandom(seed);
+            super(POOL_EXPORT, SIZE, POOL_FEATURES);
+            completer = new DelayedCompleter(seed, 4, 400);
+        }
+
+        Throwable unexpected()
+        {
+            return completer.unexpected();
         }
 
         void close()
         {
-            delays.shutdownNow();
-            completers.shutdownNow();
+            completer.close();
         }
 
         @Override
-        void modify(final long offset, final NbdCompletion done)
+        protected void modify(final long offset, final NbdCompletion done)
         {
             switch (offset < 0 ? Outcome.OK : Outcome.of(offset))
             {
@@ -155,30 +96,11 @@ class NbdCompletionPoolTest
                     throw new IllegalStateException("the export failed at " + offset);
                 }
                 case PARKS -> parked.add(done);
-                case FAILS -> later(done, NbdProtocol.ENOSPC);
-                default -> later(done, NbdProtocol.OK);
+                case FAILS -> completer.later(done, NbdProtocol.ENOSPC);
+                default -> completer.later(done, NbdProtocol.OK);
             }
         }
 
-        private void later(final NbdCompletion done, final int error)
-        {
-            final long micros;
-            synchronized (random)
-            {
-                micros = random.nextInt(400);
-            }
-            delays.schedule(() -> completers.execute(() ->
-            {
-                try
-                {
-                    done.complete(error);
-                }
-                catch (final Throwable ex)
-                {
-                    unexpected.compareAndSet(null, ex);
-                }
-            }), micros, TimeUnit.MICROSECONDS);
-        }
     }
 
     @Test
@@ -241,7 +163,7 @@ class NbdCompletionPoolTest
                 sender.join(10_000);
                 assertThat(senderFailure.get()).isNull();
                 assertThat(answered).as("seed %d", seed).isEqualTo(expected);
-                assertThat(export.unexpected.get()).as("a completing thread failed").isNull();
+                assertThat(export.unexpected()).as("a completing thread failed").isNull();
 
                 // The completions the export kept when it threw were answered (EIO) long ago. Their pool entries
                 // must not have been reused: with every entry of the pool armed by a parked write, a late call must
@@ -293,10 +215,10 @@ class NbdCompletionPoolTest
     {
         final AtomicInteger refused = new AtomicInteger();
         final AtomicReference<Throwable> unexpected = new AtomicReference<>();
-        final NbdExport twice = new DiscardingExport()
+        final NbdExport twice = new DiscardingExport(POOL_EXPORT, SIZE, POOL_FEATURES)
         {
             @Override
-            void modify(final long offset, final NbdCompletion done)
+            protected void modify(final long offset, final NbdCompletion done)
             {
                 // On the reader thread, so the server cannot reuse the entry between the two calls.
                 done.complete(OK);

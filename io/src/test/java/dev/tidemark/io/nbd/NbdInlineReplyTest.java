@@ -1,5 +1,7 @@
 package dev.tidemark.io.nbd;
 
+import dev.tidemark.io.testing.DelayedCompleter;
+import dev.tidemark.io.testing.DiscardingExport;
 import dev.tidemark.io.testing.HeapStore;
 import dev.tidemark.io.tls.TlsCredentials;
 import org.junit.jupiter.api.Test;
@@ -20,7 +22,6 @@ import java.util.Set;
 import java.util.SplittableRandom;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
-import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
@@ -213,7 +214,7 @@ class NbdInlineReplyTest
                 final RawNbd.Reply last = raw.readReply(Map.of());
                 assertThat(last.cookie).as("nothing after the last reply, seed %d", seed).isEqualTo(requests + 1L);
             }
-            assertThat(export.unexpected.get()).as("a completing thread failed").isNull();
+            assertThat(export.unexpected()).as("a completing thread failed").isNull();
             // The seam was used every way (about a quarter of the attempts each; there are hundreds).
             assertThat(partials.get()).as("partial sends handed over, seed %d", seed).isGreaterThanOrEqualTo(10);
             assertThat(refusals.get()).as("sends that went nowhere, seed %d", seed).isGreaterThanOrEqualTo(10);
@@ -321,7 +322,7 @@ class NbdInlineReplyTest
             Thread.setDefaultUncaughtExceptionHandler(previous);
             export.close();
         }
-        assertThat(export.unexpected.get()).as("a completing thread failed").isNull();
+        assertThat(export.unexpected()).as("a completing thread failed").isNull();
         assertThat(leaked.get()).as("an exception escaped a server thread").isNull();
     }
 
@@ -329,19 +330,19 @@ class NbdInlineReplyTest
      * Completes modifying requests on a pool of threads after random delays, with ENOSPC for some offsets, keeping
      * no data; thread-safe.
      */
-    private static final class ScatteringExport implements NbdExport
+    private static final class ScatteringExport extends DiscardingExport
     {
-        private final ScheduledExecutorService delays = Executors.newScheduledThreadPool(2);
-        private final ExecutorService completers;
-        private final SplittableRandom random;
-        private final int maxDelayMicros;
-        final AtomicReference<Throwable> unexpected = new AtomicReference<>();
+        private final DelayedCompleter completer;
 
         ScatteringExport(final long seed, final int threads, final int maxDelayMicros)
         {
-            this.random = new SplittableRandom(seed);
-            this.completers = Executors.newFixedThreadPool(threads);
-            this.maxDelayMicros = maxDelayMicros;
+            super("scatter", SIZE, EnumSet.of(Feature.FLUSH));
+            completer = new DelayedCompleter(seed, threads, maxDelayMicros);
+        }
+
+        Throwable unexpected()
+        {
+            return completer.unexpected();
         }
 
         static int errorAt(final long offset)
@@ -351,83 +352,13 @@ class NbdInlineReplyTest
 
         void close()
         {
-            delays.shutdownNow();
-            completers.shutdownNow();
+            completer.close();
         }
 
         @Override
-        public String name()
+        protected void modify(final long offset, final NbdCompletion done)
         {
-            return "scatter";
-        }
-
-        @Override
-        public long size()
-        {
-            return SIZE;
-        }
-
-        @Override
-        public boolean isReadOnly()
-        {
-            return false;
-        }
-
-        @Override
-        public Set<Feature> features()
-        {
-            return EnumSet.of(Feature.FLUSH);
-        }
-
-        @Override
-        public int read(final long offset, final ByteBuffer dst)
-        {
-            dst.position(dst.limit());
-            return OK;
-        }
-
-        @Override
-        public void write(final long offset, final ByteBuffer data, final int flags, final NbdCompletion done)
-        {
-            later(done, errorAt(offset));
-        }
-
-        @Override
-        public void flush(final NbdCompletion done)
-        {
-            later(done, OK);
-        }
-
-        @Override
-        public void trim(final long offset, final long length, final int flags, final NbdCompletion done)
-        {
-            later(done, OK);
-        }
-
-        @Override
-        public void writeZeroes(final long offset, final long length, final int flags, final NbdCompletion done)
-        {
-            later(done, OK);
-        }
-
-        private void later(final NbdCompletion done, final int error)
-        {
-            final long micros;
-            synchronized (random)
-            {
-                micros = random.nextInt(maxDelayMicros);
-            }
-            delays.schedule(() -> completers.execute(() ->
-            {
-                try
-                {
-                    done.complete(error);
-                }
-                catch (final Throwable ex)
-                {
-                    unexpected.compareAndSet(null, ex);
-                }
-            }), micros, TimeUnit.MICROSECONDS);
+            completer.later(done, offset < 0 ? OK : errorAt(offset));
         }
     }
 }

@@ -3,14 +3,13 @@ package dev.tidemark.io.vhost;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import dev.tidemark.io.nbd.NbdCompletion;
-import dev.tidemark.io.nbd.NbdExport;
+import dev.tidemark.io.testing.DiscardingExport;
 import dev.tidemark.io.nbd.NbdProtocol;
 
 import java.lang.management.ManagementFactory;
 import java.nio.ByteBuffer;
 import java.nio.file.Path;
 import java.util.EnumSet;
-import java.util.Set;
 import java.util.function.Function;
 import java.util.function.IntConsumer;
 
@@ -39,37 +38,11 @@ class QueueWorkerAllocationTest
     private FrontEnd fe;
 
     /** Completes every request at once on the calling thread, through its adapter; thread-safe. */
-    private static final class ImmediateExport implements NbdExport
+    private static final class ImmediateExport extends DiscardingExport
     {
-        @Override
-        public String name()
+        ImmediateExport()
         {
-            return "alloc";
-        }
-
-        @Override
-        public long size()
-        {
-            return 16L << 20;
-        }
-
-        @Override
-        public boolean isReadOnly()
-        {
-            return false;
-        }
-
-        @Override
-        public Set<Feature> features()
-        {
-            return EnumSet.allOf(Feature.class);
-        }
-
-        @Override
-        public int read(final long offset, final ByteBuffer dst)
-        {
-            dst.position(dst.limit());
-            return NbdProtocol.OK;
+            super("alloc", 16L << 20, EnumSet.allOf(Feature.class));
         }
 
         @Override
@@ -85,13 +58,7 @@ class QueueWorkerAllocationTest
         }
 
         @Override
-        public void trim(final long offset, final long length, final int flags, final NbdCompletion done)
-        {
-            done.complete(NbdProtocol.OK);
-        }
-
-        @Override
-        public void writeZeroes(final long offset, final long length, final int flags, final NbdCompletion done)
+        protected void modify(final long offset, final NbdCompletion done)
         {
             done.complete(NbdProtocol.OK);
         }

@@ -7,10 +7,11 @@ import com.sun.jna.LastErrorException;
 import com.sun.jna.Memory;
 
 import dev.tidemark.io.nbd.NbdCompletion;
+import dev.tidemark.io.testing.DelayedCompleter;
+import dev.tidemark.io.testing.DiscardingExport;
 import dev.tidemark.io.nbd.NbdExport;
 import dev.tidemark.io.nbd.NbdProtocol;
 
-import java.nio.ByteBuffer;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Collections;
@@ -20,10 +21,7 @@ import java.util.List;
 import java.util.Set;
 import java.util.SplittableRandom;
 import java.util.concurrent.ConcurrentLinkedQueue;
-import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
 import java.util.concurrent.LinkedBlockingQueue;
-import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicReference;
@@ -100,65 +98,30 @@ class VhostPendingPoolTest
     }
 
     /** Keeps no data; completes on other threads after random delays, or as {@link Outcome} says; thread-safe. */
-    private static class ScatteringExport implements NbdExport
+    private static class ScatteringExport extends DiscardingExport
     {
-        private final ScheduledExecutorService delays = Executors.newScheduledThreadPool(2);
-        private final ExecutorService completers = Executors.newFixedThreadPool(4);
-        private final SplittableRandom random;
+        private final DelayedCompleter completer;
         /** Every completion object the worker handed over, by identity. */
         final Set<NbdCompletion> seen = Collections.synchronizedSet(Collections.newSetFromMap(new IdentityHashMap<>()));
         /** Completions the export kept when it threw; the worker must never reuse them. */
         final ConcurrentLinkedQueue<NbdCompletion> kept = new ConcurrentLinkedQueue<>();
         final LinkedBlockingQueue<NbdCompletion> parked = new LinkedBlockingQueue<>();
         final AtomicInteger flushes = new AtomicInteger();
-        final AtomicReference<Throwable> unexpected = new AtomicReference<>();
 
         ScatteringExport(final long seed)
         {
-            random = new SplittableRandom(seed);
+            super("pool", SIZE, EnumSet.allOf(Feature.class));
+            completer = new DelayedCompleter(seed, 4, 400);
+        }
+
+        Throwable unexpected()
+        {
+            return completer.unexpected();
         }
 
         void close()
         {
-            delays.shutdownNow();
-            completers.shutdownNow();
-        }
-
-        @Override
-        public String name()
-        {
-            return "pool";
-        }
-
-        @Override
-        public long size()
-        {
-            return SIZE;
-        }
-
-        @Override
-        public boolean isReadOnly()
-        {
-            return false;
-        }
-
-        @Override
-        public Set<Feature> features()
-        {
-            return EnumSet.allOf(Feature.class);
-        }
-
-        @Override
-        public int read(final long offset, final ByteBuffer dst)
-        {
-            dst.position(dst.limit());
-            return NbdProtocol.OK;
-        }
-
-        @Override
-        public void write(final long offset, final ByteBuffer data, final int flags, final NbdCompletion done)
-        {
-            modify(offset, done);
+            completer.close();
         }
 
         @Override
@@ -166,22 +129,11 @@ class VhostPendingPoolTest
         {
             flushes.incrementAndGet();
             seen.add(done);
-            later(done, NbdProtocol.OK);
+            completer.later(done, NbdProtocol.OK);
         }
 
         @Override
-        public void trim(final long offset, final long length, final int flags, final NbdCompletion done)
-        {
-            modify(offset, done);
-        }
-
-        @Override
-        public void writeZeroes(final long offset, final long length, final int flags, final NbdCompletion done)
-        {
-            modify(offset, done);
-        }
-
-        private void modify(final long offset, final NbdCompletion done)
+        protected void modify(final long offset, final NbdCompletion done)
         {
             seen.add(done);
             switch (Outcome.of(offset))
@@ -193,33 +145,13 @@ class VhostPendingPoolTest
                         kept.add(done);
                         throw new IllegalStateException("the export failed at " + offset);
                     }
-                    later(done, NbdProtocol.OK);
+                    completer.later(done, NbdProtocol.OK);
                 }
                 case PARKS -> parked.add(done);
-                case NOT_SUPPORTED -> later(done, NbdProtocol.ENOTSUP);
-                case NO_SPACE -> later(done, NbdProtocol.ENOSPC);
-                default -> later(done, NbdProtocol.OK);
+                case NOT_SUPPORTED -> completer.later(done, NbdProtocol.ENOTSUP);
+                case NO_SPACE -> completer.later(done, NbdProtocol.ENOSPC);
+                default -> completer.later(done, NbdProtocol.OK);
             }
-        }
-
-        private void later(final NbdCompletion done, final int error)
-        {
-            final long micros;
-            synchronized (random)
-            {
-                micros = random.nextInt(400);
-            }
-            delays.schedule(() -> completers.execute(() ->
-            {
-                try
-                {
-                    done.complete(error);
-                }
-                catch (final Throwable ex)
-                {
-                    unexpected.compareAndSet(null, ex);
-                }
-            }), micros, TimeUnit.MICROSECONDS);
         }
     }
 
@@ -353,7 +285,7 @@ class VhostPendingPoolTest
                 }
             }
             assertThat(mostOut).isEqualTo(QUEUE);
-            assertThat(export.unexpected.get()).as("a completing thread failed").isNull();
+            assertThat(export.unexpected()).as("a completing thread failed").isNull();
             assertThat(export.kept).isNotEmpty();
             // Reused: no more entries than the ring holds, plus one for each retired when its export threw.
             assertThat(export.seen).hasSizeLessThanOrEqualTo(QUEUE + export.kept.size());
@@ -448,7 +380,7 @@ class VhostPendingPoolTest
             }
             fe.awaitUsed(0, QUEUE + 1);
             assertThat(fe.guest.get((int)status(0))).isEqualTo((byte)VhostUser.VIRTIO_BLK_S_OK);
-            assertThat(export.unexpected.get()).isNull();
+            assertThat(export.unexpected()).isNull();
         }
         finally
         {
