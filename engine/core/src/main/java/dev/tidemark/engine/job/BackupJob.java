@@ -58,11 +58,21 @@ import java.util.concurrent.TimeoutException;
  * does not copy (it refused, failed or met an early end of the source) goes through the buffer, which reports
  * errors on the side they happen. {@link BackupOptions#copyMethod()} picks.
  *
+ * <p><b>Copy-before-write without waiting for the target.</b> The interceptor reads a chunk's old data into a
+ * {@link CbwStash} slot and lets the guest write go; the worker writes stashed chunks to the target between its own
+ * runs and before it ends, so the job still cannot succeed without them. Only when every slot is in flight (or the
+ * stash is off: {@code sync: none}, chunks above 1 MiB, {@value #STASH_PROPERTY}=0) does the interceptor copy to
+ * the target itself, taking the target's lock.
+ *
  * <p><b>Copy-before-write failures.</b> If the interceptor cannot preserve a chunk (the target failed), the backup
  * can no longer be a point in time: the job is broken (it fails with the cause) and the guest write proceeds.
  */
 public final class BackupJob extends Job
 {
+    /** Bytes of old data copy-before-write may hold for the target per job (default 64 MiB; 0 turns it off). */
+    public static final String STASH_PROPERTY = "tidemark.backup.cbwStashBytes";
+    private static final long DEFAULT_STASH_BYTES = 64L << 20;
+    private static final long MAX_STASH_CHUNK = 1L << 20;
     private static final long CANCELLED = -1;
     private static final long RETRY = -2;
 
@@ -79,6 +89,7 @@ public final class BackupJob extends Job
     private final BitmapMode bitmapMode;
     private final CompletableFuture<Void> writesBeforeCut;
     private final Interceptor interceptor = new Interceptor();
+    private final CbwStash stash;
     private final Object parentLock = new Object();
     private final RawFileStore kernelSource;
     private final RawFileStore kernelTarget;
@@ -109,6 +120,11 @@ public final class BackupJob extends Job
             ? raw : null;
         this.kernelQcow2 = kernelSourceOk && target instanceof Qcow2Writer qcow2 ? qcow2 : null;
         this.kernelSource = kernelTarget != null || kernelQcow2 != null ? (RawFileStore)source : null;
+        // sync none has no pump to drain a stash; huge chunks would pin too much memory per slot.
+        final long stashBytes = Long.getLong(STASH_PROPERTY, DEFAULT_STASH_BYTES);
+        final boolean stashable = options.sync() != SyncMode.NONE && claims.chunkSize() <= MAX_STASH_CHUNK;
+        this.stash = new CbwStash(stashable ? (int)Math.min(stashBytes / claims.chunkSize(), 1 << 16) : 0,
+            (int)Math.min(claims.chunkSize(), MAX_STASH_CHUNK));
         if (totalBytes < 0)
         {
             // Counted on first use (at the latest when the job thread starts), not at the cut.
@@ -251,6 +267,7 @@ public final class BackupJob extends Job
                 {
                     return;
                 }
+                drainStash();
                 checkBroken();
                 if (!claims.tryClaim(chunk))
                 {
@@ -275,11 +292,17 @@ public final class BackupJob extends Job
                 throttle(bytes);
                 chunk = claims.nextPending(end);
             }
-            // Chunks the interceptor claimed may still be in flight; wait for them, take over released ones.
+            // Chunks the interceptor claimed may still be in flight or stashed; write those, wait for the others, take
+            // over released ones.
             chunk = claims.nextPending(0);
             while (chunk >= 0 && claims.isClaimed(chunk))
             {
-                claims.awaitDone(chunk);
+                drainStash();
+                if (!claims.isDone(chunk))
+                {
+                    claims.awaitPreserved(chunk);
+                    drainStash();
+                }
                 checkBroken();
                 if (!claims.isDone(chunk))
                 {
@@ -294,6 +317,56 @@ public final class BackupJob extends Job
         }
         checkBroken();
         target.flush();
+    }
+
+    /**
+     * Writes every chunk copy-before-write stashed to the target and marks it done; the worker. A write that fails
+     * breaks the job as a failed copy-before-write does: the old data is gone from the disk.
+     */
+    private void drainStash()
+    {
+        CbwStash.Slot slot;
+        while ((slot = stash.poll()) != null)
+        {
+            try
+            {
+                if (!claims.isAbandoned())
+                {
+                    writeStashed(slot);
+                    complete(slot.chunk, slot.chunk + 1);
+                }
+            }
+            catch (final CopyFailure failure)
+            {
+                cbwFailure = new IOException("copy-before-write failed at offset " + claims.offsetOf(slot.chunk)
+                    + ": " + failure.cause.getMessage(), failure.cause);
+                claims.abandon();
+            }
+            finally
+            {
+                stash.recycle(slot);
+            }
+        }
+    }
+
+    private void writeStashed(final CbwStash.Slot slot) throws CopyFailure
+    {
+        final long offset = claims.offsetOf(slot.chunk);
+        final ByteBuffer data = slot.data;
+        // As copyRange: full and top keep the target sparse where the chunk reads as zeroes.
+        if (options.sync() != SyncMode.BITMAP && options.sync() != SyncMode.INCREMENTAL && isZero(data))
+        {
+            writeZeroes(offset, data.remaining(), true);
+            return;
+        }
+        try
+        {
+            target.write(offset, data);
+        }
+        catch (final IOException ex)
+        {
+            throw new CopyFailure(false, ex);
+        }
     }
 
     /**
@@ -587,7 +660,7 @@ public final class BackupJob extends Job
             long chunk = first;
             while (chunk <= last && !claims.isAbandoned())
             {
-                if (!claims.isNeeded(chunk) || claims.isDone(chunk))
+                if (!claims.isNeeded(chunk) || claims.isPreserved(chunk))
                 {
                     chunk++;
                     continue;
@@ -595,6 +668,11 @@ public final class BackupJob extends Job
                 waitForCut();
                 if (claims.tryClaim(chunk))
                 {
+                    if (stash(chunk))
+                    {
+                        chunk++;
+                        continue;
+                    }
                     long end = chunk + 1;
                     while (end <= last && claims.tryClaim(end))
                     {
@@ -607,20 +685,51 @@ public final class BackupJob extends Job
                 {
                     try
                     {
-                        claims.awaitDone(chunk);
+                        claims.awaitPreserved(chunk);
                     }
                     catch (final InterruptedException ex)
                     {
                         Thread.currentThread().interrupt();
                         throw new IOException("interrupted while waiting for the backup of chunk " + chunk, ex);
                     }
-                    if (claims.isDone(chunk))
+                    if (claims.isPreserved(chunk))
                     {
                         chunk++;
                     }
                     // Released by the worker after an error: loop and claim it here.
                 }
             }
+        }
+
+        /**
+         * Reads the old data of a chunk the caller claimed into a stash slot for the worker.
+         *
+         * @return {@code false} when no slot is free or the read failed: the caller then copies to the target itself
+         *         (and reports a read error its way).
+         */
+        private boolean stash(final long chunk)
+        {
+            final CbwStash.Slot slot = stash.take();
+            if (slot == null)
+            {
+                return false;
+            }
+            slot.data.limit((int)claims.lengthOf(chunk));
+            try
+            {
+                source.read(claims.offsetOf(chunk), slot.data);
+            }
+            catch (final IOException ex)
+            {
+                stash.putBack(slot);
+                return false;
+            }
+            slot.data.flip();
+            slot.chunk = chunk;
+            // Queued before it counts as preserved: the worker's end-of-copy wait then always finds it.
+            stash.offer(slot);
+            claims.markStashed(chunk);
+            return true;
         }
 
         private void waitForCut() throws IOException

@@ -14,6 +14,10 @@ import java.util.concurrent.atomic.AtomicReferenceArray;
  * threads in {@link #awaitDone}; {@link #release} hands a claim back after a failed copy. {@link #abandon} ends
  * the copy for good (the job failed or the view broke): every waiter returns and nothing more is claimed.
  *
+ * <p>A claimed chunk may also be marked stashed ({@link #markStashed}): its old data is held in memory on its way to
+ * the target, so a guest write need not wait for it ({@link #isPreserved}, {@link #awaitPreserved}), while the copy
+ * still counts it as pending until {@link #markDone}.
+ *
  * <p>The needed set is fixed before the copy starts: every chunk ({@link #needAll}), the dirty chunks of a bitmap
  * that stays frozen while the copy runs ({@link #needDirty}, consulted in place: nothing is walked or copied at the
  * cut), or chunks named one by one before the copy starts ({@link #need}). So readers need no lock to consult it.
@@ -42,6 +46,7 @@ public final class ChunkClaims
     private final SparseBits needed;
     private final SparseBits claimed;
     private final SparseBits done;
+    private final SparseBits stashed;
     private final Object[] stripes = new Object[STRIPES];
     private volatile boolean abandoned;
     private volatile boolean all;
@@ -69,6 +74,7 @@ public final class ChunkClaims
         this.needed = new SparseBits(words);
         this.claimed = new SparseBits(words);
         this.done = new SparseBits(words);
+        this.stashed = new SparseBits(words);
         for (int i = 0; i < STRIPES; i++)
         {
             stripes[i] = new Object();
@@ -258,6 +264,43 @@ public final class ChunkClaims
     public boolean isDone(final long chunk)
     {
         return done.get(chunk);
+    }
+
+    /** @param chunk a chunk. @return whether its old data is safe: written to the target, or stashed on its way. */
+    public boolean isPreserved(final long chunk)
+    {
+        return done.get(chunk) || stashed.get(chunk);
+    }
+
+    /** @param chunk a chunk the caller claimed and whose old data it holds in memory for the target. */
+    public void markStashed(final long chunk)
+    {
+        stashed.set(chunk);
+        final Object stripe = stripe(chunk);
+        synchronized (stripe)
+        {
+            stripe.notifyAll();
+        }
+    }
+
+    /**
+     * Waits until a claimed chunk is preserved (done or stashed), released, or the copy was abandoned.
+     *
+     * @param chunk a chunk.
+     * @return {@code true} when it is preserved.
+     * @throws InterruptedException when interrupted.
+     */
+    public boolean awaitPreserved(final long chunk) throws InterruptedException
+    {
+        final Object stripe = stripe(chunk);
+        synchronized (stripe)
+        {
+            while (!isPreserved(chunk) && claimed.get(chunk) && !abandoned)
+            {
+                stripe.wait();
+            }
+        }
+        return isPreserved(chunk);
     }
 
     /** @param chunk a chunk. @return whether someone claimed it (it may be done since). */

@@ -31,6 +31,8 @@ class BackupPointInTimeTest extends DiskTestSupport
         return RawFileStore.create(dir.resolve(name), SIZE);
     }
 
+    private static final String[] STASH_BYTES_BY_ROUND = {Long.toString(64L << 20), Long.toString(128L << 10), "0"};
+
     @ParameterizedTest
     @EnumSource(Pipeline.class)
     void fullAndTopBackupsUnderLoadEqualTheDiskAtTheirCut(final Pipeline pipeline) throws Exception
@@ -85,6 +87,9 @@ class BackupPointInTimeTest extends DiskTestSupport
             {
                 final int before = load.logged();
                 EventLog.await(() -> load.logged() > before + 200, 20_000, "more load");
+                // Copy-before-write stashes freely in round 0, has two slots in round 1 (stashing and copying to the
+                // target mixed), and copies to the target itself in round 2.
+                System.setProperty(BackupJob.STASH_PROPERTY, STASH_BYTES_BY_ROUND[round]);
                 try (RawFileStore inc = target("inc" + round + ".raw"))
                 {
                     final BackupStartAction incStart = new BackupStartAction(manager,
@@ -104,6 +109,7 @@ class BackupPointInTimeTest extends DiskTestSupport
         }
         finally
         {
+            System.clearProperty(BackupJob.STASH_PROPERTY);
             load.halt();
         }
     }
