@@ -265,7 +265,7 @@ public final class AsAUser
                 // Fresh persistent bitmaps per start: the previous run's would reload and clash with the adds.
                 deleteTree(work.resolve("bitmaps"));
                 command.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
-                command.addAll(JvmFlags.forThisJava());
+                command.addAll(JvmFlags.forDaemon(tidemarkOptions));
                 command.addAll(tidemarkOptions);
                 if (side == Side.TIDEMARK_BUFFER)
                 {

@@ -159,7 +159,9 @@ public final class StallHarness
         final boolean ours = "tidemark".equals(side);
         if (ours)
         {
-            command.addAll(JvmFlags.javaCommand("dev.tidemark.cli.TidemarkMain", List.of(), "serve", "--verbose"));
+            // The launcher's collector too: javaCommand adds only the flags every child needs.
+            command.addAll(JvmFlags.javaCommand("dev.tidemark.cli.TidemarkMain", JvmFlags.collector(List.of()),
+                "serve", "--verbose"));
         }
         else
         {

@@ -145,7 +145,7 @@ public final class TlsVsQsd
         {
             command = new ArrayList<>();
             command.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
-            command.addAll(JvmFlags.forThisJava());
+            command.addAll(JvmFlags.forDaemon(List.of()));
             command.addAll(List.of("-cp", System.getProperty("java.class.path"), "dev.tidemark.cli.TidemarkMain",
                 "serve", "--verbose", "--qmp-socket", work.resolve("qmp-" + port + ".sock").toString(),
                 "--bitmap-root", work.resolve("bitmaps").toString()));

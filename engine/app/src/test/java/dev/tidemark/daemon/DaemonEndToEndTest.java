@@ -122,7 +122,8 @@ class DaemonEndToEndTest
     /** {@code java <this JVM's flags> -cp <test classpath> TidemarkMain ARGS}. */
     static List<String> javaCommand(final String... args)
     {
-        return JvmFlags.javaCommand(TidemarkMain.class.getName(), List.of(), args);
+        // With the launcher's collector: the daemons under test run as users run them.
+        return JvmFlags.javaCommand(TidemarkMain.class.getName(), JvmFlags.collector(List.of()), args);
     }
 
     static Path require(final String name)

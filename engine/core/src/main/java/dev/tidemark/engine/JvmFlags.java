@@ -29,19 +29,7 @@ public final class JvmFlags
      */
     public static List<String> forJava(final int javaFeatureVersion)
     {
-        final Properties properties = new Properties();
-        try (InputStream in = JvmFlags.class.getResourceAsStream("/jvm-flags.properties"))
-        {
-            if (in == null)
-            {
-                throw new IllegalStateException("jvm-flags.properties is missing from the classpath");
-            }
-            properties.load(in);
-        }
-        catch (final IOException ex)
-        {
-            throw new UncheckedIOException(ex);
-        }
+        final Properties properties = properties();
         final List<String> flags = new ArrayList<>(split(properties.getProperty("base", "")));
         if (javaFeatureVersion >= 23)
         {
@@ -54,6 +42,39 @@ public final class JvmFlags
     public static List<String> forThisJava()
     {
         return forJava(Runtime.version().feature());
+    }
+
+    /**
+     * The flags {@code tidemark serve} runs with, as the launcher gives them: {@link #forThisJava()} and
+     * {@link #collector}.
+     *
+     * @param otherOptions options the caller adds after these.
+     * @return the flags, in order.
+     */
+    public static List<String> forDaemon(final List<String> otherOptions)
+    {
+        final List<String> flags = new ArrayList<>(forThisJava());
+        flags.addAll(collector(otherOptions));
+        return Collections.unmodifiableList(flags);
+    }
+
+    /**
+     * @param otherOptions options the caller adds to a daemon's command line.
+     * @return the garbage collector the root pom names for {@code tidemark serve} (its {@code tidemark.jvm.gc}), or
+     *         nothing when {@code otherOptions} or this JVM's own options already choose one: two collectors are a
+     *         start-up error, and an explicit choice wins (A/B runs).
+     */
+    public static List<String> collector(final List<String> otherOptions)
+    {
+        final boolean chosen = otherOptions.stream().anyMatch(JvmFlags::choosesCollector)
+            || ManagementFactory.getRuntimeMXBean().getInputArguments().stream().anyMatch(JvmFlags::choosesCollector);
+        return chosen ? List.of() : split(properties().getProperty("gc", ""));
+    }
+
+    /** @return whether a JVM option selects a garbage collector ({@code -XX:+UseZGC}, {@code -XX:+UseG1GC}, ...). */
+    static boolean choosesCollector(final String option)
+    {
+        return option.startsWith("-XX:+Use") && option.endsWith("GC");
     }
 
     /**
@@ -87,6 +108,24 @@ public final class JvmFlags
         command.add(mainClass);
         command.addAll(List.of(arguments));
         return command;
+    }
+
+    private static Properties properties()
+    {
+        final Properties properties = new Properties();
+        try (InputStream in = JvmFlags.class.getResourceAsStream("/jvm-flags.properties"))
+        {
+            if (in == null)
+            {
+                throw new IllegalStateException("jvm-flags.properties is missing from the classpath");
+            }
+            properties.load(in);
+        }
+        catch (final IOException ex)
+        {
+            throw new UncheckedIOException(ex);
+        }
+        return properties;
     }
 
     private static List<String> split(final String value)
