@@ -44,9 +44,11 @@ import java.util.concurrent.TimeUnit;
  *
  * <pre>java -jar bench/target/benchmarks.jar ... or
  * java -cp bench/target/benchmarks.jar dev.tidemark.bench.nbd.StallHarness [--dir /dev/shm] [--runs 3] [--rate-iops N]
- *     [--only COMMAND,COMMAND]</pre>
+ *     [--only COMMAND,COMMAND] [--tidemark-only]</pre>
  *
- * <p>JVM options given to this program ({@code -Dtidemark.background.nice=0}, say) reach {@code tidemark serve} too.
+ * <p>JVM options given to this program ({@code -Dtidemark.background.nice=0}, {@code -XX:+UseG1GC}, say) reach
+ * {@code tidemark serve} too; a collector named there replaces the launcher's. {@code --tidemark-only} leaves
+ * qemu-storage-daemon out (A/B runs of Tidemark's own options).
  */
 public final class StallHarness
 {
@@ -64,12 +66,16 @@ public final class StallHarness
     private final int rateIops;
     /** The commands measured, in {@link #COMMANDS}' order. */
     private final List<String> commands;
+    /** Leaves qemu-storage-daemon out: for A/B runs of Tidemark's own options. */
+    private final boolean tidemarkOnly;
     private final SchedulingProbe probe = new SchedulingProbe();
     private final Map<String, Map<String, List<double[]>>> results = new LinkedHashMap<>();
     private int targetSerial;
 
-    private StallHarness(final Path work, final int runs, final int rateIops, final List<String> commands)
+    private StallHarness(final Path work, final int runs, final int rateIops, final List<String> commands,
+        final boolean tidemarkOnly)
     {
+        this.tidemarkOnly = tidemarkOnly;
         this.commands = commands;
         this.work = work;
         this.runs = runs;
@@ -77,7 +83,7 @@ public final class StallHarness
     }
 
     /**
-     * @param args {@code [--dir DIR] [--runs N] [--rate-iops N] [--only COMMAND,COMMAND]}.
+     * @param args {@code [--dir DIR] [--runs N] [--rate-iops N] [--only COMMAND,COMMAND] [--tidemark-only]}.
      * @throws Exception when a server or tool fails.
      */
     public static void main(final String[] args) throws Exception
@@ -94,6 +100,7 @@ public final class StallHarness
         int runs = 3;
         int rateIops = 0;
         List<String> commands = COMMANDS;
+        boolean tidemarkOnly = false;
         for (int i = 0; i < args.length; i++)
         {
             switch (args[i])
@@ -102,13 +109,14 @@ public final class StallHarness
                 case "--runs" -> runs = Integer.parseInt(args[++i]);
                 case "--rate-iops" -> rateIops = Integer.parseInt(args[++i]);
                 case "--only" -> commands = only(args[++i]);
+                case "--tidemark-only" -> tidemarkOnly = true;
                 default -> throw new IllegalArgumentException("unknown argument '" + args[i] + "'; see the class comment");
             }
         }
         final Path work = Files.createTempDirectory(dir, "stall");
         try
         {
-            final StallHarness harness = new StallHarness(work, runs, rateIops, commands);
+            final StallHarness harness = new StallHarness(work, runs, rateIops, commands, tidemarkOnly);
             harness.probe.start();
             harness.run();
         }
@@ -137,7 +145,8 @@ public final class StallHarness
         for (int round = 0; round < runs; round++)
         {
             // Alternate which side goes first.
-            final String[] sides = round % 2 == 0 ? new String[] {"tidemark", "qsd"} : new String[] {"qsd", "tidemark"};
+            final String[] sides = tidemarkOnly ? new String[] {"tidemark"}
+                : round % 2 == 0 ? new String[] {"tidemark", "qsd"} : new String[] {"qsd", "tidemark"};
             for (final String side : sides)
             {
                 measureSide(side);
