@@ -19,7 +19,7 @@ import java.util.Objects;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
 
 /**
- * Safe for concurrent use by any number of threads (writes, zeroes and flushes serialize on one lock,
+ * Safe for concurrent use by any number of threads (writes, zeroes and flushes serialize on one fair lock,
  * reads share it) until {@link #close()}: a {@link BlockStore} that creates a new qcow2 version 3 image,
  * for backup targets.
  *
@@ -130,7 +130,11 @@ public final class Qcow2Writer implements BlockStore
     private long refcountsWrittenTo;
     private final long[] refBlocks;
     private final int l1Clusters;
-    private final ReentrantReadWriteLock lock = new ReentrantReadWriteLock();
+    /**
+     * Fair: a backup's copy-before-write (on a disk's write ring) that must write here waits for the one operation
+     * in progress, not for every operation the job's worker starts while it is running and the ring is still waking.
+     */
+    private final ReentrantReadWriteLock lock = new ReentrantReadWriteLock(true);
     private ByteBuffer scratch;
     private KernelCopyTarget kernelTarget;
     private boolean kernelTargetTried;

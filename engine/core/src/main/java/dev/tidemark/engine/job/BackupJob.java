@@ -320,13 +320,15 @@ public final class BackupJob extends Job
     }
 
     /**
-     * Writes every chunk copy-before-write stashed to the target and marks it done; the worker. A write that fails
-     * breaks the job as a failed copy-before-write does: the old data is gone from the disk.
+     * Writes chunks copy-before-write stashed to the target and marks them done; the worker. At most one stash's
+     * worth per call, and none once the job is cancelled: a guest that keeps rewriting needed chunks refills the stash
+     * as fast as it drains, and the worker must still get back to its own pause, cancel and speed checks. A write that
+     * fails breaks the job as a failed copy-before-write does: the old data is gone from the disk.
      */
     private void drainStash()
     {
         CbwStash.Slot slot;
-        while ((slot = stash.poll()) != null)
+        for (int drained = 0; drained < stash.slots() && !isCancelled() && (slot = stash.poll()) != null; drained++)
         {
             try
             {
@@ -840,6 +842,8 @@ public final class BackupJob extends Job
         try
         {
             finish.drained.get(60, TimeUnit.SECONDS);
+            // The worker has ended and no copy-before-write call can come any more.
+            stash.free();
         }
         catch (final InterruptedException ex)
         {

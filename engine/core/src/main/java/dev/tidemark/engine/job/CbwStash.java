@@ -19,18 +19,26 @@ import org.agrona.concurrent.OneToOneConcurrentArrayQueue;
  *
  * <p>Bounded: at most {@code slots} chunks, each in its own aligned direct buffer made on first use and reused for
  * the job's life. When every slot is in flight, copy-before-write copies to the target itself, as without a stash.
+ * {@link #free} returns the memory at the job's end: left to the garbage collector, which may not run for hours
+ * when nothing else allocates, every finished backup would keep up to its whole bound.
  */
 final class CbwStash
 {
-    /** One stashed chunk: its old data, and which chunk it is. */
+    private static final int ALIGNMENT = 4096;
+
+    /** One stashed chunk: its old data (aligned for O_DIRECT), and which chunk it is. */
     static final class Slot
     {
         final ByteBuffer data;
+        /** The allocation {@link #data} is cut from: the one {@link BufferUtil#free} can release. */
+        private final ByteBuffer allocation;
         long chunk;
 
-        private Slot(final ByteBuffer data)
+        private Slot(final int bytes)
         {
-            this.data = data;
+            allocation = ByteBuffer.allocateDirect(bytes + ALIGNMENT);
+            final int pad = (int)(-BufferUtil.address(allocation) & (ALIGNMENT - 1));
+            data = allocation.slice(pad, bytes);
         }
     }
 
@@ -38,8 +46,12 @@ final class CbwStash
     private final int slotBytes;
     private final OneToOneConcurrentArrayQueue<Slot> free;
     private final OneToOneConcurrentArrayQueue<Slot> full;
+    /** Every slot made, for {@link #free}; written by the stashing thread only. */
+    private final Slot[] made;
     /** Stashing thread only. */
-    private int made;
+    private int madeCount;
+    /** Set by {@link #free}: no slot is handed out after it, even by a caller that broke the contract. */
+    private volatile boolean freed;
     /** Stashing thread only: a slot taken but not used, handed out again first. */
     private Slot spare;
 
@@ -54,6 +66,7 @@ final class CbwStash
         final int queueCapacity = Math.max(2, slots);
         this.free = new OneToOneConcurrentArrayQueue<>(queueCapacity);
         this.full = new OneToOneConcurrentArrayQueue<>(queueCapacity);
+        this.made = new Slot[slots];
     }
 
     /** @return the slots the stash may hold, 0 when it is off. */
@@ -65,16 +78,20 @@ final class CbwStash
     /** @return a free slot, cleared, or {@code null} when all are in flight; the stashing thread. */
     Slot take()
     {
+        if (freed)
+        {
+            return null;
+        }
         Slot slot = spare;
         spare = null;
         if (slot == null)
         {
             slot = free.poll();
         }
-        if (slot == null && made < slots)
+        if (slot == null && madeCount < slots)
         {
-            made++;
-            slot = new Slot(BufferUtil.allocateDirectAligned(slotBytes, 4096));
+            slot = new Slot(slotBytes);
+            made[madeCount++] = slot;
         }
         if (slot != null)
         {
@@ -109,5 +126,21 @@ final class CbwStash
     void recycle(final Slot slot)
     {
         free.offer(slot);
+    }
+
+    /**
+     * Releases every slot's memory now. Only once neither thread can touch a slot again: the worker has ended and no
+     * copy-before-write call is running or can start (the job's interceptor is removed and drained), which also
+     * orders the stashing thread's writes to {@link #made} before this read.
+     */
+    void free()
+    {
+        freed = true;
+        for (int i = 0; i < madeCount; i++)
+        {
+            BufferUtil.free(made[i].allocation);
+            made[i] = null;
+        }
+        madeCount = 0;
     }
 }
