@@ -11,7 +11,7 @@ import java.util.concurrent.atomic.AtomicReferenceArray;
  * <p>Each chunk is in one of four states: not needed (nothing to preserve), needed (old data must still be
  * preserved), claimed (one thread is copying it now) and done (preserved). {@link #tryClaim} moves a needed chunk
  * to claimed with one CAS, so exactly one thread copies each chunk; {@link #markDone} publishes the copy and wakes
- * threads in {@link #awaitDone}; {@link #release} hands a claim back after a failed copy. {@link #abandon} ends
+ * threads in {@link #awaitPreserved}; {@link #release} hands a claim back after a failed copy. {@link #abandon} ends
  * the copy for good (the job failed or the view broke): every waiter returns and nothing more is claimed.
  *
  * <p>A claimed chunk may also be marked stashed ({@link #markStashed}): its old data is held in memory on its way to
@@ -344,26 +344,6 @@ public final class ChunkClaims
         {
             stripe.notifyAll();
         }
-    }
-
-    /**
-     * Waits until a claimed chunk is done, released or the copy was abandoned.
-     *
-     * @param chunk a chunk.
-     * @return {@code true} when it is done.
-     * @throws InterruptedException when interrupted.
-     */
-    public boolean awaitDone(final long chunk) throws InterruptedException
-    {
-        final Object stripe = stripe(chunk);
-        synchronized (stripe)
-        {
-            while (!done.get(chunk) && claimed.get(chunk) && !abandoned)
-            {
-                stripe.wait();
-            }
-        }
-        return done.get(chunk);
     }
 
     /** Ends the copy: nothing more is claimed and every waiter returns. */

@@ -162,4 +162,43 @@ class ChunkClaimsTest
         assertThat(claims.doneCount()).isEqualTo(1);
         assertThat(runtime.totalMemory()).as("no dense arrays of 2^30 bits").isLessThan(2L << 30);
     }
+
+    @Test
+    @Timeout(10)
+    void aStashedChunkIsPreservedButStillPendingUntilDone() throws Exception
+    {
+        final ChunkClaims claims = new ChunkClaims(64L << 20, 64 << 10);
+        claims.need(0, 64L << 20);
+        assertThat(claims.tryClaim(3)).isTrue();
+        assertThat(claims.isPreserved(3)).isFalse();
+        // A guest write waiting for chunk 3 returns once its old data is stashed, before it reaches the target.
+        final Thread waiter = new Thread(() ->
+        {
+            try
+            {
+                assertThat(claims.awaitPreserved(3)).isTrue();
+            }
+            catch (final InterruptedException ex)
+            {
+                Thread.currentThread().interrupt();
+            }
+        });
+        waiter.start();
+        claims.markStashed(3);
+        waiter.join(5_000);
+        assertThat(waiter.isAlive()).as("woken by the stash").isFalse();
+        assertThat(claims.isPreserved(3)).isTrue();
+        assertThat(claims.isDone(3)).isFalse();
+        assertThat(claims.nextPending(3)).as("the copy still owes the target chunk 3").isEqualTo(3);
+        assertThat(claims.tryClaim(3)).as("nobody else copies it").isFalse();
+        claims.markDone(3);
+        assertThat(claims.nextPending(3)).isEqualTo(4);
+        // Released (a failed copy) or abandoned, a waiter returns without the chunk being preserved.
+        assertThat(claims.tryClaim(5)).isTrue();
+        claims.release(5);
+        assertThat(claims.awaitPreserved(5)).isFalse();
+        assertThat(claims.tryClaim(6)).isTrue();
+        claims.abandon();
+        assertThat(claims.awaitPreserved(6)).isFalse();
+    }
 }
