@@ -545,7 +545,10 @@ final class ServeCommand implements Callable<Integer>
             final long start = System.nanoTime();
             try
             {
-                ControlWarmup.run(Path.of(System.getProperty("java.io.tmpdir")), rounds);
+                // Converted as the daemon converts its events, and dropped: the mapper's code is then loaded and
+                // compiled before a real job's first event is converted on a write ring.
+                ControlWarmup.run(Path.of(System.getProperty("java.io.tmpdir")), rounds,
+                    (name, data) -> QmpJson.encode(QmpJson.MAPPER.valueToTree(data)));
                 log.log(System.Logger.Level.INFO, () -> "event=warmup rounds=" + rounds + " millis="
                     + (System.nanoTime() - start) / 1_000_000);
             }

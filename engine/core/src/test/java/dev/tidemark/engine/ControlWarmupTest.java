@@ -5,6 +5,8 @@ import static org.assertj.core.api.Assertions.assertThat;
 import dev.tidemark.engine.warmup.ControlWarmup;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -28,6 +30,15 @@ class ControlWarmupTest
         {
             assertThat(left).as("scratch files left in " + dir).isEmpty();
         }
+    }
+
+    @Test
+    void everyEventTheScratchJobsEmitReachesTheSink() throws Exception
+    {
+        final Set<String> seen = ConcurrentHashMap.newKeySet();
+        assertThat(ControlWarmup.run(dir, 2, (name, data) -> seen.add(name))).isEqualTo(2);
+        // What a daemon's conversion to QMP JSON must have met before a real job's first event.
+        assertThat(seen).contains("JOB_STATUS_CHANGE", "BLOCK_JOB_COMPLETED", "BLOCK_JOB_CANCELLED");
     }
 
     @Test
