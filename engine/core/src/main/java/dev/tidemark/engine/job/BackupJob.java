@@ -353,10 +353,16 @@ public final class BackupJob extends Job
 
     private void writeStashed(final CbwStash.Slot slot) throws CopyFailure
     {
-        final long offset = claims.offsetOf(slot.chunk);
-        final ByteBuffer data = slot.data;
         // As copyRange: full and top keep the target sparse where the chunk reads as zeroes.
-        if (options.sync() != SyncMode.BITMAP && options.sync() != SyncMode.INCREMENTAL && isZero(data))
+        writeOrZeroes(claims.offsetOf(slot.chunk), slot.data,
+            options.sync() != SyncMode.BITMAP && options.sync() != SyncMode.INCREMENTAL);
+    }
+
+    /** Writes {@code data} at {@code offset}, or a zero range instead when {@code holesForZero} and it is all zero. */
+    private void writeOrZeroes(final long offset, final ByteBuffer data, final boolean holesForZero)
+        throws CopyFailure
+    {
+        if (holesForZero && isZero(data))
         {
             writeZeroes(offset, data.remaining(), true);
             return;
@@ -585,21 +591,7 @@ public final class BackupJob extends Job
                 throw new CopyFailure(true, ex);
             }
             buffer.flip();
-            if (holesForZero && isZero(buffer))
-            {
-                writeZeroes(at, piece, true);
-            }
-            else
-            {
-                try
-                {
-                    target.write(at, buffer);
-                }
-                catch (final IOException ex)
-                {
-                    throw new CopyFailure(false, ex);
-                }
-            }
+            writeOrZeroes(at, buffer, holesForZero);
             done += piece;
         }
     }
