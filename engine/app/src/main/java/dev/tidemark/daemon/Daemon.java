@@ -7,7 +7,6 @@ import dev.tidemark.engine.EngineEvents;
 import dev.tidemark.qmp.QmpCommand;
 import dev.tidemark.qmp.QmpCommandRegistry;
 import dev.tidemark.qmp.QmpError;
-import dev.tidemark.qmp.QmpJson;
 import dev.tidemark.qmp.QmpServer;
 
 import java.io.IOException;
@@ -63,7 +62,7 @@ public final class Daemon implements AutoCloseable
             final QmpServer s = serverRef.get();
             if (s != null)
             {
-                s.publishEvent(name, (ObjectNode)QmpJson.MAPPER.valueToTree(data));
+                s.publishEngineEvent(name, data);
             }
         };
         final BlockGraph graph = new BlockGraph(events, bitmapRoot, durable, drivers);

@@ -14,6 +14,7 @@ import java.time.Instant;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.Objects;
 import java.util.Set;
 import java.util.concurrent.Callable;
@@ -44,11 +45,13 @@ import dev.tidemark.io.qmp.QmpFrameSplitter;
  * dispatcher thread, in arrival order per connection: this is the analogue of QEMU's big lock, so
  * handlers need no locking against each other. Replies are queued per connection in command order.
  *
- * <p><b>Events.</b> {@link #publishEvent} may be called from any thread. Under one server-wide lock
- * it stamps the time and appends the whole encoded event to the queue of every negotiated
+ * <p><b>Events.</b> {@link #publishEvent} and {@link #publishEngineEvent} may be called from any thread.
+ * Under one server-wide lock they stamp the time and append the event to the queue of every negotiated
  * connection, so all clients see events in one order, never spliced into another message. An event
  * published before a handler returns (on the dispatcher or on a thread the handler waited for) is
- * queued before that command's reply.
+ * queued before that command's reply. The event becomes JSON only when a connection's writer takes it
+ * (once, shared by all connections), so the publishing thread, which may be a disk's write ring at a
+ * cut, runs no serializer.
  *
  * <p><b>Flow control.</b> A connection may have at most {@code maxPendingCommands} commands waiting
  * for the dispatcher; beyond that its reader stops reading, so a flooding client is throttled by
@@ -175,25 +178,33 @@ public final class QmpServer implements QmpEventSink, AutoCloseable
     @Override
     public void publishEvent(final String name, final ObjectNode data)
     {
+        publish(name, data == null || data.isEmpty() ? null : data.deepCopy());
+    }
+
+    /**
+     * Sends an engine event to every negotiated client; callable from any thread, and cheap on it: the data is
+     * turned into JSON later, by the first connection writer that sends it, so an engine thread that emits at a
+     * cut (the write ring) runs no serializer code.
+     *
+     * @param name event name, e.g. {@code JOB_STATUS_CHANGE}.
+     * @param data event data, which no thread changes after this call; empty omits the {@code data} member.
+     */
+    public void publishEngineEvent(final String name, final Map<String, Object> data)
+    {
+        publish(name, data == null || data.isEmpty() ? null : data);
+    }
+
+    private void publish(final String name, final Object data)
+    {
         Objects.requireNonNull(name, "name");
         synchronized (eventLock)
         {
-            final Instant now = Instant.now();
-            final ObjectNode event = QmpJson.object();
-            final ObjectNode timestamp = event.putObject("timestamp");
-            timestamp.put("seconds", now.getEpochSecond());
-            timestamp.put("microseconds", now.getNano() / 1000);
-            event.put("event", name);
-            if (data != null && !data.isEmpty())
-            {
-                event.set("data", data.deepCopy());
-            }
-            final byte[] bytes = QmpJson.encode(event);
+            final PendingEvent event = new PendingEvent(name, Instant.now(), data);
             for (final Connection connection : connections)
             {
                 if (connection.negotiated)
                 {
-                    connection.enqueue(bytes);
+                    connection.enqueue(event, PendingEvent.QUEUED_WEIGHT);
                 }
             }
         }
@@ -544,7 +555,8 @@ public final class QmpServer implements QmpEventSink, AutoCloseable
         private final long id;
         private final QmpFrameSplitter splitter;
         private final Semaphore pending;
-        private final ArrayDeque<byte[]> output = new ArrayDeque<>();
+        /** Encoded messages ({@code byte[]}) and events still to encode ({@link PendingEvent}), in send order. */
+        private final ArrayDeque<Object> output = new ArrayDeque<>();
         private long outputBytes;
         private boolean closeRequested;
         private boolean dead;
@@ -577,13 +589,19 @@ public final class QmpServer implements QmpEventSink, AutoCloseable
 
         void enqueue(final byte[] message)
         {
+            enqueue(message, message.length);
+        }
+
+        /** @param weight what the message counts against {@code maxOutputBytes} until the writer takes it. */
+        void enqueue(final Object message, final long weight)
+        {
             synchronized (this)
             {
                 if (dead || closeRequested)
                 {
                     return;
                 }
-                if (outputBytes + message.length > maxOutputBytes)
+                if (outputBytes + weight > maxOutputBytes)
                 {
                     LOG.log(System.Logger.Level.WARNING, "QMP client " + id + " does not read its replies ("
                         + outputBytes + " bytes queued); dropping the connection");
@@ -591,7 +609,7 @@ public final class QmpServer implements QmpEventSink, AutoCloseable
                     return;
                 }
                 output.addLast(message);
-                outputBytes += message.length;
+                outputBytes += weight;
                 notifyAll();
             }
         }
@@ -711,7 +729,7 @@ public final class QmpServer implements QmpEventSink, AutoCloseable
 
         private void writeLoop()
         {
-            final List<byte[]> batch = new ArrayList<>();
+            final List<Object> batch = new ArrayList<>();
             try
             {
                 while (true)
@@ -728,15 +746,16 @@ public final class QmpServer implements QmpEventSink, AutoCloseable
                         }
                         while (!output.isEmpty() && batch.size() < 1024)
                         {
-                            final byte[] message = output.pollFirst();
-                            outputBytes -= message.length;
+                            final Object message = output.pollFirst();
+                            outputBytes -= message instanceof byte[] bytes ? bytes.length : PendingEvent.QUEUED_WEIGHT;
                             batch.add(message);
                         }
                     }
                     final ByteBuffer[] buffers = new ByteBuffer[batch.size()];
                     for (int i = 0; i < buffers.length; i++)
                     {
-                        buffers[i] = ByteBuffer.wrap(batch.get(i));
+                        final Object message = batch.get(i);
+                        buffers[i] = ByteBuffer.wrap(message instanceof byte[] bytes ? bytes : ((PendingEvent) message).bytes());
                     }
                     batch.clear();
                     long remaining = 0;
@@ -759,6 +778,56 @@ public final class QmpServer implements QmpEventSink, AutoCloseable
                 Thread.currentThread().interrupt();
             }
             abort();
+        }
+    }
+
+    /**
+     * One published event, shared by every connection's queue; any thread may call {@link #bytes()}, which encodes
+     * it once, on the first writer that sends it.
+     */
+    private static final class PendingEvent
+    {
+        /** What a queued event counts against a connection's output limit before it is encoded. */
+        static final long QUEUED_WEIGHT = 512;
+
+        private final String name;
+        private final Instant time;
+        /** An {@link ObjectNode} the server owns, an engine's unchanging map, or null for no data member. */
+        private final Object data;
+        private byte[] encoded;
+
+        PendingEvent(final String name, final Instant time, final Object data)
+        {
+            this.name = name;
+            this.time = time;
+            this.data = data;
+        }
+
+        synchronized byte[] bytes()
+        {
+            if (encoded == null)
+            {
+                final ObjectNode event = QmpJson.object();
+                final ObjectNode timestamp = event.putObject("timestamp");
+                timestamp.put("seconds", time.getEpochSecond());
+                timestamp.put("microseconds", time.getNano() / 1000);
+                event.put("event", name);
+                try
+                {
+                    if (data != null)
+                    {
+                        event.set("data", data instanceof ObjectNode node ? node : QmpJson.MAPPER.valueToTree(data));
+                    }
+                    encoded = QmpJson.encode(event);
+                }
+                catch (final RuntimeException ex)
+                {
+                    // An engine bug, not the client's: the other events and replies still go out.
+                    LOG.log(System.Logger.Level.WARNING, "QMP event " + name + " could not be encoded; not sent", ex);
+                    encoded = new byte[0];
+                }
+            }
+            return encoded;
         }
     }
 

@@ -7,7 +7,9 @@ import java.util.Map;
  * and must return quickly without calling back into the ring synchronously.
  *
  * <p>Names are QEMU's event names ({@code JOB_STATUS_CHANGE}, {@code BLOCK_JOB_COMPLETED}, ...); {@code data}
- * is the event's {@code data} object with QEMU's member names, never {@code null} (empty when there is none).
+ * is the event's {@code data} object with QEMU's member names, never {@code null} (empty when there is none). Emitters
+ * build a new map per event and never change it afterwards, so a listener may keep it and read it later on another
+ * thread (the daemon turns it into JSON on a QMP connection's writer, not on the ring that emitted it).
  */
 @FunctionalInterface
 public interface EngineEvents
