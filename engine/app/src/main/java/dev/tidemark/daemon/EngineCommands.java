@@ -9,6 +9,7 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.tidemark.engine.ControlAction;
 import dev.tidemark.engine.EngineException;
 import dev.tidemark.engine.TrackedDisk;
+import dev.tidemark.engine.ring.RingStatistics;
 import dev.tidemark.engine.checkpoint.CheckpointActions;
 import dev.tidemark.engine.export.BitmapRef;
 import dev.tidemark.engine.export.ExportAddress;
@@ -927,6 +928,39 @@ public final class EngineCommands
                 final ObjectNode out = QmpJson.object();
                 out.put("node", node.name);
                 out.put("durable", disk.isDurable());
+                return out;
+            }));
+        r.register(PREFIX + "ring-statistics", QmpType.struct(req("node", QmpType.str())),
+            "A disk's write-ring counters, the time each kind of control request held the ring thread, and the "
+                + "longest holds since the previous call of this command for the node (the call starts a new window).",
+            handler(args ->
+            {
+                final BlockNode node = graph.bitmapNode(args.get("node").asText());
+                final TrackedDisk disk = graph.disk(node);
+                final RingStatistics.HoldWindow window = disk.takeRingHoldWindow();
+                final RingStatistics statistics = disk.ringStatistics();
+                final ObjectNode out = QmpJson.object();
+                out.put("node", node.name);
+                out.put("epoch", statistics.epoch());
+                out.put("batches", statistics.batches());
+                out.put("group-commits", statistics.groupCommits());
+                out.put("forced-pages", statistics.forcedPages());
+                final ArrayNode control = out.putArray("control");
+                statistics.controlTimes().forEach((kind, time) ->
+                {
+                    final ObjectNode entry = control.addObject();
+                    entry.put("kind", kind);
+                    entry.put("count", time.count());
+                    entry.put("total-ns", time.totalNanos());
+                    entry.put("max-ns", time.maxNanos());
+                    entry.put("total-cpu-ns", time.totalCpuNanos());
+                    entry.put("max-cpu-ns", time.maxCpuNanos());
+                });
+                final ObjectNode since = out.putObject("window");
+                since.put("longest-batch-ns", window.longestBatchNanos());
+                since.put("longest-control-ns", window.longestControlNanos());
+                since.put("longest-control-cpu-ns", window.longestControlCpuNanos());
+                since.put("longest-control-kind", window.longestControlKind());
                 return out;
             }));
         r.register(PREFIX + "verify-bitmap", QmpType.struct(nodeName()),

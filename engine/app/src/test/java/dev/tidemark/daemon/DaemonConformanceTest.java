@@ -441,6 +441,13 @@ class DaemonConformanceTest
         final JsonNode journal = ours.execute("__dev.tidemark_journal", node("{'node':'d0'}"));
         assertThat(journal.path("bitmaps").findValuesAsText("name")).contains("p0");
         assertThat(journal.path("clean-close").isBoolean()).isTrue();
+        final JsonNode ring = ours.execute("__dev.tidemark_ring-statistics", node("{'node':'d0'}"));
+        assertThat(ring.path("epoch").asLong()).as("%s", ring).isPositive();
+        assertThat(ring.path("control").findValuesAsText("kind")).as("%s", ring).contains("block-dirty-bitmap-add");
+        assertThat(ring.path("window").path("longest-control-ns").asLong()).as("%s", ring).isPositive();
+        final JsonNode next = ours.execute("__dev.tidemark_ring-statistics", node("{'node':'d0'}"));
+        assertThat(next.path("window").path("longest-control-ns").asLong()).as("a new window: %s", next).isZero();
+        assertThat(next.path("window").path("longest-control-kind").asText()).isEmpty();
         try (QmpClient second = QmpClient.connectUnix(work.resolve("t/qmp.sock")))
         {
             second.negotiate();

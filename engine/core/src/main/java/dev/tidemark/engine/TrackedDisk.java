@@ -586,6 +586,12 @@ public final class TrackedDisk implements AutoCloseable
         return ring.statistics();
     }
 
+    /** @return the longest holds of the ring thread since the previous call ({@link WriteRing#takeHoldWindow()}). */
+    public RingStatistics.HoldWindow takeRingHoldWindow()
+    {
+        return ring.takeHoldWindow();
+    }
+
     // ------------------------------------------------------------------------------------------ events
 
     /** @param listener receives every event of this disk and its jobs. */

@@ -16,6 +16,9 @@ import java.util.Map;
 final class ControlTimes
 {
     private final Map<String, long[]> byKind = new LinkedHashMap<>();
+    private long windowNanos;
+    private long windowCpuNanos;
+    private String windowKind = "";
 
     /**
      * Records one control request of {@code kind} that held the mark thread for {@code nanos} of wall-clock time, of
@@ -29,6 +32,28 @@ final class ControlTimes
         entry[2] = Math.max(entry[2], nanos);
         entry[3] += cpuNanos;
         entry[4] = Math.max(entry[4], cpuNanos);
+        if (nanos > windowNanos)
+        {
+            windowNanos = nanos;
+            windowCpuNanos = cpuNanos;
+            windowKind = kind;
+        }
+    }
+
+    /**
+     * Ends the current window and starts the next.
+     *
+     * @param longestBatchNanos the ring's longest batch in the window, taken by the caller.
+     * @return the window's longest control request, with the batch figure.
+     */
+    synchronized RingStatistics.HoldWindow takeWindow(final long longestBatchNanos)
+    {
+        final RingStatistics.HoldWindow window =
+            new RingStatistics.HoldWindow(longestBatchNanos, windowNanos, windowCpuNanos, windowKind);
+        windowNanos = 0;
+        windowCpuNanos = 0;
+        windowKind = "";
+        return window;
     }
 
     /** @return a copy: kind to its count, total and maximum nanoseconds, in order of first use. */

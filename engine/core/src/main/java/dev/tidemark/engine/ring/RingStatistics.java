@@ -34,4 +34,19 @@ public record RingStatistics(long groupCommits, long forcedPages, long batches, 
     public record ControlTime(long count, long totalNanos, long maxNanos, long totalCpuNanos, long maxCpuNanos)
     {
     }
+
+    /**
+     * The longest times the ring thread was held since the previous window was taken: what a guest write queued
+     * behind it could have waited for the ring, whatever else delayed it (scheduling, the client, the network).
+     *
+     * @param longestBatchNanos the longest drain of guest requests (fused pipeline: group commit, copy-before-write,
+     *                          store calls and completions of one batch); 0 in the staged pipeline.
+     * @param longestControlNanos the longest wall-clock time one control request held the ring.
+     * @param longestControlCpuNanos the CPU time of that request (negative when the JVM cannot measure it).
+     * @param longestControlKind that request's kind, or the empty string when none ran.
+     */
+    public record HoldWindow(long longestBatchNanos, long longestControlNanos, long longestControlCpuNanos,
+        String longestControlKind)
+    {
+    }
 }

@@ -130,6 +130,8 @@ public final class WriteRing implements AutoCloseable
     private final AtomicLong forcedPages = new AtomicLong();
     private final AtomicLong batches = new AtomicLong();
     private final ControlTimes controlTimes = new ControlTimes();
+    /** The longest fused drain since the last {@link #takeHoldWindow()}; raised by the mark thread only. */
+    private final AtomicLong longestDrainNanos = new AtomicLong();
     /** The mark thread's epoch number, published for {@link #statistics()}. */
     private volatile long epochPublished;
     /** The open write log, read by the mark thread at every data write; at most one at a time. */
@@ -246,6 +248,17 @@ public final class WriteRing implements AutoCloseable
     {
         return new RingStatistics(groupCommits.get(), forcedPages.get(), batches.get(), epochPublished,
             controlTimes.snapshot());
+    }
+
+    /**
+     * Ends the current hold window and starts the next; any thread. Monitoring that reads windows from two places
+     * splits them between its readers.
+     *
+     * @return the longest batch and control request that held the ring thread since the previous call (or start).
+     */
+    public RingStatistics.HoldWindow takeHoldWindow()
+    {
+        return controlTimes.takeWindow(longestDrainNanos.getAndSet(0));
     }
 
     /** @return the disk's current epoch: how many cuts (committed transactions and tasks) the ring has run. */
@@ -862,6 +875,7 @@ public final class WriteRing implements AutoCloseable
             }
             final long first = firstPending;
             firstPending = -1;
+            final long start = System.nanoTime();
             batches.incrementAndGet();
             final IOException forceFailure = marker.groupCommit();
             for (long s = first; s <= last; s++)
@@ -891,6 +905,12 @@ public final class WriteRing implements AutoCloseable
             }
             // Lets producers reuse the slots now rather than at the end of a long batch.
             progress.set(last);
+            final long took = System.nanoTime() - start;
+            if (took > longestDrainNanos.getPlain())
+            {
+                // A reset between the read and this write only moves one figure into the next window.
+                longestDrainNanos.setRelease(took);
+            }
         }
     }
 
