@@ -39,7 +39,11 @@ import java.util.concurrent.TimeUnit;
  *
  * <p>Beside each figure it reports what the machine did in the same window: the worst lateness of a thread that
  * only sleeps 1 ms at a time ({@link SchedulingProbe}; no server can beat it), the steal time, and the server's
- * CPU. {@code --rate-iops N} paces fio (its {@code --rate_iops}) so that the machine keeps headroom: on a virtual
+ * CPU; for Tidemark also the longest time its write ring was held in that window, by one batch of guest
+ * requests and by one control request ({@code __dev.tidemark_ring-statistics}): a write queued behind the ring
+ * waits at most that long for Tidemark's own work, the rest of its latency is the machine's. fio logs every
+ * write's latency, and each round says when the slowest one completed relative to the command's start.
+ * {@code --rate-iops N} paces fio (its {@code --rate_iops}) so that the machine keeps headroom: on a virtual
  * machine whose host stops it when both cores are busy, that separates the server's own waits from the host's.
  *
  * <pre>java -jar bench/target/benchmarks.jar ... or
@@ -56,6 +60,8 @@ public final class StallHarness
     private static final long BIG = 64L << 40;
     private static final long SMALL = 1L << 30;
     private static final String CHILD_PROPERTY = "tidemark.stall.child";
+    /** fio's {@code --ramp_time}: the writes before it are neither counted nor logged. */
+    private static final long RAMP_MS = 2000;
     private static final List<String> COMMANDS = List.of("none", "block-dirty-bitmap-clear",
         "block-dirty-bitmap-merge", "x-debug-block-dirty-bitmap-sha256", "block-dirty-bitmap-add+remove (2 GiB)",
         "incremental backup start to finish", "incremental backup cancelled (reclaim)", "transaction over 3 disks");
@@ -71,6 +77,8 @@ public final class StallHarness
     private final SchedulingProbe probe = new SchedulingProbe();
     private final Map<String, Map<String, List<double[]>>> results = new LinkedHashMap<>();
     private int targetSerial;
+    /** The kind of the longest control request on Tidemark's ring in the last window measured (printed per round). */
+    private String lastControlKind = "";
 
     private StallHarness(final Path work, final int runs, final int rateIops, final List<String> commands,
         final boolean tidemarkOnly)
@@ -209,12 +217,15 @@ public final class StallHarness
                 }
                 for (final String name : commands)
                 {
-                    final double[] figures = measure(qmp, nbd, name, dir, server.pid());
+                    final double[] figures = measure(qmp, nbd, name, dir, server.pid(), ours);
                     results.computeIfAbsent(name, k -> new LinkedHashMap<>()).computeIfAbsent(side,
                         k -> new ArrayList<>()).add(figures);
-                    System.err.printf(Locale.ROOT, "%s %-40s command %8.1f ms, worst write %8.2f ms, %6.0f IOPS,"
-                        + " p99.9 %6.2f ms, probe %7.2f ms, steal %4.1f %%, server CPU %4.2f%n",
-                        side, name, figures[0], figures[1], figures[2], figures[3], figures[4], figures[5], figures[6]);
+                    System.err.printf(Locale.ROOT, "%s %-40s command %8.1f ms, worst write %8.2f ms (logged %.2f ms"
+                        + " at %+.0f ms from the command's start), %6.0f IOPS, p99.9 %6.2f ms, probe %7.2f ms,"
+                        + " steal %4.1f %%, server CPU %4.2f, ring: longest batch %.3f ms (%.0f requests), longest"
+                        + " control %.3f ms (CPU %.3f ms) %s%n",
+                        side, name, figures[0], figures[1], figures[10], figures[9], figures[2], figures[3], figures[4],
+                        figures[5], figures[6], figures[7], figures[11], figures[8], figures[12], lastControlKind);
                 }
                 qmp.execute("quit", JSON.createObjectNode());
             }
@@ -232,11 +243,13 @@ public final class StallHarness
 
     /**
      * @return {command ms, worst write latency ms during the fio run, fio IOPS, p99.9 write latency ms, the probe's
-     *         worst scheduling delay ms, steal time % of the machine, server CPU in cores}, all over the window
-     *         after fio's ramp.
+     *         worst scheduling delay ms, steal time % of the machine, server CPU in cores, Tidemark's longest ring
+     *         batch ms and longest control hold ms (NaN for QSD), when the slowest logged write completed (ms from
+     *         the command's start), its latency ms, the longest batch's requests, the longest control hold's CPU ms},
+     *         all over the window after fio's ramp.
      */
     private double[] measure(final QmpClient qmp, final Path nbd, final String name, final Path dir,
-        final long serverPid) throws Exception
+        final long serverPid, final boolean ours) throws Exception
     {
         final Path out = dir.resolve("fio.json");
         final List<String> fioCommand = new ArrayList<>(List.of("fio", "--name=w", "--ioengine=nbd",
@@ -244,18 +257,25 @@ public final class StallHarness
             "--norandommap", "--random_generator=tausworthe64", "--time_based", "--runtime=600",
             // Statistics from 2 s on: fio's first second (connecting, first writes) stalls ~100 ms on both servers
             // with no command at all, and the command starts at 2.5 s.
-            "--ramp_time=2",
+            "--ramp_time=" + RAMP_MS + "ms",
+            // Every write's completion time and latency: when in the window the worst one happened.
+            "--write_lat_log=" + dir.resolve("fio"), "--log_avg_msec=0",
             "--output-format=json"));
         if (rateIops > 0)
         {
             fioCommand.add("--rate_iops=" + rateIops);
         }
+        final long fioLaunch = System.nanoTime();
         final Process fio = new ProcessBuilder(fioCommand).redirectErrorStream(false)
             .redirectOutput(out.toFile()).redirectError(ProcessBuilder.Redirect.DISCARD).start();
         // Writes must be flowing before the command: fio reports each connection in its first second.
         Thread.sleep(2000);
         // The window fio counts (from its ramp's end) is the window the machine figures cover.
         probe.reset();
+        if (ours)
+        {
+            ringWindow(qmp, "f0");
+        }
         final long[] stealBefore = MachineTimes.cpuTicks();
         final long serverTicksBefore = MachineTimes.processTicks(serverPid);
         final long windowStart = System.nanoTime();
@@ -264,6 +284,7 @@ public final class StallHarness
         command(qmp, name, dir);
         final double commandMs = (System.nanoTime() - start) / 1e6;
         Thread.sleep(1000);
+        final JsonNode ring = ours ? ringWindow(qmp, "f0") : null;
         new ProcessBuilder("kill", "-INT", Long.toString(fio.pid())).start().waitFor();
         final double windowSeconds = (System.nanoTime() - windowStart) / 1e9;
         final double probeWorstMs = probe.worstMillis();
@@ -279,8 +300,54 @@ public final class StallHarness
         final String json = Files.readString(out, StandardCharsets.UTF_8);
         final JsonNode write = JSON.readTree(json.substring(json.indexOf('{'))).path("jobs").get(0).path("write");
         final double p999 = write.path("clat_ns").path("percentile").path("99.900000").asDouble() / 1e6;
+        final double[] worst = worstLogged(dir.resolve("fio_lat.1.log"));
+        // fio's clock starts a little after its launch, so this places the worst write to within fio's start-up.
+        final double worstFromCommandMs = worst[0] - (start - fioLaunch) / 1e6;
+        lastControlKind = ring == null ? "" : ring.path("longest-control-kind").asText();
         return new double[] {commandMs, write.path("lat_ns").path("max").asDouble() / 1e6, write.path("iops").asDouble(),
-            p999, probeWorstMs, stealPercent, serverCores};
+            p999, probeWorstMs, stealPercent, serverCores,
+            ring == null ? Double.NaN : ring.path("longest-batch-ns").asLong() / 1e6,
+            ring == null ? Double.NaN : ring.path("longest-control-ns").asLong() / 1e6,
+            worstFromCommandMs, worst[1],
+            ring == null ? Double.NaN : ring.path("longest-batch-requests").asLong(),
+            ring == null ? Double.NaN : ring.path("longest-control-cpu-ns").asLong() / 1e6};
+    }
+
+    /**
+     * Reads and restarts Tidemark's ring hold window of a node ({@code __dev.tidemark_ring-statistics}).
+     *
+     * @return the window that ended.
+     */
+    private static JsonNode ringWindow(final QmpClient qmp, final String node) throws Exception
+    {
+        return qmp.execute("__dev.tidemark_ring-statistics", args("node", node)).path("window");
+    }
+
+    /**
+     * @param log fio's per-write latency log ({@code time ms, latency ns, direction, size, offset} per line), which
+     *            starts at the ramp's end: its time 0 is {@link #RAMP_MS} on fio's clock.
+     * @return {fio time of the slowest logged write (ms), its latency (ms)}.
+     */
+    private static double[] worstLogged(final Path log) throws IOException
+    {
+        double worstTime = Double.NaN;
+        double worstMs = 0;
+        for (final String line : Files.readAllLines(log, StandardCharsets.UTF_8))
+        {
+            final String[] fields = line.split(",\\s*");
+            if (fields.length < 2)
+            {
+                continue;
+            }
+            final double time = RAMP_MS + Double.parseDouble(fields[0]);
+            final double latencyMs = Double.parseDouble(fields[1]) / 1e6;
+            if (latencyMs > worstMs)
+            {
+                worstMs = latencyMs;
+                worstTime = time;
+            }
+        }
+        return new double[] {worstTime, worstMs};
     }
 
     private void command(final QmpClient qmp, final String name, final Path dir) throws Exception
@@ -373,17 +440,19 @@ public final class StallHarness
     {
         System.out.println("| command | Tidemark worst write (ms) | QSD worst write (ms) | Tidemark command (ms) | QSD command (ms)"
             + " | Tidemark IOPS | QSD IOPS | Tidemark p99.9 (ms) | QSD p99.9 (ms) | probe worst, Tidemark / QSD (ms)"
-            + " | steal %, Tidemark / QSD | server CPU (cores), Tidemark / QSD |");
-        System.out.println("|---|---|---|---|---|---|---|---|---|---|---|---|");
+            + " | steal %, Tidemark / QSD | server CPU (cores), Tidemark / QSD"
+            + " | Tidemark ring: longest batch / longest control (ms) |");
+        System.out.println("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         for (final Map.Entry<String, Map<String, List<double[]>>> entry : results.entrySet())
         {
             final List<double[]> ours = entry.getValue().getOrDefault("tidemark", List.of());
             final List<double[]> qsd = entry.getValue().getOrDefault("qsd", List.of());
             System.out.printf(Locale.ROOT,
-                "| %s | %.2f | %.2f | %.1f | %.1f | %.0f | %.0f | %.2f | %.2f | %.1f / %.1f | %.1f / %.1f | %.2f / %.2f |%n",
+                "| %s | %.2f | %.2f | %.1f | %.1f | %.0f | %.0f | %.2f | %.2f | %.1f / %.1f | %.1f / %.1f | %.2f / %.2f"
+                    + " | %.3f / %.3f |%n",
                 entry.getKey(), median(ours, 1), median(qsd, 1), median(ours, 0), median(qsd, 0), median(ours, 2),
                 median(qsd, 2), median(ours, 3), median(qsd, 3), median(ours, 4), median(qsd, 4), median(ours, 5),
-                median(qsd, 5), median(ours, 6), median(qsd, 6));
+                median(qsd, 5), median(ours, 6), median(qsd, 6), median(ours, 7), median(ours, 8));
         }
     }
 

@@ -958,6 +958,7 @@ public final class EngineCommands
                 });
                 final ObjectNode since = out.putObject("window");
                 since.put("longest-batch-ns", window.longestBatchNanos());
+                since.put("longest-batch-requests", window.longestBatchRequests());
                 since.put("longest-control-ns", window.longestControlNanos());
                 since.put("longest-control-cpu-ns", window.longestControlCpuNanos());
                 since.put("longest-control-kind", window.longestControlKind());

@@ -93,6 +93,7 @@ class RingHoldWindowTest
             store.hook((offset, length) -> { });
             final RingStatistics.HoldWindow slow = disk.takeRingHoldWindow();
             assertThat(slow.longestBatchNanos()).isGreaterThanOrEqualTo(HOLD_NANOS);
+            assertThat(slow.longestBatchRequests()).isEqualTo(1);
             assertThat(slow.longestControlNanos()).as("no control request ran").isZero();
         }
     }

@@ -44,12 +44,13 @@ final class ControlTimes
      * Ends the current window and starts the next.
      *
      * @param longestBatchNanos the ring's longest batch in the window, taken by the caller.
-     * @return the window's longest control request, with the batch figure.
+     * @param longestBatchRequests how many requests it held.
+     * @return the window's longest control request, with the batch figures.
      */
-    synchronized RingStatistics.HoldWindow takeWindow(final long longestBatchNanos)
+    synchronized RingStatistics.HoldWindow takeWindow(final long longestBatchNanos, final long longestBatchRequests)
     {
-        final RingStatistics.HoldWindow window =
-            new RingStatistics.HoldWindow(longestBatchNanos, windowNanos, windowCpuNanos, windowKind);
+        final RingStatistics.HoldWindow window = new RingStatistics.HoldWindow(longestBatchNanos, longestBatchRequests,
+            windowNanos, windowCpuNanos, windowKind);
         windowNanos = 0;
         windowCpuNanos = 0;
         windowKind = "";

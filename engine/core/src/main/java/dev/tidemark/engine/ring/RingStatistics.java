@@ -41,12 +41,13 @@ public record RingStatistics(long groupCommits, long forcedPages, long batches, 
      *
      * @param longestBatchNanos the longest drain of guest requests (fused pipeline: group commit, copy-before-write,
      *                          store calls and completions of one batch); 0 in the staged pipeline.
+     * @param longestBatchRequests how many requests that drain held.
      * @param longestControlNanos the longest wall-clock time one control request held the ring.
      * @param longestControlCpuNanos the CPU time of that request (negative when the JVM cannot measure it).
      * @param longestControlKind that request's kind, or the empty string when none ran.
      */
-    public record HoldWindow(long longestBatchNanos, long longestControlNanos, long longestControlCpuNanos,
-        String longestControlKind)
+    public record HoldWindow(long longestBatchNanos, long longestBatchRequests, long longestControlNanos,
+        long longestControlCpuNanos, String longestControlKind)
     {
     }
 }

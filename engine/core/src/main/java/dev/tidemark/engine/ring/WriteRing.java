@@ -112,6 +112,11 @@ public final class WriteRing implements AutoCloseable
 {
     /** Pending requests after which the fused handler drains even inside a batch, bounding their latency. */
     static final int DRAIN_BOUND = 256;
+    /** Bits of {@link #longestDrain} that count the drain's requests. */
+    private static final int DRAIN_COUNT_BITS = 20;
+    private static final long DRAIN_COUNT_MASK = (1L << DRAIN_COUNT_BITS) - 1;
+    /** About 2.4 hours: a longer drain is recorded as this long. */
+    private static final long MAX_DRAIN_NANOS = (1L << (63 - DRAIN_COUNT_BITS)) - 1;
     private static final java.lang.management.ThreadMXBean THREADS =
         java.lang.management.ManagementFactory.getThreadMXBean();
 
@@ -130,8 +135,11 @@ public final class WriteRing implements AutoCloseable
     private final AtomicLong forcedPages = new AtomicLong();
     private final AtomicLong batches = new AtomicLong();
     private final ControlTimes controlTimes = new ControlTimes();
-    /** The longest fused drain since the last {@link #takeHoldWindow()}; raised by the mark thread only. */
-    private final AtomicLong longestDrainNanos = new AtomicLong();
+    /**
+     * The longest fused drain since the last {@link #takeHoldWindow()} (nanoseconds in the high 44 bits, requests in
+     * the low 20, so that one atomic word keeps the pair together); raised by the mark thread only.
+     */
+    private final AtomicLong longestDrain = new AtomicLong();
     /** The mark thread's epoch number, published for {@link #statistics()}. */
     private volatile long epochPublished;
     /** The open write log, read by the mark thread at every data write; at most one at a time. */
@@ -258,7 +266,8 @@ public final class WriteRing implements AutoCloseable
      */
     public RingStatistics.HoldWindow takeHoldWindow()
     {
-        return controlTimes.takeWindow(longestDrainNanos.getAndSet(0));
+        final long drain = longestDrain.getAndSet(0);
+        return controlTimes.takeWindow(drain >>> DRAIN_COUNT_BITS, drain & DRAIN_COUNT_MASK);
     }
 
     /** @return the disk's current epoch: how many cuts (committed transactions and tasks) the ring has run. */
@@ -906,10 +915,11 @@ public final class WriteRing implements AutoCloseable
             // Lets producers reuse the slots now rather than at the end of a long batch.
             progress.set(last);
             final long took = System.nanoTime() - start;
-            if (took > longestDrainNanos.getPlain())
+            if (took > longestDrain.getPlain() >>> DRAIN_COUNT_BITS)
             {
                 // A reset between the read and this write only moves one figure into the next window.
-                longestDrainNanos.setRelease(took);
+                longestDrain.setRelease(Math.min(took, MAX_DRAIN_NANOS) << DRAIN_COUNT_BITS
+                    | Math.min(last - first + 1, DRAIN_COUNT_MASK));
             }
         }
     }
