@@ -8,15 +8,17 @@ import org.junit.jupiter.api.Timeout;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
+import java.util.concurrent.Semaphore;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicLong;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
 /**
  * A guest that keeps rewriting chunks a slow, throttled backup still needs refills the copy-before-write stash as
  * fast as the worker drains it; cancel must still end the job promptly (the worker drains at most one stash's worth
- * between its checks). One test thread plus one writer thread, joined under the timeout.
+ * between its checks, and nothing once cancelled). One test thread plus one writer thread, joined under the timeout.
  */
 @Timeout(60)
 class CbwStashCancelTest extends DiskTestSupport
@@ -37,6 +39,11 @@ class CbwStashCancelTest extends DiskTestSupport
             disk.write((long)chunk * CHUNK, small, false);
         }
         final AtomicBoolean writing = new AtomicBoolean(true);
+        // Each target write lets the guest rewrite one more needed chunk and waits for it: the stash is refilled
+        // exactly as fast as the worker drains it, so a drain without a bound would never end.
+        final Semaphore refill = new Semaphore(0);
+        final Semaphore refilled = new Semaphore(0);
+        final AtomicLong rewrites = new AtomicLong();
         try (RawFileStore raw = target(SIZE))
         {
             // Every target write takes 1 ms: the worker drains about 1,000 chunks a second at best.
@@ -48,30 +55,42 @@ class CbwStashCancelTest extends DiskTestSupport
                     try
                     {
                         Thread.sleep(1);
+                        super.write(offset, src);
+                        if (writing.get())
+                        {
+                            refill.release();
+                            refilled.tryAcquire(200, TimeUnit.MILLISECONDS);
+                        }
                     }
                     catch (final InterruptedException ex)
                     {
                         Thread.currentThread().interrupt();
                         throw new IOException(ex);
                     }
-                    super.write(offset, src);
                 }
             };
             final BackupStartAction start = new BackupStartAction(manager,
                 BackupOptions.of("vda", SyncMode.INCREMENTAL).withJobId("slow").withBitmap("b0", null)
                     .withJob(new JobOptions(true, true, 1 << 20)), slow, null);
             disk.transaction(start);
-            // The guest walks the disk from the end (the worker starts at 0), so each write meets a chunk the backup
-            // still needs, and goes on until the test stops it.
+            // The guest walks the disk from the end (the worker starts at 0, throttled), so each write meets a chunk
+            // the backup still needs and nobody claimed: its old data goes to the stash.
             final Thread guest = new Thread(() ->
             {
                 final ByteBuffer data = ByteBuffer.allocateDirect(4096);
-                for (long i = 0; writing.get(); i++)
+                for (long i = 0; writing.get(); )
                 {
-                    data.clear();
                     try
                     {
+                        if (!refill.tryAcquire(10, TimeUnit.MILLISECONDS))
+                        {
+                            continue;
+                        }
+                        data.clear();
                         disk.write((CHUNKS - 1 - i % CHUNKS) * CHUNK + 8192, data, false);
+                        i++;
+                        rewrites.incrementAndGet();
+                        refilled.release();
                     }
                     catch (final Exception ex)
                     {
@@ -80,7 +99,13 @@ class CbwStashCancelTest extends DiskTestSupport
                 }
             }, "guest");
             guest.start();
-            Thread.sleep(300);
+            // The worker's own runs are throttled to 16 chunks a second, so this many rewrites mean it is draining.
+            final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
+            while (rewrites.get() < 200 && System.nanoTime() < deadline)
+            {
+                Thread.sleep(5);
+            }
+            assertThat(rewrites.get()).as("rewrites while the worker drains the stash").isGreaterThanOrEqualTo(200);
             final long cancelled = System.nanoTime();
             start.job().cancel();
             awaitGone(start.job());

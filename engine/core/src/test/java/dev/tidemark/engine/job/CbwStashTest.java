@@ -132,12 +132,56 @@ class CbwStashTest extends DiskTestSupport
         }
     }
 
+    @Test
+    void inAlwaysModeAStashedChunkLeavesTheBitmapOnlyOnceItIsOnTheTarget() throws Exception
+    {
+        try (RawFileStore raw = target(SIZE))
+        {
+            final BackupStartAction start = startBlocked(raw, NO_FAILURE, BitmapMode.ALWAYS);
+            guestWrite(20).get(10, TimeUnit.SECONDS);
+            // Stashed, not yet on the target: a failure now must leave the chunk to the next backup, so its bit stays.
+            assertThat(disk.bitmaps().view("b0").isDirty(20L * CHUNK)).as("stashed chunk still in the frozen bitmap")
+                .isTrue();
+            assertThat(disk.bitmaps().query("b0").count()).isEqualTo((long)DIRTY.length * CHUNK);
+            releaseTarget.countDown();
+            awaitSucceeded(start);
+            assertHoldsTheCut(raw);
+            // Copied, so cleared; the guest's write after the cut went to the successor and is dirty again.
+            assertThat(disk.bitmaps().query("b0").count()).isEqualTo(CHUNK);
+            assertThat(disk.bitmaps().view("b0").isDirty(20L * CHUNK)).isTrue();
+        }
+    }
+
+    @Test
+    void inAlwaysModeAStashedChunkTheTargetRefusesStaysInTheBitmapWhileCopiedOnesLeave() throws Exception
+    {
+        try (RawFileStore raw = target(SIZE))
+        {
+            final BackupStartAction start = startBlocked(raw, 20L * CHUNK, BitmapMode.ALWAYS);
+            // Chunk 30's old data goes to the stash; the target refuses chunk 20, which the worker copies itself.
+            guestWrite(30).get(10, TimeUnit.SECONDS);
+            releaseTarget.countDown();
+            awaitGone(start.job());
+            assertThat(events.last(start.job().id(), "BLOCK_JOB_COMPLETED").data()).containsKey("error");
+            assertThat(disk.bitmaps().view("b0").isDirty(20L * CHUNK)).as("refused chunk").isTrue();
+            assertThat(disk.bitmaps().view("b0").isDirty(30L * CHUNK)).as("rewritten after the cut").isTrue();
+            assertThat(disk.bitmaps().view("b0").isDirty(0)).as("chunk 0, copied first").isFalse();
+        }
+    }
+
     /**
      * Starts an incremental backup of {@code b0} into {@code raw} behind a target whose writes block until the test
      * releases them (and then fail at {@code failOffset}, if it is not {@link #NO_FAILURE}), and returns once the
      * worker is inside its first target write.
      */
     private BackupStartAction startBlocked(final RawFileStore raw, final long failOffset) throws Exception
+    {
+        return startBlocked(raw, failOffset, null);
+    }
+
+    /** As {@link #startBlocked(RawFileStore, long)} with a bitmap mode ({@code null}: incremental, the default). */
+    private BackupStartAction startBlocked(final RawFileStore raw, final long failOffset, final BitmapMode mode)
+        throws Exception
     {
         final ForwardingBlockStore gated = new ForwardingBlockStore(raw)
         {
@@ -162,7 +206,8 @@ class CbwStashTest extends DiskTestSupport
             }
         };
         final BackupStartAction start = new BackupStartAction(manager,
-            BackupOptions.of("vda", SyncMode.INCREMENTAL).withJobId("j").withBitmap("b0", null), gated, null);
+            BackupOptions.of("vda", mode == null ? SyncMode.INCREMENTAL : SyncMode.BITMAP).withJobId("j")
+                .withBitmap("b0", mode), gated, null);
         disk.transaction(start);
         assertThat(workerInTarget.await(10, TimeUnit.SECONDS)).as("the worker reached the target").isTrue();
         return start;
