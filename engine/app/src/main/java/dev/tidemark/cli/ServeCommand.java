@@ -13,6 +13,7 @@ import dev.tidemark.engine.warmup.ControlWarmup;
 import dev.tidemark.io.BackgroundPriority;
 import dev.tidemark.qmp.QmpError;
 import dev.tidemark.qmp.QmpJson;
+import dev.tidemark.qmp.QmpServer;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -241,7 +242,7 @@ final class ServeCommand implements Callable<Integer>
         final Thread hook = new Thread(daemon::close, "tidemark-sigterm");
         Runtime.getRuntime().addShutdownHook(hook);
         System.getLogger("dev.tidemark").log(System.Logger.Level.INFO, () -> "event=ready " + daemon.summary());
-        startWarmup(warmupRounds);
+        startWarmup(warmupRounds, daemon.server());
         daemon.terminated().join();
         try
         {
@@ -532,7 +533,7 @@ final class ServeCommand implements Callable<Integer>
     }
 
     /** Runs {@link ControlWarmup} on a daemon thread of its own; its outcome is logged, never fatal. */
-    private static void startWarmup(final int rounds)
+    private static void startWarmup(final int rounds, final QmpServer server)
     {
         if (rounds == 0)
         {
@@ -545,10 +546,9 @@ final class ServeCommand implements Callable<Integer>
             final long start = System.nanoTime();
             try
             {
-                // Converted as the daemon converts its events, and dropped: the mapper's code is then loaded and
-                // compiled before a real job's first event is converted on a write ring.
-                ControlWarmup.run(Path.of(System.getProperty("java.io.tmpdir")), rounds,
-                    (name, data) -> QmpJson.encode(QmpJson.MAPPER.valueToTree(data)));
+                // Through the server's own event path, queued for no client: its classes are loaded and its code
+                // compiled before a real job's first event leaves a write ring at a cut.
+                ControlWarmup.run(Path.of(System.getProperty("java.io.tmpdir")), rounds, server::rehearseEngineEvent);
                 log.log(System.Logger.Level.INFO, () -> "event=warmup rounds=" + rounds + " millis="
                     + (System.nanoTime() - start) / 1_000_000);
             }

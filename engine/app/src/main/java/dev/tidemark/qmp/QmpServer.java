@@ -194,6 +194,26 @@ public final class QmpServer implements QmpEventSink, AutoCloseable
         publish(name, data == null || data.isEmpty() ? null : data);
     }
 
+    /**
+     * Runs an engine event through {@link #publishEngineEvent}'s code, the server-wide lock and the encoding
+     * included, without queueing it for any client; any thread. The start-up warm-up calls it, so that a real job's
+     * first event does not load and compile this code on a disk's write ring at its cut.
+     *
+     * @param name event name.
+     * @param data event data, as for {@link #publishEngineEvent}.
+     * @return the event's encoded bytes, which no client receives.
+     */
+    public byte[] rehearseEngineEvent(final String name, final Map<String, Object> data)
+    {
+        final PendingEvent event;
+        synchronized (eventLock)
+        {
+            event = new PendingEvent(Objects.requireNonNull(name, "name"), Instant.now(),
+                data == null || data.isEmpty() ? null : data);
+        }
+        return event.bytes();
+    }
+
     private void publish(final String name, final Object data)
     {
         Objects.requireNonNull(name, "name");

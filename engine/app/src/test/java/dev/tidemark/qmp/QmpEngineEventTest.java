@@ -81,6 +81,23 @@ class QmpEngineEventTest
     }
 
     @Test
+    void aRehearsedEventIsEncodedButReachesNoClient() throws Exception
+    {
+        try (QmpClient client = test.negotiated())
+        {
+            final byte[] bytes = test.server.rehearseEngineEvent("JOB_STATUS_CHANGE",
+                Map.of("id", "scratch", "status", "created"));
+            final JsonNode rehearsed = QmpJson.parse(bytes);
+            assertThat(rehearsed.path("event").asText()).isEqualTo("JOB_STATUS_CHANGE");
+            assertThat(rehearsed.path("data").path("id").asText()).isEqualTo("scratch");
+            test.server.publishEngineEvent("RESUME", Map.of());
+            client.awaitEvent("RESUME", WAIT);
+            assertThat(client.drainEvents()).extracting(e -> e.path("event").asText())
+                .doesNotContain("JOB_STATUS_CHANGE");
+        }
+    }
+
+    @Test
     void anEventThatCannotBeEncodedIsDroppedAndLaterOnesStillArrive() throws Exception
     {
         try (QmpClient client = test.negotiated())
