@@ -220,11 +220,11 @@ public final class StallHarness
                     final double[] figures = measure(qmp, nbd, name, dir, server.pid(), ours);
                     results.computeIfAbsent(name, k -> new LinkedHashMap<>()).computeIfAbsent(side,
                         k -> new ArrayList<>()).add(figures);
-                    System.err.printf(Locale.ROOT, "%s %-40s command %8.1f ms, worst write %8.2f ms (logged %.2f ms"
-                        + " at %+.0f ms from the command's start), %6.0f IOPS, p99.9 %6.2f ms, probe %7.2f ms,"
+                    System.err.printf(Locale.ROOT, "%s %-40s command %8.1f ms, worst write %8.2f ms (logged %.2f ms,"
+                        + " sent at %+.0f ms from the command's start), %6.0f IOPS, p99.9 %6.2f ms, probe %7.2f ms,"
                         + " steal %4.1f %%, server CPU %4.2f, ring: longest batch %.3f ms (%.0f requests), longest"
                         + " control %.3f ms (CPU %.3f ms) %s%n",
-                        side, name, figures[0], figures[1], figures[10], figures[9], figures[2], figures[3], figures[4],
+                        side, name, figures[0], figures[1], figures[10], figures[9] - figures[10], figures[2], figures[3], figures[4],
                         figures[5], figures[6], figures[7], figures[11], figures[8], figures[12], lastControlKind);
                 }
                 qmp.execute("quit", JSON.createObjectNode());
@@ -265,7 +265,6 @@ public final class StallHarness
         {
             fioCommand.add("--rate_iops=" + rateIops);
         }
-        final long fioLaunch = System.nanoTime();
         final Process fio = new ProcessBuilder(fioCommand).redirectErrorStream(false)
             .redirectOutput(out.toFile()).redirectError(ProcessBuilder.Redirect.DISCARD).start();
         // Writes must be flowing before the command: fio reports each connection in its first second.
@@ -285,6 +284,7 @@ public final class StallHarness
         final double commandMs = (System.nanoTime() - start) / 1e6;
         Thread.sleep(1000);
         final JsonNode ring = ours ? ringWindow(qmp, "f0") : null;
+        final long stopAsked = System.nanoTime();
         new ProcessBuilder("kill", "-INT", Long.toString(fio.pid())).start().waitFor();
         final double windowSeconds = (System.nanoTime() - windowStart) / 1e9;
         final double probeWorstMs = probe.worstMillis();
@@ -301,8 +301,9 @@ public final class StallHarness
         final JsonNode write = JSON.readTree(json.substring(json.indexOf('{'))).path("jobs").get(0).path("write");
         final double p999 = write.path("clat_ns").path("percentile").path("99.900000").asDouble() / 1e6;
         final double[] worst = worstLogged(dir.resolve("fio_lat.1.log"));
-        // fio's clock starts a little after its launch, so this places the worst write to within fio's start-up.
-        final double worstFromCommandMs = worst[0] - (start - fioLaunch) / 1e6;
+        // fio's clock is its own: its last logged write completed as the stop was asked, which ties the two clocks
+        // together to within one write (the kill command's own start-up, a few ms, is the error that remains).
+        final double worstFromCommandMs = worst[0] - worst[2] + (stopAsked - start) / 1e6;
         lastControlKind = ring == null ? "" : ring.path("longest-control-kind").asText();
         return new double[] {commandMs, write.path("lat_ns").path("max").asDouble() / 1e6, write.path("iops").asDouble(),
             p999, probeWorstMs, stealPercent, serverCores,
@@ -326,12 +327,13 @@ public final class StallHarness
     /**
      * @param log fio's per-write latency log ({@code time ms, latency ns, direction, size, offset} per line), which
      *            starts at the ramp's end: its time 0 is {@link #RAMP_MS} on fio's clock.
-     * @return {fio time of the slowest logged write (ms), its latency (ms)}.
+     * @return {fio time of the slowest logged write (ms), its latency (ms), fio time of the last logged write (ms)}.
      */
     private static double[] worstLogged(final Path log) throws IOException
     {
         double worstTime = Double.NaN;
         double worstMs = 0;
+        double lastTime = Double.NaN;
         for (final String line : Files.readAllLines(log, StandardCharsets.UTF_8))
         {
             final String[] fields = line.split(",\\s*");
@@ -341,13 +343,14 @@ public final class StallHarness
             }
             final double time = RAMP_MS + Double.parseDouble(fields[0]);
             final double latencyMs = Double.parseDouble(fields[1]) / 1e6;
+            lastTime = time;
             if (latencyMs > worstMs)
             {
                 worstMs = latencyMs;
                 worstTime = time;
             }
         }
-        return new double[] {worstTime, worstMs};
+        return new double[] {worstTime, worstMs, lastTime};
     }
 
     private void command(final QmpClient qmp, final String name, final Path dir) throws Exception
