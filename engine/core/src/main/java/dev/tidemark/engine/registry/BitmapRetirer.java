@@ -12,14 +12,19 @@ import java.util.function.Consumer;
  * the write ring's included, and {@link #close} from any thread but that one.
  *
  * <p>The ring retires a bitmap at the cut of a clear, a remove or a backup's end, so handing one over must cost the
- * ring a queue offer and at most one wake-up: no lock (a query holding the registry's monitor would hold the ring),
+ * ring a queue offer and nothing more: no wake-up (the thread polls, {@link #POLL_NANOS}), no lock (a query holding the registry's monitor would hold the ring),
  * no executor (its queue takes a lock, and a capturing task came through a method handle the ring's cold code
  * paid for), no path built from strings. Unmapping 2 GiB, waiting for readers that pin the bitmap and deleting its
  * file all happen here, on the retiring thread.
  */
 final class BitmapRetirer
 {
-    private static final long LOST_WAKE_BOUND_NANOS = 1_000_000_000L;
+    /**
+     * How often the retiring thread looks for work. It is never woken: a wake-up from the ring let the scheduler run
+     * it in the ring's place, and a backup's finish held the ring 0.5-1.8 ms longer in the wake-up than in the rest
+     * of its work (docs/benchmarks.md, "Stop 15"). A bitmap waits this long at most before it is unmapped.
+     */
+    private static final long POLL_NANOS = 20_000_000L;
 
     /** One bitmap to close, and its file's id (0: none to delete). */
     record Retired(DirtyBitmap bitmap, long fileId)
@@ -30,7 +35,6 @@ final class BitmapRetirer
     private final Consumer<Retired> closer;
     private final String threadName;
     private volatile Thread thread;
-    private volatile boolean parked;
     private volatile boolean stopping;
 
     /**
@@ -65,7 +69,7 @@ final class BitmapRetirer
     }
 
     /**
-     * Hands a bitmap over to be closed once nobody reads it; any thread, never blocks.
+     * Hands a bitmap over to be closed once nobody reads it; any thread, never blocks, wakes nobody.
      *
      * @param bitmap the bits that left the registry.
      * @param fileId the id of its file to delete after closing it, or 0.
@@ -79,15 +83,9 @@ final class BitmapRetirer
             drainAfterStop();
             return;
         }
-        final Thread retiring = thread;
-        if (retiring == null)
+        if (thread == null)
         {
             startThread();
-        }
-        else if (parked)
-        {
-            // The offer above is a full fence, and the thread sets parked before it checks the queue: no lost wake.
-            LockSupport.unpark(retiring);
         }
     }
 
@@ -107,12 +105,7 @@ final class BitmapRetirer
             {
                 return;
             }
-            parked = true;
-            if (queue.isEmpty() && !stopping)
-            {
-                LockSupport.parkNanos(this, LOST_WAKE_BOUND_NANOS);
-            }
-            parked = false;
+            LockSupport.parkNanos(this, POLL_NANOS);
         }
     }
 

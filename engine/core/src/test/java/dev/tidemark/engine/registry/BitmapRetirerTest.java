@@ -74,13 +74,13 @@ class BitmapRetirerTest
         {
             for (int round = 0; round < 10; round++)
             {
-                // Long enough for the thread to find the queue empty and park (its lost-wake bound is 1 s).
+                // Long enough for the thread to find the queue empty and park (it looks again every 20 ms).
                 sleepMillis(30);
                 final CountDownLatch latch = new CountDownLatch(1);
                 closed.set(latch);
                 retirer.retire(null, round + 1);
                 assertThat(latch.await(400, TimeUnit.MILLISECONDS))
-                    .as("round %d: the parked retiring thread was not woken", round).isTrue();
+                    .as("round %d: the parked retiring thread did not find it", round).isTrue();
             }
         }
         finally
