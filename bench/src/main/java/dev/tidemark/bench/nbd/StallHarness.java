@@ -220,11 +220,11 @@ public final class StallHarness
                     final double[] figures = measure(qmp, nbd, name, dir, server.pid(), ours);
                     results.computeIfAbsent(name, k -> new LinkedHashMap<>()).computeIfAbsent(side,
                         k -> new ArrayList<>()).add(figures);
-                    System.err.printf(Locale.ROOT, "%s %-40s command %8.1f ms, worst write %8.2f ms (logged %.2f ms,"
+                    System.err.printf(Locale.ROOT, "%s %-40s command %8.1f ms, worst write %8.2f ms (server %.2f ms; logged %.2f ms,"
                         + " sent at %+.0f ms from the command's start), %6.0f IOPS, p99.9 %6.2f ms, probe %7.2f ms,"
                         + " steal %4.1f %%, server CPU %4.2f, ring: longest batch %.3f ms (%.0f requests), longest"
                         + " control %.3f ms (CPU %.3f ms) %s%n",
-                        side, name, figures[0], figures[1], figures[10], figures[9] - figures[10], figures[2], figures[3], figures[4],
+                        side, name, figures[0], figures[1], figures[13], figures[10], figures[9] - figures[10], figures[2], figures[3], figures[4],
                         figures[5], figures[6], figures[7], figures[11], figures[8], figures[12], lastControlKind);
                 }
                 qmp.execute("quit", JSON.createObjectNode());
@@ -245,7 +245,8 @@ public final class StallHarness
      * @return {command ms, worst write latency ms during the fio run, fio IOPS, p99.9 write latency ms, the probe's
      *         worst scheduling delay ms, steal time % of the machine, server CPU in cores, Tidemark's longest ring
      *         batch ms and longest control hold ms (NaN for QSD), when the slowest logged write completed (ms from
-     *         the command's start), its latency ms, the longest batch's requests, the longest control hold's CPU ms},
+     *         the command's start), its latency ms, the longest batch's requests, the longest control hold's CPU ms,
+     *         Tidemark's own longest write from arrival to reply (NaN for QSD)},
      *         all over the window after fio's ramp.
      */
     private double[] measure(final QmpClient qmp, final Path nbd, final String name, final Path dir,
@@ -274,6 +275,7 @@ public final class StallHarness
         if (ours)
         {
             ringWindow(qmp, "f0");
+            serverWindow(qmp);
         }
         final long[] stealBefore = MachineTimes.cpuTicks();
         final long serverTicksBefore = MachineTimes.processTicks(serverPid);
@@ -284,6 +286,8 @@ public final class StallHarness
         final double commandMs = (System.nanoTime() - start) / 1e6;
         Thread.sleep(1000);
         final JsonNode ring = ours ? ringWindow(qmp, "f0") : null;
+        final double serverWorstMs = ours ? serverWindow(qmp).path("longest-modifying-request-ns").asLong() / 1e6
+            : Double.NaN;
         final long stopAsked = System.nanoTime();
         new ProcessBuilder("kill", "-INT", Long.toString(fio.pid())).start().waitFor();
         final double windowSeconds = (System.nanoTime() - windowStart) / 1e9;
@@ -311,7 +315,17 @@ public final class StallHarness
             ring == null ? Double.NaN : ring.path("longest-control-ns").asLong() / 1e6,
             worstFromCommandMs, worst[1],
             ring == null ? Double.NaN : ring.path("longest-batch-requests").asLong(),
-            ring == null ? Double.NaN : ring.path("longest-control-cpu-ns").asLong() / 1e6};
+            ring == null ? Double.NaN : ring.path("longest-control-cpu-ns").asLong() / 1e6, serverWorstMs};
+    }
+
+    /**
+     * Reads and restarts Tidemark's NBD latency window ({@code __dev.tidemark_nbd-statistics}).
+     *
+     * @return the window that ended.
+     */
+    private static JsonNode serverWindow(final QmpClient qmp) throws Exception
+    {
+        return qmp.execute("__dev.tidemark_nbd-statistics", JSON.createObjectNode()).path("window");
     }
 
     /**
@@ -444,18 +458,18 @@ public final class StallHarness
         System.out.println("| command | Tidemark worst write (ms) | QSD worst write (ms) | Tidemark command (ms) | QSD command (ms)"
             + " | Tidemark IOPS | QSD IOPS | Tidemark p99.9 (ms) | QSD p99.9 (ms) | probe worst, Tidemark / QSD (ms)"
             + " | steal %, Tidemark / QSD | server CPU (cores), Tidemark / QSD"
-            + " | Tidemark ring: longest batch / longest control (ms) |");
-        System.out.println("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+            + " | Tidemark ring: longest batch / longest control (ms) | Tidemark server's worst write (ms) |");
+        System.out.println("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         for (final Map.Entry<String, Map<String, List<double[]>>> entry : results.entrySet())
         {
             final List<double[]> ours = entry.getValue().getOrDefault("tidemark", List.of());
             final List<double[]> qsd = entry.getValue().getOrDefault("qsd", List.of());
             System.out.printf(Locale.ROOT,
                 "| %s | %.2f | %.2f | %.1f | %.1f | %.0f | %.0f | %.2f | %.2f | %.1f / %.1f | %.1f / %.1f | %.2f / %.2f"
-                    + " | %.3f / %.3f |%n",
+                    + " | %.3f / %.3f | %.2f |%n",
                 entry.getKey(), median(ours, 1), median(qsd, 1), median(ours, 0), median(qsd, 0), median(ours, 2),
                 median(qsd, 2), median(ours, 3), median(qsd, 3), median(ours, 4), median(qsd, 4), median(ours, 5),
-                median(qsd, 5), median(ours, 6), median(qsd, 6), median(ours, 7), median(ours, 8));
+                median(qsd, 5), median(ours, 6), median(qsd, 6), median(ours, 7), median(ours, 8), median(ours, 13));
         }
     }
 

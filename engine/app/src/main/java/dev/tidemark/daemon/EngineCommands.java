@@ -964,6 +964,18 @@ public final class EngineCommands
                 since.put("longest-control-kind", window.longestControlKind());
                 return out;
             }));
+        r.register(PREFIX + "nbd-statistics", QmpType.struct(),
+            "The NBD server's longest modifying request (write, write zeroes, trim, flush) from its arrival to its "
+                + "reply on the socket since the previous call of this command (the call starts a new window).",
+            handler(args ->
+            {
+                final ObjectNode out = QmpJson.object();
+                out.put("running", graph.exports().isRunning());
+                out.put("connections", graph.exports().connectionCount());
+                out.putObject("window").put("longest-modifying-request-ns",
+                    graph.exports().takeLongestNbdModifyingRequestNanos());
+                return out;
+            }));
         r.register(PREFIX + "verify-bitmap", QmpType.struct(nodeName()),
             "Recount a bitmap's dirty chunks from its bits and compare with its reported count.",
             handler(args ->

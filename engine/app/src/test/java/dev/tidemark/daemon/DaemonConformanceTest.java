@@ -20,6 +20,7 @@ import java.util.stream.Stream;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 
+import dev.tidemark.io.nbd.NbdClient;
 import dev.tidemark.qmp.QmpClient;
 import dev.tidemark.qmp.QmpError;
 import dev.tidemark.qmp.QmpJson;
@@ -448,6 +449,24 @@ class DaemonConformanceTest
         final JsonNode next = ours.execute("__dev.tidemark_ring-statistics", node("{'node':'d0'}"));
         assertThat(next.path("window").path("longest-control-ns").asLong()).as("a new window: %s", next).isZero();
         assertThat(next.path("window").path("longest-control-kind").asText()).isEmpty();
+        final JsonNode stopped = ours.execute("__dev.tidemark_nbd-statistics", node("{}"));
+        assertThat(stopped.path("running").asBoolean()).isFalse();
+        assertThat(stopped.path("window").path("longest-modifying-request-ns").asLong()).isZero();
+        ours.execute("nbd-server-start", node("{'addr':{'type':'unix','data':{'path':'" + work.resolve("t/nbd.sock")
+            + "'}}}"));
+        ours.execute("block-export-add", node("{'type':'nbd','id':'w0','node-name':'d0','name':'w0','writable':true}"));
+        try (NbdClient client = NbdClient.builder().unix(work.resolve("t/nbd.sock")).exportName("w0").connections(1)
+            .connect())
+        {
+            client.write(0, java.nio.ByteBuffer.allocate(4096));
+        }
+        final JsonNode served = ours.execute("__dev.tidemark_nbd-statistics", node("{}"));
+        assertThat(served.path("running").asBoolean()).isTrue();
+        assertThat(served.path("window").path("longest-modifying-request-ns").asLong()).as("%s", served).isPositive();
+        assertThat(ours.execute("__dev.tidemark_nbd-statistics", node("{}")).path("window")
+            .path("longest-modifying-request-ns").asLong()).as("a new window").isZero();
+        ours.execute("block-export-del", node("{'id':'w0'}"));
+        ours.execute("nbd-server-stop", node("{}"));
         try (QmpClient second = QmpClient.connectUnix(work.resolve("t/qmp.sock")))
         {
             second.negotiate();

@@ -1257,6 +1257,8 @@ final class NbdConnection
         private volatile int state;
         private long cookie;
         private int type;
+        /** When the request had arrived whole ({@link System#nanoTime()}), for the server's latency window. */
+        private long arrivedNanos;
         private ByteBuffer payload;
         /** Written before the queue hands this to the reply thread. */
         private int error;
@@ -1283,6 +1285,7 @@ final class NbdConnection
             cookie = requestCookie;
             type = requestType;
             payload = requestPayload;
+            arrivedNanos = System.nanoTime();
             // Volatile: orders the fields above before the export, and any thread it hands this to, sees ARMED.
             state = ARMED;
         }
@@ -1371,6 +1374,7 @@ final class NbdConnection
             }
             releaseSendLock();
             server.countInlineReply();
+            server.noteModifyingRequest(System.nanoTime() - arrivedNanos);
             free();
             release();
             return true;
@@ -1431,6 +1435,11 @@ final class NbdConnection
                     try
                     {
                         writeFully(replyBatchArray);
+                        final long now = System.nanoTime();
+                        for (int i = 0; i < count; i++)
+                        {
+                            server.noteModifyingRequest(now - batchCompletions[i].arrivedNanos);
+                        }
                     }
                     catch (final IOException ex)
                     {
@@ -1483,6 +1492,7 @@ final class NbdConnection
             try
             {
                 writeFully(partial.inlineReply);
+                server.noteModifyingRequest(System.nanoTime() - partial.arrivedNanos);
             }
             catch (final IOException ex)
             {

@@ -25,6 +25,7 @@ import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.LongAdder;
 
 import com.sun.jna.Pointer;
@@ -95,6 +96,11 @@ public final class NbdServer implements AutoCloseable
         INLINE_REPLY && NonBlockingSend.AVAILABLE ? NonBlockingSend::sendNow : null;
     /** Replies a completing thread wrote whole itself, over all connections (tests read it). */
     private final LongAdder inlineReplies = new LongAdder();
+    /**
+     * The longest modifying request since the last {@link #takeLongestModifyingRequestNanos()}, over all connections:
+     * from its arrival (header and payload read) to its reply written to the socket.
+     */
+    private final AtomicLong longestModifyingRequest = new AtomicLong();
 
     /** Hears about refused clients; called on connection threads, so implementations must be thread-safe. */
     @FunctionalInterface
@@ -436,6 +442,28 @@ public final class NbdServer implements AutoCloseable
     void countInlineReply()
     {
         inlineReplies.increment();
+    }
+
+    /** @param nanos one modifying request's time from its arrival to its reply on the socket; any thread. */
+    void noteModifyingRequest(final long nanos)
+    {
+        long longest = longestModifyingRequest.get();
+        while (nanos > longest && !longestModifyingRequest.compareAndSet(longest, nanos))
+        {
+            longest = longestModifyingRequest.get();
+        }
+    }
+
+    /**
+     * Ends the current window and starts the next; any thread. A write's latency as the server saw it: whatever a
+     * client measured beyond this was spent outside the server (its own scheduling, the kernel's socket path).
+     *
+     * @return the longest time a modifying request (write, write zeroes, trim, flush) took in the window, from its
+     *         arrival (header and payload read) to its reply written to the socket, in nanoseconds; 0 if none.
+     */
+    public long takeLongestModifyingRequestNanos()
+    {
+        return longestModifyingRequest.getAndSet(0);
     }
 
     BufferPool buffers()

@@ -487,6 +487,17 @@ public final class ExportManager implements AutoCloseable
         return false;
     }
 
+    /**
+     * Ends the NBD server's latency window and starts the next ({@link NbdServer#takeLongestModifyingRequestNanos()}).
+     *
+     * @return the longest time one modifying request took in the window, from its arrival to its reply on the
+     *         socket, in nanoseconds; 0 when none came or the server is not running.
+     */
+    public synchronized long takeLongestNbdModifyingRequestNanos()
+    {
+        return server == null ? 0 : server.takeLongestModifyingRequestNanos();
+    }
+
     /** @return open client connections over all exports; 0 when stopped. */
     public synchronized int connectionCount()
     {
