@@ -23,6 +23,7 @@ import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
+import java.util.function.ToDoubleFunction;
 
 /**
  * Write stalls during control commands, Tidemark against qemu-storage-daemon; a command-line program, one thread.
@@ -41,8 +42,9 @@ import java.util.concurrent.TimeUnit;
  * only sleeps 1 ms at a time ({@link SchedulingProbe}; no server can beat it), the steal time, and the server's
  * CPU; for Tidemark also the longest time its write ring was held in that window, by one batch of guest
  * requests and by one control request ({@code __dev.tidemark_ring-statistics}): a write queued behind the ring
- * waits at most that long for Tidemark's own work, the rest of its latency is the machine's. fio logs every
- * write's latency, and each round says when the slowest one completed relative to the command's start.
+ * waits at most that long for Tidemark's own work; and the server's slowest write from its arrival to its reply
+ * on the socket ({@code __dev.tidemark_nbd-statistics}), beyond which fio's figure was spent outside Tidemark. fio
+ * logs every write's latency, and each round says when the slowest one was sent relative to the command's start.
  * {@code --rate-iops N} paces fio (its {@code --rate_iops}) so that the machine keeps headroom: on a virtual
  * machine whose host stops it when both cores are busy, that separates the server's own waits from the host's.
  *
@@ -75,10 +77,8 @@ public final class StallHarness
     /** Leaves qemu-storage-daemon out: for A/B runs of Tidemark's own options. */
     private final boolean tidemarkOnly;
     private final SchedulingProbe probe = new SchedulingProbe();
-    private final Map<String, Map<String, List<double[]>>> results = new LinkedHashMap<>();
+    private final Map<String, Map<String, List<Round>>> results = new LinkedHashMap<>();
     private int targetSerial;
-    /** The kind of the longest control request on Tidemark's ring in the last window measured (printed per round). */
-    private String lastControlKind = "";
 
     private StallHarness(final Path work, final int runs, final int rateIops, final List<String> commands,
         final boolean tidemarkOnly)
@@ -217,15 +217,18 @@ public final class StallHarness
                 }
                 for (final String name : commands)
                 {
-                    final double[] figures = measure(qmp, nbd, name, dir, server.pid(), ours);
+                    final Round round = measure(qmp, nbd, name, dir, server.pid(), ours);
                     results.computeIfAbsent(name, k -> new LinkedHashMap<>()).computeIfAbsent(side,
-                        k -> new ArrayList<>()).add(figures);
-                    System.err.printf(Locale.ROOT, "%s %-40s command %8.1f ms, worst write %8.2f ms (server %.2f ms; logged %.2f ms,"
-                        + " sent at %+.0f ms from the command's start), %6.0f IOPS, p99.9 %6.2f ms, probe %7.2f ms,"
-                        + " steal %4.1f %%, server CPU %4.2f, ring: longest batch %.3f ms (%.0f requests), longest"
-                        + " control %.3f ms (CPU %.3f ms) %s%n",
-                        side, name, figures[0], figures[1], figures[13], figures[10], figures[9] - figures[10], figures[2], figures[3], figures[4],
-                        figures[5], figures[6], figures[7], figures[11], figures[8], figures[12], lastControlKind);
+                        k -> new ArrayList<>()).add(round);
+                    System.err.printf(Locale.ROOT, "%s %-40s command %8.1f ms, worst write %8.2f ms (server %.2f ms;"
+                        + " logged %.2f ms, sent at %+.0f ms from the command's start), %6.0f IOPS, p99.9 %6.2f ms,"
+                        + " probe %7.2f ms, steal %4.1f %%, server CPU %4.2f, ring: longest batch %.3f ms"
+                        + " (%.0f requests), longest control %.3f ms (CPU %.3f ms) %s%n",
+                        side, name, round.commandMs(), round.worstWriteMs(), round.serverWorstMs(),
+                        round.loggedWorstMs(), round.loggedWorstSentMs(), round.iops(), round.p999Ms(),
+                        round.probeMs(), round.stealPercent(), round.serverCores(), round.ringBatchMs(),
+                        round.ringBatchRequests(), round.ringControlMs(), round.ringControlCpuMs(),
+                        round.ringControlKind());
                 }
                 qmp.execute("quit", JSON.createObjectNode());
             }
@@ -242,14 +245,34 @@ public final class StallHarness
     }
 
     /**
-     * @return {command ms, worst write latency ms during the fio run, fio IOPS, p99.9 write latency ms, the probe's
-     *         worst scheduling delay ms, steal time % of the machine, server CPU in cores, Tidemark's longest ring
-     *         batch ms and longest control hold ms (NaN for QSD), when the slowest logged write completed (ms from
-     *         the command's start), its latency ms, the longest batch's requests, the longest control hold's CPU ms,
-     *         Tidemark's own longest write from arrival to reply (NaN for QSD)},
-     *         all over the window after fio's ramp.
+     * What one command did to the guest's writes, over the window after fio's ramp. Times in ms; Tidemark's own
+     * figures (ring, server) are NaN for QSD.
+     *
+     * @param commandMs how long the command took.
+     * @param worstWriteMs fio's slowest write.
+     * @param iops fio's writes per second.
+     * @param p999Ms fio's 99.9th percentile completion latency.
+     * @param probeMs the scheduling probe's worst lateness.
+     * @param stealPercent the machine's steal time.
+     * @param serverCores the server's CPU, in cores.
+     * @param ringBatchMs the ring's longest batch of guest requests.
+     * @param ringBatchRequests how many requests that batch held.
+     * @param ringControlMs the ring's longest control request, wall-clock.
+     * @param ringControlCpuMs that request's CPU time.
+     * @param ringControlKind that request's kind ("" for none or QSD).
+     * @param serverWorstMs the server's slowest write from its arrival to its reply on the socket.
+     * @param loggedWorstMs the slowest write in fio's per-write log.
+     * @param loggedWorstSentMs when that write was sent, from the command's start.
      */
-    private double[] measure(final QmpClient qmp, final Path nbd, final String name, final Path dir,
+    private record Round(double commandMs, double worstWriteMs, double iops, double p999Ms, double probeMs,
+        double stealPercent, double serverCores, double ringBatchMs, double ringBatchRequests, double ringControlMs,
+        double ringControlCpuMs, String ringControlKind, double serverWorstMs, double loggedWorstMs,
+        double loggedWorstSentMs)
+    {
+    }
+
+    /** @return the figures of one command's window (see {@link Round}). */
+    private Round measure(final QmpClient qmp, final Path nbd, final String name, final Path dir,
         final long serverPid, final boolean ours) throws Exception
     {
         final Path out = dir.resolve("fio.json");
@@ -307,15 +330,19 @@ public final class StallHarness
         final double[] worst = worstLogged(dir.resolve("fio_lat.1.log"));
         // fio's clock is its own: its last logged write completed as the stop was asked, which ties the two clocks
         // together to within one write (the kill command's own start-up, a few ms, is the error that remains).
-        final double worstFromCommandMs = worst[0] - worst[2] + (stopAsked - start) / 1e6;
-        lastControlKind = ring == null ? "" : ring.path("longest-control-kind").asText();
-        return new double[] {commandMs, write.path("lat_ns").path("max").asDouble() / 1e6, write.path("iops").asDouble(),
-            p999, probeWorstMs, stealPercent, serverCores,
-            ring == null ? Double.NaN : ring.path("longest-batch-ns").asLong() / 1e6,
-            ring == null ? Double.NaN : ring.path("longest-control-ns").asLong() / 1e6,
-            worstFromCommandMs, worst[1],
+        final double worstCompletedMs = worst[0] - worst[2] + (stopAsked - start) / 1e6;
+        return new Round(commandMs, write.path("lat_ns").path("max").asDouble() / 1e6, write.path("iops").asDouble(),
+            p999, probeWorstMs, stealPercent, serverCores, ringMillis(ring, "longest-batch-ns"),
             ring == null ? Double.NaN : ring.path("longest-batch-requests").asLong(),
-            ring == null ? Double.NaN : ring.path("longest-control-cpu-ns").asLong() / 1e6, serverWorstMs};
+            ringMillis(ring, "longest-control-ns"), ringMillis(ring, "longest-control-cpu-ns"),
+            ring == null ? "" : ring.path("longest-control-kind").asText(), serverWorstMs, worst[1],
+            worstCompletedMs - worst[1]);
+    }
+
+    /** @return a nanosecond figure of Tidemark's ring window in ms, NaN without one (QSD). */
+    private static double ringMillis(final JsonNode ring, final String member)
+    {
+        return ring == null ? Double.NaN : ring.path(member).asLong() / 1e6;
     }
 
     /**
@@ -460,26 +487,30 @@ public final class StallHarness
             + " | steal %, Tidemark / QSD | server CPU (cores), Tidemark / QSD"
             + " | Tidemark ring: longest batch / longest control (ms) | Tidemark server's worst write (ms) |");
         System.out.println("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
-        for (final Map.Entry<String, Map<String, List<double[]>>> entry : results.entrySet())
+        for (final Map.Entry<String, Map<String, List<Round>>> entry : results.entrySet())
         {
-            final List<double[]> ours = entry.getValue().getOrDefault("tidemark", List.of());
-            final List<double[]> qsd = entry.getValue().getOrDefault("qsd", List.of());
+            final List<Round> ours = entry.getValue().getOrDefault("tidemark", List.of());
+            final List<Round> qsd = entry.getValue().getOrDefault("qsd", List.of());
             System.out.printf(Locale.ROOT,
                 "| %s | %.2f | %.2f | %.1f | %.1f | %.0f | %.0f | %.2f | %.2f | %.1f / %.1f | %.1f / %.1f | %.2f / %.2f"
                     + " | %.3f / %.3f | %.2f |%n",
-                entry.getKey(), median(ours, 1), median(qsd, 1), median(ours, 0), median(qsd, 0), median(ours, 2),
-                median(qsd, 2), median(ours, 3), median(qsd, 3), median(ours, 4), median(qsd, 4), median(ours, 5),
-                median(qsd, 5), median(ours, 6), median(qsd, 6), median(ours, 7), median(ours, 8), median(ours, 13));
+                entry.getKey(), median(ours, Round::worstWriteMs), median(qsd, Round::worstWriteMs),
+                median(ours, Round::commandMs), median(qsd, Round::commandMs), median(ours, Round::iops),
+                median(qsd, Round::iops), median(ours, Round::p999Ms), median(qsd, Round::p999Ms),
+                median(ours, Round::probeMs), median(qsd, Round::probeMs), median(ours, Round::stealPercent),
+                median(qsd, Round::stealPercent), median(ours, Round::serverCores), median(qsd, Round::serverCores),
+                median(ours, Round::ringBatchMs), median(ours, Round::ringControlMs),
+                median(ours, Round::serverWorstMs));
         }
     }
 
-    private static double median(final List<double[]> rows, final int column)
+    private static double median(final List<Round> rounds, final ToDoubleFunction<Round> figure)
     {
-        if (rows.isEmpty())
+        if (rounds.isEmpty())
         {
             return Double.NaN;
         }
-        final double[] values = rows.stream().mapToDouble(r -> r[column]).sorted().toArray();
+        final double[] values = rounds.stream().mapToDouble(figure).sorted().toArray();
         final int n = values.length;
         return n % 2 == 1 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
     }

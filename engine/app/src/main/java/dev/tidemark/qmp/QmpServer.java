@@ -191,7 +191,7 @@ public final class QmpServer implements QmpEventSink, AutoCloseable
      */
     public void publishEngineEvent(final String name, final Map<String, Object> data)
     {
-        publish(name, data == null || data.isEmpty() ? null : data);
+        publish(name, dataMember(data));
     }
 
     /**
@@ -208,10 +208,15 @@ public final class QmpServer implements QmpEventSink, AutoCloseable
         final PendingEvent event;
         synchronized (eventLock)
         {
-            event = new PendingEvent(Objects.requireNonNull(name, "name"), Instant.now(),
-                data == null || data.isEmpty() ? null : data);
+            event = new PendingEvent(Objects.requireNonNull(name, "name"), Instant.now(), dataMember(data));
         }
         return event.bytes();
+    }
+
+    /** @return the engine's data as an event's {@code data} member, or null to omit it (QEMU omits empty data). */
+    private static Map<String, Object> dataMember(final Map<String, Object> data)
+    {
+        return data == null || data.isEmpty() ? null : data;
     }
 
     private void publish(final String name, final Object data)
@@ -775,7 +780,8 @@ public final class QmpServer implements QmpEventSink, AutoCloseable
                     for (int i = 0; i < buffers.length; i++)
                     {
                         final Object message = batch.get(i);
-                        buffers[i] = ByteBuffer.wrap(message instanceof byte[] bytes ? bytes : ((PendingEvent) message).bytes());
+                        buffers[i] = ByteBuffer.wrap(
+                            message instanceof byte[] bytes ? bytes : ((PendingEvent) message).bytes());
                     }
                     batch.clear();
                     long remaining = 0;

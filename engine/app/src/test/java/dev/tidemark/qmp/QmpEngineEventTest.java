@@ -60,7 +60,8 @@ class QmpEngineEventTest
             publisher.start();
             publisher.join();
             final JsonNode event = client.awaitEvent("JOB_STATUS_CHANGE", WAIT);
-            assertThat(QmpJson.compact(event.get("data"))).isEqualTo("{\"id\":\"job0\",\"probe\":{\"value\":\"recorded\"}}");
+            assertThat(QmpJson.compact(event.get("data")))
+                .isEqualTo("{\"id\":\"job0\",\"probe\":{\"value\":\"recorded\"}}");
             assertThat(event.path("timestamp").path("seconds").asLong()).isPositive();
             assertThat(recorder.serializedOn.get()).startsWith("qmp-write-");
         }

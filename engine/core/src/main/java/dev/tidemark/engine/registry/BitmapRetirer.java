@@ -12,10 +12,10 @@ import java.util.function.Consumer;
  * the write ring's included, and {@link #close} from any thread but that one.
  *
  * <p>The ring retires a bitmap at the cut of a clear, a remove or a backup's end, so handing one over must cost the
- * ring a queue offer and nothing more: no wake-up (the thread polls, {@link #POLL_NANOS}), no lock (a query holding the registry's monitor would hold the ring),
- * no executor (its queue takes a lock, and a capturing task came through a method handle the ring's cold code
- * paid for), no path built from strings. Unmapping 2 GiB, waiting for readers that pin the bitmap and deleting its
- * file all happen here, on the retiring thread.
+ * ring a queue offer and nothing more: no wake-up (the thread polls, {@link #POLL_NANOS}), no lock (a query holding
+ * the registry's monitor would hold the ring), no executor (its queue takes a lock, and a capturing task came through
+ * a method handle the ring's cold code paid for), no path built from strings. Unmapping 2 GiB, waiting for readers
+ * that pin the bitmap and deleting its file all happen here, on the retiring thread.
  */
 final class BitmapRetirer
 {
