@@ -245,8 +245,8 @@ public final class StallHarness
     }
 
     /**
-     * What one command did to the guest's writes, over the window after fio's ramp. Times in ms; Tidemark's own
-     * figures (ring, server) are NaN for QSD.
+     * What one command did to the guest's writes over the window after fio's ramp; immutable. Times in ms;
+     * Tidemark's own figures (ring, server) are NaN for QSD.
      *
      * @param commandMs how long the command took.
      * @param worstWriteMs fio's slowest write.

@@ -460,7 +460,13 @@ class DaemonConformanceTest
         {
             client.write(0, java.nio.ByteBuffer.allocate(4096));
         }
-        final JsonNode served = ours.execute("__dev.tidemark_nbd-statistics", node("{}"));
+        // The server notes a write once its reply is on the socket, a moment after the client may have it.
+        final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+        JsonNode served = ours.execute("__dev.tidemark_nbd-statistics", node("{}"));
+        while (served.path("window").path("longest-modifying-request-ns").asLong() == 0 && System.nanoTime() < deadline)
+        {
+            served = ours.execute("__dev.tidemark_nbd-statistics", node("{}"));
+        }
         assertThat(served.path("running").asBoolean()).isTrue();
         assertThat(served.path("window").path("longest-modifying-request-ns").asLong()).as("%s", served).isPositive();
         assertThat(ours.execute("__dev.tidemark_nbd-statistics", node("{}")).path("window")

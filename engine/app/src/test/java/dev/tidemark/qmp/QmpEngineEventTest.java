@@ -33,7 +33,7 @@ class QmpEngineEventTest
         test.close();
     }
 
-    /** A data value whose serialization records the thread that ran it. */
+    /** A data value whose serialization records the thread that ran it; any thread may serialize it. */
     public static final class ThreadRecorder
     {
         final AtomicReference<String> serializedOn = new AtomicReference<>();

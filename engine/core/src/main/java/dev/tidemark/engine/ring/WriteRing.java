@@ -260,7 +260,8 @@ public final class WriteRing implements AutoCloseable
 
     /**
      * Ends the current hold window and starts the next; any thread. Monitoring that reads windows from two places
-     * splits them between its readers.
+     * splits them between its readers. A drain is recorded once it has completed its requests, so its figure can
+     * fall into the window after the one its requests completed in.
      *
      * @return the longest batch and control request that held the ring thread since the previous call (or start).
      */
