@@ -1071,7 +1071,11 @@ final class NbdConnection
     /** Reader thread: an idle completion armed for one request. */
     private Completion takeCompletion(final long cookie, final int type, final ByteBuffer payload)
     {
-        final Completion done = idleCompletions.poll();
+        Completion done = idleCompletions.poll();
+        if (done == null)
+        {
+            done = awaitIdleCompletion();
+        }
         if (done == null)
         {
             // Cannot happen: every completion out of the pool holds one of MAX_IN_FLIGHT permits.
@@ -1083,6 +1087,37 @@ final class NbdConnection
             throw new IllegalStateException("the completion pool of " + remote() + " ran dry");
         }
         done.arm(cookie, type, payload);
+        return done;
+    }
+
+    /**
+     * Reader thread, holding a permit while the pool looked empty. The permit means a completion is on its way back,
+     * but the pool is a many-to-one queue: a thread returning one claims its slot first and fills it just after, so a
+     * later slot, already filled, could have given back the permit this thread holds while the head slot is still
+     * empty. Fresh-clone CI once hit exactly that ("ran dry"). Waits for the slot, bounded.
+     *
+     * @return the completion, or {@code null} if none came back within five seconds (a lost completion: a bug).
+     */
+    private Completion awaitIdleCompletion()
+    {
+        final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+        Completion done;
+        for (int spins = 0; (done = idleCompletions.poll()) == null; spins++)
+        {
+            if (System.nanoTime() - deadline > 0)
+            {
+                return null;
+            }
+            if (spins < 1_000)
+            {
+                Thread.onSpinWait();
+            }
+            else
+            {
+                // The returning thread was preempted between its two steps: let it run.
+                Thread.yield();
+            }
+        }
         return done;
     }
 
