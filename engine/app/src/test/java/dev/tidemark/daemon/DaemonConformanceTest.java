@@ -1,6 +1,7 @@
 package dev.tidemark.daemon;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import java.io.IOException;
 import java.io.RandomAccessFile;
@@ -449,6 +450,8 @@ class DaemonConformanceTest
         final JsonNode next = ours.execute("__dev.tidemark_ring-statistics", node("{'node':'d0'}"));
         assertThat(next.path("window").path("longest-control-ns").asLong()).as("a new window: %s", next).isZero();
         assertThat(next.path("window").path("longest-control-kind").asText()).isEmpty();
+        assertThatThrownBy(() -> ours.execute("__dev.tidemark_ring-statistics", node("{'node':'nosuch'}")))
+            .isInstanceOf(QmpError.class).hasMessageContaining("Node 'nosuch' not found");
         final JsonNode stopped = ours.execute("__dev.tidemark_nbd-statistics", node("{}"));
         assertThat(stopped.path("running").asBoolean()).isFalse();
         assertThat(stopped.path("window").path("longest-modifying-request-ns").asLong()).isZero();

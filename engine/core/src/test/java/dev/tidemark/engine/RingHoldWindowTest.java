@@ -7,10 +7,10 @@ import java.nio.ByteBuffer;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
-import java.util.concurrent.locks.LockSupport;
 
 import dev.tidemark.engine.ring.RingStatistics;
 import dev.tidemark.io.testing.HeapStore;
+import dev.tidemark.io.testing.Waits;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
@@ -35,7 +35,7 @@ class RingHoldWindowTest
         @Override
         public void commit(final CutContext ctx)
         {
-            sleepAtLeast(HOLD_NANOS);
+            Waits.sleepAtLeast(HOLD_NANOS);
         }
 
         @Override
@@ -56,23 +56,7 @@ class RingHoldWindowTest
      */
     private static RingStatistics.HoldWindow awaitBatch(final TrackedDisk disk)
     {
-        final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
-        RingStatistics.HoldWindow window = disk.takeRingHoldWindow();
-        while (window.longestBatchNanos() == 0 && System.nanoTime() < deadline)
-        {
-            Thread.onSpinWait();
-            window = disk.takeRingHoldWindow();
-        }
-        return window;
-    }
-
-    private static void sleepAtLeast(final long nanos)
-    {
-        final long end = System.nanoTime() + nanos;
-        for (long left = nanos; left > 0; left = end - System.nanoTime())
-        {
-            LockSupport.parkNanos(left);
-        }
+        return Waits.firstFound(disk::takeRingHoldWindow, window -> window.longestBatchNanos() > 0, 10);
     }
 
     @Test
@@ -104,7 +88,7 @@ class RingHoldWindowTest
             final RingStatistics.HoldWindow quick = awaitBatch(disk);
             assertThat(quick.longestBatchNanos()).isPositive().isLessThan(HOLD_NANOS);
 
-            store.hook((offset, length) -> sleepAtLeast(HOLD_NANOS));
+            store.hook((offset, length) -> Waits.sleepAtLeast(HOLD_NANOS));
             disk.write(8192, ByteBuffer.allocate(4096), false);
             store.hook((offset, length) -> { });
             final RingStatistics.HoldWindow slow = awaitBatch(disk);

@@ -3,10 +3,10 @@ package dev.tidemark.io.nbd;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import dev.tidemark.io.testing.HeapStore;
+import dev.tidemark.io.testing.Waits;
 import java.nio.ByteBuffer;
 import java.nio.file.Path;
 import java.util.concurrent.TimeUnit;
-import java.util.concurrent.locks.LockSupport;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
@@ -43,7 +43,7 @@ class NbdLatencyWindowTest
             {
                 final long inlineBefore = server.inlineReplies();
                 server.takeLongestModifyingRequestNanos();
-                store.hook((offset, length) -> sleepAtLeast(SLOW_NANOS));
+                store.hook((offset, length) -> Waits.sleepAtLeast(SLOW_NANOS));
                 client.write(0, ByteBuffer.allocate(BLOCK));
                 store.hook((offset, length) -> { });
                 assertThat(awaitLongest(server)).isGreaterThanOrEqualTo(SLOW_NANOS);
@@ -79,22 +79,6 @@ class NbdLatencyWindowTest
      */
     private static long awaitLongest(final NbdServer server)
     {
-        final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
-        long longest = server.takeLongestModifyingRequestNanos();
-        while (longest == 0 && System.nanoTime() < deadline)
-        {
-            Thread.onSpinWait();
-            longest = server.takeLongestModifyingRequestNanos();
-        }
-        return longest;
-    }
-
-    private static void sleepAtLeast(final long nanos)
-    {
-        final long end = System.nanoTime() + nanos;
-        for (long left = nanos; left > 0; left = end - System.nanoTime())
-        {
-            LockSupport.parkNanos(left);
-        }
+        return Waits.firstFound(server::takeLongestModifyingRequestNanos, nanos -> nanos > 0, 10);
     }
 }
