@@ -61,8 +61,10 @@ public interface CutContext
     CompletableFuture<Void> writesBeforeCutDone();
 
     /**
-     * Runs {@code task} after the transaction committed, still on the mark thread (for example to start a job
-     * thread); dropped when the transaction aborts.
+     * Runs {@code task} after the transaction committed (for example to start a job thread), on the thread that
+     * asked for the transaction, before its {@code TrackedDisk.transaction} call returns; never on the mark thread,
+     * where waking a thread could let it take the ring's CPU. Dropped when the transaction aborts. Guest writes after
+     * the cut may be marked (and pass the transaction's interceptors) before it runs.
      *
      * @param task the task; must not block.
      */

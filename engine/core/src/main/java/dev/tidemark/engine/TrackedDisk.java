@@ -4,6 +4,7 @@ import dev.tidemark.engine.checkpoint.DiskCheckpoints;
 import dev.tidemark.engine.journal.Journal;
 import dev.tidemark.engine.journal.JournalRecord;
 import dev.tidemark.engine.registry.BitmapRegistry;
+import dev.tidemark.engine.ring.CutOutcome;
 import dev.tidemark.engine.ring.RingStatistics;
 import dev.tidemark.engine.ring.WriteRing;
 import dev.tidemark.io.BlockStore;
@@ -374,7 +375,10 @@ public final class TrackedDisk implements AutoCloseable
      */
     public long transaction(final List<ControlAction> actions)
     {
-        return join(transactionAsync(actions));
+        final List<ControlAction> copy = List.copyOf(actions);
+        stage(this, copy);
+        // The after-commit tasks (job starts) run here, on the caller's thread, not on the ring's.
+        return join(ring.submitCut(new Transaction(this, copy, null, 0))).finish();
     }
 
     /**
@@ -388,6 +392,9 @@ public final class TrackedDisk implements AutoCloseable
     }
 
     /**
+     * Like {@link #transaction(List)}, without waiting; the after-commit tasks run on the thread that completes the
+     * future, which may be the ring's (use {@link #transaction(List)} to keep job starts off the write path).
+     *
      * @param actions the actions, in order.
      * @return completes with the cut sequence, or with the first failing action's error.
      */
@@ -395,7 +402,7 @@ public final class TrackedDisk implements AutoCloseable
     {
         final List<ControlAction> copy = List.copyOf(actions);
         stage(this, copy);
-        return ring.submitCut(new Transaction(this, copy, null, 0));
+        return ring.submitCut(new Transaction(this, copy, null, 0)).thenApply(CutOutcome::finish);
     }
 
     /** Lets each action build ahead of the cut, on this thread, what it can (best effort: see ControlAction). */
@@ -445,7 +452,7 @@ public final class TrackedDisk implements AutoCloseable
         }
         final JointCut joint = new JointCut(UUID.randomUUID().toString(), journals, JOINT_ARRIVAL_TIMEOUT_SECONDS,
             TimeUnit.SECONDS);
-        final List<CompletableFuture<Long>> parts = new ArrayList<>();
+        final List<CompletableFuture<CutOutcome>> parts = new ArrayList<>();
         // Every member's state is built before any ring meets the joint cut: a ring that arrived waits for the others.
         for (final Map.Entry<TrackedDisk, List<ControlAction>> entry : actionsByDisk.entrySet())
         {
@@ -482,7 +489,8 @@ public final class TrackedDisk implements AutoCloseable
         {
             try
             {
-                cuts.put(disks.get(i), join(parts.get(i)));
+                // Each part's after-commit tasks run here, also when another part failed after its commit.
+                cuts.put(disks.get(i), join(parts.get(i)).finish());
             }
             catch (final RuntimeException ex)
             {
@@ -499,7 +507,7 @@ public final class TrackedDisk implements AutoCloseable
         return cuts;
     }
 
-    private static void joinQuietly(final CompletableFuture<Long> part)
+    private static void joinQuietly(final CompletableFuture<CutOutcome> part)
     {
         try
         {
@@ -715,7 +723,7 @@ public final class TrackedDisk implements AutoCloseable
         }
     }
 
-    private static long join(final CompletableFuture<Long> future)
+    private static <T> T join(final CompletableFuture<T> future)
     {
         try
         {

@@ -36,6 +36,7 @@ class RingSeamTest
     private static final class Probe implements ControlAction
     {
         final List<String> calls = new CopyOnWriteArrayList<>();
+        final List<Thread> afterCommitThreads = new CopyOnWriteArrayList<>();
         final List<Object> seen = new ArrayList<>();
         private final String type;
         private final WriteInterceptor interceptor;
@@ -62,7 +63,11 @@ class RingSeamTest
             {
                 ctx.addInterceptor(interceptor);
             }
-            ctx.afterCommit(() -> calls.add("afterCommit"));
+            ctx.afterCommit(() ->
+            {
+                calls.add("afterCommit");
+                afterCommitThreads.add(Thread.currentThread());
+            });
             if (failPrepare)
             {
                 throw EngineException.generic(type + " refused");
@@ -142,10 +147,60 @@ class RingSeamTest
             final long epoch = disk.ringStatistics().epoch();
             assertThatThrownBy(() -> disk.transaction(failing)).isInstanceOf(IllegalStateException.class)
                 .hasMessage("x-failing commit failed");
-            assertThat(failing.calls).containsExactly("prepare", "commit", "afterCommit", "unstage");
+            // The ring releases the staging at the cut; the after-commit task waits for the caller.
+            assertThat(failing.calls).containsExactly("prepare", "commit", "unstage", "afterCommit");
+            assertThat(failing.afterCommitThreads).containsExactly(Thread.currentThread());
             assertThat(disk.ringStatistics().epoch()).isEqualTo(epoch + 1);
             disk.write(8192, ByteBuffer.allocate(512), false);
             assertThat(intercepted).as("the committed transaction's interceptor").containsExactly(8192L);
+        }
+    }
+
+    @ParameterizedTest
+    @EnumSource(Pipeline.class)
+    void afterCommitTasksRunOnTheCallersThreadNotTheRings(final Pipeline pipeline) throws IOException
+    {
+        try (TrackedDisk disk = open(pipeline))
+        {
+            final Probe probe = new Probe("x-probe", null, false, false);
+            disk.transaction(probe);
+            assertThat(probe.calls).containsExactly("prepare", "commit", "unstage", "afterCommit");
+            assertThat(probe.afterCommitThreads).as("a wake-up from the ring could cost the ring its CPU")
+                .containsExactly(Thread.currentThread());
+        }
+    }
+
+    @Test
+    void aJointTransactionRunsEveryMembersAfterCommitTasksOnTheCallersThread() throws IOException
+    {
+        final List<TrackedDisk> disks = new ArrayList<>();
+        try
+        {
+            final java.util.Map<TrackedDisk, List<ControlAction>> actions = new java.util.LinkedHashMap<>();
+            final List<Probe> probes = new ArrayList<>();
+            for (int i = 0; i < 3; i++)
+            {
+                final TrackedDisk disk = TrackedDisk.open(DiskOptions.of(new HeapStore(4 << 20), dir.resolve("j" + i)));
+                disks.add(disk);
+                final Probe probe = new Probe("x-member", null, false, i == 1);
+                probes.add(probe);
+                actions.put(disk, List.of(probe));
+            }
+            // The second member's commit step fails: the cut still commits everywhere, so every task runs.
+            assertThatThrownBy(() -> TrackedDisk.transaction(actions)).isInstanceOf(IllegalStateException.class)
+                .hasMessage("x-member commit failed");
+            for (final Probe probe : probes)
+            {
+                assertThat(probe.calls).containsExactly("prepare", "commit", "unstage", "afterCommit");
+                assertThat(probe.afterCommitThreads).containsExactly(Thread.currentThread());
+            }
+        }
+        finally
+        {
+            for (final TrackedDisk disk : disks)
+            {
+                disk.close();
+            }
         }
     }
 }

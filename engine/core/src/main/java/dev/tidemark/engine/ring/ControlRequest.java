@@ -1,5 +1,6 @@
 package dev.tidemark.engine.ring;
 
+import java.util.List;
 import java.util.concurrent.CompletableFuture;
 
 /**
@@ -13,11 +14,12 @@ final class ControlRequest
     /** What runs at the cut; {@code null} for a task. */
     final CutHandler handler;
     final Runnable task;
-    final CompletableFuture<Long> result = new CompletableFuture<>();
+    final CompletableFuture<CutOutcome> result = new CompletableFuture<>();
     final CompletableFuture<Void> writesBeforeCut = new CompletableFuture<>();
     // The outcome, kept by the mark thread until its bookkeeping is done (see finish).
     private long cut;
     private Throwable failure;
+    private List<Runnable> afterCommit = List.of();
 
     /** What {@link ControlTimes} files it under: the handler's kind, or "task". */
     final String kind;
@@ -52,6 +54,12 @@ final class ControlRequest
         cut = sequence;
     }
 
+    /** Hands a committed cut's after-commit tasks to the submitter ({@link CutOutcome#finish}); mark thread. */
+    void afterCommit(final List<Runnable> tasks)
+    {
+        afterCommit = List.copyOf(tasks);
+    }
+
     /** Notes the failure the result completes with (the first one counts); mark thread. */
     void fail(final Throwable why)
     {
@@ -64,13 +72,6 @@ final class ControlRequest
     /** Completes {@link #result} with the noted outcome; mark thread, once its bookkeeping is done. */
     void finish()
     {
-        if (failure != null)
-        {
-            result.completeExceptionally(failure);
-        }
-        else
-        {
-            result.complete(cut);
-        }
+        result.complete(new CutOutcome(cut, afterCommit, failure));
     }
 }

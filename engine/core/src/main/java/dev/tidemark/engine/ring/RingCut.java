@@ -39,8 +39,10 @@ public interface RingCut
     CompletableFuture<Void> writesBeforeCutDone();
 
     /**
-     * Runs {@code task} on the mark thread once the cut committed, after the recording bitmaps were recomputed;
-     * dropped when it does not commit. A task that throws fails the request (unless it failed already).
+     * Runs {@code task} once the cut committed, on the thread that submitted the request, when it finishes the
+     * request's {@link CutOutcome} (so not on the mark thread: a task that wakes a thread would let that thread take
+     * the ring's CPU); dropped when the cut does not commit. A task that throws fails the request (unless it failed
+     * already). Writes after the cut may be marked before it runs.
      *
      * @param task the task; must not block.
      */

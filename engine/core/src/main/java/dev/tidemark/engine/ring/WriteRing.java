@@ -385,10 +385,11 @@ public final class WriteRing implements AutoCloseable
      * caller serialises), or two rings could each wait at a different cut for the other.
      *
      * @param handler what runs at the cut; released by the ring (also when this throws).
-     * @return completes with the cut sequence once the handler committed without failure, else with the failure it
-     *         or an after-commit task noted.
+     * @return completes, on the mark thread, with what the cut came to; the submitter must call
+     *         {@link CutOutcome#finish} once on it, which runs the after-commit tasks on the submitter's thread and
+     *         yields the cut sequence or the failure. Completes exceptionally only if the ring itself failed.
      */
-    public CompletableFuture<Long> submitCut(final CutHandler handler)
+    public CompletableFuture<CutOutcome> submitCut(final CutHandler handler)
     {
         return publishControl(new ControlRequest(handler, null));
     }
@@ -401,10 +402,11 @@ public final class WriteRing implements AutoCloseable
      */
     public CompletableFuture<Long> submitTask(final Runnable task)
     {
-        return publishControl(new ControlRequest(null, task));
+        // A task has no after-commit tasks: finishing it on the mark thread only unwraps the outcome.
+        return publishControl(new ControlRequest(null, task)).thenApply(CutOutcome::finish);
     }
 
-    private CompletableFuture<Long> publishControl(final ControlRequest request)
+    private CompletableFuture<CutOutcome> publishControl(final ControlRequest request)
     {
         if (Thread.currentThread() == markThread)
         {
@@ -660,17 +662,8 @@ public final class WriteRing implements AutoCloseable
                 {
                     return false;
                 }
-                for (final Runnable task : cut.afterCommit)
-                {
-                    try
-                    {
-                        task.run();
-                    }
-                    catch (final RuntimeException ex)
-                    {
-                        request.fail(ex);
-                    }
-                }
+                // Not run here: each wakes a thread, which could take the ring's CPU (see CutOutcome).
+                request.afterCommit(cut.afterCommit);
                 request.succeed(sequence);
                 return true;
             }
