@@ -27,6 +27,7 @@ import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicIntegerFieldUpdater;
 import java.util.concurrent.locks.LockSupport;
 import java.util.function.Function;
+import java.util.function.Supplier;
 
 import static dev.tidemark.io.nbd.NbdProtocol.*;
 
@@ -1100,9 +1101,22 @@ final class NbdConnection
      */
     private Completion awaitIdleCompletion()
     {
-        final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
-        Completion done;
-        for (int spins = 0; (done = idleCompletions.poll()) == null; spins++)
+        return pollUntil(idleCompletions::poll, TimeUnit.SECONDS.toNanos(5));
+    }
+
+    /**
+     * Polls until {@code poll} yields something or {@code timeoutNanos} passed: spins a thousand times, then yields
+     * the CPU between polls, so that a thread preempted halfway through filling a slot gets to finish.
+     *
+     * @param poll returns the element, or {@code null} while there is none yet.
+     * @param timeoutNanos how long to keep polling.
+     * @return the element, or {@code null} if none came in time.
+     */
+    static <T> T pollUntil(final Supplier<T> poll, final long timeoutNanos)
+    {
+        final long deadline = System.nanoTime() + timeoutNanos;
+        T found;
+        for (int spins = 0; (found = poll.get()) == null; spins++)
         {
             if (System.nanoTime() - deadline > 0)
             {
@@ -1114,11 +1128,10 @@ final class NbdConnection
             }
             else
             {
-                // The returning thread was preempted between its two steps: let it run.
                 Thread.yield();
             }
         }
-        return done;
+        return found;
     }
 
     private void read(final NbdExport target, final int flags, final long cookie, final long offset,

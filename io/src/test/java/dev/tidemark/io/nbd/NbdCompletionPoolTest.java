@@ -260,4 +260,27 @@ class NbdCompletionPoolTest
         assertThat(unexpected.get()).isNull();
         assertThat(refused.get()).as("every second call, also on entries used before").isEqualTo(writes);
     }
+
+    /**
+     * The interleaving CI once hit, forced: the reader holds a permit, but the pool's head slot is still being
+     * filled by a returning thread. The reader must wait for it (past the spinning phase too), not call the pool dry.
+     */
+    @Test
+    void aReaderWaitsForAHeadSlotStillBeingFilled()
+    {
+        final AtomicInteger polls = new AtomicInteger();
+        final Object completion = new Object();
+        final Object found = NbdConnection.pollUntil(() -> polls.incrementAndGet() <= 5_000 ? null : completion,
+            TimeUnit.SECONDS.toNanos(10));
+        assertThat(found).isSameAs(completion);
+        assertThat(polls.get()).isEqualTo(5_001);
+    }
+
+    @Test
+    void aCompletionThatNeverComesBackIsReportedAfterTheBound()
+    {
+        final long start = System.nanoTime();
+        assertThat(NbdConnection.<Object>pollUntil(() -> null, TimeUnit.MILLISECONDS.toNanos(50))).isNull();
+        assertThat(System.nanoTime() - start).isGreaterThanOrEqualTo(TimeUnit.MILLISECONDS.toNanos(50));
+    }
 }
