@@ -6,9 +6,9 @@ package dev.tidemark.engine.ring;
  *
  * <p>The ring places the request in the write order, holds the registry's monitor while the handler runs, keeps the
  * interceptors it adds or removes (dropping them again when it does not commit), recomputes the recording bitmaps
- * and hands its after-commit tasks to the submitter ({@link CutOutcome}); what the request means (control actions, their journal group, a meeting with
- * other disks' rings) is the handler's. So the ring knows events and handlers, not disks: the engine's transactions
- * are handlers ({@code dev.tidemark.engine.Transaction}).
+ * and hands its after-commit tasks to the submitter ({@link CutOutcome}); what the request means (control actions,
+ * their journal group, a meeting with other disks' rings) is the handler's. So the ring knows events and handlers,
+ * not disks: the engine's transactions are handlers ({@code dev.tidemark.engine.Transaction}).
  */
 public interface CutHandler
 {
@@ -17,9 +17,9 @@ public interface CutHandler
      *
      * @param cut the cut; valid only during this call.
      * @return whether the cut committed: a new epoch opens with the interceptors as the handler left them, and the
-     *         {@link RingCut#afterCommit} tasks go to the submitter. {@code false}: nothing of it may be left; the ring restores the
-     *         interceptors and the epoch stays. Either way the outcome is what {@link RingCut#fail} noted, or
-     *         success.
+     *         {@link RingCut#afterCommit} tasks go to the submitter. {@code false}: nothing of it may be left; the
+     *         ring restores the interceptors and the epoch stays. Either way the outcome is what
+     *         {@link RingCut#fail} noted, or success.
      */
     boolean run(RingCut cut);
 

@@ -4,8 +4,8 @@ import java.util.List;
 import java.util.concurrent.CompletionException;
 
 /**
- * What one control request came to, handed from the mark thread to the thread that submitted it; {@link #finish}
- * is for that thread, once.
+ * Made by the mark thread, then finished once by the thread that submitted the request: what one control request
+ * came to (its cut sequence or failure, and the after-commit tasks of a cut that committed).
  *
  * <p>The after-commit tasks travel here instead of running on the mark thread because each of them (a job start,
  * its {@code running} event) wakes another thread, and a wake-up from the ring can let the scheduler run the woken
