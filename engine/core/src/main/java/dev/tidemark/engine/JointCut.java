@@ -32,6 +32,8 @@ final class JointCut
     private final List<Path> journals;
     private final long arrivalTimeoutNanos;
     private int arrived;
+    /** How many arrivals the publishing thread waits for ({@link #awaitArrivals}); 0 when it does not. */
+    private int awaitedArrivals;
     private int voted;
     private boolean aborted;
     private Throwable failure;
@@ -81,6 +83,10 @@ final class JointCut
         {
             notifyAll();
             return !aborted;
+        }
+        if (arrived == awaitedArrivals)
+        {
+            notifyAll();
         }
         final long deadline = System.nanoTime() + arrivalTimeoutNanos;
         boolean interrupted = false;
@@ -135,6 +141,48 @@ final class JointCut
         // Every member arrived, so every member votes after running its own actions: no timeout needed.
         Monitors.awaitUninterruptibly(this, () -> voted >= members);
         return failure == null;
+    }
+
+    /**
+     * Waits, on the publishing thread, until {@code count} members arrived: the members published so far, before
+     * the rest are published. Bounded as an arrival is: the members that arrived abort the transaction after the
+     * arrival timeout.
+     *
+     * @param count how many members must have arrived.
+     * @return {@code true} once they have; {@code false} if the transaction aborted (see {@link #failure()}).
+     */
+    synchronized boolean awaitArrivals(final int count)
+    {
+        awaitedArrivals = count;
+        // The arrived members' own timeout aborts and wakes this thread; the deadline here is only a backstop.
+        final long deadline = System.nanoTime() + 2 * arrivalTimeoutNanos;
+        boolean interrupted = false;
+        while (arrived < count && !aborted)
+        {
+            final long left = deadline - System.nanoTime();
+            if (left <= 0)
+            {
+                aborted = true;
+                failure = new IllegalStateException("transaction aborted: " + (count - arrived) + " of " + count
+                    + " idle disks did not reach the cut");
+                notifyAll();
+                break;
+            }
+            try
+            {
+                TimeUnit.NANOSECONDS.timedWait(this, left);
+            }
+            catch (final InterruptedException ex)
+            {
+                interrupted = true;
+            }
+        }
+        awaitedArrivals = 0;
+        if (interrupted)
+        {
+            Thread.currentThread().interrupt();
+        }
+        return !aborted;
     }
 
     /**

@@ -16,6 +16,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -25,6 +26,7 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.ExecutionException;
+import java.util.concurrent.locks.LockSupport;
 
 /**
  * A disk whose writes are tracked by dirty bitmaps; safe for concurrent use by any number of threads, except that
@@ -445,47 +447,61 @@ public final class TrackedDisk implements AutoCloseable
             cuts.put(only.getKey(), only.getKey().transaction(only.getValue()));
             return cuts;
         }
+        final List<TrackedDisk> disks = new ArrayList<>(actionsByDisk.keySet());
+        final List<List<ControlAction>> actions = new ArrayList<>(actionsByDisk.values());
+        final int members = disks.size();
         final List<Path> journals = new ArrayList<>();
-        for (final TrackedDisk disk : actionsByDisk.keySet())
+        final long[] cursors = new long[members];
+        for (int i = 0; i < members; i++)
         {
-            journals.add(disk.journal.file());
+            journals.add(disks.get(i).journal.file());
+            cursors[i] = disks.get(i).ring.publishedSequence();
         }
+        final long sampled = System.nanoTime();
         final JointCut joint = new JointCut(UUID.randomUUID().toString(), journals, JOINT_ARRIVAL_TIMEOUT_SECONDS,
             TimeUnit.SECONDS);
-        final List<CompletableFuture<CutOutcome>> parts = new ArrayList<>();
         // Every member's state is built before any ring meets the joint cut: a ring that arrived waits for the others.
-        for (final Map.Entry<TrackedDisk, List<ControlAction>> entry : actionsByDisk.entrySet())
+        for (int i = 0; i < members; i++)
         {
-            stage(entry.getKey(), entry.getValue());
+            stage(disks.get(i), actions.get(i));
         }
+        final boolean[] busy = busyMembers(disks, cursors, sampled);
+        final int[] order = idleFirst(busy);
+        int idle = 0;
+        for (final boolean isBusy : busy)
+        {
+            idle += isBusy ? 0 : 1;
+        }
+        final List<CompletableFuture<CutOutcome>> parts = new ArrayList<>(Collections.nCopies(members, null));
         // One publication order for every joint transaction: two of them sharing rings in opposite orders would
         // each hold a ring the other waits for.
         synchronized (JOINT_PUBLICATION_ORDER)
         {
-            for (final Map.Entry<TrackedDisk, List<ControlAction>> entry : actionsByDisk.entrySet())
+            for (int k = 0; k < members; k++)
             {
+                // Busy disks join only once the idle ones are at the cut: waking an idle ring takes a scheduler's
+                // delay (milliseconds on a loaded host), which guest writes queued on a busy ring would wait out.
+                if (k == idle && idle > 0 && !joint.awaitArrivals(idle))
+                {
+                    abandon(actions, order, k, parts);
+                    throw asRuntime(joint.failure());
+                }
+                final int i = order[k];
                 try
                 {
-                    final TrackedDisk member = entry.getKey();
-                    parts.add(member.ring.submitCut(new Transaction(member, entry.getValue(), joint, parts.size())));
+                    parts.set(i, disks.get(i).ring.submitCut(new Transaction(disks.get(i), actions.get(i), joint, i)));
                 }
                 catch (final RuntimeException ex)
                 {
                     joint.cancel(ex);
                     // The failed part was released by its ring; the parts never submitted release here.
-                    final List<List<ControlAction>> all = new ArrayList<>(actionsByDisk.values());
-                    for (int later = parts.size() + 1; later < all.size(); later++)
-                    {
-                        Transaction.unstage(all.get(later));
-                    }
-                    parts.forEach(TrackedDisk::joinQuietly);
+                    abandon(actions, order, k + 1, parts);
                     throw ex;
                 }
             }
         }
         RuntimeException failure = null;
-        final List<TrackedDisk> disks = new ArrayList<>(actionsByDisk.keySet());
-        for (int i = 0; i < parts.size(); i++)
+        for (int i = 0; i < members; i++)
         {
             try
             {
@@ -505,6 +521,68 @@ public final class TrackedDisk implements AutoCloseable
             throw failure;
         }
         return cuts;
+    }
+
+    /** A disk counts as busy if requests were published to its ring within this long before its cut is published. */
+    private static final long BUSY_WINDOW_NANOS = TimeUnit.MILLISECONDS.toNanos(2);
+
+    /**
+     * @return per member, whether requests were published to its ring since {@code cursors} were read, at least
+     *         {@link #BUSY_WINDOW_NANOS} before this returns.
+     */
+    private static boolean[] busyMembers(final List<TrackedDisk> disks, final long[] cursors, final long sampled)
+    {
+        final long left = BUSY_WINDOW_NANOS - (System.nanoTime() - sampled);
+        if (left > 0)
+        {
+            LockSupport.parkNanos(left);
+        }
+        final boolean[] busy = new boolean[cursors.length];
+        for (int i = 0; i < cursors.length; i++)
+        {
+            busy[i] = disks.get(i).ring.publishedSequence() != cursors[i];
+        }
+        return busy;
+    }
+
+    /** @return the members' indexes, the idle ones first, each group in the transaction's order. */
+    static int[] idleFirst(final boolean[] busy)
+    {
+        final int[] order = new int[busy.length];
+        int next = 0;
+        for (final boolean group : new boolean[] {false, true})
+        {
+            for (int i = 0; i < busy.length; i++)
+            {
+                if (busy[i] == group)
+                {
+                    order[next++] = i;
+                }
+            }
+        }
+        return order;
+    }
+
+    /** Releases the staged state of the members from position {@code from} of {@code order} on, never published. */
+    private static void abandon(final List<List<ControlAction>> actions, final int[] order, final int from,
+        final List<CompletableFuture<CutOutcome>> parts)
+    {
+        for (int k = from; k < order.length; k++)
+        {
+            Transaction.unstage(actions.get(order[k]));
+        }
+        for (final CompletableFuture<CutOutcome> part : parts)
+        {
+            if (part != null)
+            {
+                joinQuietly(part);
+            }
+        }
+    }
+
+    private static RuntimeException asRuntime(final Throwable failure)
+    {
+        return failure instanceof RuntimeException runtime ? runtime : new IllegalStateException(failure);
     }
 
     private static void joinQuietly(final CompletableFuture<CutOutcome> part)

@@ -10,7 +10,9 @@ import dev.tidemark.engine.journal.Journal;
 import dev.tidemark.engine.registry.BitmapActions;
 import dev.tidemark.engine.registry.BitmapInfo;
 import dev.tidemark.io.testing.HeapStore;
+import dev.tidemark.io.testing.Waits;
 import java.io.IOException;
+import java.io.UncheckedIOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.file.Path;
@@ -20,9 +22,13 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.SplittableRandom;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.AtomicReference;
+import java.util.concurrent.locks.LockSupport;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -151,6 +157,83 @@ class JointTransactionTest
         disks.remove(2);
     }
 
+    /**
+     * A busy disk is not held at the cut while an idle member is slow to get there: idle members are published first,
+     * busy ones once those arrived. Disk B's ring is stuck in a store write (published before the transaction, so B
+     * counts as idle) for 400 ms; disk A's writer must keep completing writes meanwhile. Published all at once, A's
+     * ring would wait at the cut for B, and A's writes with it.
+     */
+    @Test
+    void aBusyDiskKeepsWritingWhileAnIdleMemberIsSlowToReachTheCut() throws Exception
+    {
+        final HeapStore slowStore = new HeapStore(DISK_SIZE);
+        for (int d = 0; d < DISKS; d++)
+        {
+            disks.add(TrackedDisk.open(DiskOptions.of(d == 1 ? slowStore : new HeapStore(DISK_SIZE),
+                dir.resolve("bm" + d)).withName("vd" + (char)('a' + d))));
+        }
+        final TrackedDisk busy = disks.get(0);
+        final AtomicLong busyWrites = new AtomicLong();
+        final AtomicBoolean stop = new AtomicBoolean();
+        final Thread writer = new Thread(() ->
+        {
+            try
+            {
+                for (long i = 0; !stop.get(); i++)
+                {
+                    busy.write((i % 64) * BLOCK, ByteBuffer.allocate(BLOCK), false);
+                    busyWrites.incrementAndGet();
+                }
+            }
+            catch (final IOException ex)
+            {
+                throw new UncheckedIOException(ex);
+            }
+        }, "busy-writer");
+        writer.start();
+        final CountDownLatch storeEntered = new CountDownLatch(1);
+        final CountDownLatch release = new CountDownLatch(1);
+        slowStore.hook((offset, length) ->
+        {
+            storeEntered.countDown();
+            try
+            {
+                release.await();
+            }
+            catch (final InterruptedException ex)
+            {
+                Thread.currentThread().interrupt();
+            }
+        });
+        final CompletableFuture<Void> stuck = disks.get(1).writeAsync(0, ByteBuffer.allocate(BLOCK), false);
+        assertThat(storeEntered.await(10, TimeUnit.SECONDS)).isTrue();
+        final Map<TrackedDisk, List<ControlAction>> txn = new LinkedHashMap<>();
+        for (final TrackedDisk disk : disks)
+        {
+            txn.put(disk, List.of(BitmapActions.add("cut")));
+        }
+        final CompletableFuture<Map<TrackedDisk, Long>> done =
+            CompletableFuture.supplyAsync(() -> TrackedDisk.transaction(txn));
+        // Past the transaction's 2 ms look at which disks are busy, and its publication to the idle ones.
+        Waits.sleepAtLeast(TimeUnit.MILLISECONDS.toNanos(100));
+        final long before = busyWrites.get();
+        Waits.sleepAtLeast(TimeUnit.MILLISECONDS.toNanos(400));
+        final long during = busyWrites.get() - before;
+        final boolean doneEarly = done.isDone();
+        slowStore.hook((offset, length) -> { });
+        release.countDown();
+        done.get(30, TimeUnit.SECONDS);
+        stuck.get(30, TimeUnit.SECONDS);
+        stop.set(true);
+        writer.join(10_000);
+        assertThat(doneEarly).as("the transaction waited for the stuck disk").isFalse();
+        assertThat(during).as("disk A's writes while disk B was stuck before the cut").isGreaterThan(20);
+        for (final TrackedDisk disk : disks)
+        {
+            assertThat(disk.bitmaps().exists("cut")).isTrue();
+        }
+    }
+
     // ---------------------------------------------------------------------------------------------- one instant
 
     /** libvirt's pull flow: a fleecing view of every disk in one transaction; the three images show one moment. */
@@ -182,7 +265,9 @@ class JointTransactionTest
     void cutsTakenDiskByDiskAreCaught() throws Exception
     {
         openDisks(false);
-        writers = new Writers(disks, seed);
+        // Paced: unpaced writers on a fast machine wrote all their blocks before the first cut, leaving nothing
+        // between the cuts to catch (the test failed about one run in four when run alone).
+        writers = new Writers(disks, seed, TimeUnit.MICROSECONDS.toNanos(200));
         writers.awaitWrites(300);
         final long[] before = writers.completed();
         for (final TrackedDisk disk : disks)
@@ -193,6 +278,11 @@ class JointTransactionTest
         }
         final long[] after = writers.completed();
         writers.stop();
+        for (final long written : after)
+        {
+            assertThat(written).as("a writer still had room when the last cut was taken")
+                .isLessThan((long)BLOCKS_PER_WRITER_PER_DISK * DISKS);
+        }
         assertThat(Writers.checkPrefixes(readViews(), before, after)).as("seed %d", seed)
             .contains("is in its image but");
     }
@@ -295,8 +385,17 @@ class JointTransactionTest
         private final AtomicBoolean stop = new AtomicBoolean();
         private final AtomicReference<Throwable> failure = new AtomicReference<>();
 
+        private final long pauseNanos;
+
         Writers(final List<TrackedDisk> disks, final long seed)
         {
+            this(disks, seed, 0);
+        }
+
+        /** @param pauseNanos how long each writer pauses after each write, so that it cannot run out of room early. */
+        Writers(final List<TrackedDisk> disks, final long seed, final long pauseNanos)
+        {
+            this.pauseNanos = pauseNanos;
             for (int w = 0; w < WRITERS; w++)
             {
                 completed[w] = new AtomicLong();
@@ -324,6 +423,10 @@ class JointTransactionTest
                     block.putLong(0, n + 1);
                     disks.get((int)(n % DISKS)).write(offset(writer, n), block, false);
                     completed[writer].set(n + 1);
+                    if (pauseNanos > 0)
+                    {
+                        LockSupport.parkNanos(pauseNanos);
+                    }
                 }
             }
             catch (final IOException | RuntimeException ex)

@@ -271,6 +271,15 @@ public final class WriteRing implements AutoCloseable
         return controlTimes.takeWindow(drain >>> DRAIN_COUNT_BITS, drain & DRAIN_COUNT_MASK);
     }
 
+    /**
+     * @return the ring's publication cursor, any thread: it moves with every request published (guest I/O or
+     *         control), so two readings tell whether the disk was in use in between.
+     */
+    public long publishedSequence()
+    {
+        return ring.getCursor();
+    }
+
     /** @return the disk's current epoch: how many cuts (committed transactions and tasks) the ring has run. */
     public long epoch()
     {
