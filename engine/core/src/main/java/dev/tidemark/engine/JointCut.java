@@ -6,7 +6,7 @@ import java.util.concurrent.TimeUnit;
 
 /**
  * The meeting point of one transaction's control requests in the rings of several disks; safe for use by the ring
- * threads of every member (all state is guarded by this object's monitor).
+ * threads of every member and by the publishing thread (all state is guarded by this object's monitor).
  *
  * <p>Each member's ring thread reaches the transaction's control request in its own ring, after every earlier
  * request of that ring is in the store (fused) or marked (staged), and calls {@link #arrive}: it waits there, its
@@ -16,6 +16,9 @@ import java.util.concurrent.TimeUnit;
  * submitted after it completed is after the cut on every disk. Each member then prepares its own actions on its
  * own ring thread (registry mutators belong to the mark thread) and {@link #vote}s; everyone commits if nobody
  * failed, and everyone aborts otherwise. Rings are held for the prepare and commit only, which run in memory.
+ * The publishing thread may publish the idle members first and wait for them ({@link #awaitArrivals}) before it
+ * publishes the busy ones, so that the busy rings do not wait here while the idle ones wake up; the cut is the
+ * last arrival whatever the order of publication.
  *
  * <p>On disk, each member's journal group carries a {@code JOINT_CUT} record with the transaction's id and every
  * member's journal, forced (durable mode) before the member votes; a member commits only after every member voted.

@@ -428,7 +428,8 @@ public final class TrackedDisk implements AutoCloseable
      * them (I2), and waits: every write that completed on any of the disks before a write that falls before the cut
      * was submitted is before the cut too ({@link JointCut} says why). Each disk's actions run on its own ring
      * thread, in the order given, and every disk's journal records its part in one group; if any action of any disk
-     * fails, nothing of the transaction is left on any disk.
+     * fails, nothing of the transaction is left on any disk. Disks without recent requests are reached first, busy
+     * ones once those are at the cut, so that a busy disk's guest writes do not wait for idle rings to wake up.
      *
      * @param actionsByDisk each disk's actions, in order; the map's iteration order is the order of the disks.
      * @return each disk's cut sequence.
