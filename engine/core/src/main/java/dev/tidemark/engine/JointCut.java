@@ -3,6 +3,7 @@ package dev.tidemark.engine;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
+import java.util.function.Supplier;
 
 /**
  * The meeting point of one transaction's control requests in the rings of several disks; safe for use by the ring
@@ -91,35 +92,8 @@ final class JointCut
         {
             notifyAll();
         }
-        final long deadline = System.nanoTime() + arrivalTimeoutNanos;
-        boolean interrupted = false;
-        while (arrived < members && !aborted)
-        {
-            final long left = deadline - System.nanoTime();
-            if (left <= 0)
-            {
-                aborted = true;
-                failure = new IllegalStateException("transaction aborted: disk '" + diskName + "' reached the cut but "
-                    + (members - arrived) + " of " + members + " disks did not within "
-                    + TimeUnit.NANOSECONDS.toMillis(arrivalTimeoutNanos) + " ms");
-                notifyAll();
-                break;
-            }
-            try
-            {
-                TimeUnit.NANOSECONDS.timedWait(this, left);
-            }
-            catch (final InterruptedException ex)
-            {
-                // A ring thread is interrupted only when its disk closes; finish the cut first.
-                interrupted = true;
-            }
-        }
-        if (interrupted)
-        {
-            Thread.currentThread().interrupt();
-        }
-        return !aborted;
+        return awaitArrived(members, () -> "disk '" + diskName + "' reached the cut but " + (members - arrived)
+            + " of " + members + " disks did not");
     }
 
     /**
@@ -148,8 +122,7 @@ final class JointCut
 
     /**
      * Waits, on the publishing thread, until {@code count} members arrived: the members published so far, before
-     * the rest are published. Bounded as an arrival is: the members that arrived abort the transaction after the
-     * arrival timeout.
+     * the rest are published; at most the arrival timeout, after which the transaction aborts.
      *
      * @param count how many members must have arrived.
      * @return {@code true} once they have; {@code false} if the transaction aborted (see {@link #failure()}).
@@ -157,8 +130,28 @@ final class JointCut
     synchronized boolean awaitArrivals(final int count)
     {
         awaitedArrivals = count;
-        // The arrived members' own timeout aborts and wakes this thread; the deadline here is only a backstop.
-        final long deadline = System.nanoTime() + 2 * arrivalTimeoutNanos;
+        try
+        {
+            return awaitArrived(count,
+                () -> (count - arrived) + " of the " + count + " idle disks did not reach the cut");
+        }
+        finally
+        {
+            awaitedArrivals = 0;
+        }
+    }
+
+    /**
+     * Waits until {@code count} members arrived or the transaction aborted, at most the arrival timeout, after which
+     * it aborts the transaction for everyone. Caller holds the monitor.
+     *
+     * @param count how many arrivals to wait for.
+     * @param late what the failure says after "transaction aborted: " when the timeout passes.
+     * @return whether the transaction is still on.
+     */
+    private boolean awaitArrived(final int count, final Supplier<String> late)
+    {
+        final long deadline = System.nanoTime() + arrivalTimeoutNanos;
         boolean interrupted = false;
         while (arrived < count && !aborted)
         {
@@ -166,8 +159,8 @@ final class JointCut
             if (left <= 0)
             {
                 aborted = true;
-                failure = new IllegalStateException("transaction aborted: " + (count - arrived) + " of " + count
-                    + " idle disks did not reach the cut");
+                failure = new IllegalStateException("transaction aborted: " + late.get() + " within "
+                    + TimeUnit.NANOSECONDS.toMillis(arrivalTimeoutNanos) + " ms");
                 notifyAll();
                 break;
             }
@@ -177,10 +170,11 @@ final class JointCut
             }
             catch (final InterruptedException ex)
             {
+                // A ring thread is interrupted only when its disk closes: finish the cut first (and the publisher
+                // its publication).
                 interrupted = true;
             }
         }
-        awaitedArrivals = 0;
         if (interrupted)
         {
             Thread.currentThread().interrupt();
