@@ -547,7 +547,7 @@ public final class TrackedDisk implements AutoCloseable
     }
 
     /** @return the members' indexes, the idle ones first, each group in the transaction's order. */
-    static int[] idleFirst(final boolean[] busy)
+    private static int[] idleFirst(final boolean[] busy)
     {
         final int[] order = new int[busy.length];
         int next = 0;
