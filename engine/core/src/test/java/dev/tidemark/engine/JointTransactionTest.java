@@ -260,6 +260,36 @@ class JointTransactionTest
         assertThat(writers.total()).as("writes after the cut").isGreaterThan(sum(after));
     }
 
+    /**
+     * The same with an idle fourth disk in the transaction, which is reached first: the three busy disks are
+     * published to only once it is at the cut, and their images still show one moment.
+     */
+    @Test
+    void fleecingViewsShowOneMomentWhenAnIdleDiskIsReachedFirst() throws Exception
+    {
+        openDisks(true);
+        writers = new Writers(List.copyOf(disks), seed);
+        final TrackedDisk idle = TrackedDisk.open(DiskOptions.of(new HeapStore(DISK_SIZE), dir.resolve("bm-idle"))
+            .withName("vdd"));
+        disks.add(idle);
+        writers.awaitWrites(300);
+        final Map<TrackedDisk, List<ControlAction>> txn = new LinkedHashMap<>();
+        txn.put(idle, List.of(BitmapActions.add("cut")));
+        for (final TrackedDisk disk : disks.subList(0, DISKS))
+        {
+            final FleecingView view = FleecingView.create(disk, FleecingOptions.of(dir, DISK_SIZE));
+            views.add(view);
+            txn.put(disk, List.of(view.openAction()));
+        }
+        final long[] before = writers.completed();
+        TrackedDisk.transaction(txn);
+        final long[] after = writers.completed();
+        writers.awaitWrites(300);
+        writers.stop();
+        assertThat(Writers.checkPrefixes(readViews(), before, after)).as("seed %d", seed).isNull();
+        assertThat(idle.bitmaps().exists("cut")).isTrue();
+    }
+
     /** The check above can fail: cuts taken disk by disk, a moment apart, are caught. */
     @Test
     void cutsTakenDiskByDiskAreCaught() throws Exception
