@@ -243,20 +243,7 @@ class JointTransactionTest
         openDisks(true);
         writers = new Writers(disks, seed);
         writers.awaitWrites(300);
-        final Map<TrackedDisk, List<ControlAction>> txn = new LinkedHashMap<>();
-        for (final TrackedDisk disk : disks)
-        {
-            final FleecingView view = FleecingView.create(disk, FleecingOptions.of(dir, DISK_SIZE));
-            views.add(view);
-            txn.put(disk, List.of(view.openAction()));
-        }
-        final long[] before = writers.completed();
-        TrackedDisk.transaction(txn);
-        final long[] after = writers.completed();
-        writers.awaitWrites(300);
-        writers.stop();
-        final String violation = Writers.checkPrefixes(readViews(), before, after);
-        assertThat(violation).as("seed %d", seed).isNull();
+        final long[] after = fleeceTheWrittenDisksInOneTransaction(new LinkedHashMap<>());
         assertThat(writers.total()).as("writes after the cut").isGreaterThan(sum(after));
     }
 
@@ -275,6 +262,20 @@ class JointTransactionTest
         writers.awaitWrites(300);
         final Map<TrackedDisk, List<ControlAction>> txn = new LinkedHashMap<>();
         txn.put(idle, List.of(BitmapActions.add("cut")));
+        fleeceTheWrittenDisksInOneTransaction(txn);
+        assertThat(idle.bitmaps().exists("cut")).isTrue();
+    }
+
+    /**
+     * Adds a fleecing view of each disk the writers write to {@code txn}, runs it while they write, lets them write
+     * some more, stops them, and checks that the views show one moment.
+     *
+     * @param txn the transaction's other parts, run first in its order of disks.
+     * @return what each writer had completed when the transaction returned.
+     */
+    private long[] fleeceTheWrittenDisksInOneTransaction(final Map<TrackedDisk, List<ControlAction>> txn)
+        throws Exception
+    {
         for (final TrackedDisk disk : disks.subList(0, DISKS))
         {
             final FleecingView view = FleecingView.create(disk, FleecingOptions.of(dir, DISK_SIZE));
@@ -287,7 +288,7 @@ class JointTransactionTest
         writers.awaitWrites(300);
         writers.stop();
         assertThat(Writers.checkPrefixes(readViews(), before, after)).as("seed %d", seed).isNull();
-        assertThat(idle.bitmaps().exists("cut")).isTrue();
+        return after;
     }
 
     /** The check above can fail: cuts taken disk by disk, a moment apart, are caught. */
